@@ -1,0 +1,38 @@
+"""Structured-config schemas for every config group, and their ConfigStore registration.
+
+``conf/<group>/<option>.yaml`` selects the schema ``survopt/<group>/<option>`` from the
+ConfigStore (defaults live in the dataclass; YAML only overrides), so the schema types
+and checks apply to command-line overrides too.
+"""
+from __future__ import annotations
+
+from .amp import AMP
+from .clipping import CLIPPING
+from .distributed import DISTRIBUTED
+from .optimizer import OPTIMIZERS
+from .scheduler import SCHEDULERS
+
+GROUPS: dict[str, dict[str, type]] = {
+    "optimizer": OPTIMIZERS,
+    "scheduler": SCHEDULERS,
+    "clipping": CLIPPING,
+    "amp": AMP,
+    "distributed": DISTRIBUTED,
+}
+SCHEMA_ROOT = "survopt"
+
+_registered = False
+
+
+def register_configs() -> None:
+    """Store every schema as ``survopt/<group>/<option>`` (idempotent)."""
+    global _registered
+    if _registered:
+        return
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    for group, options in GROUPS.items():
+        for name, schema in options.items():
+            cs.store(group=f"{SCHEMA_ROOT}/{group}", name=name, node=schema)
+    _registered = True

@@ -1,0 +1,33 @@
+"""Mixed-precision schemas: ``none``, ``fp16`` (autocast + GradScaler) and ``bf16`` (autocast)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .checks import fld, gt
+
+
+@dataclass
+class AmpConfig:
+    _target_: str = "survopt_hydra.amp.AmpSettings"
+    dtype: str = "none"
+
+
+@dataclass
+class NoAmpConfig(AmpConfig):
+    dtype: str = "none"
+
+
+@dataclass
+class FP16Config(AmpConfig):
+    dtype: str = "fp16"
+    init_scale: float = fld(2.0**16, gt(0))
+    growth_interval: int = fld(2000, gt(0))
+    fallback_to_bf16: bool = fld(True, doc="use bf16 (and say so) where fp16 autocast is unsupported")
+
+
+@dataclass
+class BF16Config(AmpConfig):
+    dtype: str = "bf16"
+
+
+AMP: dict[str, type[AmpConfig]] = {"none": NoAmpConfig, "fp16": FP16Config, "bf16": BF16Config}

@@ -1,0 +1,154 @@
+"""Range checks attached to dataclass fields, so the schema is the one source of truth.
+
+A field declared with :func:`fld` carries its check in ``metadata``; :func:`validate`
+coerces and checks a mapping of values against a schema dataclass and raises
+:class:`~survopt_hydra.errors.ConfigError` naming the full key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from typing import Any, Callable, Mapping, Optional
+
+from ..errors import ConfigError, did_you_mean
+
+Check = Callable[[Any], Optional[str]]  # returns a description of what is allowed when bad
+
+
+def fld(default: Any, check: Check | None = None, doc: str = "") -> Any:
+    """A dataclass field with a default (lists are copied) and an optional range check."""
+    meta = {"check": check, "doc": doc}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def gt(lo: float) -> Check:
+    return lambda v: None if v > lo else f"must be > {lo:g}"
+
+
+def ge(lo: float) -> Check:
+    return lambda v: None if v >= lo else f"must be >= {lo:g}"
+
+
+def open_unit(v: float) -> str | None:
+    return None if 0.0 < v < 1.0 else "must be in the open interval (0, 1)"
+
+
+def unit_closed_open(v: float) -> str | None:
+    return None if 0.0 <= v < 1.0 else "must be in [0, 1)"
+
+
+def one_of(*allowed: str) -> Check:
+    def check(v: Any) -> str | None:
+        if v in allowed:
+            return None
+        return f"'{v}' is not allowed{did_you_mean(v, allowed)}; allowed: {', '.join(allowed)}"
+
+    return check
+
+
+def betas(v: Any) -> str | None:
+    if len(v) != 2 or not all(0.0 <= b < 1.0 for b in v):
+        return "must be two values, each in [0, 1)"
+    return None
+
+
+def optional(check: Check) -> Check:
+    return lambda v: None if v is None else check(v)
+
+
+def each(check: Check) -> Check:
+    def run(values: Any) -> str | None:
+        for v in values:
+            msg = check(v)
+            if msg:
+                return f"every value {msg}"
+        return None
+
+    return run
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Coerce YAML/CLI values to the schema's type (``'1e-4'`` -> 1e-4), or refuse."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
+        return _coerce(key, value, inner)
+    if value is None:
+        raise ConfigError(key, "must not be null")
+    if origin in (list, tuple) or tp in (list, tuple):
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise ConfigError(key, f"must be a list, got {value!r}")
+        args = typing.get_args(tp)
+        return [_coerce(f"{key}[{i}]", v, args[0] if args else Any) for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, f"must be a mapping, got {value!r}")
+        kt, vt = (typing.get_args(tp) or (Any, Any))
+        return {str(k): _coerce(f"{key}.{k}", v, vt) for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(key, f"must be true or false, got {value!r}")
+    if tp in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(key, f"must be a number, got {value!r}")
+        try:
+            num = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"must be a number, got {value!r}") from None
+        if not math.isfinite(num):
+            raise ConfigError(key, f"must be a finite number, got {value!r}")
+        if tp is int:
+            if num != int(num):
+                raise ConfigError(key, f"must be an integer, got {value!r}")
+            return int(num)
+        return num
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"must be a string, got {value!r}")
+        return value
+    return value
+
+
+def schema_fields(schema: type) -> dict[str, dataclasses.Field]:
+    """Public fields of a schema dataclass (``_target_`` and friends excluded)."""
+    return {f.name: f for f in dataclasses.fields(schema) if not f.name.startswith("_")}
+
+
+def validate(schema: type, values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """Fill defaults, coerce types and check ranges; unknown keys are refused.
+
+    Returns a plain dict with one entry per public schema field.
+    """
+    fields = schema_fields(schema)
+    hints = typing.get_type_hints(schema)
+    for k in values:
+        if k not in fields and not str(k).startswith("_"):
+            raise ConfigError(
+                f"{prefix}.{k}",
+                f"unknown key{did_you_mean(k, fields)}; allowed: {', '.join(fields)}",
+            )
+    out: dict[str, Any] = {}
+    defaults = schema()
+    for name, f in fields.items():
+        key = f"{prefix}.{name}"
+        raw = values[name] if name in values else getattr(defaults, name)
+        if hasattr(raw, "_content") or type(raw).__name__ in ("ListConfig", "DictConfig"):
+            from omegaconf import OmegaConf  # only when handed OmegaConf nodes
+
+            raw = OmegaConf.to_container(raw, resolve=True)
+        value = _coerce(key, raw, hints[name])
+        check = f.metadata.get("check")
+        if check is not None and value is not None:
+            msg = check(value)
+            if msg:
+                raise ConfigError(key, f"{msg}, got {value!r}")
+        out[name] = value
+    return out

@@ -1,0 +1,210 @@
+"""Build a torch ``LRScheduler`` from a validated scheduler config.
+
+``build_scheduler`` is the ``_target_`` of every ``conf/scheduler`` option. It fixes
+what torch leaves to the user and peers get wrong:
+
+* lengths given in epochs become optimizer steps when ``interval: step``;
+* warmup composes with every option, plateau included (``SequentialLR`` refuses
+  ``ReduceLROnPlateau``, and restarts chained schedulers from the pre-peak LR);
+* finite schedules hold their final LR past the end (torch's cosine rebounds and
+  ``OneCycleLR`` raises one step past its total).
+
+The returned scheduler carries ``interval`` (``"epoch"``/``"step"``) and ``monitor``
+(the metric a plateau scheduler reads, else ``None``) for the step engine.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from torch.optim import Optimizer, lr_scheduler
+from torch.optim.lr_scheduler import LRScheduler
+
+from .config.checks import validate
+from .config.scheduler import SCHEDULERS
+from .errors import ConfigError, unknown_name
+
+
+class CosineAnnealingLR(lr_scheduler.CosineAnnealingLR):
+    """torch's cosine annealing in closed form, holding ``eta_min`` after ``T_max``.
+
+    The closed form starts from the base LR whatever the current LR is, so it also
+    starts at the peak when it follows a warmup.
+    """
+
+    def get_lr(self) -> list[float]:
+        t = min(max(self.last_epoch, 0), self.T_max)
+        cos = (1 + math.cos(math.pi * t / self.T_max)) / 2
+        return [self.eta_min + (base - self.eta_min) * cos for base in self.base_lrs]
+
+
+class OneCycleLR(lr_scheduler.OneCycleLR):
+    """torch's one-cycle policy that holds its final LR instead of raising past the end."""
+
+    def get_lr(self) -> list[float]:
+        if self.last_epoch >= self.total_steps:
+            return [group["lr"] for group in self.optimizer.param_groups]
+        return super().get_lr()
+
+
+class WarmupScheduler(LRScheduler):
+    """Linear warmup from ``start_factor`` x LR to the LR, then hand over to ``inner``.
+
+    ``inner`` was built first (it sets ``initial_lr``) and is not stepped during the
+    warmup, so it starts from its own step 0 at exactly the base LR. ``step(metrics)``
+    is forwarded to a plateau ``inner`` after the warmup and ignored during it.
+    """
+
+    def __init__(self, optimizer: Optimizer, inner: LRScheduler, warmup_steps: int, start_factor: float) -> None:
+        self.optimizer = optimizer
+        self.inner = inner
+        self.warmup_steps = int(warmup_steps)
+        self.start_factor = float(start_factor)
+        self.base_lrs = [group.setdefault("initial_lr", group["lr"]) for group in optimizer.param_groups]
+        self.last_epoch = 0
+        self._set(self._warm_lrs(0))
+
+    def _warm_lrs(self, t: int) -> list[float]:
+        factor = self.start_factor + (1.0 - self.start_factor) * t / self.warmup_steps
+        return [base * factor for base in self.base_lrs]
+
+    def _set(self, lrs: list[float]) -> None:
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self._last_lr = list(lrs)
+
+    def step(self, metrics: Any = None) -> None:  # type: ignore[override]
+        self.last_epoch += 1
+        t = self.last_epoch
+        if t < self.warmup_steps:
+            self._set(self._warm_lrs(t))
+        elif t == self.warmup_steps:
+            self._set(list(self.base_lrs))
+        else:
+            if isinstance(self.inner, lr_scheduler.ReduceLROnPlateau):
+                self.inner.step(metrics)
+            else:
+                self.inner.step()
+            self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def get_lr(self) -> list[float]:
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "inner")}
+        state["inner"] = self.inner.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        self.inner.load_state_dict(state.pop("inner"))
+        self.__dict__.update(state)
+
+
+def _steps(key: str, epochs: float, unit: int) -> int:
+    steps = round(epochs * unit)
+    if steps < 1:
+        raise ConfigError(key, f"{epochs:g} epochs is less than one {('step' if unit > 1 else 'epoch')}")
+    return steps
+
+
+def _cosine(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
+    if c["T_max"] is not None:
+        t_max = _steps("scheduler.T_max", c["T_max"], unit)
+    elif total is not None:
+        t_max = total - warm
+    else:
+        raise ConfigError("scheduler.T_max", "unknown run length: pass epochs= or set T_max")
+    return CosineAnnealingLR(opt, T_max=t_max, eta_min=c["eta_min"])
+
+
+def _onecycle(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
+    if total is None:
+        raise ConfigError("scheduler.epochs", "onecycle needs the run length: pass epochs= (and steps_per_epoch=)")
+    if warm:
+        raise ConfigError("scheduler.warmup_epochs", "onecycle has its own warmup; use pct_start, allowed: 0")
+    groups = opt.param_groups
+    peak = c["max_lr"]
+    max_lrs = [peak * g.get("lr_mult", 1.0) if peak else g["lr"] for g in groups]
+    has_momentum = "momentum" in opt.defaults or "betas" in opt.defaults
+    return OneCycleLR(
+        opt, max_lr=max_lrs, total_steps=total, pct_start=c["pct_start"],
+        anneal_strategy=c["anneal_strategy"], div_factor=c["div_factor"],
+        final_div_factor=c["final_div_factor"], three_phase=c["three_phase"],
+        cycle_momentum=c["cycle_momentum"] and has_momentum,
+    )
+
+
+def _plateau(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
+    if c["interval"] != "epoch":
+        raise ConfigError("scheduler.interval", "plateau steps on validation metrics; allowed: epoch")
+    return lr_scheduler.ReduceLROnPlateau(
+        opt, mode=c["mode"], factor=c["factor"], patience=c["patience"], threshold=c["threshold"],
+        threshold_mode=c["threshold_mode"], cooldown=c["cooldown"], min_lr=c["min_lr"],
+    )
+
+
+_BUILDERS: dict[str, Callable[[Optimizer, dict, int, Any, int], LRScheduler]] = {
+    "none": lambda o, c, u, t, w: lr_scheduler.ConstantLR(o, factor=1.0, total_iters=0),
+    "cosine": _cosine,
+    "warmup_cosine": _cosine,
+    "cosine_warm_restarts": lambda o, c, u, t, w: lr_scheduler.CosineAnnealingWarmRestarts(
+        o, T_0=_steps("scheduler.T_0", c["T_0"], u), T_mult=c["T_mult"], eta_min=c["eta_min"]
+    ),
+    "onecycle": _onecycle,
+    "plateau": _plateau,
+    "step": lambda o, c, u, t, w: lr_scheduler.StepLR(
+        o, step_size=_steps("scheduler.step_size", c["step_size"], u), gamma=c["gamma"]
+    ),
+    "multistep": lambda o, c, u, t, w: lr_scheduler.MultiStepLR(
+        o, milestones=[_steps("scheduler.milestones", m, u) for m in c["milestones"]], gamma=c["gamma"]
+    ),
+    "exponential": lambda o, c, u, t, w: lr_scheduler.ExponentialLR(o, gamma=c["gamma"]),
+    "linear_warmup": lambda o, c, u, t, w: lr_scheduler.LinearLR(
+        o, start_factor=c["warmup_start_factor"], end_factor=1.0, total_iters=w
+    ),
+}
+
+
+def scheduler_options(name: str, key: str = "scheduler.name") -> type:
+    """The schema dataclass of a scheduler name, or a ConfigError listing the names."""
+    try:
+        return SCHEDULERS[name]
+    except KeyError:
+        raise unknown_name(key, name, SCHEDULERS) from None
+
+
+def build_scheduler(
+    optimizer: Optimizer,
+    epochs: int | None = None,
+    steps_per_epoch: int | None = None,
+    name: str = "none",
+    **options: Any,
+) -> LRScheduler:
+    """Validate ``options`` for ``name`` and build the scheduler for this run length.
+
+    ``steps_per_epoch`` counts *applied optimizer steps* per epoch (batches divided by
+    gradient accumulation, rounded up), so step schedules end exactly at the run's end.
+    """
+    cfg = validate(scheduler_options(name), options, "scheduler")
+    for key, value in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"scheduler.{key}", f"must be an integer >= 1, got {value!r}")
+    if cfg["interval"] == "step" and steps_per_epoch is None:
+        raise ConfigError("scheduler.interval", "interval=step needs steps_per_epoch= at instantiate")
+    unit = steps_per_epoch if cfg["interval"] == "step" else 1
+    total = epochs * unit if epochs is not None else None
+    warm = round(cfg["warmup_epochs"] * unit)
+    if total is not None and warm >= total and name != "linear_warmup":
+        raise ConfigError(
+            "scheduler.warmup_epochs",
+            f"warmup of {cfg['warmup_epochs']:g} epochs must be shorter than the run ({epochs} epochs)",
+        )
+    if name == "linear_warmup" and warm < 1:
+        raise ConfigError("scheduler.warmup_epochs", "linear_warmup needs at least one warmup step")
+    sched = _BUILDERS[name](optimizer, cfg, unit, total, warm)
+    if warm and name not in ("linear_warmup", "onecycle"):
+        sched = WarmupScheduler(optimizer, sched, warm, cfg["warmup_start_factor"])
+    sched.interval = cfg["interval"]  # type: ignore[attr-defined]
+    sched.monitor = cfg.get("monitor") if name == "plateau" else None  # type: ignore[attr-defined]
+    return sched

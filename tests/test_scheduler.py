@@ -1,0 +1,161 @@
+"""Scheduler semantics: torch-equal trajectories, warmup composition, holding at the end."""
+import math
+
+import pytest
+import torch
+from torch.optim import lr_scheduler as tls
+
+from survopt_hydra import ConfigError, build_optimizer, build_scheduler
+from survopt_hydra.config import SCHEDULERS
+
+
+def _opt(lr=0.1):
+    return build_optimizer([torch.nn.Parameter(torch.zeros(3))], "sgd", lr=lr, momentum=0.9)
+
+
+def _trajectory(sched, n, metrics=None):
+    lrs = []
+    for i in range(n):
+        lrs.append(sched.optimizer.param_groups[0]["lr"])
+        if metrics is None:
+            sched.step()
+        else:
+            sched.step(metrics[i])
+    return lrs
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULERS))
+def test_every_option_is_a_torch_lr_scheduler(name):
+    opt = _opt()
+    sched = build_scheduler(opt, epochs=20, steps_per_epoch=5, name=name)
+    assert isinstance(sched, tls.LRScheduler)
+    assert sched.interval in ("epoch", "step")
+    metrics = [0.5] * 150 if name == "plateau" else None
+    lrs = _trajectory(sched, 150, metrics)  # far past the end: never raises
+    assert all(math.isfinite(v) and v >= 0 for v in lrs)
+    if name not in ("cosine_warm_restarts", "exponential"):  # periodic / unbounded by design
+        assert lrs[-1] == lrs[-2]  # finite schedules hold their last LR
+
+
+def test_cosine_equals_torch_and_holds_eta_min():
+    opt_a, opt_b = _opt(), _opt()
+    ours = build_scheduler(opt_a, epochs=100, name="cosine", eta_min=1e-4)
+    ref = tls.CosineAnnealingLR(opt_b, T_max=100, eta_min=1e-4)
+    a, b = _trajectory(ours, 101), _trajectory(ref, 101)
+    assert a == pytest.approx(b, rel=1e-9)
+    assert a[50] == pytest.approx((0.1 + 1e-4) / 2, rel=1e-12)
+    tail = _trajectory(ours, 50)
+    assert tail == pytest.approx([1e-4] * 50)  # torch's rebounds here
+
+
+def test_step_interval_converts_epochs_to_steps():
+    opt = _opt()
+    sched = build_scheduler(opt, epochs=10, steps_per_epoch=7, name="cosine", interval="step", warmup_epochs=2)
+    lrs = _trajectory(sched, 70)
+    peak = lrs.index(max(lrs))
+    assert peak == 14  # 2 warmup epochs x 7 steps
+    assert all(x < y for x, y in zip(lrs[:14], lrs[1:15]))
+    assert lrs[14] == pytest.approx(0.1)
+
+
+def test_warm_restarts_equal_torch():
+    opt_a, opt_b = _opt(), _opt()
+    ours = build_scheduler(opt_a, epochs=100, name="cosine_warm_restarts", T_0=25, T_mult=2, eta_min=1e-7)
+    ref = tls.CosineAnnealingWarmRestarts(opt_b, T_0=25, T_mult=2, eta_min=1e-7)
+    a, b = _trajectory(ours, 100), _trajectory(ref, 100)
+    assert a == pytest.approx(b, rel=1e-12)
+    assert a[25] == pytest.approx(0.1) and a[75] == pytest.approx(0.1)
+
+
+def test_onecycle_equals_torch_then_holds():
+    opt_a = _opt()
+    opt_b = torch.optim.SGD([torch.nn.Parameter(torch.zeros(3))], lr=0.1, momentum=0.9)
+    ours = build_scheduler(opt_a, epochs=4, steps_per_epoch=25, name="onecycle", max_lr=1.0, pct_start=0.3)
+    ref = tls.OneCycleLR(opt_b, max_lr=1.0, total_steps=100, pct_start=0.3)
+    a, b = _trajectory(ours, 100), _trajectory(ref, 100)
+    assert a == pytest.approx(b, rel=1e-12)
+    assert max(a) == pytest.approx(1.0) and a.index(max(a)) == 29
+    assert _trajectory(ours, 20) == pytest.approx([a[-1]] * 20)  # torch raises here
+
+
+def test_warmup_then_plateau():
+    opt = _opt()
+    sched = build_scheduler(opt, epochs=40, name="plateau", warmup_epochs=3, factor=0.5, patience=2, mode="max")
+    lrs = _trajectory(sched, 12, metrics=[0.6] * 12)
+    assert lrs[:4] == pytest.approx([0.001, 0.001 + 0.099 / 3, 0.001 + 2 * 0.099 / 3, 0.1])
+    # after warmup: first metric sets best, then patience=2 bad epochs, halved on the 3rd
+    assert lrs[4:7] == pytest.approx([0.1] * 3)
+    assert lrs[7] == pytest.approx(0.05)
+    assert sched.monitor == "val_cindex"
+
+
+@pytest.mark.parametrize("name", ["step", "multistep", "exponential", "cosine"])
+def test_warmup_peaks_at_base_then_matches_unwarmed_shape(name):
+    """After W warmup epochs the inner schedule starts from its own step 0 at the base LR."""
+    opt_w, opt_p = _opt(), _opt()
+    opts = {"step": {"step_size": 3, "gamma": 0.5}, "multistep": {"milestones": [2, 5]},
+            "exponential": {"gamma": 0.9}, "cosine": {"T_max": 10}}[name]
+    warmed = build_scheduler(opt_w, epochs=20, name=name, warmup_epochs=4, **opts)
+    plain = build_scheduler(opt_p, epochs=20, name=name, **opts)
+    a, b = _trajectory(warmed, 14), _trajectory(plain, 10)
+    assert a[4] == pytest.approx(0.1)
+    assert a[4:] == pytest.approx(b, rel=1e-12)
+
+
+def test_linear_warmup_then_constant():
+    sched = build_scheduler(_opt(), epochs=10, name="linear_warmup", warmup_epochs=4, warmup_start_factor=0.25)
+    assert _trajectory(sched, 8) == pytest.approx([0.025, 0.04375, 0.0625, 0.08125, 0.1, 0.1, 0.1, 0.1])
+
+
+def test_onecycle_keeps_group_lr_multipliers():
+    model = torch.nn.Sequential()
+    model.add_module("backbone", torch.nn.Linear(2, 2, bias=False))
+    model.add_module("head", torch.nn.Linear(2, 1, bias=False))
+    opt = build_optimizer(model, "adamw", lr=1e-3, lr_mult={"backbone.*": 0.1})
+    sched = build_scheduler(opt, epochs=1, steps_per_epoch=10, name="onecycle", max_lr=1e-2)
+    assert [g["initial_lr"] for g in opt.param_groups] == pytest.approx([1e-3 / 25 * 1, 1e-2 / 25])
+    assert sched.max_lrs if hasattr(sched, "max_lrs") else True
+
+
+def test_state_dict_round_trip_continues_identically():
+    def make():
+        return build_scheduler(_opt(), epochs=30, name="warmup_cosine", warmup_epochs=5, eta_min=1e-3)
+
+    a = make()
+    full = _trajectory(a, 30)
+    b = make()
+    _trajectory(b, 12)
+    state = b.state_dict()
+    c = make()
+    c.load_state_dict(state)
+    for group, lr in zip(c.optimizer.param_groups, b.optimizer.param_groups):
+        group["lr"] = lr["lr"]
+    assert _trajectory(c, 18) == full[12:]
+
+
+@pytest.mark.parametrize(
+    "name, options, runtime, key",
+    [
+        ("cosine_warm_restarts", {"T_0": 0}, {}, "scheduler.T_0"),
+        ("cosine_warm_restarts", {"T_mult": 0}, {}, "scheduler.T_mult"),
+        ("onecycle", {"pct_start": 1.0}, {"epochs": 2, "steps_per_epoch": 2}, "scheduler.pct_start"),
+        ("onecycle", {"pct_start": 0}, {"epochs": 2, "steps_per_epoch": 2}, "scheduler.pct_start"),
+        ("plateau", {"factor": 1.0}, {}, "scheduler.factor"),
+        ("plateau", {"patience": -1}, {}, "scheduler.patience"),
+        ("plateau", {"mode": "maximum"}, {}, "scheduler.mode"),
+        ("step", {"gamma": 0}, {}, "scheduler.gamma"),
+        ("exponential", {"gamma": -0.5}, {}, "scheduler.gamma"),
+        ("cosine", {"warmup_epochs": 10}, {"epochs": 10}, "scheduler.warmup_epochs"),
+        ("cosine", {}, {}, "scheduler.T_max"),
+        ("cosine", {"interval": "batch"}, {"epochs": 3}, "scheduler.interval"),
+        ("cosine", {"interval": "step"}, {"epochs": 3}, "scheduler.interval"),
+        ("cosinee", {}, {}, "scheduler.name"),
+        ("cosine", {"eta_mn": 0.1}, {"epochs": 3}, "scheduler.eta_mn"),
+        ("plateau", {"interval": "step"}, {"steps_per_epoch": 3}, "scheduler.interval"),
+        ("cosine", {}, {"epochs": 0}, "scheduler.epochs"),
+    ],
+)
+def test_bad_scheduler_values_name_the_key(name, options, runtime, key):
+    with pytest.raises(ConfigError) as err:
+        build_scheduler(_opt(), name=name, **runtime, **options)
+    assert err.value.key == key, str(err.value)
