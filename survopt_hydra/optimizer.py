@@ -15,7 +15,7 @@ from torch import nn
 
 from .config.checks import validate
 from .config.optimizer import OPTIMIZERS
-from .errors import unknown_name
+from .errors import ConfigError, unknown_name
 from .param_groups import build_param_groups
 
 TORCH_CLASSES: dict[str, str] = {
@@ -67,7 +67,9 @@ def _construct(cls: type, groups: list, lr: float, wd: float, kwargs: dict, impl
     if impl in ("auto", "fused") and "fused" in accepted:
         try:
             return cls(groups, fused=True, **base)
-        except (RuntimeError, ValueError, TypeError):
+        except (RuntimeError, ValueError, TypeError) as exc:
             if impl == "fused":
-                raise
+                raise ConfigError("optimizer.implementation", f"fused is not supported here ({exc}); allowed: auto, foreach, for_loop") from None
+    elif impl == "fused":
+        raise ConfigError("optimizer.implementation", f"{cls.__name__} has no fused kernel; allowed: auto, foreach, for_loop")
     return cls(groups, **base)

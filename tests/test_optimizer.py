@@ -131,3 +131,8 @@ def test_unknown_name_lists_allowed_and_suggests(tiny_model):
 def test_numeric_strings_from_yaml_are_coerced(tiny_model):
     opt = build_optimizer(tiny_model, "adamw", lr="1e-4", weight_decay="1e-4")
     assert opt.param_groups[0]["lr"] == 1e-4 and opt.param_groups[0]["weight_decay"] == 1e-4
+
+
+def test_explicit_fused_without_a_kernel_is_refused(tiny_model):
+    with pytest.raises(ConfigError, match="optimizer.implementation: RMSprop has no fused kernel"):
+        build_optimizer(tiny_model, "rmsprop", implementation="fused")

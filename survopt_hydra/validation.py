@@ -1,0 +1,56 @@
+"""Validate a composed config before anything is built, run or written.
+
+Hydra's structured configs already refuse unknown keys and wrong types at composition;
+this adds the range checks and cross-group checks (warmup longer than the run, a
+scheduler that needs a run length) by running the same validators and builders the
+real run will use, on a one-parameter dummy optimizer: no second copy of any rule.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+from .config import GROUPS
+from .config.checks import validate
+from .errors import ConfigError, unknown_name
+
+#: The field that names the option within each group's node.
+NAME_FIELDS = {"optimizer": "name", "scheduler": "name", "clipping": "mode", "amp": "dtype", "distributed": "strategy"}
+
+
+def _plain(node: Any) -> dict[str, Any]:
+    if hasattr(node, "_metadata"):
+        from omegaconf import OmegaConf
+
+        node = OmegaConf.to_container(node, resolve=True)
+    return {k: v for k, v in dict(node).items() if not str(k).startswith("_")}
+
+
+def validate_groups(cfg: Mapping[str, Any], epochs: int | None = None, steps_per_epoch: int | None = None) -> None:
+    """Check every survopt group present in ``cfg``; raise ConfigError on the first problem.
+
+    With ``epochs`` (and ``steps_per_epoch`` for step schedules) the scheduler is also
+    built on a dummy optimizer, so run-length checks fire now rather than mid-run.
+    """
+    for group, options in GROUPS.items():
+        node = cfg.get(group)
+        if node is None:
+            continue
+        values = _plain(node)
+        field = NAME_FIELDS[group]
+        name = values.get(field)
+        if name not in options:
+            raise unknown_name(f"{group}.{field}", str(name), options)
+        validate(options[name], values, group)
+    if cfg.get("optimizer") is not None and cfg.get("scheduler") is not None and epochs is not None:
+        from .optimizer import build_optimizer
+        from .scheduler import build_scheduler
+
+        opt_values = _plain(cfg["optimizer"])
+        opt_values.pop("lr_mult", None)  # patterns need real parameter names
+        dummy = build_optimizer([torch.nn.Parameter(torch.zeros(1))], **opt_values)
+        build_scheduler(dummy, epochs=epochs, steps_per_epoch=steps_per_epoch, **_plain(cfg["scheduler"]))
+
+
+__all__ = ["validate_groups", "ConfigError", "NAME_FIELDS"]

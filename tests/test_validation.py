@@ -1,0 +1,35 @@
+"""Whole-config validation before a run: ranges and cross-group checks name the key."""
+import pytest
+
+from survopt_hydra import ConfigError
+from survopt_hydra.validation import validate_groups
+
+BASE = {"optimizer": {"name": "adamw", "lr": 1e-3}, "scheduler": {"name": "cosine"}, "clipping": {"mode": "norm"}}
+
+
+@pytest.mark.parametrize(
+    "patch, key",
+    [
+        ({"optimizer": {"name": "adamw", "lr": 0.0}}, "optimizer.lr"),
+        ({"optimizer": {"name": "adamx"}}, "optimizer.name"),
+        ({"scheduler": {"name": "warmup_cosine", "warmup_epochs": 12}}, "scheduler.warmup_epochs"),
+        ({"scheduler": {"name": "cosine", "interval": "step"}}, "scheduler.interval"),
+        ({"clipping": {"mode": "norm", "max_norm": 0}}, "clipping.max_norm"),
+        ({"clipping": {"mode": "adaptive", "clip_factor": -1}}, "clipping.clip_factor"),
+        ({"amp": {"dtype": "fp8"}}, "amp.dtype"),
+        ({"distributed": {"strategy": "mpi"}}, "distributed.strategy"),
+        ({"distributed": {"strategy": "ddp", "backend": "mpi"}}, "distributed.backend"),
+    ],
+)
+def test_bad_config_is_refused_before_the_run(patch, key):
+    with pytest.raises(ConfigError) as err:
+        validate_groups({**BASE, **patch}, epochs=10)
+    assert err.value.key == key
+
+
+def test_good_config_passes_and_step_schedules_need_steps_per_epoch():
+    validate_groups(BASE, epochs=10)
+    cfg = {**BASE, "scheduler": {"name": "onecycle"}}
+    validate_groups(cfg, epochs=10, steps_per_epoch=5)
+    with pytest.raises(ConfigError, match="scheduler.interval"):
+        validate_groups(cfg, epochs=10)
