@@ -1,0 +1,144 @@
+"""Cox-type survival networks: each maps inputs to a log-hazard (risk) of shape (n,).
+
+The output layers have no bias: the Cox partial likelihood is invariant to
+adding a constant to every risk, so a bias would get zero gradient and only
+add an unidentifiable parameter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+NORMS = ("batch", "layer", "none")
+ACTIVATIONS = {"relu": nn.ReLU, "selu": nn.SELU, "gelu": nn.GELU, "tanh": nn.Tanh}
+
+
+class LinearCox(nn.Module):
+    """Classical Cox regression written as a network (risk = x @ beta)."""
+
+    def __init__(self, in_features: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, 1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x).squeeze(-1)
+
+
+class MLP(nn.Module):
+    """DeepSurv-style network: [Linear -> norm -> activation -> dropout] * len(hidden) -> Linear."""
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden: Sequence[int] = (32, 32),
+        dropout: float = 0.1,
+        norm: str = "batch",
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"MLP: unknown norm {norm!r}; allowed: {', '.join(NORMS)}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"MLP: unknown activation {activation!r}; allowed: {', '.join(ACTIVATIONS)}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"MLP: dropout must be in [0, 1), got {dropout}")
+        layers: list[nn.Module] = []
+        width = in_features
+        for units in hidden:
+            layers.append(nn.Linear(width, units))
+            if norm == "batch":
+                layers.append(nn.BatchNorm1d(units))
+            elif norm == "layer":
+                layers.append(nn.LayerNorm(units))
+            layers.append(ACTIVATIONS[activation]())
+            if dropout > 0:
+                # Plain dropout breaks SELU's self-normalisation; AlphaDropout preserves it.
+                layers.append(nn.AlphaDropout(dropout) if activation == "selu" else nn.Dropout(dropout))
+            width = units
+        layers.append(nn.Linear(width, 1, bias=False))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).squeeze(-1)
+
+
+class SmallCNN(nn.Module):
+    """Small image model split into ``backbone`` (features) and ``head`` (risk).
+
+    The split lets a fine-tuning setup give ``backbone.*`` parameters a lower
+    learning rate than the freshly initialised head. ``pretrained`` loads
+    backbone weights only: a file holding a full model (``backbone.*`` and
+    ``head.*`` keys), a bare backbone state dict, or either under a
+    ``"model"`` key; any head in the file is ignored because it was trained
+    for another task.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        channels: Sequence[int] = (16, 32),
+        hidden: int = 32,
+        dropout: float = 0.1,
+        pretrained: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        if not channels:
+            raise ValueError("SmallCNN: channels must name at least one conv block")
+        blocks: list[nn.Module] = []
+        width = in_channels
+        for out in channels:
+            blocks += [
+                nn.Conv2d(width, out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
+            width = out
+        self.backbone = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Sequential(
+            nn.Linear(width, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, 1, bias=False)
+        )
+        self.in_channels = in_channels
+        if pretrained is not None:
+            self.load_backbone(pretrained)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"SmallCNN: expected images (n, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        return self.head(self.backbone(x)).squeeze(-1)
+
+    def load_backbone(self, path: str | Path) -> None:
+        """Load pretrained backbone weights; any problem is a one-line ValueError."""
+        if not Path(path).is_file():
+            raise ValueError(f"SmallCNN.pretrained: file not found: {path}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types; report one line
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise ValueError(f"SmallCNN.pretrained: cannot load {path}: {type(exc).__name__}: {first}") from None
+        if isinstance(state, dict) and isinstance(state.get("model"), dict):
+            state = state["model"]
+        if not isinstance(state, dict):
+            raise ValueError(f"SmallCNN.pretrained: {path} does not hold a state dict")
+        if any(str(k).startswith("backbone.") for k in state):
+            state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+        own = self.backbone.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise ValueError(
+                f"SmallCNN.pretrained: {path} does not match the backbone "
+                f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})"
+            )
+        for key, value in own.items():
+            if not isinstance(state[key], Tensor) or state[key].shape != value.shape:
+                got = tuple(state[key].shape) if isinstance(state[key], Tensor) else type(state[key]).__name__
+                raise ValueError(
+                    f"SmallCNN.pretrained: {path}: shape mismatch for backbone.{key}: "
+                    f"file has {got}, model needs {tuple(value.shape)}"
+                )
+        self.backbone.load_state_dict(state)
