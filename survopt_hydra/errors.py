@@ -21,10 +21,28 @@ class ConfigError(ValueError):
         super().__init__(f"{key}: {message}")
 
 
+def _edit_distance(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """Return ``" (did you mean 'x'?)"`` for a close match, else an empty string."""
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    """Return ``" (did you mean 'x'?)"`` for a close match, else an empty string.
+
+    difflib finds the candidates; the fewest edits picks among them (difflib alone
+    ranks 'adam' above 'adamw' for the typo 'adamx').
+    """
+    name, choices = str(name), [str(c) for c in choices]
+    close = difflib.get_close_matches(name, choices, n=len(choices), cutoff=0.6)
+    if not close:
+        return ""
+    best = min(close, key=lambda c: (_edit_distance(name, c), abs(len(c) - len(name)), close.index(c)))
+    return f" (did you mean '{best}'?)"
 
 
 def unknown_name(key: str, name: str, allowed: Iterable[str]) -> ConfigError:

@@ -124,7 +124,7 @@ def test_bad_values_name_the_key(tiny_model, name, options, key):
 
 
 def test_unknown_name_lists_allowed_and_suggests(tiny_model):
-    with pytest.raises(ConfigError, match=r"did you mean 'adam'.*allowed: adagrad, adam, adamw"):
+    with pytest.raises(ConfigError, match=r"did you mean 'adamw'.*allowed: adagrad, adam, adamw"):
         build_optimizer(tiny_model, "adamx")
 
 

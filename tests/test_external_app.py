@@ -1,0 +1,168 @@
+"""survopt_hydra used as a user would: from ANOTHER Hydra app, through the installed wheel.
+
+The wheel is built from a copy of the sources (the shared tree gets no ``build/``),
+installed with ``--no-deps --no-index`` into a fresh venv that sees the dev venv's
+torch/hydra through a ``.pth`` line (nothing is downloaded). ``.pth`` files inside that
+added directory are not processed, so the dev venv's editable install stays invisible:
+the app must import survopt_hydra and its search-path plugin from the new venv.
+The app (``tests/external_app``) names only ``optimizer: adamw``, ``scheduler: cosine``,
+``clipping: none``; those groups exist only inside the wheel.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+APP = Path(__file__).resolve().parent / "external_app"
+SOURCES = ("survopt_hydra", "conf", "hydra_plugins", "pyproject.toml", "README.md")
+
+
+def _run(cmd: list, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("external")
+    src = root / "src"
+    src.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist")
+    for name in SOURCES:
+        path = REPO / name
+        if path.is_dir():
+            shutil.copytree(path, src / name, ignore=ignore)
+        else:
+            shutil.copy2(path, src / name)
+    # -x: the build backend is already in the dev venv; see the report on pyproject's "wheel" requirement
+    _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "-x", "-o", str(root / "dist")], cwd=src)
+    wheel = next((root / "dist").glob("*.whl"))
+
+    venv = root / "venv"
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=root)
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    purelib = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                        cwd=root).stdout.strip())
+    (purelib / "_survopt_dev_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # pip comes from the dev venv too; --ignore-installed: never touch the dev venv's editable install
+    _run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "--quiet",
+          str(wheel)], cwd=root)
+
+    app = root / "app"
+    shutil.copytree(APP, app, ignore=shutil.ignore_patterns("__pycache__", "outputs", "multirun"))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    return {"root": root, "wheel": wheel, "python": python, "purelib": purelib, "app": app, "env": env}
+
+
+@pytest.fixture(scope="module")
+def runs(installed) -> dict:
+    """Every app invocation at once (the machine may have few cores; they overlap imports)."""
+    out = installed["root"] / "out"
+    cases = {
+        "default": [],
+        "lr": ["optimizer.lr=0.05"],
+        "preset": ["+preset=large_model"],
+        "partial": ["+optimizer._partial_=true"],
+        "bad": ["optimizer.lr=-1"],
+    }
+    procs = {
+        name: subprocess.Popen(
+            [str(installed["python"]), "app.py", *args, f"hydra.run.dir={out / name}"],
+            cwd=installed["app"], env=installed["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for name, args in cases.items()
+    }
+    procs["multirun"] = subprocess.Popen(
+        [str(installed["python"]), "app.py", "-m", "optimizer.lr=1e-4,1e-3", f"hydra.sweep.dir={out / 'sweep'}"],
+        cwd=installed["app"], env=installed["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    results = {}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        results[name] = {"rc": proc.returncode, "stdout": stdout, "stderr": stderr, "dir": out / name}
+    return results
+
+
+def _result(run: dict) -> dict:
+    assert run["rc"] == 0, run["stdout"] + run["stderr"]
+    line = next(ln for ln in run["stdout"].splitlines() if ln.startswith("RESULT "))
+    result = json.loads(line[len("RESULT "):])
+    assert json.loads((run["dir"] / "result.json").read_text()) == result
+    return result
+
+
+def _cosine(lr: float, epochs: int = 4, eta_min: float = 0.0) -> list[float]:
+    return [eta_min + (lr - eta_min) * (1 + math.cos(math.pi * t / epochs)) / 2 for t in range(epochs)]
+
+
+def test_wheel_ships_config_groups_and_plugin(installed):
+    names = set(zipfile.ZipFile(installed["wheel"]).namelist())
+    for required in (
+        "survopt_hydra/conf/optimizer/adamw.yaml",
+        "survopt_hydra/conf/scheduler/cosine.yaml",
+        "survopt_hydra/conf/clipping/none.yaml",
+        "survopt_hydra/conf/preset/large_model.yaml",
+        "hydra_plugins/survopt_hydra_searchpath/__init__.py",
+        "survopt_hydra/seed_api.py",
+    ):
+        assert required in names, required
+    assert "hydra_plugins/__init__.py" not in names  # a namespace package shared with other plugins
+
+
+def test_default_run_uses_the_installed_wheel(installed, runs):
+    result = _result(runs["default"])
+    purelib = str(installed["purelib"].resolve())
+    for module in ("survopt_hydra", "plugin"):
+        path = str(Path(result[module]).resolve())
+        assert path.startswith(purelib) and not path.startswith(str(REPO)), path
+    assert (result["optimizer"], result["scheduler"], result["clipping"]) == ("AdamW", "CosineAnnealingLR", "none")
+    assert result["lr"] == 1e-3 and result["weight_decay"] == 0.01  # torch's AdamW defaults
+    assert result["betas"] == [0.9, 0.999] and result["partial"] is False
+    assert result["lrs"] == pytest.approx(_cosine(1e-3), rel=1e-12)
+
+
+def test_cli_override(runs):
+    result = _result(runs["lr"])
+    assert result["lr"] == 0.05 and result["lrs"] == pytest.approx(_cosine(0.05), rel=1e-12)
+
+
+def test_preset_large_model(runs):
+    result = _result(runs["preset"])
+    assert result["betas"] == [0.9, 0.95] and result["lr"] == 1e-4 and result["weight_decay"] == 1e-4
+    assert (result["clipping"], result["max_norm"]) == ("norm", 1.0)
+    assert result["lrs"] == pytest.approx(_cosine(1e-4, eta_min=1e-6), rel=1e-12)
+
+
+def test_partial_optimizer(runs):
+    result = _result(runs["partial"])
+    assert result["partial"] is True and result["optimizer"] == "AdamW" and result["lr"] == 1e-3
+
+
+def test_bad_override_names_the_key(runs):
+    run = runs["bad"]
+    assert run["rc"] != 0
+    assert "optimizer.lr: must be > 0, got -1.0" in run["stderr"], run["stderr"]
+
+
+def test_multirun_two_jobs(runs):
+    run = runs["multirun"]
+    assert run["rc"] == 0, run["stdout"] + run["stderr"]
+    sweep = run["dir"].parent / "sweep"
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [p.name for p in jobs] == ["0", "1"]
+    lrs = [json.loads((p / "result.json").read_text())["lr"] for p in jobs]
+    assert lrs == [1e-4, 1e-3]
