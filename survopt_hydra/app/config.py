@@ -1,0 +1,183 @@
+"""Schemas of the app-only config groups ``data``, ``model`` and ``trainer``.
+
+Same pattern as the library groups (:mod:`survopt_hydra.config`): each option is a
+dataclass registered as ``survopt/<group>/<option>``; ``conf/<group>/<option>.yaml``
+only selects it. Range checks live on the fields (``fld``) so :func:`check_app_config`
+can refuse a bad value with one line naming the key, before anything is written.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+from ..config.checks import each, fld, ge, one_of, open_unit, optional, unit_closed_open, validate
+from ..errors import ConfigError, unknown_name
+
+MISSING = "???"  # OmegaConf's marker for a value the user must give
+
+
+def _required(v: Any) -> str | None:
+    return "is required (pass it on the command line)" if v == MISSING else None
+
+
+# ------------------------------------------------------------------ data
+@dataclass
+class DataConfig:
+    """Fields every data option shares: how rows are split into train/val/test."""
+
+    name: str = "gbsg2"
+    val_fraction: float = fld(0.15, open_unit, "fraction of rows for early stopping / model selection")
+    test_fraction: float = fld(0.15, open_unit, "fraction held out, scored once (ignored with test_path)")
+    split_seed: int = fld(0, ge(0), "seed of the event-stratified split (independent of trainer.seed)")
+
+
+@dataclass
+class CSVDataConfig(DataConfig):
+    name: str = "csv"
+    path: str = fld(MISSING, _required, "CSV file or pkg://<package>/<file>")
+    duration_col: str = "time"
+    event_col: str = "event"
+    feature_cols: Optional[List[str]] = fld(None, doc="default: every other column")
+    test_path: Optional[str] = fld(None, doc="fixed external test cohort; then only val is split off")
+
+
+@dataclass
+class GBSG2DataConfig(CSVDataConfig):
+    """German Breast Cancer Study Group 2 (686 patients), shipped inside lifelines."""
+
+    name: str = "gbsg2"
+    path: str = fld("pkg://lifelines/datasets/gbsg2.csv", _required)
+    duration_col: str = "time"
+    event_col: str = "cens"
+
+
+@dataclass
+class SyntheticImagesDataConfig(DataConfig):
+    """Toy scans whose hazard depends on a blob's size/brightness (a CNN smoke test)."""
+
+    name: str = "synthetic_images"
+    n: int = fld(512, ge(16))
+    size: int = fld(32, ge(8))
+    seed: int = fld(0, ge(0))
+
+
+# ------------------------------------------------------------------ model
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+
+
+@dataclass
+class LinearModelConfig(ModelConfig):
+    name: str = "linear"
+
+
+@dataclass
+class MLPModelConfig(ModelConfig):
+    name: str = "mlp"
+    hidden: List[int] = fld([16], each(ge(1)), "units per hidden layer")
+    dropout: float = fld(0.1, unit_closed_open)
+    norm: str = fld("batch", one_of("batch", "layer", "none"))
+    activation: str = fld("gelu", one_of("relu", "selu", "gelu", "tanh"))
+
+
+@dataclass
+class CNNModelConfig(ModelConfig):
+    name: str = "cnn"
+    channels: List[int] = fld([16, 32], each(ge(1)), "conv blocks of the backbone")
+    hidden: int = fld(32, ge(1))
+    dropout: float = fld(0.1, unit_closed_open)
+    pretrained: Optional[str] = fld(None, doc="backbone weights (.pt); pair with +preset=finetune")
+
+
+# ------------------------------------------------------------------ trainer
+@dataclass
+class TrainerConfig:
+    max_epochs: int = fld(100, ge(1))
+    batch_size: int = fld(512, ge(1), "rows per micro-batch; Cox risk sets live inside a batch")
+    accumulate_grad_batches: int = fld(1, ge(1))
+    seed: int = fld(0, ge(0), "model init, shuffling and dropout; per-epoch streams derive from it")
+    device: str = fld("auto", one_of("auto", "cpu", "cuda"))
+    num_threads: Optional[int] = fld(None, optional(ge(1)), "CPU threads; null: 1 for tables, torch's default for images")
+    early_stopping_patience: Optional[int] = fld(20, optional(ge(0)), "epochs without improvement; null: off")
+    monitor: str = fld("val_cindex", one_of("val_cindex", "val_loss"), "early stopping / best weights")
+    compile: bool = fld(False, doc="torch.compile the model")
+    log_interval: int = fld(10, ge(1), "optimizer steps between monitor rows")
+    max_nonfinite_steps: int = fld(10, ge(1), "stop after this many non-finite losses in a row")
+    ties: str = fld("breslow", one_of("breslow", "efron"))
+    progress_bar: bool = fld(True, doc="tqdm over epochs (only on a terminal)")
+    checkpoint_every: int = fld(1, ge(1), "epochs between last.pt writes (and at the end)")
+    resume: bool = fld(True, doc="continue from last.pt in the run dir when present")
+    stop_after_epochs: Optional[int] = fld(None, optional(ge(1)), "stop (as if killed) after N epochs")
+    debug: bool = fld(False, doc="show full tracebacks")
+
+
+DATA: dict[str, type] = {
+    "gbsg2": GBSG2DataConfig,
+    "csv": CSVDataConfig,
+    "synthetic_images": SyntheticImagesDataConfig,
+}
+MODELS: dict[str, type] = {"linear": LinearModelConfig, "mlp": MLPModelConfig, "cnn": CNNModelConfig}
+TRAINERS: dict[str, type] = {"default": TrainerConfig}
+APP_GROUPS: dict[str, dict[str, type]] = {"data": DATA, "model": MODELS, "trainer": TRAINERS}
+
+_registered = False
+
+
+def register_app_configs() -> None:
+    """Store the app schemas as ``survopt/<group>/<option>`` (idempotent)."""
+    global _registered
+    if _registered:
+        return
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    for group, options in APP_GROUPS.items():
+        for name, schema in options.items():
+            cs.store(group=f"survopt/{group}", name=name, node=schema)
+    _registered = True
+
+
+def _plain(node: Any, group: str) -> dict[str, Any]:
+    """A plain dict of a group's values; a still-missing (``???``) value is a ConfigError."""
+    from omegaconf import DictConfig, OmegaConf
+
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    for key, value in values.items():  # type: ignore[union-attr]
+        if value == MISSING:
+            raise ConfigError(f"{group}.{key}", f"is required; pass it on the command line ({group}.{key}=...)")
+    return values  # type: ignore[return-value]
+
+
+def check_app_config(cfg: Any) -> dict[str, dict[str, Any]]:
+    """Validate ``data``, ``model`` and ``trainer`` of a composed config.
+
+    Returns plain dicts (``{"data": {...}, "model": {...}, "trainer": {...}}``) with
+    coerced values; raises :class:`ConfigError` naming the first bad key.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for group, options in APP_GROUPS.items():
+        if group not in cfg or cfg[group] is None:
+            raise ConfigError(group, f"missing config group; add '{group}: <option>' to the defaults list")
+        values = _plain(cfg[group], group)
+        if group == "trainer":
+            schema = TrainerConfig
+        else:
+            name = values.get("name")
+            if name not in options:
+                raise unknown_name(f"{group}.name", str(name), options)
+            schema = options[name]
+        out[group] = validate(schema, values, group)
+    data = out["data"]
+    uses_test_fraction = not data.get("test_path")
+    if uses_test_fraction and data["val_fraction"] + data["test_fraction"] >= 0.9:
+        raise ConfigError(
+            "data.test_fraction",
+            f"val_fraction + test_fraction must leave at least 10% for training, got "
+            f"{data['val_fraction']:g} + {data['test_fraction']:g}",
+        )
+    if out["model"]["name"] == "cnn" and data["name"] != "synthetic_images":
+        raise ConfigError("model.name", f"cnn needs image data (data=synthetic_images), got data={data['name']}")
+    if out["model"]["name"] != "cnn" and data["name"] == "synthetic_images":
+        raise ConfigError("model.name", f"data=synthetic_images holds images; use model=cnn, got {out['model']['name']}")
+    return out

@@ -1,0 +1,261 @@
+"""The training loop of ``survopt-train``, top to bottom.
+
+Order matters and is the point of this module:
+
+1. validate the whole config, load and split the data, build the model and the
+   :class:`~survopt_hydra.engine.StepEngine` - all before writing anything, so a bad
+   value or a bad file fails with one line and leaves the run dir untouched;
+2. resume from ``last.pt`` when the run dir has one (same config required);
+3. per epoch: re-seed from (seed, epoch), shuffle with ``torch.randperm`` over the
+   in-memory tensors, Cox loss per micro-batch, validation C-index, early stopping,
+   ``last.pt``; because each epoch's randomness depends only on (seed, epoch) and the
+   checkpoint holds every other piece of state, a killed-and-rerun run ends exactly
+   where an uninterrupted one does;
+4. restore the best epoch's weights and score the test set once.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from ..engine import StepEngine
+from ..errors import ConfigError
+from ..monitors import CSVSink, GradientMonitor, OptimizerMonitor
+from ..survival import LinearCox, MLP, SmallCNN, concordance_index, cox_ph_loss
+from ..validation import validate_groups
+from .checkpoint import epoch_seed, load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
+from .config import check_app_config
+from .data import Cohort, Split, load_cohort
+from .outputs import RunOutputs, summary_line
+from .state import Progress, config_difference
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (diverged, nothing to select); the message is one line."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device", "'cuda' but torch sees no CUDA device; allowed here: auto, cpu")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def set_threads(trainer: dict[str, Any], data: dict[str, Any], device: torch.device) -> None:
+    """Tabular Cox models are tiny matmuls: extra intra-op threads only add sync overhead
+    (10-50x slower steps on a busy 2-core machine) and change float summation order.
+    Fixing the count also keeps a resumed run bit-identical to an uninterrupted one."""
+    threads = trainer["num_threads"] or (1 if data["name"] != "synthetic_images" else None)
+    if threads and device.type == "cpu":
+        torch.set_num_threads(threads)
+
+
+def build_model(model: dict[str, Any], input_shape: tuple[int, ...]) -> nn.Module:
+    """The ``model`` group's network for inputs of ``input_shape`` (without the batch dim)."""
+    opts = {k: v for k, v in model.items() if k != "name"}
+    if model["name"] == "linear":
+        return LinearCox(input_shape[0])
+    if model["name"] == "mlp":
+        return MLP(input_shape[0], **opts)
+    try:
+        return SmallCNN(in_channels=input_shape[0], **opts)
+    except ValueError as exc:  # a bad pretrained file
+        raise ConfigError("model.pretrained", str(exc)) from None
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, ties: str) -> tuple[float, float]:
+    """(C-index, Cox loss) of ``split`` in eval mode and fp32; NaNs when the risk is not finite."""
+    model.eval()
+    risk = torch.cat([model(x) for x in split.x.split(4096)]).float()
+    if not bool(torch.isfinite(risk).all()):
+        return math.nan, math.nan
+    loss = float(cox_ph_loss(risk, split.durations, split.events, ties))
+    return concordance_index(risk, split.durations, split.events), loss
+
+
+class Trainer:
+    """One run: everything built and checked by ``__init__``, nothing written before :meth:`fit`."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        settings = check_app_config(cfg)
+        self.t = settings["trainer"]
+        self.device = pick_device(self.t["device"])
+        set_threads(self.t, settings["data"], self.device)
+        if cfg.get("distributed") is not None and cfg.distributed.get("strategy", "none") != "none":
+            raise ConfigError("distributed.strategy", "survopt-train runs one process; allowed: none")
+        self.cohort: Cohort = load_cohort(settings["data"]).to(self.device)
+        self.n_batches = math.ceil(len(self.cohort.train) / self.t["batch_size"])
+        k = self.t["accumulate_grad_batches"]
+        validate_groups(cfg, self.t["max_epochs"], math.ceil(self.n_batches / k))
+        seed_everything(self.t["seed"])
+        self.model = build_model(settings["model"], self.cohort.input_shape).to(self.device)
+        self.engine = StepEngine.from_config(cfg, self.model, self.n_batches, self.t["max_epochs"])
+        self.progress = Progress()
+        self.config = OmegaConf.to_container(cfg, resolve=True)
+        self.resumed = self._maybe_resume()
+
+    # -- resume ------------------------------------------------------------------------
+    def _maybe_resume(self) -> dict[str, Any] | None:
+        path = self.run_dir / "last.pt"
+        if not (self.t["resume"] and path.is_file()):
+            return None
+        try:
+            state = load_checkpoint(path)
+            diff = config_difference(state["config"], self.config)
+        except Exception as exc:  # truncated by hand, another program's file, an older format
+            raise ConfigError("trainer.resume", f"cannot resume from {path} ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); use a new hydra.run.dir or "
+                              "trainer.resume=false") from None
+        if diff:
+            raise ConfigError("trainer.resume", f"{path} was written with a different config ({diff}); "
+                              "use a new hydra.run.dir or trainer.resume=false")
+        self.model.load_state_dict(state["model"])
+        self.engine.load_state_dict(state["engine"])
+        self.progress.load_state_dict(state["progress"])
+        set_rng_state(state["rng"])
+        return state
+
+    def _checkpoint(self, finished: bool = False, metrics: dict | None = None) -> None:
+        state = {"model": self.model.state_dict(), "engine": self.engine.state_dict(),
+                 "progress": self.progress.state_dict(), "rng": rng_state(), "config": self.config,
+                 "monitor_bytes": self._monitor_bytes(), "finished": finished, "metrics": metrics}
+        save_atomic(state, self.run_dir / "last.pt")
+
+    def _monitor_bytes(self) -> int:
+        path = self.run_dir / "monitors.csv"
+        return path.stat().st_size if path.exists() else 0
+
+    # -- the loop ----------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        if self.resumed is not None and self.resumed["finished"]:
+            log.info("run already finished; reporting its metrics")
+            return self.resumed["metrics"]
+        start = self.progress.epoch
+        if self.resumed is not None:
+            log.info("resuming from %s after epoch %d", self.run_dir / "last.pt", start)
+        monitors = self.run_dir / "monitors.csv"
+        if monitors.exists():  # drop rows of an earlier try logged after its checkpoint (or all of them)
+            with monitors.open("r+b") as handle:
+                handle.truncate(self.resumed["monitor_bytes"] if self.resumed is not None else 0)
+        log.info("data: %s; %s", self.cohort.source, self.cohort.describe())
+        log.info("model: %d parameters on %s; %d batches/epoch", sum(p.numel() for p in self.model.parameters()),
+                 self.device, self.n_batches)
+        self.outputs = RunOutputs(self.run_dir, purge_epoch=start + 1)
+        sink = CSVSink(self.run_dir / "monitors.csv")
+        self.opt_monitor = OptimizerMonitor(self.engine.optimizer, self.t["log_interval"], sink)
+        self.grad_monitor = GradientMonitor(self.model, self.t["log_interval"], sink)
+        try:
+            self._epochs(start)
+            if self.progress.done:
+                return self._finish()
+            self.outputs.write_lr_steps(self.progress.lr_steps)
+            log.warning("stopped after epoch %d (trainer.stop_after_epochs); rerun to resume", self.progress.epoch)
+            return {}
+        finally:
+            sink.close()
+            self.outputs.close()
+
+    def _epochs(self, start: int) -> None:
+        from tqdm import tqdm
+
+        if self.progress.done:  # killed between the last epoch's checkpoint and the end of fit()
+            return
+        show = self.t["progress_bar"] and sys.stderr.isatty()
+        end = min(self.t["max_epochs"], self.t["stop_after_epochs"] or self.t["max_epochs"])
+        bar = tqdm(range(start, end), initial=start, total=self.t["max_epochs"], disable=not show,
+                   unit="epoch", dynamic_ncols=True, leave=False)
+        p = self.progress
+        for epoch in bar:
+            tic = time.perf_counter()
+            seed_everything(epoch_seed(self.t["seed"], epoch))
+            lrs = self.engine.lrs()
+            train_loss = self._train_epoch()
+            val_c, val_loss = evaluate(self.model, self.cohort.val, self.t["ties"])
+            self.engine.end_epoch({"val_cindex": val_c, "val_loss": val_loss, "train_loss": train_loss})
+            seconds = time.perf_counter() - tic
+            row = {"epoch": epoch + 1, "train_loss": train_loss, "val_cindex": val_c, "val_loss": val_loss,
+                   **{f"lr/{k}": v for k, v in lrs.items()}, "seconds": seconds}
+            p.record(row, self.t["monitor"], self.model, self.t["early_stopping_patience"], seconds)
+            bar.set_postfix(loss=f"{train_loss:.3f}", val_c=f"{val_c:.3f}", best=p.best_epoch)
+            if not show and (epoch + 1) % max(1, self.t["max_epochs"] // 10) == 0:
+                log.info("epoch %d: train loss %.4f, val C-index %.4f", epoch + 1, train_loss, val_c)
+            self.outputs.epoch_end(p.history)
+            p.done = p.done or epoch + 1 >= self.t["max_epochs"]
+            if p.done or epoch + 1 >= end or (epoch + 1) % self.t["checkpoint_every"] == 0:
+                self._checkpoint()
+            if p.improved_last:
+                save_atomic({"model": p.best_weights, "epoch": p.best_epoch, "val_cindex": p.best_val_cindex,
+                             "config": self.config}, self.run_dir / "best.pt")
+            if p.done:
+                break
+        bar.close()
+
+    def _train_epoch(self) -> float:
+        """One pass over the training rows; returns the mean loss of the finite batches."""
+        e, t, data = self.engine, self.t, self.cohort.train
+        self.model.train()
+        perm = torch.randperm(len(data), device=self.device)  # global RNG, seeded per epoch
+        k, total, count, bad_window = t["accumulate_grad_batches"], 0.0, 0, False
+        for i, idx in enumerate(torch.tensor_split(perm, self.n_batches)):
+            with e.autocast():
+                risk = e.model(data.x[idx])
+            loss = cox_ph_loss(risk, data.durations[idx], data.events[idx], t["ties"])  # fp32 by design
+            value = float(loss.detach())
+            if math.isfinite(value):
+                total, count = total + value, count + 1
+            else:
+                bad_window = True
+            e.backward(loss)
+            if (i + 1) % k and i + 1 < self.n_batches:
+                continue  # inside an accumulation window
+            step, lrs, nonfinite = e.global_step, e.lrs(), e.nonfinite_steps
+            self.opt_monitor.log_lr(step)
+            self.grad_monitor.log_gradients(step)
+            if e.step():
+                self.progress.lr_steps.append({"step": step, **{f"lr/{g}": v for g, v in lrs.items()}})
+                self.grad_monitor.log_update(step)
+            # a GradScaler skip with a finite loss is loss-scale calibration, not divergence
+            bad_window = bad_window or e.nonfinite_steps > nonfinite
+            self.progress.nonfinite_streak = self.progress.nonfinite_streak + 1 if bad_window else 0
+            bad_window = False
+            if self.progress.nonfinite_streak >= t["max_nonfinite_steps"]:
+                raise TrainingError(
+                    f"training diverged: {t['max_nonfinite_steps']} optimizer steps in a row had a non-finite "
+                    f"loss or gradient (last loss {value}); lower optimizer.lr, use clipping=norm, or raise "
+                    "trainer.max_nonfinite_steps")
+        return total / count if count else math.nan
+
+    def _finish(self) -> dict[str, Any]:
+        p = self.progress
+        if p.best_weights is None:
+            raise TrainingError("the validation C-index was never finite; no epoch to select (see epochs.csv)")
+        self.model.load_state_dict(p.best_weights)
+        test_c, test_loss = evaluate(self.model, self.cohort.test, self.t["ties"])
+        metrics = {"test_cindex": test_c, "test_loss": test_loss, "val_cindex": p.best_val_cindex,
+                   "best_epoch": p.best_epoch, "epochs_run": p.epoch, "stopped_early": p.stopped_early,
+                   "train_seconds": round(p.train_seconds, 3), "optimizer_steps": self.engine.global_step,
+                   "skipped_steps": self.engine.skipped_steps, "nonfinite_steps": self.engine.nonfinite_steps,
+                   "n_train": len(self.cohort.train), "n_val": len(self.cohort.val), "n_test": len(self.cohort.test),
+                   "test_source": self.cohort.test_source}
+        self.outputs.finish(metrics, p.history, p.lr_steps)
+        self._checkpoint(finished=True, metrics=metrics)
+        return metrics
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Build (and check) everything, then train; returns metrics ({} when stopped by stop_after_epochs)."""
+    metrics = Trainer(cfg, run_dir).fit()
+    if metrics:
+        print(summary_line(metrics), flush=True)
+    return metrics

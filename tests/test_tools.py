@@ -1,0 +1,135 @@
+"""Tests of the helper scripts: plot_schedule, lr_find, sweep_report (and baseline_cox)."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import lr_find  # noqa: E402
+import plot_schedule  # noqa: E402
+import sweep_report  # noqa: E402
+
+
+def script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+# ---------------------------------------------------------------- plot_schedule
+def test_onecycle_schedule_matches_the_policy() -> None:
+    cfg = plot_schedule.compose(["scheduler=onecycle", "trainer.max_epochs=10", "optimizer.lr=0.01"])
+    rows = plot_schedule.schedule(cfg, batches=4)
+    lrs = [r["lr/default"] for r in rows]
+    assert len(rows) == 40 and [r["step"] for r in rows] == list(range(40))
+    assert lrs[0] == pytest.approx(0.01 / 25)
+    assert max(lrs) == pytest.approx(0.01, rel=1e-3) and lrs.index(max(lrs)) == int(0.3 * 40) - 1  # torch: peak at pct_start*total - 1
+    assert lrs[-1] < 1e-5
+
+
+def test_schedule_counts_applied_steps_with_accumulation_and_warmup() -> None:
+    cfg = plot_schedule.compose(["scheduler=warmup_cosine", "scheduler.warmup_epochs=2", "scheduler.interval=step",
+                                 "trainer.max_epochs=6", "trainer.accumulate_grad_batches=2", "optimizer.lr=0.1"])
+    rows = plot_schedule.schedule(cfg, batches=5)  # ceil(5 / 2) = 3 optimizer steps per epoch
+    lrs = [r["lr/default"] for r in rows]
+    assert len(rows) == 18
+    assert lrs[0] == pytest.approx(0.1 * 0.01)
+    assert lrs[6] == pytest.approx(0.1)  # warmup of 2 epochs = 6 steps, then the cosine starts at the peak
+    assert lrs[-1] < lrs[7] < lrs[6]
+
+
+def test_finetune_preset_schedule_keeps_the_backbone_ratio() -> None:
+    rows = plot_schedule.schedule(plot_schedule.compose(["+preset=finetune", "trainer.max_epochs=8"]), batches=2)
+    for row in rows:
+        assert row["lr/backbone.*"] == pytest.approx(0.1 * row["lr/default"])
+
+
+def test_plateau_schedule_decays_on_a_flat_metric() -> None:
+    cfg = plot_schedule.compose(["scheduler=plateau", "scheduler.patience=2", "trainer.max_epochs=9"])
+    lrs = [r["lr/default"] for r in plot_schedule.schedule(cfg, batches=1)]
+    assert lrs[0] == lrs[2] and lrs[-1] < lrs[0]
+
+
+@pytest.mark.slow
+def test_plot_schedule_cli(tmp_path: Path) -> None:
+    out = tmp_path / "lr.png"
+    proc = script("scripts/plot_schedule.py", "scheduler=cosine", "trainer.max_epochs=5", "--out", str(out),
+                  "--csv", str(tmp_path / "lr.csv"))
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 0 and "optimizer steps" in proc.stdout
+    with (tmp_path / "lr.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 5  # default data: one full batch per epoch
+    bad = script("scripts/plot_schedule.py", "scheduler=warmup_cosine", "trainer.max_epochs=3", "--out", str(out))
+    assert bad.returncode == 2 and bad.stderr.startswith("error: scheduler.warmup_epochs")
+
+
+# ---------------------------------------------------------------- lr_find
+def test_suggest_picks_the_steepest_descent() -> None:
+    lrs = [10 ** (-6 + 6 * i / 99) for i in range(100)]
+    loss = [1.0 if lr < 1e-4 else (0.2 if lr > 1e-2 else 1.0 - 0.8 * (i - 33) / 33) for i, lr in enumerate(lrs)]
+    assert 1e-4 <= lr_find.suggest(lrs, loss) <= 1e-2
+
+
+def test_lr_range_test_on_default_data() -> None:
+    result = lr_find.lr_range_test(lr_find.compose([]), min_lr=1e-5, max_lr=10.0, steps=80)
+    n = len(result["lrs"])
+    assert 20 < n <= 80 and len(result["losses"]) == len(result["smoothed"]) == n
+    assert result["lrs"][0] == pytest.approx(1e-5)
+    assert 1e-5 < result["suggested_lr"] < result["lrs"][-1]
+    assert min(result["smoothed"]) < result["smoothed"][0]  # the loss does go down somewhere
+
+
+@pytest.mark.slow
+def test_lr_find_cli(tmp_path: Path) -> None:
+    proc = script("scripts/lr_find.py", "--steps", "60", "--out", str(tmp_path / "f.png"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1].startswith("suggested LR: ")
+    assert (tmp_path / "f.png").stat().st_size > 0
+
+
+# ---------------------------------------------------------------- sweep_report
+def _fake_job(root: Path, job: str, overrides: list[str], metrics: dict | None) -> None:
+    hydra = root / job / ".hydra"
+    hydra.mkdir(parents=True)
+    (hydra / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (hydra / "config.yaml").write_text("{}\n")
+    if metrics is not None:
+        (root / job / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_sweep_report_table_and_plot(tmp_path: Path) -> None:
+    for i, (lr, val, test) in enumerate([(1e-3, 0.70, 0.66), (3e-3, 0.74, 0.65), (1e-2, 0.72, 0.70)]):
+        _fake_job(tmp_path, str(i), [f"optimizer.lr={lr}", "model=mlp"],
+                  {"val_cindex": val, "test_cindex": test, "best_epoch": 3, "epochs_run": 9, "train_seconds": 1.5})
+    _fake_job(tmp_path, "3", ["optimizer.lr=0.1", "model=mlp"], None)
+    (tmp_path / "10").mkdir()  # not a job: ignored
+    assert sweep_report.main([str(tmp_path)]) == 0
+    with (tmp_path / "sweep_report.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["optimizer.lr"] for r in rows] == ["0.001", "0.003", "0.01", "0.1"]
+    assert [r["status"] for r in rows] == ["done", "done", "done", "failed"]
+    markdown = (tmp_path / "sweep_report.md").read_text()
+    assert "**1** (best val)" in markdown  # chosen by validation, not by test C-index
+    assert "3 of 4 jobs finished" in markdown
+    assert (tmp_path / "sweep_report.png").stat().st_size > 0
+
+
+def test_sweep_report_refuses_an_empty_dir(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert sweep_report.main([str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+# ---------------------------------------------------------------- baseline_cox
+@pytest.mark.slow
+def test_baseline_cox_on_the_app_split(tmp_path: Path) -> None:
+    proc = script("scripts/baseline_cox.py", "--json", str(tmp_path / "b.json"))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert 0.6 < result["test_cindex"] < 0.8
+    assert proc.stdout.strip().splitlines()[-1].endswith(f"{result['test_cindex']:.4f}")
