@@ -1,0 +1,251 @@
+"""Whole-run checkpoint files: model + engine/optimizer + extra + every rank's RNG.
+
+Split out because the file format, atomic writes, FSDP's sharded (DCP) folders and
+the resume protocol (rank 0 reads, the others get a broadcast, errors reach every
+rank) are one concern, separate from building the state dicts (:mod:`.state`).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from ..errors import ConfigError
+from .context import DistContext
+from .state import (
+    consolidated_optimizer_state, load_engine_state, load_model_state_dict, load_optimizer_state, model_state_dict,
+)
+from .wrap import _is_fsdp
+
+CHECKPOINT_FORMAT = "survopt-distributed/1"
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    ctx: DistContext,
+    engine: Any = None,
+    optimizer: Optimizer | None = None,
+    extra: Mapping[str, Any] | None = None,
+    sharded: bool = False,
+) -> None:
+    """Write one resumable checkpoint; call on every rank (it is collective).
+
+    Full mode (default): rank 0 writes ``path`` atomically with the unwrapped model's
+    state, ``engine.state_dict()`` (its ``optimizer`` entry replaced by the consolidated
+    ZeRO / gathered FSDP state), ``extra`` and every rank's RNG state. Sharded mode
+    (FSDP with ``distributed.checkpoint=sharded``): every rank writes its shards to a
+    fresh DCP folder ``<path>.shards-<id>`` and rank 0 then swaps ``path`` (which
+    names that folder) atomically, so a crash at any moment leaves a complete
+    checkpoint. ``engine`` is duck-typed (``state_dict``/``load_state_dict``/``optimizer``).
+    """
+    path = Path(ctx.broadcast_object(str(path)))  # rank 0's path: Hydra run dirs can differ by rank
+    opt = _optimizer_of(engine, optimizer)
+    rngs = ctx.all_gather_object(_rng_state())
+    shard_dir = None
+    if sharded:
+        if not _is_fsdp(model):
+            raise ConfigError("distributed.checkpoint", "'sharded' needs distributed=fsdp; allowed here: full")
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_state_dict
+
+        token = ctx.broadcast_object(uuid.uuid4().hex[:10])
+        shard_dir = path.with_name(f"{path.name}.shards-{token}")
+        msd, osd = get_state_dict(model, opt)
+        if ctx.is_main:
+            shard_dir.mkdir(parents=True, exist_ok=True)
+        ctx.barrier()
+        dcp.save({"model": msd, "optimizer": osd}, checkpoint_id=str(shard_dir))
+        model_sd, opt_sd = None, None
+    else:
+        model_sd = model_state_dict(model, ctx)
+        opt_sd = consolidated_optimizer_state(opt, ctx, model)
+    if ctx.is_main:
+        engine_sd = None
+        if engine is not None:
+            engine_sd = dict(engine.state_dict())
+            engine_sd["optimizer"] = opt_sd
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "strategy": ctx.strategy,
+            "world_size": ctx.world_size,
+            "sharded": shard_dir.name if shard_dir is not None else None,
+            "model": model_sd,
+            "engine": engine_sd,
+            "optimizer": opt_sd if engine is None else None,
+            "extra": dict(extra) if extra is not None else None,
+            "rng": rngs,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        previous = _shard_dir_of(path) if shard_dir is not None else None
+        _save_atomic(state, path)
+        if previous is not None and previous != shard_dir and previous.exists():
+            shutil.rmtree(previous, ignore_errors=True)
+    ctx.barrier()
+
+
+def _shard_dir_of(path: Path) -> Path | None:
+    if not path.exists():
+        return None
+    try:
+        old = _load(path)
+    except Exception:  # a corrupt/foreign file: leave its neighbours alone
+        return None
+    name = old.get("sharded") if isinstance(old, Mapping) else None
+    return path.with_name(name) if name else None
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    ctx: DistContext,
+    engine: Any = None,
+    optimizer: Optimizer | None = None,
+    restore_rng: bool = True,
+    before_load: Callable[[dict[str, Any]], None] | None = None,
+    error_key: str = "checkpoint",
+    error_hint: str = "",
+) -> dict[str, Any] | None:
+    """Resume every rank from :func:`save_checkpoint`'s file; returns ``extra``.
+
+    ``before_load(extra)`` runs on every rank before any state is touched (e.g. refuse
+    a checkpoint written with a different config, with a clear error). A file rank 0
+    cannot read (truncated, foreign) raises ``ConfigError(error_key, ... + error_hint)``
+    on every rank, so no rank is left waiting.
+
+    Returns ``None`` (and changes nothing) when ``path`` does not exist on rank 0, so
+    re-running the same command starts fresh or resumes; else ``extra`` (``{}`` if none). Only rank 0 reads the file;
+    the state reaches other ranks by broadcast (FSDP: ``broadcast_from_rank0``), so
+    no shared filesystem is needed except for sharded checkpoints (DCP reads shards
+    on every rank). Per-rank RNG states are restored when the world size matches.
+    """
+    path = Path(ctx.broadcast_object(str(path)))
+    opt = _optimizer_of(engine, optimizer)
+    state, error = None, None
+    if ctx.is_main and path.exists():
+        try:
+            state = _load(path)
+        except Exception as exc:  # truncated by hand, another program's file
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            error = f"cannot resume from {path} ({type(exc).__name__}: {first})"
+        else:
+            if not isinstance(state, Mapping) or state.get("format") != CHECKPOINT_FORMAT:
+                error = f"cannot resume from {path} (not a survopt_hydra.distributed checkpoint)"
+    fsdp = _is_fsdp(model)
+    # what every rank needs; FSDP's full model/optimizer stay on rank 0 (broadcast later)
+    heavy = ("model", "optimizer") if fsdp else ()
+    light = None
+    if state is not None:
+        light = {k: v for k, v in state.items() if k not in heavy}
+        if fsdp and light.get("engine") is not None:
+            light["engine"] = {k: v for k, v in light["engine"].items() if k != "optimizer"}
+    light = ctx.broadcast_object({"error": error} if error else light)
+    if light is not None and light.get("error"):
+        raise ConfigError(error_key, light["error"] + (f"; {error_hint}" if error_hint else ""))
+    if light is None:
+        return None  # nothing to resume (an empty ``extra`` comes back as {})
+    if before_load is not None:
+        before_load(light.get("extra") or {})
+    engine_sd = light.get("engine")
+    if light.get("sharded"):
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+        if not fsdp:
+            raise ConfigError("distributed.checkpoint", f"{path} is a sharded (DCP) checkpoint; resume it with "
+                              "distributed=fsdp")
+        msd, osd = get_state_dict(model, opt)
+        target = {"model": msd, "optimizer": osd}
+        dcp.load(target, checkpoint_id=str(path.with_name(light["sharded"])))
+        if engine is not None and engine_sd is not None:
+            engine.load_state_dict(dict(engine_sd, optimizer=opt.state_dict()))
+        set_state_dict(model, opt, model_state_dict=target["model"], optim_state_dict=target["optimizer"])
+    else:
+        full = state if ctx.is_main else light  # FSDP: the model / optimizer state stayed on rank 0
+        load_model_state_dict(model, full.get("model"), ctx)
+        if engine is not None and engine_sd is not None:
+            load_engine_state(engine, full["engine"], ctx, model)
+        else:
+            load_optimizer_state(opt, full.get("optimizer") or (full.get("engine") or {}).get("optimizer"), ctx, model)
+    rngs = light.get("rng") or []
+    if restore_rng and len(rngs) == ctx.world_size:
+        _set_rng_state(rngs[ctx.rank])
+    ctx.barrier()
+    return light.get("extra") or {}
+
+
+# ----------------------------------------------------------------------------------
+# File and RNG helpers
+# ----------------------------------------------------------------------------------
+def _rng_state() -> dict[str, Any]:
+    """This rank's RNG states in a ``torch.load(weights_only=True)``-safe form."""
+    import random
+
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    try:
+        import numpy as np
+
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        state["numpy"] = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                          "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    except ImportError:  # pragma: no cover
+        pass
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    import random
+
+    torch.set_rng_state(state["torch"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+    if "numpy" in state:
+        import numpy as np
+
+        n = state["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                             n["cached_gaussian"]))
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temp file, fsync, ``os.replace``: never a torn checkpoint."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # pragma: no cover - platforms without directory fsync
+        pass
+
+
+def _load(path: Path) -> Any:
+    """Checkpoints hold tensors and plain data only (``weights_only=True``)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _optimizer_of(engine: Any, optimizer: Optimizer | None) -> Optimizer:
+    opt = optimizer if optimizer is not None else getattr(engine, "optimizer", None)
+    if opt is None:
+        raise ConfigError("checkpoint", "pass engine= (an object with .optimizer) or optimizer=")
+    return opt
