@@ -1,39 +1,95 @@
 """Crash-safe checkpoints and the RNG state that makes a resumed run exact.
 
-A checkpoint is written to a temporary file in the same directory, flushed and
-fsynced, then ``os.replace``d over the old one and the directory is fsynced: a kill
-at any moment leaves either the previous complete file or the new complete file,
-never a torn one. Files are read with ``torch.load(weights_only=True)``, so a
-checkpoint can only hold tensors and plain Python data (no pickled code); the numpy
-RNG state is therefore stored as a tensor rather than a numpy array.
+Writing (:func:`save_checkpoint`): the state goes to a temporary file in the same
+directory, flushed and fsynced; the current ``last.pt`` is renamed to ``last.prev.pt``;
+the temporary file is renamed to ``last.pt``; the directory is fsynced. A kill at any
+moment therefore leaves a complete ``last.pt``, or (between the two renames) a complete
+``last.prev.pt`` - never only a torn file. Every checkpoint carries a SHA-256 of its
+content (``checksum``), so a file damaged *after* it was written (truncated by a copy,
+a bad disk) is detected too, and :func:`load_latest` falls back to ``last.prev.pt``.
+
+Reading: ``torch.load(weights_only=True)`` only, so a checkpoint can hold tensors and
+plain Python data but never pickled code; a file that contains a pickled object is
+refused (:class:`CheckpointError`), never executed. The numpy RNG state is therefore
+stored as a tensor rather than a numpy array.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
+CHECKSUM_KEY = "checksum"
 
-def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save(obj, path)`` such that ``path`` is never left half-written."""
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used (unreadable, damaged, or not plain data); one line."""
+
+
+# ------------------------------------------------------------------ writing
+def _stale_temps(path: Path) -> list[Path]:
+    return list(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+def save_atomic(obj: Any, path: str | os.PathLike, before_replace: Callable[[Path], None] | None = None) -> None:
+    """``torch.save(obj, path)`` such that ``path`` is never left half-written.
+
+    ``before_replace(tmp)`` runs once the temporary file is complete and durable, just
+    before it is renamed over ``path`` (:func:`save_checkpoint` rotates there).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in _stale_temps(path):  # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        if before_replace is not None:
+            before_replace(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def previous_path(path: str | os.PathLike) -> Path:
+    """``last.pt`` -> ``last.prev.pt``: the checkpoint kept until a newer one is complete."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike, keep_previous: bool = True,
+                    before: Callable[[str], None] | None = None) -> None:
+    """Write ``state`` (+ its checksum) to ``path``, keeping the old file as ``last.prev.pt``.
+
+    ``keep_previous=False`` replaces ``path`` without rotating (used when ``path`` is
+    known to be damaged, so the good ``last.prev.pt`` is not overwritten by it).
+    ``before(stage)`` is a test hook, called with ``"written"`` (temp file complete) and
+    ``"rotated"`` (old file moved aside, new one not yet in place).
+    """
+    path = Path(path)
+    payload = dict(state)
+    payload[CHECKSUM_KEY] = checksum(payload)
+
+    def rotate(tmp: Path) -> None:
+        if before is not None:
+            before("written")
+        if keep_previous and path.exists():
+            os.replace(path, previous_path(path))
+            if before is not None:
+                before("rotated")
+
+    save_atomic(payload, path, before_replace=rotate)
 
 
 def write_text_atomic(text: str, path: str | os.PathLike, durable: bool = True) -> None:
@@ -73,11 +129,90 @@ def fsync_dir(directory: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_atomic` onto the CPU, tensors and plain data only."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+# ------------------------------------------------------------------ integrity
+def _digest(obj: Any, h: Any) -> None:
+    """Feed a canonical form of nested dicts/lists/tensors/scalars into ``h``."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().to("cpu").contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}:".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(obj, Mapping):
+        h.update(b"{")
+        for key, value in obj.items():
+            _digest(key, h)
+            _digest(value, h)
+        h.update(b"}")
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"[" if isinstance(obj, list) else b"(")
+        for value in obj:
+            _digest(value, h)
+        h.update(b"]")
+    else:
+        h.update(f"{type(obj).__name__}:{obj!r};".encode())
 
 
+def checksum(state: Mapping[str, Any]) -> str:
+    """SHA-256 of everything in ``state`` but its own ``checksum`` entry."""
+    h = hashlib.sha256()
+    _digest({k: v for k, v in state.items() if k != CHECKSUM_KEY}, h)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------ reading
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def load_checkpoint(path: str | os.PathLike, verify: bool = True, mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint onto the CPU, tensors and plain data only; CheckpointError if unusable.
+
+    ``verify`` recomputes the checksum (files written before checksums existed pass);
+    ``mmap=True, verify=False`` is a cheap look at e.g. the stored config.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as exc:
+        text = str(exc)
+        if "Weights only load failed" in text or "Unsupported global" in text:
+            detail = next((line.strip() for line in text.splitlines() if "Unsupported global" in line), "")
+            raise CheckpointError(
+                f"{path}: refused: the file holds pickled Python objects ({detail or 'not plain data'}); "
+                "checkpoints are loaded with weights_only=True and never run code") from None
+        size = path.stat().st_size if path.exists() else 0
+        raise CheckpointError(f"{path}: unreadable ({size} bytes, {type(exc).__name__}: {_first_line(exc)}); "
+                              "truncated or not a checkpoint") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (holds a {type(state).__name__}, not a dict)")
+    if verify and CHECKSUM_KEY in state and checksum(state) != state[CHECKSUM_KEY]:
+        raise CheckpointError(f"{path}: damaged (checksum mismatch)")
+    state.pop(CHECKSUM_KEY, None)
+    return state
+
+
+def load_latest(path: str | os.PathLike, verify: bool = True,
+                mmap: bool = False) -> tuple[dict[str, Any], Path, list[str]] | None:
+    """The newest usable checkpoint of ``path`` and ``previous_path(path)``.
+
+    Returns ``(state, the file used, problems with newer files)`` - a non-empty problem
+    list means the caller fell back and should warn - or ``None`` when neither file
+    exists. Raises CheckpointError when files exist but none is usable.
+    """
+    problems: list[str] = []
+    for candidate in (Path(path), previous_path(path)):
+        if not candidate.is_file():
+            continue
+        try:
+            return load_checkpoint(candidate, verify=verify, mmap=mmap), candidate, problems
+        except CheckpointError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise CheckpointError("; ".join(problems))
+    return None
+
+
+# ------------------------------------------------------------------ RNG
 def rng_state() -> dict[str, Any]:
     """Torch (CPU and CUDA), numpy and Python RNG states, in a ``weights_only``-safe form."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()

@@ -12,6 +12,7 @@ from typing import Any, List, Optional
 
 from ..config.checks import each, fld, ge, one_of, open_unit, optional, unit_closed_open, validate
 from ..errors import ConfigError, unknown_name
+from .state import check_fault_spec
 
 MISSING = "???"  # OmegaConf's marker for a value the user must give
 
@@ -110,6 +111,8 @@ class TrainerConfig:
     resume: bool = fld(True, doc="continue from last.pt in the run dir when present")
     stop_after_epochs: Optional[int] = fld(None, optional(ge(1)), "stop (as if killed) after N epochs")
     debug: bool = fld(False, doc="show full tracebacks")
+    fault_injection: Optional[str] = fld(None, optional(check_fault_spec),
+                                         "TEST ONLY: inject faults, e.g. nan_loss@4-6 (see app/state.py FAULTS)")
 
 
 DATA: dict[str, type] = {

@@ -1,20 +1,42 @@
-"""Early-stopping and history state of a run, kept apart so it can be checkpointed whole.
+"""Run state that must survive a restart, and the rules of a restart.
 
-Everything a resumed run needs to continue *exactly* - the best score so far, the
-epochs without improvement, the best weights, the per-epoch and per-step logs - lives
-in :class:`Progress` and goes into ``last.pt``.
+* :class:`Progress` - early stopping, best weights and logs; goes into ``last.pt`` whole,
+  so a resumed run continues *exactly*;
+* :func:`config_difference` - which config changes a resume accepts (see
+  ``docs/failure_modes.md``);
+* :class:`GracefulStop` - SIGTERM / Ctrl-C ask for a stop at the next safe point;
+* :class:`FaultInjection` - ``trainer.fault_injection``, a TEST-ONLY switch that makes
+  the failure windows (NaN losses, a kill mid-epoch or mid-checkpoint) hittable.
+
+No torch import at module level: :mod:`survopt_hydra.app.config` uses the fault spec
+check, and the pre-flight must stay cheap on bad input.
 """
 from __future__ import annotations
 
+import logging
 import math
-from typing import Any, Mapping
+import signal
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+log = logging.getLogger(__name__)
 
 # Trainer keys that change how a run is operated, not what it computes: a rerun that
-# differs only in these still resumes (e.g. without the stop_after_epochs of the first try).
-OPERATIONAL_KEYS = ("trainer.stop_after_epochs", "trainer.progress_bar", "trainer.debug", "trainer.resume")
+# differs only in these still resumes (e.g. without the stop_after_epochs of the first try,
+# or with a higher max_nonfinite_steps after a divergence stop).
+OPERATIONAL_KEYS = ("trainer.stop_after_epochs", "trainer.progress_bar", "trainer.debug", "trainer.resume",
+                    "trainer.checkpoint_every", "trainer.max_nonfinite_steps", "trainer.fault_injection")
+# Keys a resume may increase (train longer); a decrease is refused.
+GROWABLE_KEYS = ("trainer.max_epochs",)
+
+#: The metrics the trainer computes every epoch and hands to ``StepEngine.end_epoch``:
+#: the only names ``scheduler.monitor`` (plateau) can read.
+EPOCH_METRICS = ("train_loss", "val_cindex", "val_loss")
 
 
 class Progress:
@@ -62,6 +84,7 @@ class Progress:
             setattr(self, name, state[name])
 
 
+# ------------------------------------------------------------------ resume compatibility
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(node, Mapping):
         out: dict[str, Any] = {}
@@ -72,11 +95,168 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_difference(saved: Mapping[str, Any], current: Mapping[str, Any]) -> str:
-    """``"key: old -> new"`` for the first computation-relevant difference, else ``""``."""
+    """``"key: old -> new"`` for the first difference a resume cannot accept, else ``""``.
+
+    Everything that shapes the computation (data, model, optimizer, scheduler, clipping,
+    amp, seeds, batch size, device, threads, ...) must be equal; :data:`OPERATIONAL_KEYS`
+    may differ; :data:`GROWABLE_KEYS` may increase.
+    """
     a, b = _flatten(saved), _flatten(current)
     for key in sorted(set(a) | set(b)):
         if key in OPERATIONAL_KEYS:
             continue
-        if a.get(key, "<unset>") != b.get(key, "<unset>"):
-            return f"{key}: {a.get(key, '<unset>')!r} -> {b.get(key, '<unset>')!r}"
+        old, new = a.get(key, "<unset>"), b.get(key, "<unset>")
+        if old == new:
+            continue
+        if key in GROWABLE_KEYS and isinstance(old, int) and isinstance(new, int) and new > old:
+            if _schedule_is_length_free(current):
+                continue
+            return (f"{key}: {old!r} -> {new!r}; the LR schedule spans the whole run, so a longer run "
+                    "cannot continue this one (only schedules that do not depend on the run length can)")
+        why = " (may only grow on resume)" if key in GROWABLE_KEYS else ""
+        return f"{key}: {old!r} -> {new!r}{why}"
     return ""
+
+
+def _schedule_is_length_free(config: Mapping[str, Any]) -> bool:
+    """Whether the scheduler's LR curve is independent of ``trainer.max_epochs``."""
+    sched = config.get("scheduler") or {}
+    name = sched.get("name")
+    if name in ("cosine", "warmup_cosine"):
+        return sched.get("T_max") is not None
+    return name != "onecycle"
+
+
+# ------------------------------------------------------------------ graceful stop
+class RunInterrupted(Exception):
+    """SIGTERM / SIGINT stopped the run at a safe point after saving ``last.pt``."""
+
+    def __init__(self, signum: int, epoch: int) -> None:
+        self.signum, self.epoch = int(signum), int(epoch)
+        self.exit_code = 128 + self.signum  # 143 for SIGTERM, 130 for SIGINT
+        name = signal.Signals(self.signum).name
+        super().__init__(f"{name} received: stopped after epoch {epoch} with last.pt saved; "
+                         "rerun the same command to resume")
+
+
+class GracefulStop:
+    """While active, SIGTERM and SIGINT only *request* a stop (see :attr:`signum`).
+
+    The trainer polls :attr:`requested` at its safe point (after an epoch's checkpoint).
+    A second signal stops at once, without saving: ``last.pt`` is still the previous
+    complete checkpoint. A no-op outside the main thread (signals cannot be set there).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # asked twice: stop now
+            self.__exit__()
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
+        self.signum = signum
+
+    def __enter__(self) -> "GracefulStop":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+# ------------------------------------------------------------------ fault injection (tests only)
+FAULTS = {
+    "nan_loss": "nan_loss@A or nan_loss@A-B: the loss of training batches A..B (1-based, counted across epochs) is NaN",
+    "sleep_step": "sleep_step@B[:seconds]: sleep inside training batch B, between backward and the optimizer step",
+    "sleep_save": "sleep_save@E[:seconds]: sleep while writing epoch E's last.pt, after the temp file is complete",
+    "sleep_rotate": "sleep_rotate@E[:seconds]: sleep between moving last.pt to last.prev.pt and the new one in place",
+}
+
+
+def parse_faults(spec: str | None) -> dict[str, tuple[float, float]]:
+    """``"nan_loss@4-6+sleep_save@3:1.5"`` -> ``{"nan_loss": (4, 6), "sleep_save": (3, 1.5)}``.
+
+    Raises ValueError with what is allowed.
+    """
+    out: dict[str, tuple[float, float]] = {}
+    for item in filter(None, (s.strip() for s in (spec or "").split("+"))):
+        kind, at, arg = item.partition("@")
+        if kind not in FAULTS or not at:
+            from ..errors import did_you_mean
+
+            raise ValueError(f"'{item}' is not a fault{did_you_mean(kind, FAULTS)}; allowed (joined by '+'): "
+                             "nan_loss@A[-B], sleep_step@B[:s], sleep_save@E[:s], sleep_rotate@E[:s] (test only)")
+        try:
+            if kind == "nan_loss":
+                lo, _, hi = arg.partition("-")
+                first, last = int(lo), int(hi or lo)
+                ok = 1 <= first <= last
+                out[kind] = (first, last)
+            else:
+                where, _, secs = arg.partition(":")
+                out[kind] = (int(where), float(secs or 5.0))
+                ok = out[kind][0] >= 1 and out[kind][1] >= 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"'{item}': expected {FAULTS[kind]}")
+    return out
+
+
+def check_fault_spec(spec: Any) -> str | None:
+    """Range check of ``trainer.fault_injection`` (see :data:`FAULTS`)."""
+    try:
+        parse_faults(spec)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+class FaultInjection:
+    """TEST ONLY: the faults of ``trainer.fault_injection``; every hook is a no-op without it."""
+
+    def __init__(self, spec: str | None) -> None:
+        self.faults = parse_faults(spec)
+
+    def __bool__(self) -> bool:
+        return bool(self.faults)
+
+    def loss(self, loss: Any, batch: int) -> Any:
+        """``loss`` or NaN for an injected training batch (``batch`` 1-based across epochs)."""
+        span = self.faults.get("nan_loss")
+        if span and span[0] <= batch <= span[1]:
+            return loss * math.nan
+        return loss
+
+    def step(self, batch: int) -> None:
+        self._sleep("sleep_step", batch)
+
+    def save_hook(self, epoch: int) -> Callable[[str], None] | None:
+        """``before(stage)`` for :func:`~survopt_hydra.app.checkpoint.save_checkpoint`, or None."""
+        if not any(k in self.faults for k in ("sleep_save", "sleep_rotate")):
+            return None
+
+        def hook(stage: str) -> None:  # "written": temp file complete; "rotated": last.pt moved aside
+            self._sleep({"written": "sleep_save", "rotated": "sleep_rotate"}[stage], epoch)
+
+        return hook
+
+    def _sleep(self, kind: str, at: int) -> None:
+        where = self.faults.get(kind)
+        if where and int(where[0]) == at:
+            # tests wait for this line (stdout, through Hydra's logging) before they kill the run
+            log.warning("fault injection: %s@%d, sleeping %gs", kind, at, where[1])
+            time.sleep(where[1])

@@ -1,8 +1,17 @@
 """``survopt-train``: the Hydra entry point (``python scripts/train.py key=value ...``).
 
-Configuration problems and bad data files are user errors, not bugs: they are printed
-as one line (``error: <key or file>: <problem>``) with exit status 2 and no traceback,
-unless ``trainer.debug=true`` or ``HYDRA_FULL_ERROR=1`` asks for the full story.
+Exit status (see ``docs/failure_modes.md``):
+
+* 0 - finished (or stopped by ``trainer.stop_after_epochs``; rerun to resume);
+* 2 - bad input: config, data file, incompatible or unusable checkpoint. One line
+  ``error: <key or file>: <problem>`` on stderr, no traceback, and - thanks to the
+  pre-flight (:mod:`survopt_hydra.app.preflight`) that runs before ``hydra.main`` -
+  nothing written, not even ``.hydra/`` or ``train.log``;
+* 1 - training failed (diverged: ``trainer.max_nonfinite_steps`` non-finite steps in a row);
+* 143 / 130 - stopped by SIGTERM / SIGINT (Ctrl-C) at a safe point with ``last.pt`` saved;
+  rerun the same command to resume.
+
+``trainer.debug=true`` or ``HYDRA_FULL_ERROR=1`` show the full traceback instead.
 """
 from __future__ import annotations
 
@@ -22,6 +31,7 @@ register_configs()
 
 EXIT_USAGE = 2  # bad config or data: the user can fix the command
 EXIT_FAILED = 1  # training itself failed (diverged)
+EXIT_SIGINT = 130  # 128 + SIGINT
 
 
 def _user_error(exc: BaseException) -> BaseException | None:
@@ -39,8 +49,8 @@ def _user_error(exc: BaseException) -> BaseException | None:
     return None
 
 
-def _fail(message: str, code: int) -> None:
-    print("error: " + " ".join(str(message).split()), file=sys.stderr, flush=True)
+def _fail(message: str, code: int, prefix: str = "error: ") -> None:
+    print(prefix + " ".join(str(message).split()), file=sys.stderr, flush=True)
     sys.exit(code)
 
 
@@ -48,11 +58,14 @@ def _fail(message: str, code: int) -> None:
 def _main(cfg: DictConfig) -> Any:
     from hydra.core.hydra_config import HydraConfig
 
+    from survopt_hydra.app.state import RunInterrupted
     from survopt_hydra.app.trainer import TrainingError, train
 
     debug = os.environ.get("HYDRA_FULL_ERROR") == "1" or bool(cfg.get("trainer", {}).get("debug", False))
     try:
         metrics = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except RunInterrupted as exc:  # not a failure: the checkpoint is saved, the rerun resumes
+        _fail(str(exc), exc.exit_code, prefix="stopped: ")
     except Exception as exc:
         if debug:
             raise
@@ -66,8 +79,17 @@ def _main(cfg: DictConfig) -> Any:
 
 
 def main() -> None:
-    """Console-script entry point (``survopt-train``)."""
-    _main()
+    """Console-script entry point (``survopt-train``): pre-flight, then Hydra."""
+    from survopt_hydra.app.preflight import preflight
+
+    try:
+        preflight()
+        _main()
+    except KeyboardInterrupt:  # Ctrl-C before training started, or twice: nothing half-written to keep
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        _fail("interrupted (SIGINT); last.pt, if any, is the last complete checkpoint", EXIT_SIGINT,
+              prefix="stopped: ")
 
 
 if __name__ == "__main__":

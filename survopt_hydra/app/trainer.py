@@ -5,12 +5,13 @@ Order matters and is the point of this module:
 1. validate the whole config, load and split the data, build the model and the
    :class:`~survopt_hydra.engine.StepEngine` - all before writing anything, so a bad
    value or a bad file fails with one line and leaves the run dir untouched;
-2. resume from ``last.pt`` when the run dir has one (same config required);
+2. resume from ``last.pt`` when the run dir has one (compatible config required; the
+   rules, the pre-flight and the fallback to ``last.prev.pt`` are in docs/failure_modes.md);
 3. per epoch: re-seed from (seed, epoch), shuffle with ``torch.randperm`` over the
    in-memory tensors, Cox loss per micro-batch, validation C-index, early stopping,
    ``last.pt``; because each epoch's randomness depends only on (seed, epoch) and the
    checkpoint holds every other piece of state, a killed-and-rerun run ends exactly
-   where an uninterrupted one does;
+   where an uninterrupted one does; SIGTERM / Ctrl-C stop after the epoch's checkpoint;
 4. restore the best epoch's weights and score the test set once.
 """
 from __future__ import annotations
@@ -30,12 +31,12 @@ from ..engine import StepEngine
 from ..errors import ConfigError
 from ..monitors import CSVSink, GradientMonitor, OptimizerMonitor
 from ..survival import LinearCox, MLP, SmallCNN, concordance_index, cox_ph_loss
-from ..validation import validate_groups
-from .checkpoint import epoch_seed, load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
+from .checkpoint import epoch_seed, rng_state, save_atomic, save_checkpoint, seed_everything, set_rng_state
 from .config import check_app_config
-from .data import Cohort, Split, load_cohort
+from .data import Cohort, Split
 from .outputs import RunOutputs, summary_line
-from .state import Progress, config_difference
+from .preflight import check_run, resume_state, take_cohort
+from .state import FaultInjection, GracefulStop, Progress, RunInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +95,13 @@ class Trainer:
         set_threads(self.t, settings["data"], self.device)
         if cfg.get("distributed") is not None and cfg.distributed.get("strategy", "none") != "none":
             raise ConfigError("distributed.strategy", "survopt-train runs one process; allowed: none")
-        self.cohort: Cohort = load_cohort(settings["data"]).to(self.device)
+        self.cohort: Cohort = take_cohort(settings["data"]).to(self.device)  # loaded once, by the pre-flight
         self.n_batches = math.ceil(len(self.cohort.train) / self.t["batch_size"])
-        k = self.t["accumulate_grad_batches"]
-        validate_groups(cfg, self.t["max_epochs"], math.ceil(self.n_batches / k))
+        check_run(cfg, self.t, self.n_batches)  # run-length checks, plateau monitor
+        self.faults = FaultInjection(self.t["fault_injection"])  # test-only; no-op when unset
+        self.stop = GracefulStop()
+        self._keep_previous = True  # False while last.pt is known to be damaged (see _maybe_resume)
+        self.saved_epoch: int | None = None  # the epoch last.pt holds
         seed_everything(self.t["seed"])
         self.model = build_model(settings["model"], self.cohort.input_shape).to(self.device)
         self.engine = StepEngine.from_config(cfg, self.model, self.n_batches, self.t["max_epochs"])
@@ -107,30 +111,38 @@ class Trainer:
 
     # -- resume ------------------------------------------------------------------------
     def _maybe_resume(self) -> dict[str, Any] | None:
-        path = self.run_dir / "last.pt"
-        if not (self.t["resume"] and path.is_file()):
+        """Load last.pt (or last.prev.pt when last.pt is damaged) if the config is compatible.
+
+        Only reads the files: a refused resume leaves them byte-identical."""
+        found = resume_state(self.run_dir, self.config) if self.t["resume"] else None
+        if found is None:
             return None
+        state, path, problems = found
+        if problems:
+            log.warning("%s; resuming from %s instead", "; ".join(problems), path.name)
+            self._keep_previous = False  # overwrite the damaged last.pt, keep the good last.prev.pt
         try:
-            state = load_checkpoint(path)
-            diff = config_difference(state["config"], self.config)
-        except Exception as exc:  # truncated by hand, another program's file, an older format
-            raise ConfigError("trainer.resume", f"cannot resume from {path} ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}); use a new hydra.run.dir or "
-                              "trainer.resume=false") from None
-        if diff:
-            raise ConfigError("trainer.resume", f"{path} was written with a different config ({diff}); "
-                              "use a new hydra.run.dir or trainer.resume=false")
-        self.model.load_state_dict(state["model"])
-        self.engine.load_state_dict(state["engine"])
+            self.model.load_state_dict(state["model"])
+            self.engine.load_state_dict(state["engine"])
+        except (RuntimeError, ValueError, KeyError) as exc:  # a different model shape or param-group layout
+            first = " ".join(str(exc).split())[:300] or type(exc).__name__
+            raise ConfigError("trainer.resume", f"{path} does not fit this run's model/optimizer ({first}); did the "
+                              "data's columns change? use a new hydra.run.dir or trainer.resume=false") from None
         self.progress.load_state_dict(state["progress"])
         set_rng_state(state["rng"])
+        p = self.progress
+        self.saved_epoch = p.epoch
+        if state["finished"] and not p.stopped_early and p.epoch < self.t["max_epochs"]:
+            state["finished"], p.done = False, False  # trainer.max_epochs was raised: train on
         return state
 
     def _checkpoint(self, finished: bool = False, metrics: dict | None = None) -> None:
         state = {"model": self.model.state_dict(), "engine": self.engine.state_dict(),
                  "progress": self.progress.state_dict(), "rng": rng_state(), "config": self.config,
                  "monitor_bytes": self._monitor_bytes(), "finished": finished, "metrics": metrics}
-        save_atomic(state, self.run_dir / "last.pt")
+        save_checkpoint(state, self.run_dir / "last.pt", keep_previous=self._keep_previous,
+                        before=self.faults.save_hook(self.progress.epoch))
+        self._keep_previous, self.saved_epoch = True, self.progress.epoch
 
     def _monitor_bytes(self) -> int:
         path = self.run_dir / "monitors.csv"
@@ -156,12 +168,17 @@ class Trainer:
         self.opt_monitor = OptimizerMonitor(self.engine.optimizer, self.t["log_interval"], sink)
         self.grad_monitor = GradientMonitor(self.model, self.t["log_interval"], sink)
         try:
-            self._epochs(start)
-            if self.progress.done:
-                return self._finish()
+            with self.stop:  # SIGTERM / Ctrl-C: finish the epoch, save last.pt, raise RunInterrupted
+                self._epochs(start)
+                if self.progress.done:
+                    return self._finish()
             self.outputs.write_lr_steps(self.progress.lr_steps)
             log.warning("stopped after epoch %d (trainer.stop_after_epochs); rerun to resume", self.progress.epoch)
             return {}
+        except RunInterrupted as exc:
+            self.outputs.write_lr_steps(self.progress.lr_steps)
+            log.warning("%s", exc)
+            raise
         finally:
             sink.close()
             self.outputs.close()
@@ -192,13 +209,16 @@ class Trainer:
                 log.info("epoch %d: train loss %.4f, val C-index %.4f", epoch + 1, train_loss, val_c)
             self.outputs.epoch_end(p.history)
             p.done = p.done or epoch + 1 >= self.t["max_epochs"]
-            if p.done or epoch + 1 >= end or (epoch + 1) % self.t["checkpoint_every"] == 0:
+            if p.done or epoch + 1 >= end or (epoch + 1) % self.t["checkpoint_every"] == 0 or self.stop.requested:
                 self._checkpoint()
             if p.improved_last:
                 save_atomic({"model": p.best_weights, "epoch": p.best_epoch, "val_cindex": p.best_val_cindex,
                              "config": self.config}, self.run_dir / "best.pt")
             if p.done:
                 break
+            if self.stop.requested:  # the safe point: this epoch is complete and saved
+                bar.close()
+                raise RunInterrupted(self.stop.signum, p.epoch)  # type: ignore[arg-type]
         bar.close()
 
     def _train_epoch(self) -> float:
@@ -207,16 +227,19 @@ class Trainer:
         self.model.train()
         perm = torch.randperm(len(data), device=self.device)  # global RNG, seeded per epoch
         k, total, count, bad_window = t["accumulate_grad_batches"], 0.0, 0, False
+        first_batch = self.progress.epoch * self.n_batches + 1  # 1-based batch number across epochs
         for i, idx in enumerate(torch.tensor_split(perm, self.n_batches)):
             with e.autocast():
                 risk = e.model(data.x[idx])
             loss = cox_ph_loss(risk, data.durations[idx], data.events[idx], t["ties"])  # fp32 by design
+            loss = self.faults.loss(loss, first_batch + i)  # test-only NaN injection
             value = float(loss.detach())
             if math.isfinite(value):
                 total, count = total + value, count + 1
             else:
                 bad_window = True
             e.backward(loss)
+            self.faults.step(first_batch + i)  # test-only pause mid-epoch
             if (i + 1) % k and i + 1 < self.n_batches:
                 continue  # inside an accumulation window
             step, lrs, nonfinite = e.global_step, e.lrs(), e.nonfinite_steps
@@ -228,12 +251,17 @@ class Trainer:
             # a GradScaler skip with a finite loss is loss-scale calibration, not divergence
             bad_window = bad_window or e.nonfinite_steps > nonfinite
             self.progress.nonfinite_streak = self.progress.nonfinite_streak + 1 if bad_window else 0
+            if bad_window:
+                log.warning("epoch %d, batch %d: non-finite loss or gradient, optimizer step skipped (%d in a row, "
+                            "limit trainer.max_nonfinite_steps=%d)", self.progress.epoch + 1, i + 1,
+                            self.progress.nonfinite_streak, t["max_nonfinite_steps"])
             bad_window = False
             if self.progress.nonfinite_streak >= t["max_nonfinite_steps"]:
                 raise TrainingError(
                     f"training diverged: {t['max_nonfinite_steps']} optimizer steps in a row had a non-finite "
-                    f"loss or gradient (last loss {value}); lower optimizer.lr, use clipping=norm, or raise "
-                    "trainer.max_nonfinite_steps")
+                    f"loss or gradient (last loss {value}); "
+                    + (f"last.pt keeps the last good state (epoch {self.saved_epoch}); " if self.saved_epoch else "")
+                    + "lower optimizer.lr, use clipping=norm, or raise trainer.max_nonfinite_steps and rerun")
         return total / count if count else math.nan
 
     def _finish(self) -> dict[str, Any]:

@@ -1,0 +1,498 @@
+"""Pre-flight: refuse bad input before Hydra runs anything or writes anything.
+
+``survopt-train`` calls :func:`preflight` before ``hydra.main``. It reads the command line
+with Hydra's own parsers, composes the config exactly as the app will (same search path,
+same primary config; every point of a ``-m`` sweep), and checks:
+
+* composition: unknown group options, unknown keys, wrong types, unparsable overrides -
+  Hydra's multi-line reports become one line naming the key and what is allowed;
+* every group's values against its schema (ranges, names), cross-group rules (plateau
+  monitor and mode, warmup shorter than the run, CNN needs images, ...), the device;
+* the data: the file is loaded and split with the app's own code (cached, so the trainer
+  does not load it twice);
+* resuming: an existing ``last.pt`` must have been written with a compatible config.
+
+A problem prints ``error: <key or file>: <what is wrong and what is allowed>`` on stderr
+and exits with status 2 before Hydra creates the run dir, ``.hydra/`` or ``train.log``.
+``HYDRA_FULL_ERROR=1`` or ``trainer.debug=true`` raise the full traceback instead.
+
+Bad config values fail before torch is imported (~0.5 s, not ~3 s); data and run-length
+checks need torch, which the run imports anyway. The same rule functions
+(:func:`check_config`, :func:`check_run`, :func:`resume_state`) are what
+:class:`~survopt_hydra.app.trainer.Trainer` runs, so a direct ``train(cfg, run_dir)``
+call is checked just the same.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import json
+import math
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from ..config import GROUPS
+from ..config.checks import schema_fields, validate
+from ..errors import ConfigError, did_you_mean, unknown_name
+from .config import APP_GROUPS, check_app_config
+from .state import EPOCH_METRICS, config_difference
+
+CONFIG_PATH = "pkg://survopt_hydra.conf"
+CONFIG_NAME = "train"
+EXIT_USAGE = 2
+#: Sweeps up to this many jobs are checked job by job; larger ones check every swept
+#: value at least once (each job still checks itself before it writes its checkpoint).
+MAX_SWEEP_JOBS = 128
+#: Top-level keys of a composed config: one per config group.
+TOP_LEVEL = tuple(sorted({*APP_GROUPS, *GROUPS}))
+#: Groups the trainer cannot do without (clipping, amp, distributed are optional).
+REQUIRED = ("data", "model", "trainer", "optimizer", "scheduler")
+
+
+def _name_field(options: Mapping[str, type]) -> str:
+    """The field that names the option (``name``, ``mode``, ``dtype``, ``strategy``)."""
+    first = next(iter(options.values()))
+    for field in schema_fields(first):
+        if all(getattr(schema(), field, None) == name for name, schema in options.items()):
+            return field
+    raise AssertionError(f"no name field in {sorted(options)}")  # pragma: no cover
+
+
+NAME_FIELDS = {group: _name_field(options) for group, options in GROUPS.items()}
+
+
+# ================================================================== the rules
+def _plain(node: Any) -> dict[str, Any]:
+    if hasattr(node, "_metadata"):
+        from omegaconf import OmegaConf
+
+        node = OmegaConf.to_container(node, resolve=True)
+    return {k: v for k, v in dict(node).items() if not str(k).startswith("_")}
+
+
+def check_monitor(cfg: Mapping[str, Any]) -> None:
+    """A plateau scheduler must read a metric the trainer computes, in the right direction."""
+    sched = cfg.get("scheduler")
+    if sched is None or sched.get("name") != "plateau":
+        return
+    monitor, mode = sched.get("monitor"), sched.get("mode")
+    if monitor not in EPOCH_METRICS:
+        raise ConfigError("scheduler.monitor", f"'{monitor}' is never computed{did_you_mean(monitor, EPOCH_METRICS)}; "
+                          f"allowed: {', '.join(EPOCH_METRICS)}")
+    want = "max" if monitor == "val_cindex" else "min"
+    if mode != want:
+        better = "higher" if want == "max" else "lower"
+        raise ConfigError("scheduler.mode", f"'{mode}' contradicts scheduler.monitor={monitor} ({better} is better); "
+                          f"use scheduler.mode={want}")
+
+
+def check_config(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Everything about a composed config that needs neither torch nor the data.
+
+    Returns :func:`~survopt_hydra.app.config.check_app_config`'s plain settings.
+    """
+    for key in cfg:
+        if key not in TOP_LEVEL:
+            raise ConfigError(str(key), f"unknown key{did_you_mean(key, TOP_LEVEL)}; allowed: {', '.join(TOP_LEVEL)}")
+    for group in REQUIRED:
+        if cfg.get(group) is None:
+            raise ConfigError(group, f"missing config group; add '{group}: <option>' to the defaults list")
+    settings = check_app_config(cfg)
+    for group, options in GROUPS.items():
+        node = cfg.get(group)
+        if node is None:
+            continue
+        values = _plain(node)
+        name = values.get(NAME_FIELDS[group])
+        if name is None:
+            raise ConfigError(group, f"no option selected; add {group}=<option>; allowed: {', '.join(sorted(options))}")
+        if name not in options:
+            raise unknown_name(f"{group}.{NAME_FIELDS[group]}", str(name), options)
+        validate(options[name], values, group)
+    check_monitor(cfg)
+    return settings
+
+
+def check_run(cfg: Any, trainer: Mapping[str, Any], n_batches: int) -> None:
+    """The checks that need the run length: schedules are built on a dummy optimizer."""
+    from ..validation import validate_groups
+
+    k = trainer["accumulate_grad_batches"]
+    validate_groups(cfg, trainer["max_epochs"], math.ceil(n_batches / k))
+    check_monitor(cfg)
+
+
+def resume_state(run_dir: Path, config: Mapping[str, Any], verify: bool = True,
+                 mmap: bool = False) -> tuple[dict[str, Any], Path, list[str]] | None:
+    """The checkpoint a run in ``run_dir`` resumes from (see :func:`..checkpoint.load_latest`).
+
+    ConfigError (``trainer.resume``) when checkpoints exist but none is usable, or the
+    usable one was written with an incompatible config; the files are only read.
+    """
+    from .checkpoint import CheckpointError, load_latest
+
+    hint = "use a new hydra.run.dir or trainer.resume=false"
+    try:
+        found = load_latest(Path(run_dir) / "last.pt", verify=verify, mmap=mmap)
+    except CheckpointError as exc:
+        raise ConfigError("trainer.resume", f"cannot resume: {exc}; {hint}") from None
+    if found is None:
+        return None
+    state, path, problems = found
+    if not isinstance(state.get("config"), Mapping) or "progress" not in state:
+        raise ConfigError("trainer.resume", f"cannot resume: {path} is not a survopt-train checkpoint; {hint}")
+    diff = config_difference(state["config"], config)
+    if diff:
+        raise ConfigError("trainer.resume", f"{path} was written with a different config ({diff}); {hint}")
+    return state, path, problems
+
+
+# ================================================================== data, loaded once
+_COHORTS: dict[str, tuple[Any, Any]] = {}
+
+
+def _data_key(data: Mapping[str, Any]) -> tuple[str, Any]:
+    """A key for the cohort a data dict describes, and the files' (size, mtime) stamps."""
+    from ..survival.data import DataError, resolve_path
+
+    stamps = []
+    for key in ("path", "test_path"):
+        if data.get(key):
+            try:
+                st = resolve_path(data[key], f"data.{key}").stat()
+                stamps.append((st.st_size, st.st_mtime_ns))
+            except (DataError, OSError):
+                stamps.append(None)
+    return json.dumps(dict(data), sort_keys=True, default=str) + "@" + os.getcwd(), stamps
+
+
+def load_cohort_once(data: Mapping[str, Any]) -> Any:
+    """Load (and check) a cohort, remembering it for :func:`take_cohort`."""
+    from .data import load_cohort
+
+    key, stamps = _data_key(data)
+    if key in _COHORTS and _COHORTS[key][1] == stamps:
+        return _COHORTS[key][0]
+    cohort = load_cohort(data)
+    _COHORTS[key] = (cohort, stamps)
+    return cohort
+
+
+def take_cohort(data: Mapping[str, Any]) -> Any:
+    """The cohort the pre-flight loaded for ``data`` (if its files did not change since), else a fresh load."""
+    from .data import load_cohort
+
+    key, stamps = _data_key(data)
+    cached = _COHORTS.pop(key, None)
+    if cached is not None and cached[1] == stamps:
+        return cached[0]
+    return load_cohort(data)
+
+
+# ================================================================== Hydra's errors as one line
+_TYPE_WORDS = {"Float": "must be a number", "Integer": "must be an integer", "Boolean": "must be true or false",
+               "String": "must be a string"}
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _unknown_key(key: str, cause: BaseException | None) -> ConfigError:
+    full = getattr(cause, "full_key", None) or key
+    parent, _, leaf = full.rpartition(".")
+    schema = getattr(cause, "object_type", None)
+    if not parent:
+        allowed: list[str] = list(TOP_LEVEL)
+    elif isinstance(schema, type) and hasattr(schema, "__dataclass_fields__"):
+        allowed = list(schema_fields(schema))
+    else:  # a free-form mapping such as optimizer.lr_mult
+        return ConfigError(full, f"no such entry; add one with +{key}=<value>")
+    return ConfigError(full, f"unknown key{did_you_mean(leaf, allowed)}; allowed: {', '.join(allowed)}")
+
+
+def _bad_value(key: str, value: str, cause: BaseException | None) -> ConfigError:
+    full = getattr(cause, "full_key", None) or key
+    text = str(cause or "")
+    match = re.search(r"could not be converted to (\w+)", text)
+    if match and match.group(1) in _TYPE_WORDS:
+        return ConfigError(full, f"{_TYPE_WORDS[match.group(1)]}, got {value!r}")
+    if "is not a valid bool" in text:
+        return ConfigError(full, f"must be true or false, got {value!r}")
+    if "is not Optional" in text or "non-optional field" in text:
+        return ConfigError(full, "must not be null; give a value")
+    if "ListConfig" in text:
+        return ConfigError(full, f"must be a list such as [a,b], got {value!r}")
+    if "DictConfig" in text or "Cannot assign" in text:
+        return ConfigError(full, f"must be a mapping such as {{k: v}}, got {value!r}")
+    return ConfigError(full, f"invalid value {value!r} ({_first_line(cause or ValueError(text))})")
+
+
+def explain(exc: BaseException) -> ConfigError:
+    """One-line ConfigError for a Hydra composition / OmegaConf error."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+
+    text = str(exc)
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, MissingConfigException):
+        missing = exc.missing_cfg_file or ""
+        if exc.options is not None and "/" in missing:
+            group, _, name = missing.rpartition("/")
+            options = sorted(exc.options)
+            return ConfigError(group, f"unknown option '{name}'{did_you_mean(name, options)}; "
+                                      f"allowed: {', '.join(options)}")
+        return ConfigError("config", _first_line(exc))
+    if isinstance(exc, OverrideParseException):
+        match = re.match(r"Error parsing override '(.*)'", text)
+        lines = [line.strip() for line in text.splitlines()[1:] if line.strip() and not line.startswith("See ")]
+        return ConfigError(match.group(1) if match else "override",
+                           f"cannot parse this override ({lines[0] if lines else 'syntax error'}); "
+                           "see https://hydra.cc/docs/advanced/override_grammar/basic/")
+    match = re.match(r"Could not override '([^']*)'", text)
+    if match:
+        return _unknown_key(match.group(1), cause)
+    match = re.match(r"Error merging override ([^=]*)=(.*)", text)
+    if match:
+        return _bad_value(match.group(1).lstrip("+~"), match.group(2), cause)
+    match = re.match(r"Ambiguous value for argument '([^=]*)=(.*)'", text)
+    if match:
+        return ConfigError(match.group(1), f"ambiguous value '{match.group(2)}': use [a,b] for a list, quote it "
+                                           "for a string, or add --multirun to sweep over it")
+    match = re.match(r"Could not append to config. An item is already at '([^']*)'", text)
+    if match:
+        return ConfigError(match.group(1), "is already set; drop the leading '+' to change it")
+    key = getattr(exc, "full_key", None) or getattr(cause, "full_key", None) or "config"
+    return ConfigError(str(key), _first_line(cause if cause is not None and not text.strip() else exc))
+
+
+# ================================================================== composing like hydra.main
+def _loader(config_dir: str | None) -> Any:
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
+
+    search_path = create_config_search_path(CONFIG_PATH)
+    if config_dir is not None:
+        directory = os.path.abspath(config_dir)
+        if not os.path.isdir(directory):
+            raise ConfigError("--config-dir", f"directory not found: {directory}")
+        search_path.prepend(provider="command-line", path=f"file://{directory}",
+                            anchor=SearchPathQuery(provider="schema"))
+    return ConfigLoaderImpl(config_search_path=search_path)
+
+
+def sweep_jobs(overrides: list[str], loader: Any = None) -> list[list[str]]:
+    """The override lists of a ``-m`` sweep's jobs (every job, or every swept value once).
+
+    Non-discrete sweeps (``interval(...)``, sampled by e.g. the Optuna sweeper) are left out.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(overrides)
+    choices: list[list[str]] = []
+    for override in parsed:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            choices.append([f"{key}={override.get_value_element_as_str()}"])
+            continue
+        try:
+            values = [f"{key}={v}" for v in override.sweep_string_iterator()] if override.is_discrete_sweep() else []
+        except HydraException:
+            values = []
+        if values:
+            choices.append(values)
+    total = math.prod(len(c) for c in choices)
+    if total <= MAX_SWEEP_JOBS:
+        return [list(job) for job in itertools.product(*choices)]
+    width = max(len(c) for c in choices)
+    return [[c[j % len(c)] for c in choices] for j in range(width)]
+
+
+def _compose(loader: Any, config_name: str, overrides: list[str]) -> Any:
+    from hydra.errors import HydraException
+    from hydra.types import RunMode
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return loader.load_configuration(config_name, overrides, RunMode.RUN, from_shell=True)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise explain(exc) from exc
+
+
+class _Composer:
+    """Compose the jobs of a sweep without paying a full composition (~0.1 s) for each.
+
+    Hydra composes a config from the defaults list (group choices) and *then* applies
+    the value overrides (``ConfigLoaderImpl._apply_overrides_to_config``). So jobs that
+    differ only in swept values share one composition of everything else; the swept
+    values are applied to a copy with that same Hydra function. Returns task configs
+    (without the ``hydra`` node: a sweep's jobs never resume from ``hydra.run.dir``).
+    """
+
+    def __init__(self, loader: Any, config_name: str, swept: set[str]) -> None:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        self.loader, self.config_name, self.swept = loader, config_name, swept
+        self.parser = OverridesParser.create(config_loader=loader)
+        self.bases: dict[tuple[str, ...], Any] = {}
+        self.remote = False  # a launcher that runs the jobs elsewhere (Slurm): data and device are checked there
+
+    def _late(self, override: Any) -> bool:
+        """A swept value override (not a group choice): applied after composition."""
+        if override.get_key_element() not in self.swept or override.is_hydra_override():
+            return False
+        return isinstance(override.value(), dict) or not self.loader.repository.group_exists(override.key_or_group)
+
+    def __call__(self, job: list[str]) -> Any:
+        import copy
+
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+        from hydra.errors import HydraException
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
+        try:
+            parsed = self.parser.parse_overrides(job)
+        except HydraException as exc:
+            raise explain(exc) from exc
+        late = [o for o in parsed if self._late(o)]
+        base = tuple(o.input_line for o in parsed if not self._late(o))
+        if base not in self.bases:
+            cfg = _compose(self.loader, self.config_name, list(base))
+            launcher = OmegaConf.select(cfg, "hydra.launcher._target_", default="") or ""
+            self.remote = self.remote or not launcher.endswith("BasicLauncher")
+            self.bases[base] = _task_config(cfg)
+        cfg = copy.deepcopy(self.bases[base]) if late else self.bases[base]
+        try:
+            ConfigLoaderImpl._apply_overrides_to_config(late, cfg)
+        except (HydraException, OmegaConfBaseException) as exc:
+            raise explain(exc) from exc
+        return cfg
+
+
+def _swept_keys(overrides: list[str], loader: Any) -> set[str]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(overrides)
+    return {o.get_key_element() for o in parsed if o.is_sweep_override()}
+
+
+def _task_config(cfg: Any) -> Any:
+    """The config the task function gets: the composed one without its ``hydra`` node."""
+    import copy
+
+    from omegaconf import open_dict, read_write
+
+    task = copy.deepcopy(cfg)
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    return task
+
+
+def _wants_traceback(overrides: list[str]) -> bool:
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return True
+    return any(re.fullmatch(r"\+*trainer\.debug=(?i:true|1|yes|on)", o.strip()) for o in overrides)
+
+
+def check_jobs(overrides: list[str], multirun: bool = False, config_name: str = CONFIG_NAME,
+               config_dir: str | None = None) -> int:
+    """Compose and check every job of a command line; returns how many were checked.
+
+    Raises ConfigError / DataError (one-line messages) on the first problem.
+    """
+    from hydra.core.utils import setup_globals
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    from ..config import register_configs
+    from .config import register_app_configs
+
+    register_configs(), register_app_configs()  # idempotent; the app module did it already
+    setup_globals()  # the ${now:...} resolver of the default run dir
+    loader = _loader(config_dir)
+    try:
+        jobs = sweep_jobs(list(overrides), loader) if multirun else [list(overrides)]
+        compose = _Composer(loader, config_name, _swept_keys(overrides, loader)) if multirun else None
+    except HydraException as exc:  # an unparsable override
+        raise explain(exc) from exc
+    checked = []
+    for job in jobs:  # first every job's config (fast, no torch), then the data and run length
+        if compose is not None:
+            cfg = task = compose(job)
+        else:
+            cfg = _compose(loader, config_name, job)
+            task = _task_config(cfg)
+        debug = OmegaConf.select(task, "trainer.debug", default=False) is True
+        with _mark(debug):
+            checked.append((cfg, task, debug, check_config(task)))
+    if compose is not None and compose.remote:
+        return len(jobs)  # the jobs run on other machines: their data and device are checked there
+    for cfg, task, debug, settings in checked:
+        with _mark(debug):
+            t = settings["trainer"]
+            from .trainer import pick_device  # imports torch: only once every config is known to be sane
+
+            pick_device(t["device"])
+            cohort = load_cohort_once(settings["data"])
+            check_run(task, t, math.ceil(len(cohort.train) / t["batch_size"]))
+            if not multirun and t["resume"]:
+                run_dir = OmegaConf.select(cfg, "hydra.run.dir", throw_on_resolution_failure=False)
+                if run_dir:
+                    config = OmegaConf.to_container(task, resolve=True)
+                    resume_state(Path(str(run_dir)), config, verify=False, mmap=True)  # type: ignore[arg-type]
+    return len(jobs)
+
+
+@contextlib.contextmanager
+def _mark(debug: bool) -> Iterator[None]:
+    """Tag an error raised inside with whether the job's config asked for tracebacks."""
+    try:
+        yield
+    except Exception as exc:
+        exc.traceback_wanted = debug  # type: ignore[attr-defined]
+        raise
+
+
+def preflight(argv: list[str] | None = None) -> None:
+    """Check the command line ``argv`` (default ``sys.argv[1:]``); exit 2 with one line if it is bad.
+
+    Returns quietly when the input is fine, or when Hydra is asked for something other
+    than a run (``--help``, ``--cfg``, ``--info``, shell completion, ``--config-path``).
+    """
+    from hydra._internal.utils import get_args_parser
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            args = get_args_parser().parse_args(argv)
+    except SystemExit:  # argparse's own usage error: hydra.main reports it (once)
+        return
+    if (args.help or args.hydra_help or args.cfg or args.info or args.shell_completion or args.config_path
+            or getattr(args, "experimental_rerun", None)):
+        return
+    overrides = list(args.overrides)
+    full = _wants_traceback(overrides)
+    multirun = bool(args.multirun) or "hydra.mode=MULTIRUN" in overrides
+    try:
+        check_jobs(overrides, multirun, args.config_name or CONFIG_NAME, args.config_dir)
+    except Exception as exc:
+        if full or getattr(exc, "traceback_wanted", False):
+            raise
+        if is_user_error(exc):
+            print("error: " + " ".join(str(exc).split()), file=sys.stderr, flush=True)
+            sys.exit(EXIT_USAGE)
+        # anything else is a gap in the pre-flight, which must not block a run: hydra.main and
+        # the trainer check everything again and report it their way
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """A ConfigError or a DataError (without importing the data module, which imports torch)."""
+    data = sys.modules.get("survopt_hydra.survival.data")
+    return isinstance(exc, ConfigError) or (data is not None and isinstance(exc, data.DataError))
