@@ -65,6 +65,8 @@ class StepEngine:
             self.device_type, init_scale=settings.init_scale, growth_interval=settings.growth_interval, enabled=use_scaler
         )
         self.params = [(n, p) for n, p in _unwrapped(model).named_parameters() if p.requires_grad]
+        # names matter only to AGC's exclude patterns; plain tensors spare the clipper a split per step
+        self._clip_params = self.params if getattr(clipper, "mode", None) == "adaptive" else [p for _, p in self.params]
         self.interval = getattr(scheduler, "interval", "epoch")
         self.monitor = getattr(scheduler, "monitor", None)
         self.last_grad_norm: torch.Tensor | None = None
@@ -116,7 +118,7 @@ class StepEngine:
         if not last_of_window and hasattr(self.model, "no_sync"):
             sync = self.model.no_sync()  # DDP: all-reduce once per window
         with sync:
-            self.scaler.scale(loss / window).backward()
+            self.scaler.scale(loss if window == 1 else loss / window).backward()
         self._window += 1
         self.micro_step += 1
 
@@ -141,7 +143,8 @@ class StepEngine:
             if not applied:
                 self.skipped_steps += 1
         else:
-            applied = bool(torch.isfinite(norm)) if norm is not None else True
+            # one host sync per applied step; .item() beats torch.isfinite's kernels on CPU
+            applied = math.isfinite(norm.item()) if norm is not None else True
             if applied:
                 self.optimizer.step()
                 self.consecutive_nonfinite = 0
@@ -157,7 +160,7 @@ class StepEngine:
 
     def _clip(self) -> torch.Tensor | None:
         if self.clipper is not None:
-            return self.clipper.clip_gradients(self.params)
+            return self.clipper.clip_gradients(self._clip_params)
         grads = [p.grad for _, p in self.params if p.grad is not None]
         return torch.nn.utils.get_total_norm(grads) if grads else None
 
