@@ -117,8 +117,41 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return settings
 
 
+def batches_per_rank(n_train: int, batch_size: int, world_size: int = 1) -> int:
+    """Training batches per epoch on each rank: every rank gets ceil(n / world) rows (DistributedSampler)."""
+    return math.ceil(math.ceil(n_train / world_size) / batch_size)
+
+
+def check_launch(cfg: Mapping[str, Any]) -> int:
+    """The number of ranks this process will train with; ConfigError for a strategy the launch cannot run.
+
+    ``distributed=ddp|zero|fsdp`` needs torchrun (or ``distributed.allow_single_process=true``);
+    ``distributed=none`` must not run under a multi-process torchrun. The same rules and messages
+    as :meth:`~survopt_hydra.distributed.DistributedSettings.setup`, checked before Hydra writes.
+    """
+    node = cfg.get("distributed")
+    strategy = (node.get("strategy") if node is not None else None) or "none"
+    if strategy == "none" and "WORLD_SIZE" not in os.environ:
+        return 1  # the common case, without importing torch
+    from ..distributed.launch import TORCHRUN_HINT, _torchrun_env
+
+    env = _torchrun_env()  # ConfigError for a malformed launcher environment
+    world = env["world_size"] if env is not None else 1
+    if strategy == "none":
+        if world > 1:
+            raise ConfigError("distributed.strategy", f"'none' but torchrun started {world} processes (each would "
+                              "train alone); allowed: ddp, zero, fsdp, or launch one process without torchrun")
+        return 1
+    if env is None and not os.environ.get("SUBMITIT_EXECUTOR") and not node.get("allow_single_process", False):
+        raise ConfigError("distributed.strategy", f"'{strategy}' needs torchrun: "
+                          + TORCHRUN_HINT.format(strategy=strategy))
+    return world
+
+
 def check_run(cfg: Any, trainer: Mapping[str, Any], n_batches: int) -> None:
-    """The checks that need the run length: schedules are built on a dummy optimizer."""
+    """The checks that need the run length: schedules are built on a dummy optimizer.
+
+    ``n_batches``: training batches per epoch on one rank (:func:`batches_per_rank`)."""
     from ..validation import validate_groups
 
     k = trainer["accumulate_grad_batches"]
@@ -436,12 +469,13 @@ def check_jobs(overrides: list[str], multirun: bool = False, config_name: str = 
         return len(jobs)  # the jobs run on other machines: their data and device are checked there
     for cfg, task, debug, settings in checked:
         with _mark(debug):
+            world = check_launch(task)  # ddp/zero/fsdp without torchrun, none under torchrun
             t = settings["trainer"]
             from .trainer import pick_device  # imports torch: only once every config is known to be sane
 
             pick_device(t["device"])
             cohort = load_cohort_once(settings["data"])
-            check_run(task, t, math.ceil(len(cohort.train) / t["batch_size"]))
+            check_run(task, t, batches_per_rank(len(cohort.train), t["batch_size"], world))
             if not multirun and t["resume"]:
                 run_dir = OmegaConf.select(cfg, "hydra.run.dir", throw_on_resolution_failure=False)
                 if run_dir:

@@ -78,10 +78,23 @@ def _main(cfg: DictConfig) -> Any:
     return metrics.get("test_cindex") if metrics else None  # the value an optuna-style sweeper optimizes
 
 
+def _quiet_rank(argv: list[str]) -> list[str]:
+    """On torchrun ranks other than 0, Hydra writes neither ``.hydra/`` nor ``train.log`` (rank 0 does);
+    their warnings still reach the console."""
+    try:
+        rank = int(os.environ.get("RANK", "0"))
+    except ValueError:  # the trainer reports a malformed launcher environment
+        return argv
+    if rank <= 0 or any(a.startswith(("hydra.output_subdir=", "hydra/job_logging=")) for a in argv):
+        return argv
+    return [*argv, "hydra.output_subdir=null", "hydra/job_logging=stdout"]
+
+
 def main() -> None:
     """Console-script entry point (``survopt-train``): pre-flight, then Hydra."""
     from survopt_hydra.app.preflight import preflight
 
+    sys.argv[1:] = _quiet_rank(sys.argv[1:])
     try:
         preflight()
         _main()

@@ -13,11 +13,19 @@ Order matters and is the point of this module:
    checkpoint holds every other piece of state, a killed-and-rerun run ends exactly
    where an uninterrupted one does; SIGTERM / Ctrl-C stop after the epoch's checkpoint;
 4. restore the best epoch's weights and score the test set once.
+
+Under torchrun (``distributed=ddp|zero|fsdp``) every rank runs this same sequence:
+each trains on its own shard of every epoch (:func:`~survopt_hydra.distributed.shard_indices`),
+evaluation is gathered so every rank computes the same C-index, and every decision
+(early stopping, a stop signal, a non-finite step) is agreed before it is acted on.
+Checkpoints are collective (all ranks take part, rank 0 writes); on resume rank 0
+reads and checks, every rank loads. Only rank 0 writes files or prints.
 """
 from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -27,7 +35,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ..engine import StepEngine
+from ..distributed import (
+    DistContext, DistributedSettings, engine_state_dict, eval_indices, gather_by_index, load_engine_state,
+    load_model_state_dict, model_state_dict, shard_indices, sync_buffers,
+)
+from ..engine import StepEngine, _unwrapped
 from ..errors import ConfigError
 from ..monitors import CSVSink, GradientMonitor, OptimizerMonitor
 from ..survival import LinearCox, MLP, SmallCNN, concordance_index, cox_ph_loss
@@ -35,7 +47,7 @@ from .checkpoint import epoch_seed, rng_state, save_atomic, save_checkpoint, see
 from .config import check_app_config
 from .data import Cohort, Split
 from .outputs import RunOutputs, summary_line
-from .preflight import check_run, resume_state, take_cohort
+from .preflight import batches_per_rank, check_run, resume_state, take_cohort
 from .state import FaultInjection, GracefulStop, Progress, RunInterrupted
 
 log = logging.getLogger(__name__)
@@ -74,37 +86,77 @@ def build_model(model: dict[str, Any], input_shape: tuple[int, ...]) -> nn.Modul
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, ties: str) -> tuple[float, float]:
+def evaluate(model: nn.Module, split: Split, ties: str, ctx: DistContext | None = None) -> tuple[float, float]:
     """(C-index, Cox loss) of ``split`` in eval mode and fp32; NaNs when the risk is not finite."""
     model.eval()
-    risk = torch.cat([model(x) for x in split.x.split(4096)]).float()
+    ctx = ctx or DistContext()  # each rank scores its share; every rank gets every risk, in order
+    idx = eval_indices(len(split), ctx).to(split.x.device)
+    risk = gather_by_index(torch.cat([model(split.x[i]) for i in idx.split(4096)]).float(), idx, len(split), ctx)
     if not bool(torch.isfinite(risk).all()):
         return math.nan, math.nan
     loss = float(cox_ph_loss(risk, split.durations, split.events, ties))
     return concordance_index(risk, split.durations, split.events), loss
 
 
+class _FullWeights:
+    """What Progress snapshots as best weights: plain names, full tensors, on every rank."""
+
+    def __init__(self, model: nn.Module, ctx: DistContext) -> None:
+        self.model, self.ctx = model, ctx
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return model_state_dict(self.model, self.ctx, all_ranks=True)
+
+
+class _NoOutputs:
+    """Ranks other than 0 write nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
 class Trainer:
     """One run: everything built and checked by ``__init__``, nothing written before :meth:`fit`."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
-        self.cfg, self.run_dir = cfg, Path(run_dir)
+        from hydra.utils import instantiate
+
+        self.cfg = cfg
         settings = check_app_config(cfg)
         self.t = settings["trainer"]
-        self.device = pick_device(self.t["device"])
+        self.dist = instantiate(cfg.distributed) if cfg.get("distributed") is not None else DistributedSettings()
+        self.ctx = self.dist.setup(device=pick_device(self.t["device"]))  # one-line ConfigError without torchrun
+        self.device = self.ctx.device
+        try:
+            self._build(cfg, settings, run_dir)
+        except BaseException:  # every rank fails the same way here (same config, same data, rank 0's checkpoint)
+            for name in ("engine", "model"):  # wrapped modules and ZeRO hold the process group: release first
+                self.__dict__.pop(name, None)
+            self.ctx.teardown()
+            raise
+
+    def _build(self, cfg: DictConfig, settings: dict[str, Any], run_dir: Path) -> None:
+        """Everything after the process group is up: data, checks, model, engine, resume."""
+        self.run_dir = Path(self.ctx.broadcast_object(str(run_dir)))  # rank 0's: Hydra run dirs may differ by rank
+        if not self.ctx.is_main:
+            logging.getLogger().setLevel(logging.WARNING)
         set_threads(self.t, settings["data"], self.device)
-        if cfg.get("distributed") is not None and cfg.distributed.get("strategy", "none") != "none":
-            raise ConfigError("distributed.strategy", "survopt-train runs one process; allowed: none")
         self.cohort: Cohort = take_cohort(settings["data"]).to(self.device)  # loaded once, by the pre-flight
-        self.n_batches = math.ceil(len(self.cohort.train) / self.t["batch_size"])
-        check_run(cfg, self.t, self.n_batches)  # run-length checks, plateau monitor
+        n_train, ws, bs = len(self.cohort.train), self.ctx.world_size, self.t["batch_size"]
+        self.rows_per_rank = math.ceil(n_train / ws)  # DistributedSampler's count, the same on every rank
+        self.n_batches = batches_per_rank(n_train, bs, ws)
+        check_run(cfg, self.t, self.n_batches)  # run-length checks (per-rank batches), plateau monitor
         self.faults = FaultInjection(self.t["fault_injection"])  # test-only; no-op when unset
         self.stop = GracefulStop()
         self._keep_previous = True  # False while last.pt is known to be damaged (see _maybe_resume)
         self.saved_epoch: int | None = None  # the epoch last.pt holds
         seed_everything(self.t["seed"])
-        self.model = build_model(settings["model"], self.cohort.input_shape).to(self.device)
-        self.engine = StepEngine.from_config(cfg, self.model, self.n_batches, self.t["max_epochs"])
+        self.model = self.dist.wrap_model(build_model(settings["model"], self.cohort.input_shape), self.ctx)
+        k = self.t["accumulate_grad_batches"]
+        optimizer = self.dist.build_optimizer(cfg.optimizer, self.model, self.ctx,  # LR scaling, recorded
+                                              global_batch=min(bs, self.rows_per_rank) * k * ws,
+                                              base_batch=min(bs, n_train) * k)
+        self.engine = StepEngine.from_config(cfg, self.model, self.n_batches, self.t["max_epochs"], optimizer=optimizer)
         self.progress = Progress()
         self.config = OmegaConf.to_container(cfg, resolve=True)
         self.resumed = self._maybe_resume()
@@ -114,7 +166,7 @@ class Trainer:
         """Load last.pt (or last.prev.pt when last.pt is damaged) if the config is compatible.
 
         Only reads the files: a refused resume leaves them byte-identical."""
-        found = resume_state(self.run_dir, self.config) if self.t["resume"] else None
+        found = self.ctx.on_main(resume_state, self.run_dir, self.config) if self.t["resume"] else None
         if found is None:
             return None
         state, path, problems = found
@@ -122,14 +174,15 @@ class Trainer:
             log.warning("%s; resuming from %s instead", "; ".join(problems), path.name)
             self._keep_previous = False  # overwrite the damaged last.pt, keep the good last.prev.pt
         try:
-            self.model.load_state_dict(state["model"])
-            self.engine.load_state_dict(state["engine"])
+            load_model_state_dict(self.model, state["model"], self.ctx)
+            load_engine_state(self.engine, state["engine"], self.ctx, self.model)
         except (RuntimeError, ValueError, KeyError) as exc:  # a different model shape or param-group layout
             first = " ".join(str(exc).split())[:300] or type(exc).__name__
             raise ConfigError("trainer.resume", f"{path} does not fit this run's model/optimizer ({first}); did the "
                               "data's columns change? use a new hydra.run.dir or trainer.resume=false") from None
         self.progress.load_state_dict(state["progress"])
-        set_rng_state(state["rng"])
+        rngs = state.get("rng_ranks") or []
+        set_rng_state(rngs[self.ctx.rank] if len(rngs) == self.ctx.world_size else state["rng"])
         p = self.progress
         self.saved_epoch = p.epoch
         if state["finished"] and not p.stopped_early and p.epoch < self.t["max_epochs"]:
@@ -137,11 +190,16 @@ class Trainer:
         return state
 
     def _checkpoint(self, finished: bool = False, metrics: dict | None = None) -> None:
-        state = {"model": self.model.state_dict(), "engine": self.engine.state_dict(),
-                 "progress": self.progress.state_dict(), "rng": rng_state(), "config": self.config,
-                 "monitor_bytes": self._monitor_bytes(), "finished": finished, "metrics": metrics}
-        save_checkpoint(state, self.run_dir / "last.pt", keep_previous=self._keep_previous,
-                        before=self.faults.save_hook(self.progress.epoch))
+        model_sd = model_state_dict(self.model, self.ctx)  # collective (FSDP gathers); rank 0 gets it
+        engine_sd = engine_state_dict(self.engine, self.ctx, self.model)  # collective (ZeRO consolidates)
+        rngs = self.ctx.all_gather_object(rng_state())
+        if self.ctx.is_main:
+            state = {"model": model_sd, "engine": engine_sd, "progress": self.progress.state_dict(),
+                     "rng": rngs[0], "rng_ranks": rngs, "config": self.config,
+                     "monitor_bytes": self._monitor_bytes(), "finished": finished, "metrics": metrics}
+            save_checkpoint(state, self.run_dir / "last.pt", keep_previous=self._keep_previous,
+                            before=self.faults.save_hook(self.progress.epoch))
+        self.ctx.barrier()
         self._keep_previous, self.saved_epoch = True, self.progress.epoch
 
     def _monitor_bytes(self) -> int:
@@ -157,16 +215,20 @@ class Trainer:
         if self.resumed is not None:
             log.info("resuming from %s after epoch %d", self.run_dir / "last.pt", start)
         monitors = self.run_dir / "monitors.csv"
-        if monitors.exists():  # drop rows of an earlier try logged after its checkpoint (or all of them)
+        if self.ctx.is_main and monitors.exists():  # drop rows an earlier try logged after its checkpoint
             with monitors.open("r+b") as handle:
                 handle.truncate(self.resumed["monitor_bytes"] if self.resumed is not None else 0)
         log.info("data: %s; %s", self.cohort.source, self.cohort.describe())
         log.info("model: %d parameters on %s; %d batches/epoch", sum(p.numel() for p in self.model.parameters()),
                  self.device, self.n_batches)
-        self.outputs = RunOutputs(self.run_dir, purge_epoch=start + 1)
-        sink = CSVSink(self.run_dir / "monitors.csv")
+        log.info("distributed: %s", self.dist.describe(self.ctx))
+        main = self.ctx.is_main
+        self.outputs = RunOutputs(self.run_dir, purge_epoch=start + 1) if main else _NoOutputs()
+        sink = CSVSink(self.run_dir / "monitors.csv") if main else None
         self.opt_monitor = OptimizerMonitor(self.engine.optimizer, self.t["log_interval"], sink)
-        self.grad_monitor = GradientMonitor(self.model, self.t["log_interval"], sink)
+        # GradientMonitor reads full gradients (.tolist()); FSDP's are sharded DTensors: off under fsdp
+        self.grad_monitor = (GradientMonitor(_unwrapped(self.model), self.t["log_interval"], sink)
+                             if self.dist.strategy != "fsdp" else _NoOutputs())
         try:
             with self.stop:  # SIGTERM / Ctrl-C: finish the epoch, save last.pt, raise RunInterrupted
                 self._epochs(start)
@@ -180,7 +242,8 @@ class Trainer:
             log.warning("%s", exc)
             raise
         finally:
-            sink.close()
+            if sink is not None:
+                sink.close()
             self.outputs.close()
 
     def _epochs(self, start: int) -> None:
@@ -190,42 +253,52 @@ class Trainer:
             return
         show = self.t["progress_bar"] and sys.stderr.isatty()
         end = min(self.t["max_epochs"], self.t["stop_after_epochs"] or self.t["max_epochs"])
+        show = show and self.ctx.is_main
         bar = tqdm(range(start, end), initial=start, total=self.t["max_epochs"], disable=not show,
                    unit="epoch", dynamic_ncols=True, leave=False)
         p = self.progress
         for epoch in bar:
             tic = time.perf_counter()
-            seed_everything(epoch_seed(self.t["seed"], epoch))
+            seed_everything(epoch_seed(self.t["seed"], epoch) + self.ctx.rank)  # own dropout masks per rank
             lrs = self.engine.lrs()
-            train_loss = self._train_epoch()
-            val_c, val_loss = evaluate(self.model, self.cohort.val, self.t["ties"])
+            train_loss = self.ctx.all_reduce_mean(self._train_epoch(epoch))
+            sync_buffers(self.model, self.ctx)  # rank 0's BatchNorm statistics: same eval everywhere, exact resume
+            val_c, val_loss = evaluate(self.model, self.cohort.val, self.t["ties"], self.ctx)
             self.engine.end_epoch({"val_cindex": val_c, "val_loss": val_loss, "train_loss": train_loss})
             seconds = time.perf_counter() - tic
             row = {"epoch": epoch + 1, "train_loss": train_loss, "val_cindex": val_c, "val_loss": val_loss,
                    **{f"lr/{k}": v for k, v in lrs.items()}, "seconds": seconds}
-            p.record(row, self.t["monitor"], self.model, self.t["early_stopping_patience"], seconds)
+            p.record(row, self.t["monitor"], _FullWeights(self.model, self.ctx), self.t["early_stopping_patience"],
+                     seconds)
             bar.set_postfix(loss=f"{train_loss:.3f}", val_c=f"{val_c:.3f}", best=p.best_epoch)
             if not show and (epoch + 1) % max(1, self.t["max_epochs"] // 10) == 0:
                 log.info("epoch %d: train loss %.4f, val C-index %.4f", epoch + 1, train_loss, val_c)
             self.outputs.epoch_end(p.history)
-            p.done = p.done or epoch + 1 >= self.t["max_epochs"]
-            if p.done or epoch + 1 >= end or (epoch + 1) % self.t["checkpoint_every"] == 0 or self.stop.requested:
+            p.done = self.ctx.agree(p.done or epoch + 1 >= self.t["max_epochs"])
+            stop = self.ctx.any_rank(self.stop.requested)  # a signal may reach the ranks at different batches
+            if p.done or epoch + 1 >= end or (epoch + 1) % self.t["checkpoint_every"] == 0 or stop:
                 self._checkpoint()
-            if p.improved_last:
+            if p.improved_last and self.ctx.is_main:
                 save_atomic({"model": p.best_weights, "epoch": p.best_epoch, "val_cindex": p.best_val_cindex,
                              "config": self.config}, self.run_dir / "best.pt")
             if p.done:
                 break
-            if self.stop.requested:  # the safe point: this epoch is complete and saved
-                bar.close()
-                raise RunInterrupted(self.stop.signum, p.epoch)  # type: ignore[arg-type]
+            # the safe point, agreed again: a signal may also land during the save above
+            if self.ctx.any_rank(self.stop.requested):
+                if self.saved_epoch != p.epoch:  # e.g. it landed while best.pt was written
+                    self._checkpoint()
+                bar.close()  # this epoch is complete and saved
+                raise RunInterrupted(self.stop.signum or signal.SIGTERM, p.epoch)
         bar.close()
 
-    def _train_epoch(self) -> float:
+    def _train_epoch(self, epoch: int) -> float:
         """One pass over the training rows; returns the mean loss of the finite batches."""
         e, t, data = self.engine, self.t, self.cohort.train
         self.model.train()
-        perm = torch.randperm(len(data), device=self.device)  # global RNG, seeded per epoch
+        if self.ctx.world_size > 1:  # DistributedSampler: a disjoint share per rank, reshuffled per epoch
+            perm = shard_indices(len(data), epoch, t["seed"], self.ctx).to(self.device)
+        else:
+            perm = torch.randperm(len(data), device=self.device)  # global RNG, seeded per epoch
         k, total, count, bad_window = t["accumulate_grad_batches"], 0.0, 0, False
         first_batch = self.progress.epoch * self.n_batches + 1  # 1-based batch number across epochs
         for i, idx in enumerate(torch.tensor_split(perm, self.n_batches)):
@@ -249,7 +322,7 @@ class Trainer:
                 self.progress.lr_steps.append({"step": step, **{f"lr/{g}": v for g, v in lrs.items()}})
                 self.grad_monitor.log_update(step)
             # a GradScaler skip with a finite loss is loss-scale calibration, not divergence
-            bad_window = bad_window or e.nonfinite_steps > nonfinite
+            bad_window = self.ctx.any_rank(bad_window or e.nonfinite_steps > nonfinite)
             self.progress.nonfinite_streak = self.progress.nonfinite_streak + 1 if bad_window else 0
             if bad_window:
                 log.warning("epoch %d, batch %d: non-finite loss or gradient, optimizer step skipped (%d in a row, "
@@ -268,14 +341,15 @@ class Trainer:
         p = self.progress
         if p.best_weights is None:
             raise TrainingError("the validation C-index was never finite; no epoch to select (see epochs.csv)")
-        self.model.load_state_dict(p.best_weights)
-        test_c, test_loss = evaluate(self.model, self.cohort.test, self.t["ties"])
+        load_model_state_dict(self.model, p.best_weights, self.ctx)
+        test_c, test_loss = evaluate(self.model, self.cohort.test, self.t["ties"], self.ctx)
         metrics = {"test_cindex": test_c, "test_loss": test_loss, "val_cindex": p.best_val_cindex,
                    "best_epoch": p.best_epoch, "epochs_run": p.epoch, "stopped_early": p.stopped_early,
                    "train_seconds": round(p.train_seconds, 3), "optimizer_steps": self.engine.global_step,
                    "skipped_steps": self.engine.skipped_steps, "nonfinite_steps": self.engine.nonfinite_steps,
                    "n_train": len(self.cohort.train), "n_val": len(self.cohort.val), "n_test": len(self.cohort.test),
-                   "test_source": self.cohort.test_source}
+                   "test_source": self.cohort.test_source, "world_size": self.ctx.world_size,
+                   "lr_scale": self.dist.lr_scale}
         self.outputs.finish(metrics, p.history, p.lr_steps)
         self._checkpoint(finished=True, metrics=metrics)
         return metrics
@@ -283,7 +357,13 @@ class Trainer:
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Build (and check) everything, then train; returns metrics ({} when stopped by stop_after_epochs)."""
-    metrics = Trainer(cfg, run_dir).fit()
-    if metrics:
+    trainer = Trainer(cfg, run_dir)
+    ctx = trainer.ctx
+    try:
+        metrics = trainer.fit()
+    finally:
+        del trainer  # DDP/FSDP modules hold the process group: release them first
+        ctx.teardown()
+    if metrics and ctx.is_main:
         print(summary_line(metrics), flush=True)
     return metrics
