@@ -124,21 +124,11 @@ MODELS: dict[str, type] = {"linear": LinearModelConfig, "mlp": MLPModelConfig, "
 TRAINERS: dict[str, type] = {"default": TrainerConfig}
 APP_GROUPS: dict[str, dict[str, type]] = {"data": DATA, "model": MODELS, "trainer": TRAINERS}
 
-_registered = False
-
-
 def register_app_configs() -> None:
     """Store the app schemas as ``survopt/<group>/<option>`` (idempotent)."""
-    global _registered
-    if _registered:
-        return
-    from hydra.core.config_store import ConfigStore
+    from ..config import store_groups
 
-    cs = ConfigStore.instance()
-    for group, options in APP_GROUPS.items():
-        for name, schema in options.items():
-            cs.store(group=f"survopt/{group}", name=name, node=schema)
-    _registered = True
+    store_groups(APP_GROUPS)
 
 
 def _plain(node: Any, group: str) -> dict[str, Any]:

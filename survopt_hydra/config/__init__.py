@@ -21,18 +21,22 @@ GROUPS: dict[str, dict[str, type]] = {
 }
 SCHEMA_ROOT = "survopt"
 
-_registered = False
+_stored: set[str] = set()
 
 
-def register_configs() -> None:
-    """Store every schema as ``survopt/<group>/<option>`` (idempotent)."""
-    global _registered
-    if _registered:
-        return
+def store_groups(groups: dict[str, dict[str, type]]) -> None:
+    """Store each schema as ``survopt/<group>/<option>`` in Hydra's ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
-    for group, options in GROUPS.items():
+    for group, options in groups.items():
+        if group in _stored:
+            continue
         for name, schema in options.items():
             cs.store(group=f"{SCHEMA_ROOT}/{group}", name=name, node=schema)
-    _registered = True
+        _stored.add(group)
+
+
+def register_configs() -> None:
+    """Store the library's schemas (optimizer, scheduler, clipping, amp, distributed)."""
+    store_groups(GROUPS)
