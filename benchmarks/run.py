@@ -20,6 +20,8 @@ import argparse
 import datetime as _dt
 import gc
 import importlib
+import importlib.util
+import subprocess
 import json
 import math
 import os
@@ -62,6 +64,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "engine_over_raw_ratio": ("<=", 1.02),
     "import_overhead_s": ("<=", 0.15),
     "compose_instantiate_ms": ("<=", 50.0),
+    "agc_speedup": (">=", 3.0),
+    "monitor_overhead_fraction": ("<=", 0.01),
 }
 DESCRIPTIONS: dict[str, str] = {
     "import_overhead_s": "`from survopt_hydra import create_optimizer` after `import torch` (s)",
@@ -170,6 +174,23 @@ def wait_for_quiet(max_wait: float, threshold: float = 0.25, window: float = 2.0
             return {"waited_s": round(waited, 1), "foreign_cpu_load_at_start": load}
 
 
+def _run_isolated(name: str, quick: bool) -> dict[str, Any]:
+    """``module.run(quick)`` in a fresh interpreter: thread settings, allocator state and
+    lazily imported torch modules of one benchmark must not skew the next one."""
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import importlib; "
+        f"d = importlib.import_module({name!r}).run(quick={quick!r}); "
+        "print('__RESULT__' + json.dumps(d, default=str))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parent)],
+                          capture_output=True, text=True)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("__RESULT__"):
+            return json.loads(line[len("__RESULT__"):])
+    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
+    return {"skipped": f"skipped: error: {tail}", "traceback": proc.stderr.splitlines()[-6:]}
+
+
 def run_module(name: str, quick: bool, skip: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     """(details, figures) of one module; failures become ``skipped: ...`` figures."""
     keys = MODULES[name]
@@ -177,20 +198,12 @@ def run_module(name: str, quick: bool, skip: bool = False) -> tuple[dict[str, An
         return {"skipped": "skipped: --skip"}, {k: "skipped: --skip" for k in keys}
     if quick and name in QUICK_SKIP:
         return {"skipped": "skipped: --quick"}, {k: "skipped: --quick" for k in keys}
-    try:
-        module = importlib.import_module(name)
-    except ImportError as exc:
-        why = "skipped: not available" if name in OWNED_ELSEWHERE else f"skipped: import failed ({exc})"
+    if importlib.util.find_spec(name) is None:
+        why = "skipped: not available" if name in OWNED_ELSEWHERE else f"skipped: import failed (no module {name})"
         return {"skipped": why}, {k: why for k in keys}
     load = ForeignLoad()
     t0 = time.perf_counter()
-    try:
-        details = module.run(quick=quick)
-    except Exception as exc:  # noqa: BLE001 - one broken benchmark must not lose the others
-        why = f"skipped: error: {type(exc).__name__}: {exc}".splitlines()[0][:300]
-        details = {"skipped": why, "traceback": traceback.format_exc().splitlines()[-6:]}
-    finally:
-        gc.collect()
+    details = _run_isolated(name, quick)
     details["_seconds"] = round(time.perf_counter() - t0, 2)
     details["_foreign_cpu_load"] = load.fraction()
     figures = {}
