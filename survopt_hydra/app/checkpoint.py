@@ -25,6 +25,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from ..durable import fsync_dir, rng_state, save_atomic, set_rng_state  # noqa: F401 (trainer imports them here)
+
 CHECKSUM_KEY = "checksum"
 
 
@@ -33,35 +35,6 @@ class CheckpointError(RuntimeError):
 
 
 # ------------------------------------------------------------------ writing
-def _stale_temps(path: Path) -> list[Path]:
-    return list(path.parent.glob(f".{path.name}.*.tmp"))
-
-
-def save_atomic(obj: Any, path: str | os.PathLike, before_replace: Callable[[Path], None] | None = None) -> None:
-    """``torch.save(obj, path)`` such that ``path`` is never left half-written.
-
-    ``before_replace(tmp)`` runs once the temporary file is complete and durable, just
-    before it is renamed over ``path`` (:func:`save_checkpoint` rotates there).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in _stale_temps(path):  # left by a process killed mid-write
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if before_replace is not None:
-            before_replace(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
 def previous_path(path: str | os.PathLike) -> Path:
     """``last.pt`` -> ``last.prev.pt``: the checkpoint kept until a newer one is complete."""
     path = Path(path)
@@ -113,20 +86,6 @@ def write_text_atomic(text: str, path: str | os.PathLike, durable: bool = True) 
         raise
     if durable:
         fsync_dir(path.parent)
-
-
-def fsync_dir(directory: str | os.PathLike) -> None:
-    """Make a rename durable; a no-op where directories cannot be opened (Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ------------------------------------------------------------------ integrity
@@ -213,32 +172,6 @@ def load_latest(path: str | os.PathLike, verify: bool = True,
 
 
 # ------------------------------------------------------------------ RNG
-def rng_state() -> dict[str, Any]:
-    """Torch (CPU and CUDA), numpy and Python RNG states, in a ``weights_only``-safe form."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of :func:`rng_state`."""
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    keys = n["keys"].numpy().astype(np.uint32)
-    np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def seed_everything(seed: int) -> None:
     """Seed torch (all devices), numpy's global RNG and Python's ``random``."""
     seed = int(seed) % (2**32)

@@ -17,6 +17,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from ..errors import ConfigError
+from ..durable import rng_state as _rng_state, save_atomic as _save_atomic, set_rng_state as _set_rng_state
 from .context import DistContext
 from .state import (
     consolidated_optimizer_state, load_engine_state, load_model_state_dict, load_optimizer_state, model_state_dict,
@@ -183,62 +184,6 @@ def load_checkpoint(
 # ----------------------------------------------------------------------------------
 # File and RNG helpers
 # ----------------------------------------------------------------------------------
-def _rng_state() -> dict[str, Any]:
-    """This rank's RNG states in a ``torch.load(weights_only=True)``-safe form."""
-    import random
-
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    try:
-        import numpy as np
-
-        kind, keys, pos, has_gauss, cached = np.random.get_state()
-        state["numpy"] = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                          "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
-    except ImportError:  # pragma: no cover
-        pass
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    import random
-
-    torch.set_rng_state(state["torch"])
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-    if "numpy" in state:
-        import numpy as np
-
-        n = state["numpy"]
-        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                             n["cached_gaussian"]))
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temp file, fsync, ``os.replace``: never a torn checkpoint."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # pragma: no cover - platforms without directory fsync
-        pass
-
-
 def _load(path: Path) -> Any:
     """Checkpoints hold tensors and plain data only (``weights_only=True``)."""
     return torch.load(path, map_location="cpu", weights_only=True)
