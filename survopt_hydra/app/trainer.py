@@ -47,7 +47,7 @@ from .checkpoint import epoch_seed, rng_state, save_atomic, save_checkpoint, see
 from .config import check_app_config
 from .data import Cohort, Split
 from .outputs import RunOutputs, summary_line
-from .preflight import batches_per_rank, check_run, resume_state, take_cohort
+from .rules import batches_per_rank, check_run, resume_state, take_cohort
 from .state import FaultInjection, GracefulStop, Progress, RunInterrupted
 
 log = logging.getLogger(__name__)

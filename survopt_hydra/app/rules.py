@@ -1,0 +1,200 @@
+"""The run's rules, shared by the pre-flight and the trainer: one copy of each check.
+
+Config values against their schemas and cross-group rules, the launch (torchrun or
+not), the run length, resume compatibility and the cohort (loaded once, handed from the
+pre-flight to the trainer). Each raises a ConfigError/DataError naming the key or file.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..config import GROUPS
+from ..config.checks import schema_fields, validate
+from ..errors import ConfigError, did_you_mean, unknown_name
+from .config import APP_GROUPS, check_app_config
+from .state import EPOCH_METRICS, config_difference
+
+#: Top-level keys of a composed config: one per config group.
+TOP_LEVEL = tuple(sorted({*APP_GROUPS, *GROUPS}))
+#: Groups the trainer cannot do without (clipping, amp, distributed are optional).
+REQUIRED = ("data", "model", "trainer", "optimizer", "scheduler")
+
+
+def _name_field(options: Mapping[str, type]) -> str:
+    """The field that names the option (``name``, ``mode``, ``dtype``, ``strategy``)."""
+    first = next(iter(options.values()))
+    for field in schema_fields(first):
+        if all(getattr(schema(), field, None) == name for name, schema in options.items()):
+            return field
+    raise AssertionError(f"no name field in {sorted(options)}")  # pragma: no cover
+
+
+NAME_FIELDS = {group: _name_field(options) for group, options in GROUPS.items()}
+
+
+# ================================================================== the rules
+def _plain(node: Any) -> dict[str, Any]:
+    if hasattr(node, "_metadata"):
+        from omegaconf import OmegaConf
+
+        node = OmegaConf.to_container(node, resolve=True)
+    return {k: v for k, v in dict(node).items() if not str(k).startswith("_")}
+
+
+def check_monitor(cfg: Mapping[str, Any]) -> None:
+    """A plateau scheduler must read a metric the trainer computes, in the right direction."""
+    sched = cfg.get("scheduler")
+    if sched is None or sched.get("name") != "plateau":
+        return
+    monitor, mode = sched.get("monitor"), sched.get("mode")
+    if monitor not in EPOCH_METRICS:
+        raise ConfigError("scheduler.monitor", f"'{monitor}' is never computed{did_you_mean(monitor, EPOCH_METRICS)}; "
+                          f"allowed: {', '.join(EPOCH_METRICS)}")
+    want = "max" if monitor == "val_cindex" else "min"
+    if mode != want:
+        better = "higher" if want == "max" else "lower"
+        raise ConfigError("scheduler.mode", f"'{mode}' contradicts scheduler.monitor={monitor} ({better} is better); "
+                          f"use scheduler.mode={want}")
+
+
+def check_config(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Everything about a composed config that needs neither torch nor the data.
+
+    Returns :func:`~survopt_hydra.app.config.check_app_config`'s plain settings.
+    """
+    for key in cfg:
+        if key not in TOP_LEVEL:
+            raise ConfigError(str(key), f"unknown key{did_you_mean(key, TOP_LEVEL)}; allowed: {', '.join(TOP_LEVEL)}")
+    for group in REQUIRED:
+        if cfg.get(group) is None:
+            raise ConfigError(group, f"missing config group; add '{group}: <option>' to the defaults list")
+    settings = check_app_config(cfg)
+    for group, options in GROUPS.items():
+        node = cfg.get(group)
+        if node is None:
+            continue
+        values = _plain(node)
+        name = values.get(NAME_FIELDS[group])
+        if name is None:
+            raise ConfigError(group, f"no option selected; add {group}=<option>; allowed: {', '.join(sorted(options))}")
+        if name not in options:
+            raise unknown_name(f"{group}.{NAME_FIELDS[group]}", str(name), options)
+        validate(options[name], values, group)
+    check_monitor(cfg)
+    return settings
+
+
+def batches_per_rank(n_train: int, batch_size: int, world_size: int = 1) -> int:
+    """Training batches per epoch on each rank: every rank gets ceil(n / world) rows (DistributedSampler)."""
+    return math.ceil(math.ceil(n_train / world_size) / batch_size)
+
+
+def check_launch(cfg: Mapping[str, Any]) -> int:
+    """The number of ranks this process will train with; ConfigError for a strategy the launch cannot run.
+
+    ``distributed=ddp|zero|fsdp`` needs torchrun (or ``distributed.allow_single_process=true``);
+    ``distributed=none`` must not run under a multi-process torchrun. The same rules and messages
+    as :meth:`~survopt_hydra.distributed.DistributedSettings.setup`, checked before Hydra writes.
+    """
+    node = cfg.get("distributed")
+    strategy = (node.get("strategy") if node is not None else None) or "none"
+    if strategy == "none" and "WORLD_SIZE" not in os.environ:
+        return 1  # the common case, without importing torch
+    from ..distributed.launch import TORCHRUN_HINT, _torchrun_env
+
+    env = _torchrun_env()  # ConfigError for a malformed launcher environment
+    world = env["world_size"] if env is not None else 1
+    if strategy == "none":
+        if world > 1:
+            raise ConfigError("distributed.strategy", f"'none' but torchrun started {world} processes (each would "
+                              "train alone); allowed: ddp, zero, fsdp, or launch one process without torchrun")
+        return 1
+    if env is None and not os.environ.get("SUBMITIT_EXECUTOR") and not node.get("allow_single_process", False):
+        raise ConfigError("distributed.strategy", f"'{strategy}' needs torchrun: "
+                          + TORCHRUN_HINT.format(strategy=strategy))
+    return world
+
+
+def check_run(cfg: Any, trainer: Mapping[str, Any], n_batches: int) -> None:
+    """The checks that need the run length: schedules are built on a dummy optimizer.
+
+    ``n_batches``: training batches per epoch on one rank (:func:`batches_per_rank`)."""
+    from ..validation import validate_groups
+
+    k = trainer["accumulate_grad_batches"]
+    validate_groups(cfg, trainer["max_epochs"], math.ceil(n_batches / k))
+    check_monitor(cfg)
+
+
+def resume_state(run_dir: Path, config: Mapping[str, Any], verify: bool = True,
+                 mmap: bool = False) -> tuple[dict[str, Any], Path, list[str]] | None:
+    """The checkpoint a run in ``run_dir`` resumes from (see :func:`..checkpoint.load_latest`).
+
+    ConfigError (``trainer.resume``) when checkpoints exist but none is usable, or the
+    usable one was written with an incompatible config; the files are only read.
+    """
+    from .checkpoint import CheckpointError, load_latest
+
+    hint = "use a new hydra.run.dir or trainer.resume=false"
+    try:
+        found = load_latest(Path(run_dir) / "last.pt", verify=verify, mmap=mmap)
+    except CheckpointError as exc:
+        raise ConfigError("trainer.resume", f"cannot resume: {exc}; {hint}") from None
+    if found is None:
+        return None
+    state, path, problems = found
+    if not isinstance(state.get("config"), Mapping) or "progress" not in state:
+        raise ConfigError("trainer.resume", f"cannot resume: {path} is not a survopt-train checkpoint; {hint}")
+    diff = config_difference(state["config"], config)
+    if diff:
+        raise ConfigError("trainer.resume", f"{path} was written with a different config ({diff}); {hint}")
+    return state, path, problems
+
+
+# ================================================================== data, loaded once
+_COHORTS: dict[str, tuple[Any, Any]] = {}
+
+
+def _data_key(data: Mapping[str, Any]) -> tuple[str, Any]:
+    """A key for the cohort a data dict describes, and the files' (size, mtime) stamps."""
+    from ..survival.data import DataError, resolve_path
+
+    stamps = []
+    for key in ("path", "test_path"):
+        if data.get(key):
+            try:
+                st = resolve_path(data[key], f"data.{key}").stat()
+                stamps.append((st.st_size, st.st_mtime_ns))
+            except (DataError, OSError):
+                stamps.append(None)
+    return json.dumps(dict(data), sort_keys=True, default=str) + "@" + os.getcwd(), stamps
+
+
+def load_cohort_once(data: Mapping[str, Any]) -> Any:
+    """Load (and check) a cohort, remembering it for :func:`take_cohort`."""
+    from .data import load_cohort
+
+    key, stamps = _data_key(data)
+    if key in _COHORTS and _COHORTS[key][1] == stamps:
+        return _COHORTS[key][0]
+    cohort = load_cohort(data)
+    _COHORTS[key] = (cohort, stamps)
+    return cohort
+
+
+def take_cohort(data: Mapping[str, Any]) -> Any:
+    """The cohort the pre-flight loaded for ``data`` (if its files did not change since), else a fresh load."""
+    from .data import load_cohort
+
+    key, stamps = _data_key(data)
+    cached = _COHORTS.pop(key, None)
+    if cached is not None and cached[1] == stamps:
+        return cached[0]
+    return load_cohort(data)
+
+
+# ================================================================== Hydra's errors as one line
