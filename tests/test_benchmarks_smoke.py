@@ -29,6 +29,7 @@ NUMERIC_IN_QUICK = (
     "adamw_foreach_fraction_of_triad",
     "sgd_default_fraction_of_triad",
     "engine_over_raw_ratio",
+    "engine_over_guarded_raw_ratio",
 )
 SKIPPED_IN_QUICK = (
     "peer_mmengine_step_ratio",
