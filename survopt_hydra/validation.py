@@ -9,17 +9,26 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import torch
-
 from .config import GROUPS
-from .config.checks import validate
+from .config.checks import schema_fields, validate
 from .errors import ConfigError, unknown_name
 
-#: The field that names the option within each group's node.
-NAME_FIELDS = {"optimizer": "name", "scheduler": "name", "clipping": "mode", "amp": "dtype", "distributed": "strategy"}
+
+def _name_field(options: Mapping[str, type]) -> str:
+    """The field that names the option (``name``, ``mode``, ``dtype``, ``strategy``)."""
+    first = next(iter(options.values()))
+    for field in schema_fields(first):
+        if all(getattr(schema(), field, None) == name for name, schema in options.items()):
+            return field
+    raise AssertionError(f"no name field in {sorted(options)}")  # pragma: no cover
 
 
-def _plain(node: Any) -> dict[str, Any]:
+#: The field that names the option within each group's node, read off the schemas.
+NAME_FIELDS = {group: _name_field(options) for group, options in GROUPS.items()}
+
+
+def plain_values(node: Any) -> dict[str, Any]:
+    """A group node (OmegaConf or mapping) as a plain dict without ``_target_``-style keys."""
     if hasattr(node, "_metadata"):
         from omegaconf import OmegaConf
 
@@ -37,20 +46,24 @@ def validate_groups(cfg: Mapping[str, Any], epochs: int | None = None, steps_per
         node = cfg.get(group)
         if node is None:
             continue
-        values = _plain(node)
+        values = plain_values(node)
         field = NAME_FIELDS[group]
         name = values.get(field)
+        if name is None:
+            raise ConfigError(group, f"no option selected; add {group}=<option>; allowed: {', '.join(sorted(options))}")
         if name not in options:
             raise unknown_name(f"{group}.{field}", str(name), options)
         validate(options[name], values, group)
     if cfg.get("optimizer") is not None and cfg.get("scheduler") is not None and epochs is not None:
+        import torch
+
         from .optimizer import build_optimizer
         from .scheduler import build_scheduler
 
-        opt_values = _plain(cfg["optimizer"])
+        opt_values = plain_values(cfg["optimizer"])
         opt_values.pop("lr_mult", None)  # patterns need real parameter names
         dummy = build_optimizer([torch.nn.Parameter(torch.zeros(1))], **opt_values)
-        build_scheduler(dummy, epochs=epochs, steps_per_epoch=steps_per_epoch, **_plain(cfg["scheduler"]))
+        build_scheduler(dummy, epochs=epochs, steps_per_epoch=steps_per_epoch, **plain_values(cfg["scheduler"]))
 
 
-__all__ = ["validate_groups", "ConfigError", "NAME_FIELDS"]
+__all__ = ["validate_groups", "plain_values", "ConfigError", "NAME_FIELDS"]

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..config import GROUPS
-from ..config.checks import schema_fields, validate
-from ..errors import ConfigError, did_you_mean, unknown_name
+from ..errors import ConfigError, did_you_mean
+from ..validation import NAME_FIELDS, validate_groups  # noqa: F401 (NAME_FIELDS re-exported)
 from .config import APP_GROUPS, check_app_config
 from .state import EPOCH_METRICS, config_difference
 
@@ -22,27 +22,6 @@ from .state import EPOCH_METRICS, config_difference
 TOP_LEVEL = tuple(sorted({*APP_GROUPS, *GROUPS}))
 #: Groups the trainer cannot do without (clipping, amp, distributed are optional).
 REQUIRED = ("data", "model", "trainer", "optimizer", "scheduler")
-
-
-def _name_field(options: Mapping[str, type]) -> str:
-    """The field that names the option (``name``, ``mode``, ``dtype``, ``strategy``)."""
-    first = next(iter(options.values()))
-    for field in schema_fields(first):
-        if all(getattr(schema(), field, None) == name for name, schema in options.items()):
-            return field
-    raise AssertionError(f"no name field in {sorted(options)}")  # pragma: no cover
-
-
-NAME_FIELDS = {group: _name_field(options) for group, options in GROUPS.items()}
-
-
-# ================================================================== the rules
-def _plain(node: Any) -> dict[str, Any]:
-    if hasattr(node, "_metadata"):
-        from omegaconf import OmegaConf
-
-        node = OmegaConf.to_container(node, resolve=True)
-    return {k: v for k, v in dict(node).items() if not str(k).startswith("_")}
 
 
 def check_monitor(cfg: Mapping[str, Any]) -> None:
@@ -73,17 +52,7 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if cfg.get(group) is None:
             raise ConfigError(group, f"missing config group; add '{group}: <option>' to the defaults list")
     settings = check_app_config(cfg)
-    for group, options in GROUPS.items():
-        node = cfg.get(group)
-        if node is None:
-            continue
-        values = _plain(node)
-        name = values.get(NAME_FIELDS[group])
-        if name is None:
-            raise ConfigError(group, f"no option selected; add {group}=<option>; allowed: {', '.join(sorted(options))}")
-        if name not in options:
-            raise unknown_name(f"{group}.{NAME_FIELDS[group]}", str(name), options)
-        validate(options[name], values, group)
+    validate_groups(cfg)  # every library group against its schema; run length comes later
     check_monitor(cfg)
     return settings
 
