@@ -34,6 +34,9 @@ def cox_baseline(cfg, penalizer: float = 0.01) -> dict[str, float]:
     """Fit CoxPHFitter on the train split of ``cfg``'s cohort; C-index on val and test."""
     import pandas as pd
     from lifelines import CoxPHFitter
+    from lifelines.exceptions import ConvergenceError
+
+    from survopt_hydra.errors import ConfigError
 
     from survopt_hydra.app.config import check_app_config
     from survopt_hydra.app.data import load_cohort
@@ -48,7 +51,12 @@ def cox_baseline(cfg, penalizer: float = 0.01) -> dict[str, float]:
     frame["T"], frame["E"] = cohort.train.durations.numpy(), cohort.train.events.numpy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fitter = CoxPHFitter(penalizer=penalizer).fit(frame, "T", "E")
+        try:
+            fitter = CoxPHFitter(penalizer=penalizer).fit(frame, "T", "E")
+        except ConvergenceError as exc:  # e.g. penalizer 0 with collinear one-hot columns
+            first = str(exc).split(". ")[0]
+            raise ConfigError("--penalizer", f"CoxPHFitter did not converge with penalizer {penalizer:g} "
+                                             f"({first}); use a small positive penalizer such as 0.01") from None
     out = {"penalizer": penalizer}
     for part in ("val", "test"):
         split = getattr(cohort, part)

@@ -133,3 +133,35 @@ def test_baseline_cox_on_the_app_split(tmp_path: Path) -> None:
     result = json.loads((tmp_path / "b.json").read_text())
     assert 0.6 < result["test_cindex"] < 0.8
     assert proc.stdout.strip().splitlines()[-1].endswith(f"{result['test_cindex']:.4f}")
+
+
+def test_baseline_cox_reports_a_failed_fit_in_one_line() -> None:
+    """penalizer 0 with GBSG2's collinear one-hot columns: lifelines cannot invert the Hessian."""
+    proc = script("scripts/baseline_cox.py", "--penalizer", "0")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --penalizer: CoxPHFitter did not converge"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------- deepsurv_benchmark
+@pytest.mark.slow
+def test_deepsurv_benchmark_runs_the_app_on_a_train_test_pair(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The benchmark's own data packages are optional; feed it GBSG2 cut in two instead and check
+    that it runs the real app with data.test_path, scores CoxPH on the same rows and tabulates both."""
+    import deepsurv_benchmark
+    import pandas as pd
+    from lifelines.datasets import load_gbsg2
+
+    df = load_gbsg2().rename(columns={"time": "duration", "cens": "event"})
+    monkeypatch.setitem(deepsurv_benchmark.SOURCES, "metabric", lambda: (df.iloc[:500], df.iloc[500:]))
+    deepsurv_benchmark.main(["--out", str(tmp_path), "--datasets", "metabric", "--seeds", "0"])
+    (row,) = json.loads((tmp_path / "results.json").read_text())
+    assert row["n_test"] == 186 and row["n_train"] + row["n_val"] == 500
+    metrics = json.loads((tmp_path / "metabric_seed0" / "metrics.json").read_text())
+    assert metrics["test_source"].endswith("metabric_test.csv")
+    assert row["test_cindex_runs"] == [metrics["test_cindex"]] and 0.55 < row["coxph_test_cindex"] < 0.85
+    assert pd.read_csv(tmp_path / "metabric_test.csv").shape == (186, df.shape[1])
+    table = capsys.readouterr().out.strip().splitlines()
+    assert table[-1].startswith(f"| metabric | {row['n_train']} / {row['n_val']} / 186 | "
+                                f"{row['test_cindex_mean']:.3f}") and "| 0.654 |" in table[-1]
