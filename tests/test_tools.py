@@ -165,3 +165,22 @@ def test_deepsurv_benchmark_runs_the_app_on_a_train_test_pair(tmp_path: Path, mo
     table = capsys.readouterr().out.strip().splitlines()
     assert table[-1].startswith(f"| metabric | {row['n_train']} / {row['n_val']} / 186 | "
                                 f"{row['test_cindex_mean']:.3f}") and "| 0.654 |" in table[-1]
+
+
+# ---------------------------------------------------------------- select_defaults
+@pytest.mark.slow
+def test_select_defaults_scores_like_the_app_and_ranks_by_validation(tmp_path: Path) -> None:
+    import select_defaults
+
+    overrides = ["trainer.max_epochs=15", "data.split_seed=3"]
+    proc = script("scripts/train.py", *overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr
+    app = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    in_process = select_defaults.run_once(overrides)  # same config, same seed: bit-identical on CPU
+    assert in_process["val_cindex"] == app["val_cindex"] and in_process["test_cindex"] == app["test_cindex"]
+    rows = [select_defaults.score("trainer.max_epochs=15", [3], [0]),
+            select_defaults.score("trainer.max_epochs=15 model=linear", [3], [0])]
+    assert rows[0]["val_mean"] == app["val_cindex"] and rows[0]["runs"] == 1
+    lines = select_defaults.table(rows).splitlines()[2:]
+    best = max(rows, key=lambda r: r["val_mean"])
+    assert lines[0].startswith(f"| `{best['candidate']}` | {best['val_mean']:.4f}")
