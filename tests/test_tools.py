@@ -184,3 +184,29 @@ def test_select_defaults_scores_like_the_app_and_ranks_by_validation(tmp_path: P
     lines = select_defaults.table(rows).splitlines()[2:]
     best = max(rows, key=lambda r: r["val_mean"])
     assert lines[0].startswith(f"| `{best['candidate']}` | {best['val_mean']:.4f}")
+
+
+@pytest.mark.slow
+def test_baseline_cox_compares_a_finished_run_with_a_paired_bootstrap(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = script("scripts/train.py", "trainer.max_epochs=12", "data.split_seed=2", f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    proc = script("scripts/baseline_cox.py", "--run", str(run), "--json", str(tmp_path / "c.json"))
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((tmp_path / "c.json").read_text())
+    assert r["run_test_cindex"] == pytest.approx(metrics["test_cindex"], abs=1e-9)  # the run's own best weights
+    assert r["best_epoch"] == metrics["best_epoch"] and r["n_test"] == metrics["n_test"]
+    assert script("scripts/baseline_cox.py", "data.split_seed=2", "--json", str(tmp_path / "p.json")).returncode == 0
+    plain = json.loads((tmp_path / "p.json").read_text())
+    assert r["coxph_test_cindex"] == pytest.approx(plain["test_cindex"], abs=1e-12)  # same rows, same fit
+    gap = r["run_test_cindex"] - r["coxph_test_cindex"]
+    assert r["diff_ci_low"] < gap < r["diff_ci_high"] and 0.0 <= r["p_run_ge_coxph"] <= 1.0
+    assert r["diff_ci_high"] - r["diff_ci_low"] > 0.02  # ~100 test patients: the interval is wide
+    assert "paired bootstrap 95% interval" in proc.stdout.splitlines()[-1]
+
+
+def test_baseline_cox_run_without_best_pt_is_one_line(tmp_path: Path) -> None:
+    proc = script("scripts/baseline_cox.py", "--run", str(tmp_path))
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: --run: {tmp_path / 'best.pt'} not found; " \
+        "pass the run directory of a finished survopt-train run"
