@@ -581,3 +581,30 @@ def epoch_rows(run_dir: Path) -> list[dict[str, str]]:
 
     with (run_dir / "epochs.csv").open(newline="") as handle:
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+
+
+@pytest.mark.slow
+@app_distributed
+def test_app_sharded_checkpoints_hold_shards_not_full_weights(tmp_path):
+    """distributed.checkpoint=sharded: each rank writes its shards (DCP); last.pt only names the folder;
+    folders no checkpoint names any more are removed; a missing folder is refused in one line."""
+    import shutil
+
+    run = [*APP_RUN, "distributed=fsdp", "distributed.checkpoint=sharded", "trainer.stop_after_epochs=4"]
+    if not fully_shard_available():
+        pytest.skip("FSDP2 fully_shard not available in this torch build")
+    train_app(tmp_path, *run, nproc=2)
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    prev = torch.load(tmp_path / "last.prev.pt", weights_only=True)
+    assert last["model"] is None and last["engine"]["optimizer"] is None and last["progress"]["epoch"] == 4
+    folders = sorted(p.name for p in tmp_path.glob("last.pt.shards-*"))
+    assert folders == sorted({last["sharded"], prev["sharded"]}) and len(folders) == 2  # 4 saves, 2 kept
+    assert sorted(p.name for p in (tmp_path / last["sharded"]).glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    shutil.rmtree(tmp_path / last["sharded"])
+    before = (tmp_path / "last.pt").read_bytes()
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    proc = run_command([*launch, str(ROOT / "scripts" / "train.py"), f"hydra.run.dir={tmp_path}", *run[:-1]])
+    assert proc.returncode != 0 and "exitcode: 2" in proc.stderr  # torchrun reports each rank's exit status 2
+    assert f"error: distributed.checkpoint: {tmp_path / last['sharded']} (the checkpoint's model/optimizer shards) " \
+           "is missing" in proc.stderr and "survopt_hydra/" not in proc.stderr  # one line, no traceback of ours
+    assert (tmp_path / "last.pt").read_bytes() == before

@@ -39,6 +39,7 @@ from ..distributed import (
     DistContext, DistributedSettings, engine_state_dict, eval_indices, gather_by_index, load_engine_state,
     load_model_state_dict, model_state_dict, shard_indices, sync_buffers,
 )
+from ..distributed.checkpoint import load_shards, prune_shards, save_shards
 from ..engine import StepEngine, _unwrapped
 from ..errors import ConfigError
 from ..monitors import CSVSink, GradientMonitor, OptimizerMonitor
@@ -150,6 +151,7 @@ class Trainer:
         self.stop = GracefulStop()
         self._keep_previous = True  # False while last.pt is known to be damaged (see _maybe_resume)
         self.saved_epoch: int | None = None  # the epoch last.pt holds
+        self._shards: str | None = None  # checkpoint=sharded: the DCP folder last.pt names
         seed_everything(self.t["seed"])
         self.model = self.dist.wrap_model(build_model(settings["model"], self.cohort.input_shape), self.ctx)
         k = self.t["accumulate_grad_batches"]
@@ -174,8 +176,15 @@ class Trainer:
             log.warning("%s; resuming from %s instead", "; ".join(problems), path.name)
             self._keep_previous = False  # overwrite the damaged last.pt, keep the good last.prev.pt
         try:
-            load_model_state_dict(self.model, state["model"], self.ctx)
-            load_engine_state(self.engine, state["engine"], self.ctx, self.model)
+            if state.get("sharded"):  # fsdp + checkpoint=sharded: every rank reads its shards (DCP)
+                self.engine.load_state_dict(dict(state["engine"], optimizer=self.engine.optimizer.state_dict()))
+                load_shards(self.run_dir / state["sharded"], self.model, self.engine.optimizer)
+                self._shards = state["sharded"]
+            else:
+                load_model_state_dict(self.model, state["model"], self.ctx)
+                load_engine_state(self.engine, state["engine"], self.ctx, self.model)
+        except ConfigError:
+            raise
         except (RuntimeError, ValueError, KeyError) as exc:  # a different model shape or param-group layout
             first = " ".join(str(exc).split())[:300] or type(exc).__name__
             raise ConfigError("trainer.resume", f"{path} does not fit this run's model/optimizer ({first}); did the "
@@ -190,15 +199,26 @@ class Trainer:
         return state
 
     def _checkpoint(self, finished: bool = False, metrics: dict | None = None) -> None:
-        model_sd = model_state_dict(self.model, self.ctx)  # collective (FSDP gathers); rank 0 gets it
-        engine_sd = engine_state_dict(self.engine, self.ctx, self.model)  # collective (ZeRO consolidates)
+        last, shards = self.run_dir / "last.pt", None
+        if self.dist.checkpoint_sharded:  # every rank writes its own model/optimizer shards; last.pt names them
+            shards = save_shards(last, self.model, self.engine.optimizer, self.ctx)
+            model_sd = None
+            engine_sd = dict(self.engine.state_dict(), optimizer=None) if self.ctx.is_main else None
+        else:
+            model_sd = model_state_dict(self.model, self.ctx)  # collective (FSDP gathers); rank 0 gets it
+            engine_sd = engine_state_dict(self.engine, self.ctx, self.model)  # collective (ZeRO consolidates)
         rngs = self.ctx.all_gather_object(rng_state())
         if self.ctx.is_main:
             state = {"model": model_sd, "engine": engine_sd, "progress": self.progress.state_dict(),
                      "rng": rngs[0], "rng_ranks": rngs, "config": self.config,
-                     "monitor_bytes": self._monitor_bytes(), "finished": finished, "metrics": metrics}
-            save_checkpoint(state, self.run_dir / "last.pt", keep_previous=self._keep_previous,
+                     "monitor_bytes": self._monitor_bytes(), "finished": finished, "metrics": metrics,
+                     "sharded": shards.name if shards is not None else None}
+            save_checkpoint(state, last, keep_previous=self._keep_previous,
                             before=self.faults.save_hook(self.progress.epoch))
+            if shards is not None:  # keep the folders last.pt and last.prev.pt name, drop older/orphaned ones
+                prune_shards(last, {shards.name, self._shards} - {None})
+        if shards is not None:
+            self._shards = shards.name
         self.ctx.barrier()
         self._keep_previous, self.saved_epoch = True, self.progress.epoch
 

@@ -53,16 +53,7 @@ def save_checkpoint(
     if sharded:
         if not _is_fsdp(model):
             raise ConfigError("distributed.checkpoint", "'sharded' needs distributed=fsdp; allowed here: full")
-        import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import get_state_dict
-
-        token = ctx.broadcast_object(uuid.uuid4().hex[:10])
-        shard_dir = path.with_name(f"{path.name}.shards-{token}")
-        msd, osd = get_state_dict(model, opt)
-        if ctx.is_main:
-            shard_dir.mkdir(parents=True, exist_ok=True)
-        ctx.barrier()
-        dcp.save({"model": msd, "optimizer": osd}, checkpoint_id=str(shard_dir))
+        shard_dir = save_shards(path, model, opt, ctx)
         model_sd, opt_sd = None, None
     else:
         model_sd = model_state_dict(model, ctx)
@@ -89,6 +80,48 @@ def save_checkpoint(
         if previous is not None and previous != shard_dir and previous.exists():
             shutil.rmtree(previous, ignore_errors=True)
     ctx.barrier()
+
+
+def save_shards(path: Path, model: nn.Module, optimizer: Optimizer, ctx: DistContext) -> Path:
+    """Every rank writes its FSDP model and optimizer shards to a fresh DCP folder
+    ``<path>.shards-<id>`` (collective); returns the folder, which ``path`` should name.
+
+    A fresh folder per save means the folder the current ``path`` names is never touched,
+    so a crash mid-save leaves the previous checkpoint whole; callers remove folders that
+    no checkpoint names any more (:func:`prune_shards`).
+    """
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    token = ctx.broadcast_object(uuid.uuid4().hex[:10])
+    shard_dir = path.with_name(f"{path.name}.shards-{token}")
+    msd, osd = get_state_dict(model, optimizer)
+    if ctx.is_main:
+        shard_dir.mkdir(parents=True, exist_ok=True)
+    ctx.barrier()
+    dcp.save({"model": msd, "optimizer": osd}, checkpoint_id=str(shard_dir))
+    return shard_dir
+
+
+def load_shards(shard_dir: Path, model: nn.Module, optimizer: Optimizer) -> None:
+    """Inverse of :func:`save_shards` on every rank; DCP reshards when the world size changed."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    if not shard_dir.is_dir():
+        raise ConfigError("distributed.checkpoint", f"{shard_dir} (the checkpoint's model/optimizer shards) is "
+                          "missing; every rank must see the run directory (a shared filesystem)")
+    msd, osd = get_state_dict(model, optimizer)
+    target = {"model": msd, "optimizer": osd}
+    dcp.load(target, checkpoint_id=str(shard_dir))
+    set_state_dict(model, optimizer, model_state_dict=target["model"], optim_state_dict=target["optimizer"])
+
+
+def prune_shards(path: Path, keep: set[str]) -> None:
+    """Remove ``<path>.shards-*`` folders whose names are not in ``keep`` (rank 0, after a save)."""
+    for folder in path.parent.glob(f"{path.name}.shards-*"):
+        if folder.name not in keep and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _shard_dir_of(path: Path) -> Path | None:
@@ -155,18 +188,12 @@ def load_checkpoint(
         before_load(light.get("extra") or {})
     engine_sd = light.get("engine")
     if light.get("sharded"):
-        import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
-
         if not fsdp:
             raise ConfigError("distributed.checkpoint", f"{path} is a sharded (DCP) checkpoint; resume it with "
                               "distributed=fsdp")
-        msd, osd = get_state_dict(model, opt)
-        target = {"model": msd, "optimizer": osd}
-        dcp.load(target, checkpoint_id=str(path.with_name(light["sharded"])))
-        if engine is not None and engine_sd is not None:
+        if engine is not None and engine_sd is not None:  # scheduler, scaler, counters; the optimizer below
             engine.load_state_dict(dict(engine_sd, optimizer=opt.state_dict()))
-        set_state_dict(model, opt, model_state_dict=target["model"], optim_state_dict=target["optimizer"])
+        load_shards(path.with_name(light["sharded"]), model, opt)
     else:
         full = state if ctx.is_main else light  # FSDP: the model / optimizer state stayed on rank 0
         load_model_state_dict(model, full.get("model"), ctx)
