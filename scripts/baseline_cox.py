@@ -17,6 +17,7 @@ patients a single C-index is noisy, and the interval says whether a gap means an
 from __future__ import annotations
 
 import argparse
+from typing import Any
 import json
 import sys
 import warnings
@@ -25,16 +26,11 @@ from pathlib import Path
 import numpy as np
 
 
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose, initialize_config_module
+def compose(overrides: list[str]) -> Any:
+    """The app's config with ``overrides`` (:func:`survopt_hydra.app.config.compose_train`)."""
+    from survopt_hydra.app.config import compose_train
 
-    from survopt_hydra.app.config import register_app_configs
-    from survopt_hydra.config import register_configs
-
-    register_app_configs()
-    register_configs()
-    with initialize_config_module("survopt_hydra.conf", version_base=None):
-        return hydra_compose("train", overrides=overrides)
+    return compose_train(overrides)
 
 
 def _tabular_cohort(cfg):

@@ -55,15 +55,10 @@ GRID: list[str] = [
 
 
 def compose(overrides: list[str]) -> Any:
-    from hydra import compose as hydra_compose, initialize_config_module
+    """The app's config with ``overrides`` (:func:`survopt_hydra.app.config.compose_train`)."""
+    from survopt_hydra.app.config import compose_train
 
-    from survopt_hydra.app.config import register_app_configs
-    from survopt_hydra.config import register_configs
-
-    register_app_configs()
-    register_configs()
-    with initialize_config_module("survopt_hydra.conf", version_base=None):
-        return hydra_compose("train", overrides=overrides)
+    return compose_train(overrides)
 
 
 def run_once(overrides: list[str]) -> dict[str, Any]:

@@ -131,6 +131,22 @@ def register_app_configs() -> None:
     store_groups(APP_GROUPS)
 
 
+def compose_train(overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """``conf/train.yaml`` composed with command-line style overrides, as ``survopt-train`` sees it.
+
+    For tools that must use exactly the app's config (baseline, schedule plot, LR finder,
+    default selection) without starting a Hydra run: no run dir, no logging set-up.
+    """
+    from hydra import compose, initialize_config_module
+
+    from ..config import register_configs
+
+    register_app_configs()
+    register_configs()
+    with initialize_config_module("survopt_hydra.conf", version_base=None):
+        return compose("train", overrides=list(overrides))
+
+
 def _plain(node: Any, group: str) -> dict[str, Any]:
     """A plain dict of a group's values; a still-missing (``???``) value is a ConfigError."""
     from omegaconf import DictConfig, OmegaConf
