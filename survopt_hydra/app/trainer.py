@@ -178,7 +178,7 @@ class Trainer:
         try:
             if state.get("sharded"):  # fsdp + checkpoint=sharded: every rank reads its shards (DCP)
                 self.engine.load_state_dict(dict(state["engine"], optimizer=self.engine.optimizer.state_dict()))
-                load_shards(self.run_dir / state["sharded"], self.model, self.engine.optimizer)
+                load_shards(self.run_dir / state["sharded"], self.model, self.engine.optimizer, self.ctx)
                 self._shards = state["sharded"]
             else:
                 load_model_state_dict(self.model, state["model"], self.ctx)

@@ -103,12 +103,17 @@ def save_shards(path: Path, model: nn.Module, optimizer: Optimizer, ctx: DistCon
     return shard_dir
 
 
-def load_shards(shard_dir: Path, model: nn.Module, optimizer: Optimizer) -> None:
-    """Inverse of :func:`save_shards` on every rank; DCP reshards when the world size changed."""
+def load_shards(shard_dir: Path, model: nn.Module, optimizer: Optimizer, ctx: DistContext) -> None:
+    """Inverse of :func:`save_shards` on every rank; DCP reshards when the world size changed.
+
+    Whether the folder exists is agreed first: a node that cannot see it (no shared
+    filesystem) makes every rank fail with the same line instead of leaving the others
+    waiting inside DCP's collectives.
+    """
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-    if not shard_dir.is_dir():
+    if ctx.any_rank(not shard_dir.is_dir()):
         raise ConfigError("distributed.checkpoint", f"{shard_dir} (the checkpoint's model/optimizer shards) is "
                           "missing; every rank must see the run directory (a shared filesystem)")
     msd, osd = get_state_dict(model, optimizer)
@@ -193,7 +198,7 @@ def load_checkpoint(
                               "distributed=fsdp")
         if engine is not None and engine_sd is not None:  # scheduler, scaler, counters; the optimizer below
             engine.load_state_dict(dict(engine_sd, optimizer=opt.state_dict()))
-        load_shards(path.with_name(light["sharded"]), model, opt)
+        load_shards(path.with_name(light["sharded"]), model, opt, ctx)
     else:
         full = state if ctx.is_main else light  # FSDP: the model / optimizer state stayed on rank 0
         load_model_state_dict(model, full.get("model"), ctx)
