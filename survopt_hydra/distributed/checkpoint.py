@@ -75,10 +75,9 @@ def save_checkpoint(
             "rng": rngs,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        previous = _shard_dir_of(path) if shard_dir is not None else None
         _save_atomic(state, path)
-        if previous is not None and previous != shard_dir and previous.exists():
-            shutil.rmtree(previous, ignore_errors=True)
+        if shard_dir is not None:  # the folder the previous file named, and any a crash left behind
+            prune_shards(path, {shard_dir.name})
     ctx.barrier()
 
 
@@ -127,17 +126,6 @@ def prune_shards(path: Path, keep: set[str]) -> None:
     for folder in path.parent.glob(f"{path.name}.shards-*"):
         if folder.name not in keep and folder.is_dir():
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _shard_dir_of(path: Path) -> Path | None:
-    if not path.exists():
-        return None
-    try:
-        old = _load(path)
-    except Exception:  # a corrupt/foreign file: leave its neighbours alone
-        return None
-    name = old.get("sharded") if isinstance(old, Mapping) else None
-    return path.with_name(name) if name else None
 
 
 def load_checkpoint(
