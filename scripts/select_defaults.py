@@ -100,9 +100,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", help="also write the Markdown table here")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)  # the app's per-epoch log lines; errors still surface
+    from survopt_hydra.errors import ConfigError
+    from survopt_hydra.survival.data import DataError
+
     rows = []
     for candidate in args.candidate or GRID:
-        rows.append(score(candidate, args.splits, args.seeds))
+        try:
+            rows.append(score(candidate, args.splits, args.seeds))
+        except (ConfigError, DataError) as exc:
+            print(f"error: candidate {candidate!r}: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         r = rows[-1]
         print(f"{r['val_mean']:.4f} +- {r['val_sd']:.4f}  (test {r['test_mean']:.4f})  {r['candidate']}",
               file=sys.stderr, flush=True)

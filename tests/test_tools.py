@@ -229,3 +229,12 @@ def test_deepsurv_benchmark_names_the_missing_data_package(monkeypatch, tmp_path
         deepsurv_benchmark.export(name, tmp_path)
     assert str(exc.value).startswith("error: ") and hint in str(exc.value) and "\n" not in str(exc.value)
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+@pytest.mark.parametrize("tool", [["scripts/baseline_cox.py"], ["scripts/plot_schedule.py"], ["scripts/lr_find.py"],
+                                  ["scripts/select_defaults.py", "--splits", "1", "--seeds", "0", "--candidate"]])
+def test_tools_refuse_a_bad_override_in_the_apps_words(tool: list[str]) -> None:
+    proc = script(*tool, "optimizer.lrr=1")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "optimizer.lrr: unknown key (did you mean 'lr'?)" in lines[0], proc.stderr

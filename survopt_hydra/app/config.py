@@ -135,16 +135,24 @@ def compose_train(overrides: list[str] | tuple[str, ...] = ()) -> Any:
     """``conf/train.yaml`` composed with command-line style overrides, as ``survopt-train`` sees it.
 
     For tools that must use exactly the app's config (baseline, schedule plot, LR finder,
-    default selection) without starting a Hydra run: no run dir, no logging set-up.
+    default selection) without starting a Hydra run: no run dir, no logging set-up. A bad
+    override is a one-line :class:`ConfigError`, worded as the app's pre-flight words it.
     """
     from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     from ..config import register_configs
 
     register_app_configs()
     register_configs()
     with initialize_config_module("survopt_hydra.conf", version_base=None):
-        return compose("train", overrides=list(overrides))
+        try:
+            return compose("train", overrides=list(overrides))
+        except (HydraException, OmegaConfBaseException) as exc:  # the app's one-line wording
+            from .preflight import explain
+
+            raise explain(exc) from None
 
 
 def _plain(node: Any, group: str) -> dict[str, Any]:
