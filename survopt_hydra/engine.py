@@ -11,6 +11,8 @@ What hand-written loops (and several peers) get wrong, and this object does not:
   poisoning the weights, and is counted;
 * step-interval schedulers advance once per *applied* optimizer step, epoch-interval
   ones and plateau in :meth:`end_epoch`, plateau reading its ``monitor`` metric;
+* an optional weight average (``ema`` group, :mod:`survopt_hydra.ema`) follows the
+  *applied* steps only;
 * :meth:`state_dict` holds everything needed to resume bit-identically.
 """
 from __future__ import annotations
@@ -48,6 +50,7 @@ class StepEngine:
         amp: AmpSettings | str | None = None,
         accumulate_grad_batches: int = 1,
         batches_per_epoch: int | None = None,
+        ema: Any = None,
     ) -> None:
         if not isinstance(accumulate_grad_batches, int) or accumulate_grad_batches < 1:
             raise ConfigError("trainer.accumulate_grad_batches", f"must be an integer >= 1, got {accumulate_grad_batches!r}")
@@ -55,6 +58,8 @@ class StepEngine:
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.clipper = clipper
+        # a WeightAverager attached to the unwrapped model, or None; .ema.module is the average
+        self.ema = ema.attach(_unwrapped(model)) if ema is not None and ema.enabled else None
         self.accumulate = accumulate_grad_batches
         self.batches_per_epoch = batches_per_epoch
         first = next((p for p in model.parameters()), None)
@@ -96,7 +101,8 @@ class StepEngine:
         )
         clipper = instantiate(cfg.clipping) if cfg.get("clipping") else None
         amp = instantiate(cfg.amp) if cfg.get("amp") else None
-        return cls(model, optimizer, scheduler, clipper, amp, k, batches_per_epoch)
+        ema = instantiate(cfg.ema) if cfg.get("ema") else None
+        return cls(model, optimizer, scheduler, clipper, amp, k, batches_per_epoch, ema)
 
     # -- per micro-batch -------------------------------------------------------------
     def autocast(self) -> ContextManager:
@@ -156,6 +162,8 @@ class StepEngine:
             self.global_step += 1
             if self.scheduler is not None and self.interval == "step":
                 self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(_unwrapped(self.model))
         return applied
 
     def _clip(self) -> torch.Tensor | None:
@@ -205,6 +213,7 @@ class StepEngine:
             "scaler": self.scaler.state_dict(),
             "counters": {name: getattr(self, name) for name in _COUNTERS},
             "window": self._window,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -216,6 +225,10 @@ class StepEngine:
         for name, value in state["counters"].items():
             setattr(self, name, value)
         self._window = state.get("window", 0)
+        if self.ema is not None or state.get("ema") is not None:
+            from .ema import WeightAverager
+
+            (self.ema or WeightAverager()).load_state_dict(state.get("ema"))
 
 
 def _unwrapped(model: nn.Module) -> nn.Module:

@@ -54,6 +54,7 @@ def validate_groups(cfg: Mapping[str, Any], epochs: int | None = None, steps_per
         if name not in options:
             raise unknown_name(f"{group}.{field}", str(name), options)
         validate(options[name], values, group)
+    _check_ema_strategy(cfg)
     if cfg.get("optimizer") is not None and cfg.get("scheduler") is not None and epochs is not None:
         import torch
 
@@ -64,6 +65,15 @@ def validate_groups(cfg: Mapping[str, Any], epochs: int | None = None, steps_per
         opt_values.pop("lr_mult", None)  # patterns need real parameter names
         dummy = build_optimizer([torch.nn.Parameter(torch.zeros(1))], **opt_values)
         build_scheduler(dummy, epochs=epochs, steps_per_epoch=steps_per_epoch, **plain_values(cfg["scheduler"]))
+
+
+def _check_ema_strategy(cfg: Mapping[str, Any]) -> None:
+    """A weight average copies whole parameters, which FSDP shards across ranks."""
+    if cfg.get("ema") is None or cfg.get("distributed") is None:
+        return
+    if plain_values(cfg["ema"]).get("mode") == "ema" and plain_values(cfg["distributed"]).get("strategy") == "fsdp":
+        raise ConfigError("ema.mode", "'ema' averages whole parameters, but distributed=fsdp shards them across ranks; "
+                                      "use distributed=ddp or zero with ema=ema, or ema=none with fsdp")
 
 
 __all__ = ["validate_groups", "plain_values", "ConfigError", "NAME_FIELDS"]

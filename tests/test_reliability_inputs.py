@@ -69,6 +69,9 @@ CATALOGUE: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("range_clip_factor", ["clipping=adaptive", "clipping.clip_factor=-1"], ("clipping.clip_factor: must be > 0",)),
     ("range_max_epochs", ["trainer.max_epochs=0"], ("trainer.max_epochs: must be >= 1, got 0",)),
     ("range_batch_size", ["trainer.batch_size=0"], ("trainer.batch_size: must be >= 1, got 0",)),
+    ("range_ema_decay", ["ema=ema", "ema.decay=1.5"], ("ema.decay: must be in the open interval (0, 1), got 1.5",)),
+    ("cross_ema_fsdp", ["ema=ema", "distributed=fsdp"], ("ema.mode: 'ema' averages whole parameters, but "
+                                                          "distributed=fsdp shards them",)),
     ("range_accumulate", ["trainer.accumulate_grad_batches=0"], ("trainer.accumulate_grad_batches: must be >= 1",)),
     ("range_val_fraction", ["data.val_fraction=1.5"], ("data.val_fraction: must be in the open interval (0, 1)",)),
     ("range_fault_spec", ["trainer.fault_injection=explode@3"], ("trainer.fault_injection: 'explode@3' is not a fault",)),

@@ -14,6 +14,9 @@ Order matters and is the point of this module:
    where an uninterrupted one does; SIGTERM / Ctrl-C stop after the epoch's checkpoint;
 4. restore the best epoch's weights and score the test set once.
 
+With ``ema=ema`` the validation C-index, early stopping, ``best.pt`` and the test score all
+use the weight average (:mod:`survopt_hydra.ema`); training steps the raw weights.
+
 Under torchrun (``distributed=ddp|zero|fsdp``) every rank runs this same sequence:
 each trains on its own shard of every epoch (:func:`~survopt_hydra.distributed.shard_indices`),
 evaluation is gathered so every rank computes the same C-index, and every decision
@@ -283,12 +286,13 @@ class Trainer:
             lrs = self.engine.lrs()
             train_loss = self.ctx.all_reduce_mean(self._train_epoch(epoch))
             sync_buffers(self.model, self.ctx)  # rank 0's BatchNorm statistics: same eval everywhere, exact resume
-            val_c, val_loss = evaluate(self.model, self.cohort.val, self.t["ties"], self.ctx)
+            scored = self.engine.ema.module if self.engine.ema is not None else self.model  # ema: the average
+            val_c, val_loss = evaluate(scored, self.cohort.val, self.t["ties"], self.ctx)
             self.engine.end_epoch({"val_cindex": val_c, "val_loss": val_loss, "train_loss": train_loss})
             seconds = time.perf_counter() - tic
             row = {"epoch": epoch + 1, "train_loss": train_loss, "val_cindex": val_c, "val_loss": val_loss,
                    **{f"lr/{k}": v for k, v in lrs.items()}, "seconds": seconds}
-            p.record(row, self.t["monitor"], _FullWeights(self.model, self.ctx), self.t["early_stopping_patience"],
+            p.record(row, self.t["monitor"], _FullWeights(scored, self.ctx), self.t["early_stopping_patience"],
                      seconds)
             bar.set_postfix(loss=f"{train_loss:.3f}", val_c=f"{val_c:.3f}", best=p.best_epoch)
             if not show and (epoch + 1) % max(1, self.t["max_epochs"] // 10) == 0:

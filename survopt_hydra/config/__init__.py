@@ -9,6 +9,7 @@ from __future__ import annotations
 from .amp import AMP
 from .clipping import CLIPPING
 from .distributed import DISTRIBUTED
+from .ema import EMA
 from .optimizer import OPTIMIZERS
 from .scheduler import SCHEDULERS
 
@@ -18,6 +19,7 @@ GROUPS: dict[str, dict[str, type]] = {
     "clipping": CLIPPING,
     "amp": AMP,
     "distributed": DISTRIBUTED,
+    "ema": EMA,
 }
 SCHEMA_ROOT = "survopt"
 
@@ -38,5 +40,5 @@ def store_groups(groups: dict[str, dict[str, type]]) -> None:
 
 
 def register_configs() -> None:
-    """Store the library's schemas (optimizer, scheduler, clipping, amp, distributed)."""
+    """Store the library's schemas (optimizer, scheduler, clipping, amp, distributed, ema)."""
     store_groups(GROUPS)
