@@ -564,8 +564,9 @@ def test_app_ddp_reaches_the_single_process_cindex(tmp_path):
 @pytest.mark.slow
 @app_distributed
 @pytest.mark.parametrize("overrides", [["distributed=ddp"], ["distributed=zero"], ["distributed=fsdp"],
-                                       ["distributed=fsdp", "distributed.checkpoint=sharded"]],
-                         ids=["ddp", "zero", "fsdp", "fsdp-sharded"])
+                                       ["distributed=fsdp", "distributed.checkpoint=sharded"],
+                                       ["distributed=ddp", "ema=ema", "ema.decay=0.9"]],
+                         ids=["ddp", "zero", "fsdp", "fsdp-sharded", "ddp-ema"])
 def test_app_stop_and_rerun_under_torchrun_resumes_identically(tmp_path, overrides):
     run = [*APP_RUN, *overrides]
     train_app(tmp_path / "full", *run, nproc=2)

@@ -286,6 +286,8 @@ class Trainer:
             lrs = self.engine.lrs()
             train_loss = self.ctx.all_reduce_mean(self._train_epoch(epoch))
             sync_buffers(self.model, self.ctx)  # rank 0's BatchNorm statistics: same eval everywhere, exact resume
+            if self.engine.ema is not None:  # its averaged statistics followed each rank's own: same fix
+                sync_buffers(self.engine.ema.module, self.ctx)
             scored = self.engine.ema.module if self.engine.ema is not None else self.model  # ema: the average
             val_c, val_loss = evaluate(scored, self.cohort.val, self.t["ties"], self.ctx)
             self.engine.end_epoch({"val_cindex": val_c, "val_loss": val_loss, "train_loss": train_loss})
