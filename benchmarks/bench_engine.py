@@ -21,6 +21,8 @@ round each variant's step time is the median of its ``steps`` timed steps, and
 ``engine_over_raw_ratio`` is the median over rounds of engine time / raw time.  The engine checks ``bool(torch.isfinite(norm))``
 every step (a host sync on an accelerator); the third variant adds exactly that check
 to the raw loop, so ``raw_sync_over_raw_ratio`` shows what it costs on this device.
+``ema_over_engine_ratio``: the same engine with ``ema=ema`` (an AveragedModel update after
+every applied step) over the engine without it, interleaved in the same rounds.
 
 Usage: ``python benchmarks/bench_engine.py [--quick]``; ``run(quick)`` returns the dict.
 """
@@ -240,13 +242,16 @@ def calibrated_steps(fn: Callable[[], None], budget_s: float, lo: int, hi: int) 
     return max(lo, min(hi, int(budget_s / max(per, 1e-9))))
 
 
-def _compare(setup: dict[str, Any], rounds: int, steps: int, warmup: int) -> dict[str, Any]:
+def _compare(setup: dict[str, Any], rounds: int, steps: int, warmup: int,
+             extra: dict[str, Callable[[], None]] | None = None) -> dict[str, Any]:
+    """Engine vs raw loops; ``extra`` variants run interleaved too, reported as ``<name>_over_engine``."""
     engine_step, engine = make_engine_step(setup)
     raw_step, raw_opt = make_raw_step(setup)
     raw_sync_step, _ = make_raw_step(setup, sync=True)
     assert type(raw_opt) is type(engine.optimizer) and raw_opt.defaults.get("fused") == engine.optimizer.defaults.get(
         "fused"), "the raw loop must use the same optimizer type and implementation"
-    times = interleaved({"engine": engine_step, "raw": raw_step, "raw_sync": raw_sync_step}, rounds, steps, warmup)
+    variants = {"engine": engine_step, "raw": raw_step, "raw_sync": raw_sync_step, **(extra or {})}
+    times = interleaved(variants, rounds, steps, warmup)
     ratio = [a / b for a, b in zip(times["engine"], times["raw"])]
     q = statistics.quantiles(ratio, n=4) if len(ratio) > 1 else [ratio[0]] * 3
     return {
@@ -259,6 +264,8 @@ def _compare(setup: dict[str, Any], rounds: int, steps: int, warmup: int) -> dic
         "sync_ratio": statistics.median(a / b for a, b in zip(times["raw_sync"], times["raw"])),
         # the same work: a hand-written loop that also skips a non-finite step (one host sync)
         "guarded_ratio": statistics.median(a / b for a, b in zip(times["engine"], times["raw_sync"])),
+        **{f"{name}_over_engine": statistics.median(a / b for a, b in zip(times[name], times["engine"]))
+           for name in (extra or {})},
     }
 
 
@@ -277,8 +284,10 @@ def run(quick: bool = False) -> dict:
     """
     setup = app_setup(quick)
     rounds, steps, warmup = (3, 20, 10) if quick else (15, 200, 100)
+    ema_cfg, _ = compose_app_config(["ema=ema"]) if setup["config_source"] == "train.yaml" else (None, None)
+    extra = {"ema": make_engine_step(dict(setup, cfg=ema_cfg))[0]} if ema_cfg is not None else None
     with threads(STEP_THREADS):
-        main = _compare(setup, rounds, steps, warmup)
+        main = _compare(setup, rounds, steps, warmup, extra)
     engine = main["engine"]
     raw_us = main["raw_step_us"]
     sync_us = _sync_cost_us(200 if quick else 2000)
@@ -306,6 +315,8 @@ def run(quick: bool = False) -> dict:
         "raw_sync_over_raw_ratio": round(main["sync_ratio"], 4),
         "isfinite_sync_us": round(sync_us, 3),
         "isfinite_sync_fraction_of_step": round(sync_us / raw_us, 5),
+        # ema=ema (weight average updated every applied step) vs the same engine without it
+        "ema_over_engine_ratio": round(main["ema_over_engine"], 4) if extra else None,
     }
     default_threads = torch.get_num_threads()
     if default_threads != STEP_THREADS and not quick:
