@@ -21,20 +21,23 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .config.checks import validate
+from .config.ema import EMA
+from .errors import ConfigError, unknown_name
 
 
 class WeightAverager:
     """Settings of the ``ema`` group; :meth:`attach` gives the live average for one model."""
 
-    def __init__(self, mode: str = "none", decay: float = 0.999, every_n_steps: int = 1, warmup: bool = True) -> None:
-        if mode not in ("none", "ema"):
-            raise ConfigError("ema.mode", f"unknown option {mode!r}; allowed: none, ema")
-        if not 0.0 < decay < 1.0:
-            raise ConfigError("ema.decay", f"must be in (0, 1), got {decay!r}")
-        if not isinstance(every_n_steps, int) or every_n_steps < 1:
-            raise ConfigError("ema.every_n_steps", f"must be an integer >= 1, got {every_n_steps!r}")
-        self.mode, self.decay, self.every_n_steps, self.warmup = mode, float(decay), every_n_steps, bool(warmup)
+    def __init__(self, mode: str = "none", **options: Any) -> None:
+        """``options``: the fields of the ``ema`` schema (defaults and range checks live there)."""
+        if mode not in EMA:
+            raise unknown_name("ema.mode", mode, EMA)
+        cfg = validate(EMA[mode], {"mode": mode, **options}, "ema")
+        self.mode = mode
+        self.decay: float = cfg.get("decay", 0.0)
+        self.every_n_steps: int = cfg.get("every_n_steps", 1)
+        self.warmup: bool = cfg.get("warmup", False)
         self.average: torch.optim.swa_utils.AveragedModel | None = None
         self.steps_seen = 0  # applied optimizer steps offered to update()
 

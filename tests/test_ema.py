@@ -124,8 +124,12 @@ def test_resuming_with_another_ema_option_is_refused() -> None:
 def test_group_instantiates_and_rejects_bad_values() -> None:
     averager = instantiate(OmegaConf.structured(ExponentialEMAConfig(decay=0.95, every_n_steps=4)))
     assert isinstance(averager, WeightAverager) and (averager.decay, averager.every_n_steps) == (0.95, 4)
-    with pytest.raises(ConfigError, match=r"ema.decay: must be in \(0, 1\), got 1.0"):
+    with pytest.raises(ConfigError, match=r"ema.decay: must be in the open interval \(0, 1\), got 1.0"):
         WeightAverager("ema", decay=1.0)
+    with pytest.raises(ConfigError, match=r"ema.every_n_steps: must be >= 1, got 0"):
+        WeightAverager("ema", every_n_steps=0)
+    with pytest.raises(ConfigError, match=r"ema.mode: unknown name 'swa'; allowed: ema, none"):
+        WeightAverager("swa")
     with pytest.raises(ConfigError, match="ema.mode: 'ema' averages whole parameters, but distributed=fsdp"):
         validate_groups({"ema": {"mode": "ema"}, "distributed": {"strategy": "fsdp"}})
     validate_groups({"ema": {"mode": "ema"}, "distributed": {"strategy": "ddp"}})  # fine
