@@ -21,7 +21,6 @@ from typing import Any
 import json
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 
@@ -82,24 +81,17 @@ def cox_baseline(cfg, penalizer: float = 0.01) -> dict[str, float]:
 def compare_run(run_dir: str, penalizer: float = 0.01, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
     """A finished run's best weights vs CoxPH on its test rows, with a paired bootstrap of the gap."""
     import torch
-    from omegaconf import OmegaConf
-
-    from survopt_hydra.app.checkpoint import CheckpointError, load_checkpoint
-    from survopt_hydra.app.trainer import build_model
+    from survopt_hydra.app.checkpoint import CheckpointError
+    from survopt_hydra.app.trainer import load_best
     from survopt_hydra.errors import ConfigError
     from survopt_hydra.survival import concordance_index
 
-    path = Path(run_dir) / "best.pt"
-    if not path.exists():
-        raise ConfigError("--run", f"{path} not found; pass the run directory of a finished survopt-train run")
     try:
-        state = load_checkpoint(path)
+        settings, cohort, model, state = load_best(run_dir)
     except CheckpointError as exc:
         raise ConfigError("--run", str(exc)) from None
-    settings, cohort = _tabular_cohort(OmegaConf.create(state["config"]))
-    model = build_model(settings["model"], cohort.input_shape)
-    model.load_state_dict(state["model"])
-    model.eval()
+    if settings["data"]["name"] == "synthetic_images":
+        raise SystemExit("error: baseline_cox needs tabular data (data=gbsg2 or data=csv)")
     test = cohort.test
     with torch.no_grad():
         net = model(test.x).float().numpy()

@@ -153,16 +153,9 @@ def test_app_scores_the_average_and_resumes_it_exactly(tmp_path: Path) -> None:
     full.pop("train_seconds"), resumed.pop("train_seconds")
     assert full == resumed
     # best.pt holds the average: scoring it reproduces the reported validation C-index
-    from survopt_hydra.app.checkpoint import load_checkpoint
-    from survopt_hydra.app.config import check_app_config
-    from survopt_hydra.app.data import load_cohort
-    from survopt_hydra.app.trainer import build_model, evaluate
+    from survopt_hydra.app.trainer import evaluate, load_best
 
-    best = load_checkpoint(tmp_path / "full" / "best.pt")
-    settings = check_app_config(OmegaConf.create(best["config"]))
-    cohort = load_cohort(settings["data"])
-    model = build_model(settings["model"], cohort.input_shape)
-    model.load_state_dict(best["model"])
+    settings, cohort, model, _ = load_best(tmp_path / "full")
     val_c, _ = evaluate(model, cohort.val, settings["trainer"]["ties"])
     assert val_c == pytest.approx(full["val_cindex"], abs=1e-12)
     last = torch.load(tmp_path / "full" / "last.pt", weights_only=True)

@@ -89,6 +89,26 @@ def build_model(model: dict[str, Any], input_shape: tuple[int, ...]) -> nn.Modul
         raise ConfigError("model.pretrained", str(exc)) from None
 
 
+def load_best(run_dir: str | Path) -> tuple[dict[str, dict[str, Any]], Cohort, nn.Module, dict[str, Any]]:
+    """A finished run's ``best.pt`` in a plain model (eval mode), with the run's checked settings,
+    its cohort (same split, same standardization) and the checkpoint: to score a run afterwards.
+
+    Raises :class:`~.checkpoint.CheckpointError` when the file is missing or unusable."""
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .data import load_cohort
+
+    path = Path(run_dir) / "best.pt"
+    if not path.is_file():
+        raise CheckpointError(f"{path} not found; pass the run directory of a finished survopt-train run")
+    state = load_checkpoint(path)
+    settings = check_app_config(OmegaConf.create(state["config"]))
+    cohort = load_cohort(settings["data"])
+    model = build_model(settings["model"], cohort.input_shape)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return settings, cohort, model, state
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, ties: str, ctx: DistContext | None = None) -> tuple[float, float]:
     """(C-index, Cox loss) of ``split`` in eval mode and fp32; NaNs when the risk is not finite."""
