@@ -17,19 +17,11 @@ patients a single C-index is noisy, and the interval says whether a gap means an
 from __future__ import annotations
 
 import argparse
-from typing import Any
 import json
 import sys
 import warnings
 
 import numpy as np
-
-
-def compose(overrides: list[str]) -> Any:
-    """The app's config with ``overrides`` (:func:`survopt_hydra.app.config.compose_train`)."""
-    from survopt_hydra.app.config import compose_train
-
-    return compose_train(overrides)
 
 
 def _tabular_cohort(cfg):
@@ -119,12 +111,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.run and args.overrides:
         parser.error("--run takes the config from the run's best.pt; drop the overrides")
+    from survopt_hydra.app.config import compose_train
     from survopt_hydra.errors import ConfigError
     from survopt_hydra.survival.data import DataError
 
     try:
         result = (compare_run(args.run, args.penalizer) if args.run
-                  else cox_baseline(compose(args.overrides), args.penalizer))
+                  else cox_baseline(compose_train(args.overrides), args.penalizer))
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -108,7 +108,6 @@ def export(name: str, out: Path) -> tuple[Path, Path]:
     train, test = SOURCES[name]()
     paths = out / f"{name}_train.csv", out / f"{name}_test.csv"
     for frame, path in zip((train, test), paths):
-        frame = frame.rename(columns={"time": "duration"})
         frame.to_csv(path, index=False)
     return paths
 
@@ -131,10 +130,11 @@ def run_app(train: Path, test: Path, seed: int, run_dir: Path) -> dict[str, Any]
 
 
 def coxph(train: Path, test: Path) -> float:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from baseline_cox import compose, cox_baseline
+    from baseline_cox import cox_baseline  # a sibling script: scripts/ is on sys.path when this one runs
 
-    return cox_baseline(compose(_overrides(train, test)))["test_cindex"]
+    from survopt_hydra.app.config import compose_train
+
+    return cox_baseline(compose_train(_overrides(train, test)))["test_cindex"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -54,18 +54,12 @@ GRID: list[str] = [
 ]
 
 
-def compose(overrides: list[str]) -> Any:
-    """The app's config with ``overrides`` (:func:`survopt_hydra.app.config.compose_train`)."""
-    from survopt_hydra.app.config import compose_train
-
-    return compose_train(overrides)
-
-
 def run_once(overrides: list[str]) -> dict[str, Any]:
     """Train one config in-process in a throw-away run dir; returns its metrics."""
+    from survopt_hydra.app.config import compose_train
     from survopt_hydra.app.trainer import train
 
-    cfg = compose([*overrides, "trainer.progress_bar=false", "trainer.resume=false"])
+    cfg = compose_train([*overrides, "trainer.progress_bar=false", "trainer.resume=false"])
     with tempfile.TemporaryDirectory() as run_dir, contextlib.redirect_stdout(io.StringIO()):
         return train(cfg, Path(run_dir))
 
