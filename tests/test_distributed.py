@@ -196,15 +196,21 @@ def test_zero_checkpoint_round_trip(zero_run):
     assert (out / "zero.pt").is_file() and not list(out.glob(".zero.pt.tmp*"))
 
 
-@pytest.mark.slow
-def test_zero_checkpoint_resumes_in_one_process(zero_run, no_launcher):
-    """The consolidated ZeRO state is torch's plain format: a single process continues it."""
-    out, results = zero_run
+def _one_process_engine(**engine_options):
+    """The workers' model, AdamW and cosine schedule as one plain process: what a resumed
+    checkpoint from a torchrun run is loaded into (engine options as the worker used them)."""
     settings = DistributedSettings("none")
     ctx = settings.setup(device="cpu")
     model = C.make_model(99, norm=True)
     opt = settings.build_optimizer({"name": "adamw", "lr": 0.01, "weight_decay": 0.1}, model, ctx)
-    engine = StepEngine(model, opt, build_scheduler(opt, name="cosine", epochs=4))
+    return ctx, model, StepEngine(model, opt, build_scheduler(opt, name="cosine", epochs=4), **engine_options)
+
+
+@pytest.mark.slow
+def test_zero_checkpoint_resumes_in_one_process(zero_run, no_launcher):
+    """The consolidated ZeRO state is torch's plain format: a single process continues it."""
+    out, results = zero_run
+    ctx, model, engine = _one_process_engine()
     assert load_checkpoint(out / "zero.pt", model, ctx, engine=engine) == {"epoch": 2}
     for bx, by in C.make_batches(8, seed=7)[:4]:
         engine.backward(nn.functional.mse_loss(model(bx), by))
@@ -258,12 +264,8 @@ def test_fsdp_full_checkpoint_resumes_in_one_process(fsdp_run, no_launcher):
     from survopt_hydra.clipping import GradientClipper
 
     out, results = fsdp_run
-    settings = DistributedSettings("none")
-    ctx = settings.setup(device="cpu")
-    model = C.make_model(99, norm=True)
-    opt = settings.build_optimizer({"name": "adamw", "lr": 0.01, "weight_decay": 0.1}, model, ctx)
-    engine = StepEngine(model, opt, build_scheduler(opt, name="cosine", epochs=4),
-                        clipper=GradientClipper(mode="norm", max_norm=0.05), accumulate_grad_batches=2)
+    ctx, model, engine = _one_process_engine(clipper=GradientClipper(mode="norm", max_norm=0.05),
+                                             accumulate_grad_batches=2)
     assert load_checkpoint(out / "fsdp_full.pt", model, ctx, engine=engine) == {"mode": "full"}
     for bx, by in C.make_batches(4, seed=9):
         engine.backward(nn.functional.mse_loss(model(bx), by))
