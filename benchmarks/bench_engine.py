@@ -1,7 +1,8 @@
 """StepEngine overhead: one training step through the engine vs a hand-written loop.
 
 The model, batch and every component come from the app's default config
-(``conf/train.yaml``: GBSG2's 12 features, ``model=mlp`` with ``hidden: [16]``,
+(``conf/train.yaml`` with ``data=gbsg2``, pinned so figures stay comparable across
+sessions: GBSG2's 12 features, ``model=mlp`` with ``hidden: [16]``,
 batch norm and dropout, one full batch of the 480 training rows, AdamW as
 ``build_optimizer`` builds it (fused), cosine LR, global-norm clipping at 1.0, the Cox
 partial-likelihood loss).  Where ``train.yaml`` does not exist yet, the optimizer,
@@ -63,7 +64,7 @@ def compose_app_config(overrides: list[str] | None = None) -> tuple[Any, str]:
     have_app = (CONF_DIR / "train.yaml").is_file()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         if have_app:
-            return compose("train", overrides=list(overrides or [])), "train.yaml"
+            return compose("train", overrides=["data=gbsg2", *(overrides or [])]), "train.yaml"
         groups = ["+optimizer=adamw", "+scheduler=cosine", "+clipping=norm"]
         return compose(None, overrides=groups + list(overrides or [])), "groups only (no conf/train.yaml)"
 

