@@ -123,6 +123,19 @@ def test_wheel_ships_config_groups_and_plugin(installed):
     assert "hydra_plugins/__init__.py" not in names  # a namespace package shared with other plugins
 
 
+def test_wheel_ships_the_default_data_and_finds_it_installed(installed):
+    """The app's default cohort is package data: ``pkg://survopt_hydra/...`` must resolve inside
+    the installed wheel, not the source tree."""
+    names = set(zipfile.ZipFile(installed["wheel"]).namelist())
+    assert {f"survopt_hydra/datasets/{f}" for f in ("support_train.csv", "support_test.csv", "README.md")} <= names
+    probe = ("from survopt_hydra.survival.data import load_csv, resolve_path\n"
+             "p = resolve_path('pkg://survopt_hydra/datasets/support_test.csv')\n"
+             "print(p.resolve(), len(load_csv(str(p), 'duration', 'event')))")
+    path, rows = _run([str(installed["python"]), "-c", probe], cwd=installed["root"],
+                      env=installed["env"]).stdout.split()
+    assert path.startswith(str(installed["purelib"].resolve())) and rows == "1775"
+
+
 def test_default_run_uses_the_installed_wheel(installed, runs):
     result = _result(runs["default"])
     purelib = str(installed["purelib"].resolve())
