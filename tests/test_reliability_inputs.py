@@ -83,6 +83,8 @@ CATALOGUE: list[tuple[str, list[str], tuple[str, ...]]] = [
      ("scheduler.warmup_epochs: warmup of 5 epochs must be shorter than the run (3 epochs)",)),
     ("cnn_on_table", ["model=cnn"], ("model.name: cnn needs image data",)),
     ("fractions", ["data=gbsg2", "data.val_fraction=0.5", "data.test_fraction=0.45"], ("data.test_fraction: val_fraction + test_fraction",)),
+    ("fraction_with_test_file", ["data.test_fraction=0.3"], ("data.test_fraction: has no effect: data.test_path",
+                                                          "data.test_path=null")),
     ("no_optimizer", ["~optimizer"], ("optimizer: no option selected",)),
     ("csv_without_path", ["data=csv"], ("data.path: is required",)),
     # -- syntax and sweeps

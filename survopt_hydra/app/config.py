@@ -205,6 +205,13 @@ def check_app_config(cfg: Any) -> dict[str, dict[str, Any]]:
         out[group] = validate(schema, values, group)
     data = out["data"]
     uses_test_fraction = not data.get("test_path")
+    if not uses_test_fraction and data["test_fraction"] != DataConfig.__dataclass_fields__["test_fraction"].default:
+        # the default data has a fixed test file, so a test_fraction override would be silently ignored
+        raise ConfigError(
+            "data.test_fraction",
+            f"has no effect: data.test_path ({data['test_path']}) is the test set; drop the override, "
+            "or set data.test_path=null to split the test rows off data.path",
+        )
     if uses_test_fraction and data["val_fraction"] + data["test_fraction"] >= 0.9:
         raise ConfigError(
             "data.test_fraction",
