@@ -24,13 +24,21 @@ import warnings
 import numpy as np
 
 
+def _require_tabular(settings) -> None:
+    """CoxPH needs a table; the options listed come from the app's data registry."""
+    from survopt_hydra.app.config import DATA
+
+    if settings["data"]["name"] == "synthetic_images":
+        tables = ", ".join(f"data={name}" for name in DATA if name != "synthetic_images")
+        raise SystemExit(f"error: baseline_cox needs tabular data ({tables})")
+
+
 def _tabular_cohort(cfg):
     from survopt_hydra.app.config import check_app_config
     from survopt_hydra.app.data import load_cohort
 
     settings = check_app_config(cfg)
-    if settings["data"]["name"] == "synthetic_images":
-        raise SystemExit("error: baseline_cox needs tabular data (data=support, data=gbsg2 or data=csv)")
+    _require_tabular(settings)
     return settings, load_cohort(settings["data"])
 
 
@@ -82,8 +90,7 @@ def compare_run(run_dir: str, penalizer: float = 0.01, n_boot: int = 2000, seed:
         settings, cohort, model, state = load_best(run_dir)
     except CheckpointError as exc:
         raise ConfigError("--run", str(exc)) from None
-    if settings["data"]["name"] == "synthetic_images":
-        raise SystemExit("error: baseline_cox needs tabular data (data=support, data=gbsg2 or data=csv)")
+    _require_tabular(settings)
     test = cohort.test
     with torch.no_grad():
         net = model(test.x).float().numpy()
