@@ -387,3 +387,63 @@ def test_checksum_detects_damage_that_torch_load_misses(tmp_path: Path) -> None:
         load_checkpoint(path)
     state, used, problems = load_latest(path)
     assert used.name == "last.prev.pt" and state["epoch"] == 1 and "checksum mismatch" in problems[0]
+
+
+def _forge_shard_reference(run: Path, name: str, digests: Any = None) -> None:
+    """Rewrite last.pt (checksum valid, via the project's own writer) so it names ``name`` as its DCP shards."""
+    from survopt_hydra.app.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(run / "last.pt")
+    state["sharded"], state["shard_digests"] = name, digests
+    save_checkpoint(state, run / "last.pt", keep_previous=False)
+    (run / "last.prev.pt").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("where", ["absolute", "sibling"])
+def test_checkpoint_naming_shards_never_unpickles_dcp_metadata(tmp_path: Path, where: str) -> None:
+    """Issue 13, defect 1: a checkpoint's ``sharded`` entry is not followed outside the run dir, nor into a
+    folder whose files the run did not write (DCP unpickles ``.metadata``); nothing executes, files stay."""
+    import pickle
+
+    run = tmp_path / "run"
+    train_inprocess(run, "trainer.max_epochs=3")
+    outside = tmp_path / "x" if where == "absolute" else run / "last.pt.shards-0123456789"
+    outside.mkdir()
+    marker = tmp_path / "pwned"
+    (outside / ".metadata").write_bytes(pickle.dumps(_Evil(marker)))
+    _forge_shard_reference(run, str(outside) if where == "absolute" else outside.name,
+                           digests={".metadata": "0" * 64} if where == "sibling" else None)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    r = app(run, "trainer.max_epochs=3")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: distributed.checkpoint: "), r.stderr
+    assert "Traceback" not in r.stderr
+    assert not marker.exists()
+    assert {name: (run / name).read_bytes() for name in before} == before  # (Hydra adds an empty train.log)
+
+
+def test_verified_shard_dir_accepts_only_recorded_sibling_files(tmp_path: Path) -> None:
+    from survopt_hydra.distributed.checkpoint import _folder_digests, verified_shard_dir
+    from survopt_hydra.errors import ConfigError
+
+    last = tmp_path / "last.pt"
+    good = tmp_path / "last.pt.shards-abcdef0123"
+    good.mkdir()
+    (good / ".metadata").write_bytes(b"meta")
+    (good / "__0_0.distcp").write_bytes(b"shard")
+    digests = _folder_digests(good)
+    assert verified_shard_dir(last, good.name, digests) == good
+    # the fallback file last.prev.pt names the same folder
+    assert verified_shard_dir(tmp_path / "last.prev.pt", good.name, digests) == good
+    for name in ["/tmp/x", "../last.pt.shards-abcdef0123", "sub/last.pt.shards-abcdef0123", "..", 3, None]:
+        with pytest.raises(ConfigError, match=r"distributed.checkpoint: .*refused"):
+            verified_shard_dir(last, name, digests)
+    with pytest.raises(ConfigError, match="records no checksums"):
+        verified_shard_dir(last, good.name, None)
+    (good / "__1_0.distcp").write_bytes(b"extra")
+    with pytest.raises(ConfigError, match=r"files differ .*__1_0.distcp"):
+        verified_shard_dir(last, good.name, digests)
+    (good / "__1_0.distcp").unlink()
+    (good / ".metadata").write_bytes(b"evil")
+    with pytest.raises(ConfigError, match=r"\.metadata: checksum mismatch"):
+        verified_shard_dir(last, good.name, digests)

@@ -75,7 +75,16 @@ def _main(cfg: DictConfig) -> Any:
         if isinstance(exc, TrainingError):
             _fail(str(exc), EXIT_FAILED)
         raise
-    return metrics.get("test_cindex") if metrics else None  # the value an optuna-style sweeper optimizes
+    return sweep_value(metrics)
+
+
+def sweep_value(metrics: dict[str, Any] | None) -> float | None:
+    """What a sweeper (Optuna, Nevergrad ...) optimizes: the validation figure the run selected its
+    best epoch on (``trainer.monitor``: val_cindex, or val_loss), never a test figure - model
+    selection must not see test rows. The test figures stay in ``metrics.json``."""
+    if not metrics:
+        return None
+    return metrics[metrics.get("monitor", "val_cindex")]
 
 
 def _quiet_rank(argv: list[str]) -> list[str]:

@@ -199,9 +199,13 @@ class Trainer:
             log.warning("%s; resuming from %s instead", "; ".join(problems), path.name)
             self._keep_previous = False  # overwrite the damaged last.pt, keep the good last.prev.pt
         try:
-            if state.get("sharded"):  # fsdp + checkpoint=sharded: every rank reads its shards (DCP)
+            if state.get("sharded") is not None:  # fsdp + checkpoint=sharded: every rank reads its shards (DCP)
+                if not self.dist.checkpoint_sharded:
+                    raise ConfigError("distributed.checkpoint", f"{path} names sharded (DCP) state but this run "
+                                      "does not use distributed=fsdp distributed.checkpoint=sharded; refused")
                 self.engine.load_state_dict(dict(state["engine"], optimizer=self.engine.optimizer.state_dict()))
-                load_shards(self.run_dir / state["sharded"], self.model, self.engine.optimizer, self.ctx)
+                load_shards(path, state["sharded"], state.get("shard_digests"), self.model,
+                            self.engine.optimizer, self.ctx)
                 self._shards = state["sharded"]
             else:
                 load_model_state_dict(self.model, state["model"], self.ctx)
@@ -222,9 +226,9 @@ class Trainer:
         return state
 
     def _checkpoint(self, finished: bool = False, metrics: dict | None = None) -> None:
-        last, shards = self.run_dir / "last.pt", None
+        last, shards, digests = self.run_dir / "last.pt", None, None
         if self.dist.checkpoint_sharded:  # every rank writes its own model/optimizer shards; last.pt names them
-            shards = save_shards(last, self.model, self.engine.optimizer, self.ctx)
+            shards, digests = save_shards(last, self.model, self.engine.optimizer, self.ctx)
             model_sd = None
             engine_sd = dict(self.engine.state_dict(), optimizer=None) if self.ctx.is_main else None
         else:
@@ -235,7 +239,7 @@ class Trainer:
             state = {"model": model_sd, "engine": engine_sd, "progress": self.progress.state_dict(),
                      "rng": rngs[0], "rng_ranks": rngs, "config": self.config,
                      "monitor_bytes": self._monitor_bytes(), "finished": finished, "metrics": metrics,
-                     "sharded": shards.name if shards is not None else None}
+                     "sharded": shards.name if shards is not None else None, "shard_digests": digests}
             save_checkpoint(state, last, keep_previous=self._keep_previous,
                             before=self.faults.save_hook(self.progress.epoch))
             if shards is not None:  # keep the folders last.pt and last.prev.pt name, drop older/orphaned ones
@@ -389,7 +393,9 @@ class Trainer:
             raise TrainingError("the validation C-index was never finite; no epoch to select (see epochs.csv)")
         load_model_state_dict(self.model, p.best_weights, self.ctx)
         test_c, test_loss = evaluate(self.model, self.cohort.test, self.t["ties"], self.ctx)
+        best_row = next((r for r in p.history if r["epoch"] == p.best_epoch), {})
         metrics = {"test_cindex": test_c, "test_loss": test_loss, "val_cindex": p.best_val_cindex,
+                   "val_loss": best_row.get("val_loss", math.nan), "monitor": self.t["monitor"],
                    "best_epoch": p.best_epoch, "epochs_run": p.epoch, "stopped_early": p.stopped_early,
                    "train_seconds": round(p.train_seconds, 3), "optimizer_steps": self.engine.global_step,
                    "skipped_steps": self.engine.skipped_steps, "nonfinite_steps": self.engine.nonfinite_steps,

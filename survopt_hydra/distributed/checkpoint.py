@@ -6,7 +6,9 @@ rank) are one concern, separate from building the state dicts (:mod:`.state`).
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -25,6 +27,9 @@ from .state import (
 from .wrap import _is_fsdp
 
 CHECKPOINT_FORMAT = "survopt-distributed/1"
+# A shard folder's name as save_shards makes it: one plain name (no separators), so the
+# folder can only be a sibling of the checkpoint file.
+_SHARD_NAME = re.compile(r"[A-Za-z0-9_.-]+\.shards-[0-9a-f]{10}")
 
 
 def save_checkpoint(
@@ -49,11 +54,11 @@ def save_checkpoint(
     path = Path(ctx.broadcast_object(str(path)))  # rank 0's path: Hydra run dirs can differ by rank
     opt = _optimizer_of(engine, optimizer)
     rngs = ctx.all_gather_object(_rng_state())
-    shard_dir = None
+    shard_dir, digests = None, None
     if sharded:
         if not _is_fsdp(model):
             raise ConfigError("distributed.checkpoint", "'sharded' needs distributed=fsdp; allowed here: full")
-        shard_dir = save_shards(path, model, opt, ctx)
+        shard_dir, digests = save_shards(path, model, opt, ctx)
         model_sd, opt_sd = None, None
     else:
         model_sd = model_state_dict(model, ctx)
@@ -68,6 +73,7 @@ def save_checkpoint(
             "strategy": ctx.strategy,
             "world_size": ctx.world_size,
             "sharded": shard_dir.name if shard_dir is not None else None,
+            "shard_digests": digests,
             "model": model_sd,
             "engine": engine_sd,
             "optimizer": opt_sd if engine is None else None,
@@ -81,13 +87,16 @@ def save_checkpoint(
     ctx.barrier()
 
 
-def save_shards(path: Path, model: nn.Module, optimizer: Optimizer, ctx: DistContext) -> Path:
+def save_shards(path: Path, model: nn.Module, optimizer: Optimizer, ctx: DistContext) -> tuple[Path, dict[str, str]]:
     """Every rank writes its FSDP model and optimizer shards to a fresh DCP folder
-    ``<path>.shards-<id>`` (collective); returns the folder, which ``path`` should name.
+    ``<path>.shards-<id>`` (collective); returns the folder and the SHA-256 of every file
+    in it, both of which ``path`` should record.
 
     A fresh folder per save means the folder the current ``path`` names is never touched,
     so a crash mid-save leaves the previous checkpoint whole; callers remove folders that
-    no checkpoint names any more (:func:`prune_shards`).
+    no checkpoint names any more (:func:`prune_shards`). The digests matter because DCP
+    reads its ``.metadata`` file with pickle: :func:`load_shards` only lets DCP read a
+    folder whose every file is one this run wrote (see :func:`verified_shard_dir`).
     """
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
@@ -99,22 +108,74 @@ def save_shards(path: Path, model: nn.Module, optimizer: Optimizer, ctx: DistCon
         shard_dir.mkdir(parents=True, exist_ok=True)
     ctx.barrier()
     dcp.save({"model": msd, "optimizer": osd}, checkpoint_id=str(shard_dir))
-    return shard_dir
+    ctx.barrier()  # every rank's files are complete before rank 0 hashes them
+    digests = _folder_digests(shard_dir) if ctx.is_main else {}
+    return shard_dir, ctx.broadcast_object(digests)
 
 
-def load_shards(shard_dir: Path, model: nn.Module, optimizer: Optimizer, ctx: DistContext) -> None:
+def _folder_digests(folder: Path) -> dict[str, str]:
+    return {f.name: _sha256(f) for f in sorted(folder.iterdir())}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verified_shard_dir(path: Path, name: Any, digests: Any, key: str = "distributed.checkpoint") -> Path:
+    """The shard folder a checkpoint at ``path`` names, or a ConfigError; nothing is unpickled.
+
+    A checkpoint is data someone may have edited, so what it names is not trusted: the
+    name must be this file's own ``<file>.shards-<hex>`` sibling (no separators, so
+    nothing outside the run directory), the folder a real directory (not a link), and
+    its files exactly the ones recorded at save time with the same SHA-256 - DCP
+    unpickles ``.metadata``, so an unverified folder is never handed to it.
+    """
+    path = Path(path)
+    if not isinstance(name, str) or not _SHARD_NAME.fullmatch(name):
+        raise ConfigError(key, f"{path} names shard folder {name!r}; refused: only a '<file>.shards-<id>' "
+                          "folder beside it, written by this run, is read")
+    folder = path.parent / name
+    if folder.is_symlink() or not folder.is_dir():
+        raise ConfigError(key, f"{folder} (the checkpoint's model/optimizer shards) is missing or not a "
+                          "directory; every rank must see the run directory (a shared filesystem)")
+    if not isinstance(digests, Mapping) or not digests:
+        raise ConfigError(key, f"{path} records no checksums for {name}; refused: shards are only read when "
+                          "every file matches the checksum the run recorded")
+    found = {f.name: f for f in folder.iterdir()}
+    if set(found) != set(digests):
+        odd = sorted(set(found) ^ set(digests))[:3]
+        raise ConfigError(key, f"{folder}: files differ from the ones the checkpoint recorded ({', '.join(odd)}); "
+                          "refused")
+    for fname, f in found.items():
+        if f.is_symlink() or not f.is_file() or _sha256(f) != digests[fname]:
+            raise ConfigError(key, f"{f}: checksum mismatch with the checkpoint's record; refused (not read)")
+    return folder
+
+
+def load_shards(path: Path, name: Any, digests: Any, model: nn.Module, optimizer: Optimizer,
+                ctx: DistContext) -> None:
     """Inverse of :func:`save_shards` on every rank; DCP reshards when the world size changed.
 
-    Whether the folder exists is agreed first: a node that cannot see it (no shared
-    filesystem) makes every rank fail with the same line instead of leaving the others
-    waiting inside DCP's collectives.
+    ``path`` is the checkpoint file, ``name`` and ``digests`` what it recorded. Every rank
+    checks the folder first (:func:`verified_shard_dir`) and the verdict is agreed, so a
+    rank that cannot see or verify it makes every rank fail with the same line instead
+    of leaving the others waiting inside DCP's collectives.
     """
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-    if ctx.any_rank(not shard_dir.is_dir()):
-        raise ConfigError("distributed.checkpoint", f"{shard_dir} (the checkpoint's model/optimizer shards) is "
-                          "missing; every rank must see the run directory (a shared filesystem)")
+    error = None
+    try:
+        shard_dir = verified_shard_dir(path, name, digests)
+    except ConfigError as exc:
+        error = exc
+    if ctx.any_rank(error is not None):
+        raise error if error is not None else ConfigError(
+            "distributed.checkpoint", f"{path.parent / str(name)}: another rank could not verify the shards")
     msd, osd = get_state_dict(model, optimizer)
     target = {"model": msd, "optimizer": osd}
     dcp.load(target, checkpoint_id=str(shard_dir))
@@ -186,7 +247,7 @@ def load_checkpoint(
                               "distributed=fsdp")
         if engine is not None and engine_sd is not None:  # scheduler, scaler, counters; the optimizer below
             engine.load_state_dict(dict(engine_sd, optimizer=opt.state_dict()))
-        load_shards(path.with_name(light["sharded"]), model, opt, ctx)
+        load_shards(path, light["sharded"], light.get("shard_digests"), model, opt, ctx)
     else:
         full = state if ctx.is_main else light  # FSDP: the model / optimizer state stayed on rank 0
         load_model_state_dict(model, full.get("model"), ctx)
