@@ -86,8 +86,8 @@ GOOD = "time,event,age,grade\n1,1,50,x\n2,0,61,y\n0,1,72,x\n"
         (GOOD, ("time", "status"), ["column 'status' not found; available: time, event, age, grade"]),
         ("t,e,a\n1,1,2\n2,x,3\n", ("t", "e"), ["non-numeric value 'x'", "column 'e'", "row 2"]),
         ("t,e,a\n1,1,2\nsoon,0,3\n", ("t", "e"), ["non-numeric value 'soon'", "column 't'", "row 2"]),
-        ("t,e,a\n1,1,2\n2,0,\n", ("t", "e"), ["missing value", "column 'a'", "row 2"]),
-        ("t,e,a\n1,1,NA\n2,0,3\n", ("t", "e"), ["missing value", "column 'a'", "row 1"]),
+        ("t,e,a\n1,1,2\n2,0,\n", ("t", "e"), ["missing values in 1 column(s): 'a': 1 (first at row 2)"]),
+        ("t,e,a\n1,1,NA\n2,0,3\n", ("t", "e"), ["missing values", "'a': 1 (first at row 1)", "data.missing=impute"]),
         ("t,e,a\n1,1,2\n-3,0,3\n", ("t", "e"), ["negative duration", "column 't'", "row 2"]),
         ("t,e,a\n1,1,2\n3,2,3\n", ("t", "e"), ["event value '2'", "row 2", "allowed: 0, 1"]),
         ("t,e,a\n1,0,2\n3,0,3\n", ("t", "e"), ["no events"]),
@@ -129,8 +129,13 @@ def test_zero_duration_blank_lines_and_numeric_looking_values(tmp_path):
 def test_test_file_uses_training_levels(tmp_path):
     train = load_csv(write(tmp_path, "t,e,g,a\n1,1,b,1\n2,0,a,2\n3,1,c,3\n", "train.csv"), "t", "e")
     assert train.feature_names == ["g=a", "g=b", "g=c", "a"]
-    # "d" is unseen -> all zeros; "2"/"1"-like levels must not turn g numeric in the test file.
-    test = load_csv(write(tmp_path, "t,e,g,a\n1,1,a,5\n2,0,d,6\n", "test.csv"), "t", "e", categories=train.categories)
+    # "d" is unseen: refused by default (data.unseen=refuse), all zeros with unseen="zero";
+    # "2"/"1"-like levels must not turn g numeric in the test file.
+    test_path = write(tmp_path, "t,e,g,a\n1,1,a,5\n2,0,d,6\n", "test.csv")
+    with pytest.raises(DataError, match=r"test.csv: 1 row\(s\) of column 'g' hold levels not seen in training, "
+                       r"first 'd' at row 2 \(training levels: a, b, c\); data.unseen=zero"):
+        load_csv(test_path, "t", "e", categories=train.categories)
+    test = load_csv(test_path, "t", "e", categories=train.categories, unseen="zero")
     assert test.feature_names == train.feature_names
     np.testing.assert_array_equal(test.x, [[1, 0, 0, 5], [0, 0, 0, 6]])
     numeric_levels = load_csv(write(tmp_path, "t,e,g,a\n1,1,1,5\n", "t2.csv"), "t", "e", categories={"g": ["1", "2"]})

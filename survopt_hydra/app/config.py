@@ -40,6 +40,11 @@ class CSVDataConfig(DataConfig):
     event_col: str = "event"
     feature_cols: Optional[List[str]] = fld(None, doc="default: every other column")
     test_path: Optional[str] = fld(None, doc="fixed external test cohort; then only val is split off")
+    missing: str = fld("refuse", one_of("refuse", "drop_rows", "impute"),
+                       "missing cells: refuse (name each column), drop_rows, impute (training-row medians)")
+    missing_indicator: bool = fld(False, doc="impute: add a 0/1 '<col>=missing' feature per number column")
+    unseen: str = fld("refuse", one_of("refuse", "zero"), "a test category level unseen in training")
+    max_levels: int = fld(50, ge(2), "a text column with more levels is refused (an identifier?)")
 
 
 @dataclass

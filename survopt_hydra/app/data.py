@@ -9,12 +9,16 @@ statistics of the training rows only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import logging
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 
 from ..survival.data import DataError, Standardizer, load_csv, make_synthetic_images, resolve_path, split_indices
+from ..survival.metrics import comparable_pairs
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,38 +76,89 @@ def _tensors(x: np.ndarray, durations: np.ndarray, events: np.ndarray, idx: np.n
     return Split(as_t(x), as_t(durations), as_t(events))
 
 
+def check_scorable(label: str, name: str, split: Split, hint: str) -> None:
+    """Refuse a split whose C-index (and Cox loss) is undefined whatever the model.
+
+    Found at load time, i.e. by the pre-flight before anything is written, not after training."""
+    if comparable_pairs(split.durations, split.events) == 0:
+        n, e = len(split), int(split.events.sum())
+        raise DataError(f"{label}: the {name} split has {n} row(s) and {e} event(s) but no comparable pair (an event "
+                        f"before another row's exit), so it cannot be scored; {hint}")
+
+
+def _check_splits(label: str, cohort: "Cohort", data: Mapping[str, Any]) -> None:
+    times = "events at distinct times (all at time 0? data.duration_col and data.event_col swapped?)"
+    check_scorable(label, "training", cohort.train, f"the data needs more {times}")
+    check_scorable(label, "validation", cohort.val, f"raise data.val_fraction (now {data['val_fraction']:g})"
+                   + (f" or data.n (now {data['n']})" if "n" in data else ""))
+    if data.get("test_path"):
+        check_scorable(str(data["test_path"]), "test", cohort.test, f"the test file needs more {times}")
+    else:
+        check_scorable(label, "test", cohort.test, f"raise data.test_fraction (now {data['test_fraction']:g})"
+                       + (f" or data.n (now {data['n']})" if "n" in data else ""))
+
+
+def _finite(label: str, x: np.ndarray, names: list[str]) -> np.ndarray:
+    """Standardized features must be finite in float32 (an extreme value can overflow the z-score)."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, col = map(int, np.argwhere(bad)[0])
+        raise DataError(f"{label}: column {names[col]!r} at row {row + 1} is not finite in float32 after "
+                        "standardization (an extreme value); rescale or clip the column")
+    return x
+
+
+def load_table(data: Mapping[str, Any], path: str, key: str, schema: Any = None) -> Any:
+    """One CSV of the ``data`` group, typed by ``schema`` when given (the training file's)."""
+    return load_csv(path, data["duration_col"], data["event_col"], data["feature_cols"], key=key, schema=schema,
+                    missing=data.get("missing", "refuse"), unseen=data.get("unseen", "refuse"),
+                    max_levels=data.get("max_levels", 50), indicator=data.get("missing_indicator", False))
+
+
 def load_cohort(data: Mapping[str, Any]) -> Cohort:
-    """Load and split the cohort described by a validated ``data`` dict (see app.config)."""
+    """Load and split the cohort described by a validated ``data`` dict (see app.config).
+
+    Refuses (DataError) a split that cannot be scored. ``data.missing=impute`` fills
+    missing numbers with medians of the training rows only; the standardization is fitted
+    on the training rows only; both live in the cohort's schema/standardizer, which the
+    run's predictor artefact stores."""
     if data["name"] == "synthetic_images":
         x, durations, events = make_synthetic_images(data["n"], data["size"], data["seed"])
         label = f"synthetic_images(n={data['n']}, size={data['size']}, seed={data['seed']})"
         fr = (1.0 - data["val_fraction"] - data["test_fraction"], data["val_fraction"], data["test_fraction"])
         tr, va, te = _split(events, fr, data["split_seed"], label)
-        return Cohort(_tensors(x, durations, events, tr), _tensors(x, durations, events, va),
-                      _tensors(x, durations, events, te), ["image"], label, label)
+        cohort = Cohort(_tensors(x, durations, events, tr), _tensors(x, durations, events, va),
+                        _tensors(x, durations, events, te), ["image"], label, label)
+        _check_splits(label, cohort, data)
+        return cohort
 
     path = str(data["path"])
-    table = load_csv(path, data["duration_col"], data["event_col"], data["feature_cols"])
+    table = load_table(data, path, "data.path")
     test_path = data.get("test_path")
     if test_path:
-        resolve_path(test_path, "data.test_path")
-        test_table = load_csv(test_path, data["duration_col"], data["event_col"], data["feature_cols"],
-                              categories=table.categories)
-        if test_table.feature_names != table.feature_names:
-            missing = sorted(set(table.feature_names) - set(test_table.feature_names))
-            extra = sorted(set(test_table.feature_names) - set(table.feature_names))
-            raise DataError(f"{test_path}: feature columns differ from {path} (missing: {missing}, extra: {extra})")
+        if resolve_path(test_path, "data.test_path").resolve() == resolve_path(path).resolve():
+            log.warning("data.test_path is the training file %s: the test rows are training rows, so the test "
+                        "C-index is not a held-out figure", path)
         fr = (1.0 - data["val_fraction"], data["val_fraction"], 0.0)
         tr, va, _ = _split(table.events, fr, data["split_seed"], path)
-        if test_table.events.sum() == 0:
-            raise DataError(f"{test_path}: no events; the C-index needs events")
     else:
-        test_table = table
         fr = (1.0 - data["val_fraction"] - data["test_fraction"], data["val_fraction"], data["test_fraction"])
         tr, va, te = _split(table.events, fr, data["split_seed"], path)
+    schema = table.schema
+    if schema.missing == "impute":
+        schema.fit_fill(table.x[tr].astype(np.float64), path)
+        table.x = schema.fill_missing(table.x)
+    test_table = load_table(data, test_path, "data.test_path", schema) if test_path else table
+    if test_path:
+        test_table.x = schema.fill_missing(test_table.x)
     scaler = Standardizer().fit(table.x[tr])
-    x, x_test = scaler.transform(table.x), scaler.transform(test_table.x)
+    names = list(table.feature_names)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is what _finite reports
+        x = _finite(path, scaler.transform(table.x), names)
+        x_test = _finite(str(test_path), scaler.transform(test_table.x), names) if test_path else x
     test = (_tensors(x_test, test_table.durations, test_table.events) if test_path
             else _tensors(x, table.durations, table.events, te))
-    return Cohort(_tensors(x, table.durations, table.events, tr), _tensors(x, table.durations, table.events, va),
-                  test, list(table.feature_names), path, str(test_path or path), scaler)
+    cohort = Cohort(_tensors(x, table.durations, table.events, tr), _tensors(x, table.durations, table.events, va),
+                    test, names, path, str(test_path or path), scaler, {"schema": schema})
+    _check_splits(path, cohort, data)
+    return cohort

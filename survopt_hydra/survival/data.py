@@ -10,32 +10,37 @@ from __future__ import annotations
 import csv
 import difflib
 import importlib.util
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
-# Cells that mean "missing" even though they are not empty; without this, a numeric
-# column with "NA" in it would silently turn into a categorical one.
-MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null"})
+from .schema import (  # noqa: F401 (DataError, MISSING_TOKENS re-exported: the data layer's names)
+    MISSING_POLICIES, MISSING_TOKENS, UNSEEN_POLICIES, ColumnSpec, DataError, FeatureSchema, count_missing,
+    fast_numbers, infer_schema, missing_summary, parse_number,
+)
 
-
-class DataError(ValueError):
-    """A problem with an input data file; the message is one line naming the file."""
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Table:
-    """A survival cohort: features, durations and event indicators (1 = event, 0 = censored)."""
+    """A survival cohort: features, durations and event indicators (1 = event, 0 = censored).
+
+    ``x`` holds NaN for missing numbers under ``data.missing=impute`` until the app fills
+    them with the training rows' medians (:meth:`FeatureSchema.fill_missing`)."""
 
     x: np.ndarray  # float32 (n, p)
     durations: np.ndarray  # float32 (n,)
     events: np.ndarray  # float32 (n,)
     feature_names: list[str]
     categories: dict[str, list[str]] = field(default_factory=dict)  # levels per one-hot column
+    schema: FeatureSchema | None = None
+    rows: np.ndarray | None = None  # 1-based data row numbers of the file (after data.missing=drop_rows)
 
     def __len__(self) -> int:
         return int(self.durations.shape[0])
@@ -45,12 +50,15 @@ def resolve_path(path: str | Path, key: str = "data.path") -> Path:
     """Turn a config path into a file path; ``pkg://<package>/<rel>`` points inside an installed package.
 
     The package is located with ``importlib.util.find_spec`` and never imported,
-    so shipping a default data set inside e.g. lifelines costs no import time.
+    so shipping a default data set inside e.g. lifelines costs no import time. The
+    resolved file must lie inside the package (no ``..`` or symlink escapes it).
     ``key`` is the config key reported in errors.
     """
     text = str(path)
     if text.startswith("pkg://"):
         package, _, rel = text[len("pkg://") :].partition("/")
+        if ".." in Path(rel).parts or rel.startswith(("/", "\\")):
+            raise DataError(f"{key}: {text} leaves the package {package!r}; pkg:// paths must stay inside it")
         try:
             spec = importlib.util.find_spec(package) if package and "." not in package else None
         except (ImportError, ValueError):
@@ -58,6 +66,8 @@ def resolve_path(path: str | Path, key: str = "data.path") -> Path:
         for root in (spec.submodule_search_locations or []) if spec else []:
             candidate = Path(root) / rel
             if rel and candidate.is_file():
+                if not candidate.resolve().is_relative_to(Path(root).resolve()):
+                    raise DataError(f"{key}: {text} leaves the package {package!r}; pkg:// paths must stay inside it")
                 return candidate
         why = "no such file in the package" if spec else f"package {package!r} is not installed"
         raise DataError(f"{key}: file not found: {text} ({why})")
@@ -67,51 +77,75 @@ def resolve_path(path: str | Path, key: str = "data.path") -> Path:
     return resolved
 
 
-def _read_rows(path: Path, label: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and (line number, cells) of each non-blank data row."""
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise DataError(f"{label}: file is empty (no header row)")
-        header = [name.strip() for name in header]
-        rows = [(reader.line_num, [c.strip() for c in row]) for row in reader if any(c.strip() for c in row)]
+def csv_rows(path: Path, label: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, stripped cells) of every row, header first; file-level problems as one DataError.
+
+    UTF-8 only (a UTF-16, Latin-1 or binary file is refused, never guessed), and a field
+    over csv's 128 KiB limit is refused: both would otherwise surface as tracebacks."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            for row in reader:
+                yield reader.line_num, [c.strip() for c in row]
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start : exc.start + 1].hex()
+        raise DataError(f"{label}: not UTF-8 text (byte 0x{byte}: a UTF-16, Latin-1 or binary file?); "
+                        "save it as a UTF-8 CSV") from None
+    except csv.Error as exc:
+        raise DataError(f"{label}: not a readable CSV near line {reader.line_num + 1} ({exc}); a field over 128 KiB "
+                        "or binary data?") from None
+    except OSError as exc:
+        raise DataError(f"{label}: cannot read the file ({exc.strerror or exc})") from None
+
+
+def check_header(label: str, header: list[str] | None) -> list[str]:
+    if header is None:
+        raise DataError(f"{label}: file is empty (no header row)")
+    if any("\x00" in name for name in header):
+        raise DataError(f"{label}: NUL bytes in the header (a UTF-16 or binary file?); save it as a UTF-8 CSV")
     dupes = sorted({name for name in header if header.count(name) > 1})
     if dupes:
         raise DataError(f"{label}: duplicate column name(s): {', '.join(dupes)}")
+    return header
+
+
+def check_width(label: str, header: list[str], number: int, line: int, row: list[str]) -> None:
+    if len(row) != len(header):
+        raise DataError(f"{label}: row {number} (line {line}) has {len(row)} fields, header has {len(header)}")
+
+
+def _read_rows(path: Path, label: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and (line number, cells) of each non-blank data row."""
+    it = csv_rows(path, label)
+    header = check_header(label, next(it, (0, None))[1])
+    rows = [(line, row) for line, row in it if any(row)]
     if not rows:
         raise DataError(f"{label}: no data rows after the header")
     for number, (line, row) in enumerate(rows, start=1):
-        if len(row) != len(header):
-            raise DataError(f"{label}: row {number} (line {line}) has {len(row)} fields, header has {len(header)}")
+        check_width(label, header, number, line, row)
     return header, rows
 
 
-def _check_column(label: str, name: str, header: list[str]) -> int:
-    if name in header:
-        return header.index(name)
-    close = difflib.get_close_matches(name, header, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise DataError(f"{label}: column {name!r} not found; available: {', '.join(header)}{hint}")
+def find_columns(label: str, names: Sequence[str], header: list[str]) -> dict[str, int]:
+    """Header index of each name; one line naming every absent column (with a close match)."""
+    absent = [name for name in names if name not in header]
+    if not absent:
+        return {name: header.index(name) for name in names}
+    if len(absent) == 1:
+        close = difflib.get_close_matches(absent[0], header, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise DataError(f"{label}: column {absent[0]!r} not found; available: {', '.join(header)}{hint}")
+    raise DataError(f"{label}: {len(absent)} columns not found: {', '.join(map(repr, absent))}; "
+                    f"available: {', '.join(header)}")
 
 
-def _number(label: str, column: str, row: int, cell: str) -> float | None:
-    """float(cell), None when it is not a number; missing and non-finite cells are errors."""
-    if cell.lower() in MISSING_TOKENS:
-        raise DataError(f"{label}: missing value in column {column!r} at row {row}")
-    try:
-        value = float(cell)
-    except ValueError:
-        return None
-    if not math.isfinite(value):
-        raise DataError(f"{label}: non-finite value {cell!r} in column {column!r} at row {row}")
-    return value
-
-
-def _numeric_column(label: str, column: str, cells: list[str], why: str) -> np.ndarray:
+def _numeric_column(label: str, column: str, cells: list[str], rows: Sequence[int], why: str) -> np.ndarray:
+    fast = fast_numbers(cells)
+    if fast is not None:
+        return fast
     values = []
-    for row, cell in enumerate(cells, start=1):
-        value = _number(label, column, row, cell)
+    for row, cell in zip(rows, cells):
+        value = parse_number(label, column, row, cell)
         if value is None:
             raise DataError(f"{label}: non-numeric value {cell!r} in column {column!r} at row {row} ({why})")
         values.append(value)
@@ -125,23 +159,45 @@ def load_csv(
     feature_cols: Sequence[str] | None = None,
     categories: dict[str, list[str]] | None = None,
     key: str = "data.path",
+    *,
+    schema: FeatureSchema | None = None,
+    missing: str = "refuse",
+    unseen: str = "refuse",
+    max_levels: int = 50,
+    indicator: bool = False,
 ) -> Table:
     """Load and validate a survival CSV.
 
-    A feature column is categorical iff some cell is not a number; it is
-    one-hot encoded over its sorted levels as features named ``col=level``.
-    Pass the training table's ``categories`` when loading a separate test
-    file: its categorical columns then use exactly the training levels (a
-    level unseen in training encodes as all zeros) and every other feature
-    column must be numeric, so train and test features line up.
+    Without ``schema`` (a training file) the feature columns are typed by
+    :func:`~.schema.infer_schema`: numbers, categories one-hot encoded over their sorted
+    levels as ``col=level``, constant columns dropped. With the training table's
+    ``schema`` (a test file, new patients) its columns are looked up by name (any order)
+    and encoded exactly as in training. ``categories`` (levels per categorical column,
+    every other feature numeric) is the older spelling of a schema.
 
-    Rows in errors are 1-based data rows (blank lines skipped); empty cells
-    and NA/N/A/NaN/null are missing values and refused. ``key`` is the config
-    key reported when the file does not exist (e.g. "data.test_path").
+    Missing cells (empty, NA, N/A, NaN, null) follow ``missing``: ``refuse`` names every
+    affected column with its count, ``drop_rows`` drops those rows (one log line),
+    ``impute`` leaves NaN for the caller's training-row medians and a "missing" level for
+    categories (plus a 0/1 indicator per number column with ``indicator``). Rows in errors
+    are 1-based data rows of the file (blank lines skipped). ``key`` is the config key
+    reported when the file does not exist (e.g. "data.test_path").
     """
     label = str(path)
+    if duration_col == event_col:
+        raise DataError(f"{label}: data.duration_col and data.event_col are both {duration_col!r}; they must name "
+                        "two different columns")
+    if schema is not None:
+        missing, unseen = schema.missing, schema.unseen
+    for name, value, allowed in (("missing", missing, MISSING_POLICIES), ("unseen", unseen, UNSEEN_POLICIES)):
+        if value not in allowed:
+            raise ValueError(f"load_csv: {name} must be one of {', '.join(allowed)}, got {value!r}")
     header, rows = _read_rows(resolve_path(path, key), label)
-    features = [c for c in header if c not in (duration_col, event_col)] if feature_cols is None else list(feature_cols)
+    if schema is not None:
+        features = [c.name for c in schema.columns]
+    elif feature_cols is None:
+        features = [c for c in header if c not in (duration_col, event_col)]
+    else:
+        features = list(feature_cols)
     if not features:
         raise DataError(f"{label}: no feature columns to use")
     for name in features:
@@ -150,41 +206,51 @@ def load_csv(
     for name in (categories or {}):
         if name not in features:
             raise DataError(f"{label}: categorical column {name!r} from the training data is not a feature")
-    columns = [duration_col, event_col, *features]
-    column = {name: [row[_check_column(label, name, header)] for _, row in rows] for name in columns}
-    durations, events = _targets(label, duration_col, column[duration_col], event_col, column[event_col])
-    blocks, names, levels_out = [], [], {}
-    for name in features:
-        cells = column[name]
-        numbers = [_number(label, name, row, cell) for row, cell in enumerate(cells, start=1)]
-        if categories is not None and name not in categories:
-            blocks.append(_numeric_column(label, name, cells, "numeric in the training data")[:, None])
-            names.append(name)
-        elif categories is None and all(v is not None for v in numbers):
-            blocks.append(np.asarray(numbers, dtype=np.float64)[:, None])
-            names.append(name)
-        else:
-            levels = list(categories[name]) if categories is not None else sorted(set(cells))
-            blocks.append(np.asarray([[cell == level for level in levels] for cell in cells], dtype=np.float64))
-            names.extend(f"{name}={level}" for level in levels)
-            levels_out[name] = levels
-    x = np.concatenate(blocks, axis=1).astype(np.float32)
-    return Table(x, durations.astype(np.float32), events.astype(np.float32), names, levels_out)
+    index = find_columns(label, [duration_col, event_col, *features], header)
+    numbers = list(range(1, len(rows) + 1))
+    column = {name: [row[i] for _, row in rows] for name, i in index.items()}
+    holes = count_missing(column, list(index), numbers)
+    if holes and (missing == "refuse" or (missing == "impute" and ({duration_col, event_col} & set(holes)))):
+        policy = "" if missing == "refuse" else " (durations and events cannot be imputed)"
+        raise DataError(f"{label}: missing values{policy} in {len(holes)} column(s): {missing_summary(holes)}; "
+                        "allowed: data.missing=drop_rows (drop those rows) or data.missing=impute")
+    if holes and missing == "drop_rows":
+        bad = set().union(*holes.values())
+        keep = [i for i in range(len(rows)) if i + 1 not in bad]
+        if not keep:
+            raise DataError(f"{label}: data.missing=drop_rows drops every row ({missing_summary(holes)})")
+        log.warning("%s: data.missing=drop_rows dropped %d of %d rows (missing: %s)", label, len(bad), len(rows),
+                    missing_summary(holes))
+        column = {name: [cells[i] for i in keep] for name, cells in column.items()}
+        numbers = [i + 1 for i in keep]
+    elif holes:
+        log.warning("%s: data.missing=impute fills %d missing cell(s) in %d column(s): %s", label,
+                    sum(map(len, holes.values())), len(holes), missing_summary(holes))
+    durations, events = _targets(label, duration_col, column[duration_col], event_col, column[event_col], numbers)
+    if schema is None and categories is not None:
+        schema = FeatureSchema(duration_col, event_col, [
+            ColumnSpec(name, "category", list(categories[name])) if name in categories else ColumnSpec(name, "number")
+            for name in features], missing, unseen)
+    if schema is None:
+        schema = infer_schema(label, column, numbers, features, duration_col, event_col, missing, unseen,
+                              max_levels, indicator)
+    x = schema.encode(label, column, numbers)
+    return Table(x.astype(np.float32), durations.astype(np.float32), events.astype(np.float32),
+                 schema.feature_names, schema.categories, schema, np.asarray(numbers))
 
 
-def _targets(label: str, time_col: str, times: list[str], event_col: str, flags: list[str]) -> tuple[np.ndarray, ...]:
+def _targets(label: str, time_col: str, times: list[str], event_col: str, flags: list[str],
+             rows: Sequence[int]) -> tuple[np.ndarray, ...]:
     """Parse and check the duration and event columns."""
-    durations = _numeric_column(label, time_col, times, "durations must be numbers")
-    events = _numeric_column(label, event_col, flags, "events must be 0 or 1")
+    durations = _numeric_column(label, time_col, times, rows, "durations must be numbers")
+    events = _numeric_column(label, event_col, flags, rows, "events must be 0 or 1")
     if (durations < 0).any():
-        row = int(np.argmax(durations < 0)) + 1
-        raise DataError(f"{label}: negative duration {times[row - 1]!r} in column {time_col!r} at row {row}")
+        i = int(np.argmax(durations < 0))
+        raise DataError(f"{label}: negative duration {times[i]!r} in column {time_col!r} at row {rows[i]}")
     bad = ~np.isin(events, (0.0, 1.0))
     if bad.any():
-        row = int(np.argmax(bad)) + 1
-        raise DataError(
-            f"{label}: event value {flags[row - 1]!r} in column {event_col!r} at row {row}; allowed: 0, 1"
-        )
+        i = int(np.argmax(bad))
+        raise DataError(f"{label}: event value {flags[i]!r} in column {event_col!r} at row {rows[i]}; allowed: 0, 1")
     if events.sum() == 0:
         raise DataError(f"{label}: no events (column {event_col!r} is all 0); the Cox likelihood needs events")
     return durations, events

@@ -79,3 +79,17 @@ def concordance_index(risk: ArrayLike, durations: ArrayLike, events: ArrayLike, 
             mask = col_pos[None, :] >= s[b : b + step, None]
             sign_sum += int((torch.sign(r[b : b + step, None] - cols[None, :]) * mask).sum())
     return (pairs + sign_sum) / (2 * pairs)
+
+
+def comparable_pairs(durations: ArrayLike, events: ArrayLike) -> int:
+    """Number of pairs Harrell's C compares (same convention as :func:`concordance_index`).
+
+    Zero means the C-index of these rows is undefined whatever the model: the data layer
+    refuses such a split at load time instead of finding out after training."""
+    t = np.asarray(torch.as_tensor(durations).detach().cpu(), dtype=np.float64).reshape(-1)
+    e = np.asarray(torch.as_tensor(events).detach().cpu()).reshape(-1) > 0
+    ts, tc = np.sort(t), np.sort(t[~e])
+    ti = t[e]
+    later = len(t) - np.searchsorted(ts, ti, side="right")
+    censored_tied = np.searchsorted(tc, ti, side="right") - np.searchsorted(tc, ti, side="left")
+    return int(later.sum() + censored_tied.sum())
