@@ -402,6 +402,11 @@ class Trainer:
                    "n_train": len(self.cohort.train), "n_val": len(self.cohort.val), "n_test": len(self.cohort.test),
                    "test_source": self.cohort.test_source, "world_size": self.ctx.world_size,
                    "lr_scale": self.dist.lr_scale}
+        from .predictor import finish_run, write_predictor  # S(t|x), time-dependent metrics, predictor.json
+        extra, artefact = finish_run(self.model, self.cohort, self.config, p.best_epoch, self.ctx)
+        metrics.update(extra)
+        if self.ctx.is_main:
+            write_predictor(self.run_dir, artefact)
         self.outputs.finish(metrics, p.history, p.lr_steps)
         self._checkpoint(finished=True, metrics=metrics)
         return metrics
