@@ -162,3 +162,28 @@ def test_cli_one_line_errors_and_no_silent_overwrite(support_run, tmp_path):
         proc = cli(*args)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and piece in lines[0], proc.stderr
+
+
+def test_run_reports_time_dependent_metrics_and_plots(support_run):
+    """metrics.json's Uno's C and td-AUC equal scikit-survival's on the run's own test risks; plots written."""
+    sksurv_metrics = pytest.importorskip("sksurv.metrics")
+    from sksurv.util import Surv
+
+    from survopt_hydra.app.predictor import split_risks
+    from survopt_hydra.app.trainer import load_best
+
+    run_dir, metrics = support_run
+    _, cohort, model, _ = load_best(run_dir)
+    risk = split_risks(model, cohort.test).double().numpy()
+    tr = Surv.from_arrays(cohort.train.events.numpy() > 0, cohort.train.durations.double().numpy())
+    te = Surv.from_arrays(cohort.test.events.numpy() > 0, cohort.test.durations.double().numpy())
+    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    assert on_disk["horizons"] == metrics["horizons"] and len(metrics["horizons"]) == 3
+    uno = sksurv_metrics.concordance_index_ipcw(tr, te, risk, tau=metrics["uno_tau"])[0]
+    assert on_disk["test_uno_cindex"] == pytest.approx(uno, abs=1e-6)
+    auc, mean = sksurv_metrics.cumulative_dynamic_auc(tr, te, risk, metrics["horizons"])
+    np.testing.assert_allclose(on_disk["test_td_auc"], auc, atol=1e-6)
+    assert on_disk["test_td_auc_mean"] == pytest.approx(mean, abs=1e-6)
+    assert 0 < on_disk["test_ibs"] < 0.25 and 0 < on_disk["val_ibs"] < 0.25
+    for name in ("calibration.png", "risk_groups.png"):
+        assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -85,15 +85,22 @@ def split_metrics(name: str, risk: torch.Tensor, split: Split, train: Split, bas
     return {k: _safe(v) for k, v in out.items()}
 
 
-def finish_run(model: nn.Module, cohort: Cohort, config: dict[str, Any], best_epoch: int,
-               ctx: Any = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(extra metrics, predictor artefact or None for image data) for a run's best model."""
+def finish_run(model: nn.Module, cohort: Cohort, config: dict[str, Any], best_epoch: int, ctx: Any = None,
+               plots_dir: Path | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(extra metrics, predictor artefact or None for image data) for a run's best model.
+
+    With ``plots_dir`` (rank 0 only) the test-set calibration and risk-group plots go there."""
     train_risk = split_risks(model, cohort.train, ctx)
     base = BreslowBaseline.fit(train_risk, cohort.train.durations, cohort.train.events)
     at = horizons(cohort.train)
     metrics: dict[str, Any] = {"horizons": at, "uno_tau": max(at)}
     for name, split in (("test", cohort.test), ("val", cohort.val)):
-        metrics.update(split_metrics(name, split_risks(model, split, ctx), split, cohort.train, base, at))
+        risk = split_risks(model, split, ctx)
+        metrics.update(split_metrics(name, risk, split, cohort.train, base, at))
+        if name == "test" and plots_dir is not None:
+            from .survival_plots import write_survival_plots
+
+            write_survival_plots(Path(plots_dir), risk, split.durations, split.events, base, at)
     schema = cohort.extra.get("schema")
     if schema is None or cohort.standardizer is None:
         return metrics, None

@@ -403,7 +403,8 @@ class Trainer:
                    "test_source": self.cohort.test_source, "world_size": self.ctx.world_size,
                    "lr_scale": self.dist.lr_scale}
         from .predictor import finish_run, write_predictor  # S(t|x), time-dependent metrics, predictor.json
-        extra, artefact = finish_run(self.model, self.cohort, self.config, p.best_epoch, self.ctx)
+        extra, artefact = finish_run(self.model, self.cohort, self.config, p.best_epoch, self.ctx,
+                                     self.run_dir if self.ctx.is_main else None)
         metrics.update(extra)
         if self.ctx.is_main:
             write_predictor(self.run_dir, artefact)

@@ -92,7 +92,7 @@ def csv_rows(path: Path, label: str) -> Iterator[tuple[int, list[str]]]:
         raise DataError(f"{label}: not UTF-8 text (byte 0x{byte}: a UTF-16, Latin-1 or binary file?); "
                         "save it as a UTF-8 CSV") from None
     except csv.Error as exc:
-        raise DataError(f"{label}: not a readable CSV near line {reader.line_num + 1} ({exc}); a field over 128 KiB "
+        raise DataError(f"{label}: not a readable CSV near line {reader.line_num} ({exc}); a field over 128 KiB "
                         "or binary data?") from None
     except OSError as exc:
         raise DataError(f"{label}: cannot read the file ({exc.strerror or exc})") from None
