@@ -293,8 +293,18 @@ def test_lung_trains_with_drop_rows_and_impute(tmp_path, policy):
     (csv_run(LUNG, "data.event_col=status"), "missing values in 6 column(s)"),
     (["data=csv", "data.path=pkg://json/../../x.csv", "data.duration_col=t", "data.event_col=e"],
      "leaves the package 'json'"),
+    (["data=synthetic_images", "model=cnn", "data.n=16"], "no comparable pair"),
+    (["data.test_path={tmp}/utf16.csv"], "utf16.csv: not UTF-8 text (byte 0xff"),
+    (["data.test_path={tmp}/big.csv"], "big.csv: value '1e300' in column 'age' at row 1 overflows float32"),
 ])
 def test_app_refuses_in_one_line_and_writes_nothing(tmp_path, overrides, piece):
+    text = SUPPORT_TEST.read_text()
+    (tmp_path / "utf16.csv").write_bytes(text.encode("utf-16"))
+    lines = text.splitlines()
+    first = lines[1].split(",")
+    first[lines[0].split(",").index("age")] = "1e300"
+    (tmp_path / "big.csv").write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
+    overrides = [o.format(tmp=tmp_path) for o in overrides]
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     run_dir = tmp_path / "run"
     proc = subprocess.run([sys.executable, "scripts/train.py", f"hydra.run.dir={run_dir}", *overrides], cwd=ROOT,

@@ -1,9 +1,11 @@
-"""Survival-analysis building blocks: Cox losses, the C-index, data loading and models.
+"""Survival-analysis building blocks: Cox losses, the C-index and time-dependent metrics,
+the Breslow baseline, data loading (one feature schema per cohort) and models.
 
 Kept free of any config/training logic so each piece can be tested against an
 independent reference (lifelines, plain numpy) on its own.
 """
 
+from survopt_hydra.survival.breslow import BreslowBaseline
 from survopt_hydra.survival.data import (
     DataError,
     Standardizer,
@@ -14,11 +16,27 @@ from survopt_hydra.survival.data import (
     split_indices,
 )
 from survopt_hydra.survival.losses import CoxPHLoss, cox_ph_loss
-from survopt_hydra.survival.metrics import concordance_index
+from survopt_hydra.survival.metrics import comparable_pairs, concordance_index
+from survopt_hydra.survival.schema import FeatureSchema
+from survopt_hydra.survival.timedep import (
+    brier_scores,
+    cumulative_dynamic_auc,
+    integrated_brier_score,
+    kaplan_meier,
+    uno_cindex,
+)
 from survopt_hydra.survival.models import MLP, LinearCox, SmallCNN
 
 __all__ = [
+    "BreslowBaseline",
     "CoxPHLoss",
+    "FeatureSchema",
+    "brier_scores",
+    "comparable_pairs",
+    "cumulative_dynamic_auc",
+    "integrated_brier_score",
+    "kaplan_meier",
+    "uno_cindex",
     "DataError",
     "LinearCox",
     "MLP",
