@@ -46,3 +46,48 @@ def test_step_function_shift_invariance_and_round_trip():
     assert torch.equal(back.times, a.times) and torch.equal(back.cumhaz, a.cumhaz) and back.shift == a.shift
     with pytest.raises(ValueError, match="times must increase"):
         BreslowBaseline.from_dict({"times": [2.0, 1.0], "cumhaz": [0.1, 0.2], "shift": 0.0})
+
+
+@pytest.mark.slow  # loads a cohort through the app and fits lifelines: several seconds
+def test_predictor_pipeline_matches_lifelines_for_a_linear_model(tmp_path):
+    """Raw GBSG2 test rows -> schema encoding -> training standardization -> LinearCox holding lifelines'
+    coefficients -> Breslow of the training rows: S(t|x) equals lifelines' predict_survival_function."""
+    pd = pytest.importorskip("pandas")
+    from lifelines import CoxPHFitter
+
+    from survopt_hydra.app.config import check_app_config, compose_train
+    from survopt_hydra.app.data import _split, load_cohort
+    from survopt_hydra.app.predictor import Predictor, split_risks
+    from survopt_hydra.survival.models import LinearCox
+
+    data = check_app_config(compose_train(["data=gbsg2"]))["data"]
+    cohort = load_cohort(data)
+    names = cohort.feature_names
+    train = pd.DataFrame(cohort.train.x.double().numpy(), columns=names)
+    train["T"], train["E"] = cohort.train.durations.double().numpy(), cohort.train.events.double().numpy()
+    cph = CoxPHFitter(penalizer=0.01).fit(train, "T", "E")  # one-hot pairs are collinear: a small penalty
+    model = LinearCox(len(names))
+    with torch.no_grad():
+        model.linear.weight.copy_(torch.tensor(cph.params_[names].to_numpy())[None, :])
+    model = model.double()
+    base = BreslowBaseline.fit(split_risks(model, _as_double(cohort.train)), cohort.train.durations,
+                               cohort.train.events)
+    pred = Predictor(cohort.extra["schema"], cohort.standardizer, base, model, tmp_path)
+
+    raw = pd.read_csv(resolve_path(data["path"]))
+    _, _, te = _split(raw["cens"].to_numpy(), (0.7, 0.15, 0.15), data["split_seed"], "x")
+    rows = raw.iloc[te].astype(str)
+    column = {c: rows[c].str.strip().tolist() for c in rows.columns}
+    x = pred.features("gbsg2", column, list(range(1, len(te) + 1)))
+    assert torch.equal(x, cohort.test.x)  # the predictor encodes raw rows exactly as the trainer did
+    times = cph.baseline_cumulative_hazard_.index.to_numpy()
+    ours = pred.baseline.survival(pred.risk(x.double()).double(), times).numpy()
+    ref = cph.predict_survival_function(pd.DataFrame(x.double().numpy(), columns=names), times=times).to_numpy().T
+    np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
+    assert ours.min() < 0.5
+
+
+def _as_double(split):
+    from survopt_hydra.app.data import Split
+
+    return Split(split.x.double(), split.durations, split.events)

@@ -2,7 +2,9 @@
 
 In-process through the app's own data path (``compose_train`` -> ``check_app_config`` ->
 ``load_cohort``, which is what the pre-flight runs), so each case is checked against the
-exact one-line message; a few run the real app as a subprocess (marked slow).
+exact one-line message; a few run the real app as a subprocess. Each composes the app's
+config and loads a cohort (SUPPORT's 8,873 rows for some), 1-15 s apiece on a busy machine:
+the whole module is marked slow.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SUPPORT_TRAIN = resolve_path("pkg://survopt_hydra/datasets/support_train.csv")
 SUPPORT_TEST = resolve_path("pkg://survopt_hydra/datasets/support_test.csv")
 LUNG = "pkg://lifelines/datasets/lung.csv"
+pytestmark = pytest.mark.slow
 
 
 def data_of(*overrides: str) -> dict:
@@ -272,7 +275,6 @@ def test_unseen_test_categories_follow_data_unseen(tmp_path):
     np.testing.assert_allclose(raw[5, 1:], 0, atol=1e-5)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["drop_rows", "impute"])
 def test_lung_trains_with_drop_rows_and_impute(tmp_path, policy):
     from survopt_hydra.app.config import compose_train
@@ -287,7 +289,6 @@ def test_lung_trains_with_drop_rows_and_impute(tmp_path, policy):
 
 
 # ------------------------------------------------------------------ the real app, a representative few
-@pytest.mark.slow
 @pytest.mark.parametrize("overrides,piece", [
     (["data.val_fraction=0.0001"], "the validation split has 1 row(s)"),
     (csv_run(LUNG, "data.event_col=status"), "missing values in 6 column(s)"),
