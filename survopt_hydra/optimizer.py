@@ -1,9 +1,14 @@
 """Build a real ``torch.optim`` optimizer from a validated optimizer config.
 
-``build_optimizer`` is the ``_target_`` of every ``conf/optimizer`` option, so Hydra's
-``instantiate(cfg.optimizer, params=model)`` returns e.g. a plain
-``torch.optim.AdamW`` (not a wrapper), with param groups from
-:mod:`survopt_hydra.param_groups` and the fastest implementation torch supports.
+``build_optimizer`` is the ``_target_`` of every ``optimizer`` option, so Hydra's
+``instantiate(cfg.optimizer, params=model)`` returns e.g. a plain ``torch.optim.AdamW``
+(not a wrapper), with param groups from :mod:`survopt_hydra.param_groups` and the
+fastest implementation torch supports. Which class an option builds, and what it
+accepts, is its record in :mod:`survopt_hydra.config.optimizer`.
+
+A ``_target_`` override naming an optimizer class (``optimizer._target_=torch.optim.Adamax``)
+is honoured by the builder like ``optimizer=custom``; any other target is refused before
+it is called (:func:`check_target`).
 """
 from __future__ import annotations
 
@@ -14,41 +19,105 @@ import torch
 from torch import nn
 
 from .config.checks import validate
-from .config.optimizer import OPTIMIZERS
+from .config.optimizer import BUILDER, OPTIM_INFO, OPTIMIZERS, CustomConfig
 from .errors import ConfigError, unknown_name
 from .param_groups import build_param_groups
 
-TORCH_CLASSES: dict[str, str] = {
-    "adam": "Adam",
-    "adamw": "AdamW",
-    "sgd": "SGD",
-    "rmsprop": "RMSprop",
-    "nadam": "NAdam",
-    "radam": "RAdam",
-    "adagrad": "Adagrad",
-}
-_GROUPING = ("name", "lr", "weight_decay", "no_weight_decay_1d", "lr_mult", "implementation")
+#: option name -> torch.optim class name (read off the records).
+TORCH_CLASSES: dict[str, str] = {name: info.cls for name, info in OPTIM_INFO.items()}
+#: Schema fields that shape the param groups or pick the kernel, not keywords of the torch class.
+_GROUPING = ("name", "lr", "weight_decay", "no_weight_decay_1d", "lr_mult", "layer_decay", "layers",
+             "implementation", "foreach", "fused")
 
 
 def optimizer_options(name: str, key: str = "optimizer.name") -> type:
     """The schema dataclass of an optimizer name, or a ConfigError listing the names."""
-    try:
+    if name in OPTIMIZERS:
         return OPTIMIZERS[name]
-    except KeyError:
-        raise unknown_name(key, name, OPTIMIZERS) from None
+    raise unknown_name(key, name, OPTIMIZERS)
+
+
+def import_object(path: str) -> Any:
+    """The object at dotted ``path``: the longest importable module prefix, then attributes."""
+    import importlib
+
+    parts = path.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            if cut == 1:
+                raise
+            continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ValueError(f"empty path {path!r}")
+
+
+def locate_class(key: str, path: str, base: type, what: str, allowed: str) -> type:
+    """Import the class at dotted ``path`` without calling anything; it must subclass ``base``."""
+    try:
+        obj = import_object(str(path))
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(key, f"cannot import '{path}' ({type(exc).__name__}: {exc}); {allowed}") from None
+    if not (isinstance(obj, type) and issubclass(obj, base)):  # base may be a tuple of classes
+        raise ConfigError(key, f"'{path}' is not {what}; {allowed}")
+    return obj
+
+
+def check_target(target: Any, key: str = "optimizer._target_") -> type | None:
+    """None for the library builder, else the optimizer class ``target`` names (refused if it is not one)."""
+    if target in (None, BUILDER):
+        return None
+    return locate_class(key, target, torch.optim.Optimizer, "a torch.optim.Optimizer subclass",
+                        f"allowed: {BUILDER} or a torch.optim.Optimizer subclass (e.g. torch.optim.Adamax)")
+
+
+def _class_kwargs(key: str, cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` checked against ``cls``'s signature (unknown keys listed); torch checks the values."""
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    allowed = [k for k in params if k not in ("self", "params")]
+    for k in kwargs:
+        if k not in allowed:
+            from .errors import did_you_mean
+
+            raise ConfigError(f"{key}.{k}", f"not a keyword of {cls.__name__}{did_you_mean(k, allowed)}; "
+                                            f"allowed: {', '.join(allowed)}")
+    return kwargs
 
 
 def build_optimizer(params: nn.Module | Iterable[Any], name: str = "adamw", **options: Any) -> torch.optim.Optimizer:
-    """Validate ``options`` against ``name``'s schema and build the torch optimizer."""
-    schema = optimizer_options(name)
-    cfg = validate(schema, options, "optimizer")
-    groups = build_param_groups(
-        params, cfg["lr"], cfg["weight_decay"], cfg["no_weight_decay_1d"], cfg["lr_mult"]
-    )
-    kwargs = {k: v for k, v in cfg.items() if k not in _GROUPING}
-    if "betas" in kwargs:
-        kwargs["betas"] = tuple(kwargs["betas"])
-    cls = getattr(torch.optim, TORCH_CLASSES[name])
+    """Validate ``options`` against ``name``'s schema and build the torch optimizer.
+
+    ``options`` may carry the node's ``_target_`` (a torch.optim.Optimizer subclass is
+    built with this option's settings) and ``_partial_`` (ignored: Hydra handled it).
+    """
+    target = check_target(options.pop("_target_", None))
+    options.pop("_partial_", None)
+    if name == "custom":
+        cfg = validate(CustomConfig, options, "optimizer")
+        cls = target or check_target(cfg["cls"], "optimizer.cls")
+        kwargs = _class_kwargs("optimizer.kwargs", cls, dict(cfg["kwargs"]))
+    else:
+        cfg = validate(optimizer_options(name), options, "optimizer")
+        info = OPTIM_INFO[name]
+        cls = target or info.torch_class()
+        kwargs = {k: v for k, v in cfg.items() if k not in _GROUPING}
+        kwargs.update({k: cfg[k] for k in ("foreach", "fused") if cfg.get(k) is not None})
+        if target is not None:  # the option's keywords the class lacks are dropped while at their defaults
+            accepted = inspect.signature(cls.__init__).parameters
+            defaults = optimizer_options(name)()
+            kwargs = {k: v for k, v in kwargs.items() if k in accepted or v != getattr(defaults, k, v)}
+            kwargs = _class_kwargs("optimizer", cls, kwargs)
+    for k, v in kwargs.items():
+        if isinstance(v, list):
+            kwargs[k] = tuple(v)  # betas, etas: torch wants tuples
+    decays = "weight_decay" in inspect.signature(cls.__init__).parameters  # no split where nothing decays (LBFGS)
+    groups = build_param_groups(params, cfg["lr"], cfg["weight_decay"], cfg["no_weight_decay_1d"] and decays,
+                                cfg["lr_mult"], cfg["layer_decay"], cfg["layers"])
     return _construct(cls, groups, cfg["lr"], cfg["weight_decay"], kwargs, cfg["implementation"])
 
 
@@ -56,20 +125,34 @@ def _construct(cls: type, groups: list, lr: float, wd: float, kwargs: dict, impl
     """Pick fused > torch default; fall back silently where fused is unsupported.
 
     torch's CPU default is a per-parameter for-loop; fused kernels move each byte once
-    (about 3.7x faster for AdamW on a 2-core CPU). ``foreach``/``for_loop`` are explicit.
+    (about 3.7x faster for AdamW on a 2-core CPU). ``foreach``/``for_loop`` are explicit;
+    a ``foreach``/``fused`` keyword given directly wins over ``implementation``.
     """
     accepted = inspect.signature(cls.__init__).parameters
-    base = dict(lr=lr, weight_decay=wd, **kwargs)
-    if impl == "foreach" and "foreach" in accepted:
-        return cls(groups, foreach=True, **base)
-    if impl == "for_loop" and "foreach" in accepted:
-        return cls(groups, foreach=False, **base)
-    if impl in ("auto", "fused") and "fused" in accepted:
-        try:
-            return cls(groups, fused=True, **base)
-        except (RuntimeError, ValueError, TypeError) as exc:
-            if impl == "fused":
-                raise ConfigError("optimizer.implementation", f"fused is not supported here ({exc}); allowed: auto, foreach, for_loop") from None
-    elif impl == "fused":
-        raise ConfigError("optimizer.implementation", f"{cls.__name__} has no fused kernel; allowed: auto, foreach, for_loop")
-    return cls(groups, **base)
+    base = dict(lr=lr, **kwargs)
+    if "weight_decay" in accepted or any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        base["weight_decay"] = wd
+    elif wd:
+        raise ConfigError("optimizer.weight_decay", f"{cls.__name__} has no weight decay; allowed: 0")
+    if "foreach" in kwargs or "fused" in kwargs:
+        impl = "given"
+    try:
+        if impl == "foreach" and "foreach" in accepted:
+            return cls(groups, foreach=True, **base)
+        if impl == "for_loop" and "foreach" in accepted:
+            return cls(groups, foreach=False, **base)
+        if impl in ("auto", "fused") and "fused" in accepted:
+            try:
+                return cls(groups, fused=True, **base)
+            except (RuntimeError, ValueError, TypeError) as exc:
+                if impl == "fused":
+                    raise ConfigError("optimizer.implementation",
+                                      f"fused is not supported here ({exc}); allowed: auto, foreach, for_loop") from None
+        elif impl == "fused":
+            raise ConfigError("optimizer.implementation",
+                              f"{cls.__name__} has no fused kernel; allowed: auto, foreach, for_loop")
+        return cls(groups, **base)
+    except (ValueError, TypeError, RuntimeError) as exc:  # torch's own checks of the values
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError("optimizer", f"{cls.__name__} refused the settings: {str(exc).splitlines()[0]}") from None

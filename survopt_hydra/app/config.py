@@ -143,7 +143,7 @@ TRAINERS: dict[str, type] = {"default": TrainerConfig}
 APP_GROUPS: dict[str, dict[str, type]] = {"data": DATA, "model": MODELS, "trainer": TRAINERS}
 
 def register_app_configs() -> None:
-    """Store the app schemas as ``survopt/<group>/<option>`` (idempotent)."""
+    """Store the app schemas as ``<group>/<option>`` in the ConfigStore (idempotent)."""
     from ..config import store_groups
 
     store_groups(APP_GROUPS)
@@ -164,7 +164,7 @@ def compose_train(overrides: list[str] | tuple[str, ...] = ()) -> Any:
 
     register_app_configs()
     register_configs()
-    with initialize_config_module("survopt_hydra.conf", version_base=None):
+    with initialize_config_module("survopt_hydra.app.conf", version_base=None):
         try:
             return compose("train", overrides=list(overrides))
         except (HydraException, OmegaConfBaseException) as exc:  # the app's one-line wording

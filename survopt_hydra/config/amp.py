@@ -9,6 +9,7 @@ from .checks import fld, gt
 @dataclass
 class AmpConfig:
     _target_: str = "survopt_hydra.amp.AmpSettings"
+    _partial_: bool = False  # true: instantiate gives a functools.partial
     dtype: str = "none"
 
 

@@ -72,6 +72,8 @@ def each(check: Check) -> Check:
 
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Coerce YAML/CLI values to the schema's type (``'1e-4'`` -> 1e-4), or refuse."""
+    if tp is Any:
+        return value
     origin = typing.get_origin(tp)
     if origin is typing.Union:  # Optional[X]
         if value is None:

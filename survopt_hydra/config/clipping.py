@@ -10,6 +10,7 @@ from .checks import fld, gt
 @dataclass
 class ClippingConfig:
     _target_: str = "survopt_hydra.clipping.GradientClipper"
+    _partial_: bool = False  # true: instantiate gives a functools.partial
     mode: str = "none"
 
 

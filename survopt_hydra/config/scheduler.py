@@ -20,6 +20,7 @@ class SchedulerConfig:
     """Fields every scheduler shares: when it steps and the optional linear warmup."""
 
     _target_: str = "survopt_hydra.scheduler.build_scheduler"
+    _partial_: bool = False  # true: instantiate gives a functools.partial
     name: str = "none"
     interval: str = fld("epoch", one_of(*INTERVALS), "advance per epoch or per optimizer step")
     warmup_epochs: float = fld(0.0, ge(0), "linear warmup length, composes with every option")
