@@ -62,3 +62,12 @@ def test_target_of_the_right_kind_passes():
 def test_closure_driven_optimizer_is_refused_for_the_engine():
     with pytest.raises(ConfigError, match=r"^optimizer.name: lbfgs is closure-driven .* without a closure"):
         validate_groups({**BASE, "optimizer": {"name": "lbfgs"}}, epochs=10)
+
+
+def test_inf_norm_accepted_and_overflowing_init_scale_refused():
+    """Issue 13: the max norm is norm_type=inf; a loss scale beyond float32 overflows at the first step."""
+    validate_groups({**BASE, "clipping": {"mode": "norm", "norm_type": float("inf")}}, epochs=10)
+    with pytest.raises(ConfigError, match=r"^clipping.norm_type: must be a finite number"):
+        validate_groups({**BASE, "clipping": {"mode": "norm", "norm_type": float("nan")}}, epochs=10)
+    with pytest.raises(ConfigError, match=r"^amp.init_scale: must be > 0 and fit in float32"):
+        validate_groups({**BASE, "amp": {"dtype": "fp16", "init_scale": 1e300}}, epochs=10)

@@ -143,10 +143,16 @@ TRAINERS: dict[str, type] = {"default": TrainerConfig}
 APP_GROUPS: dict[str, dict[str, type]] = {"data": DATA, "model": MODELS, "trainer": TRAINERS}
 
 def register_app_configs() -> None:
-    """Store the app schemas as ``<group>/<option>`` in the ConfigStore (idempotent)."""
-    from ..config import store_groups
+    """Store the app schemas as ``<group>/<option>`` in the ConfigStore (idempotent), and the app's
+    plateau: the library's has no metric, this app watches the validation C-index."""
+    from hydra.core.config_store import ConfigStore
+
+    from ..config import register_configs, store_groups
+    from ..config.scheduler import PlateauConfig
 
     store_groups(APP_GROUPS)
+    register_configs()  # first, so the app's plateau below replaces the library's
+    ConfigStore.instance().store(group="scheduler", name="plateau", node=PlateauConfig(monitor="val_cindex", mode="max"))
 
 
 def compose_train(overrides: list[str] | tuple[str, ...] = ()) -> Any:

@@ -8,9 +8,9 @@ the call site, ``instantiate(cfg.scheduler, optimizer=opt, epochs=E, steps_per_e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, List, Optional
 
-from .checks import each, fld, ge, gt, one_of, open_unit, optional
+from .checks import each, each_value, fld, ge, gt, one_of, open_unit, optional
 
 INTERVALS = ("epoch", "step")
 
@@ -25,6 +25,9 @@ class SchedulerConfig:
     interval: str = fld("epoch", one_of(*INTERVALS), "advance per epoch or per optimizer step")
     warmup_epochs: float = fld(0.0, ge(0), "linear warmup length, composes with every option")
     warmup_start_factor: float = fld(0.01, open_unit, "warmup starts at this fraction of the LR")
+    hparams: Dict[str, float] = fld({}, each_value(ge(0)),
+                                    "other param-group hyper-parameters (weight_decay, momentum ...) -> end factor: "
+                                    "each follows a cosine from its value to value x factor over the run")
 
 
 @dataclass
@@ -63,8 +66,10 @@ class OneCycleConfig(SchedulerConfig):
 @dataclass
 class PlateauConfig(SchedulerConfig):
     name: str = "plateau"
-    monitor: str = fld("val_cindex", doc="metric name read from end_epoch(metrics)")
-    mode: str = fld("max", one_of("min", "max"), "max for C-index, min for a loss")
+    monitor: Optional[str] = fld(None, doc="metric read from end_epoch(metrics) (required unless mode is set "
+                                           "and you call step(metric) yourself)")
+    mode: Optional[str] = fld(None, optional(one_of("min", "max")),
+                              "default: min when the monitor's name contains 'loss', else max")
     factor: float = fld(0.1, open_unit)
     patience: int = fld(10, ge(0))
     threshold: float = fld(1e-4, ge(0))
@@ -100,6 +105,35 @@ class ExponentialConfig(SchedulerConfig):
 
 
 @dataclass
+class ConstantConfig(SchedulerConfig):
+    name: str = "constant"
+
+
+@dataclass
+class PolynomialConfig(SchedulerConfig):
+    name: str = "polynomial"
+    power: float = fld(1.0, gt(0), "1: linear decay to eta_min at the end of the run")
+    eta_min: float = fld(0.0, ge(0))
+
+
+@dataclass
+class InverseSqrtConfig(SchedulerConfig):
+    name: str = "inverse_sqrt"
+    timescale: Optional[float] = fld(None, optional(gt(0)), "epochs; LR x sqrt(timescale / (t + timescale)) after "
+                                                            "the warmup; default: the warmup length, else 1")
+
+
+@dataclass
+class WSDConfig(SchedulerConfig):
+    """Warmup-stable-decay (MiniCPM): constant LR, then a decay over the last fraction of the run."""
+
+    name: str = "wsd"
+    decay_fraction: float = fld(0.1, lambda v: None if 0 < v <= 1 else "must be in (0, 1]", "of the whole run")
+    decay_shape: str = fld("linear", one_of("linear", "cosine", "sqrt"))
+    eta_min: float = fld(0.0, ge(0))
+
+
+@dataclass
 class LinearWarmupConfig(SchedulerConfig):
     name: str = "linear_warmup"
     warmup_epochs: float = fld(5.0, gt(0))
@@ -116,4 +150,8 @@ SCHEDULERS: dict[str, type[SchedulerConfig]] = {
     "multistep": MultiStepConfig,
     "exponential": ExponentialConfig,
     "linear_warmup": LinearWarmupConfig,
+    "constant": ConstantConfig,
+    "polynomial": PolynomialConfig,
+    "inverse_sqrt": InverseSqrtConfig,
+    "wsd": WSDConfig,
 }
