@@ -27,7 +27,7 @@ from .param_groups import build_param_groups
 TORCH_CLASSES: dict[str, str] = {name: info.cls for name, info in OPTIM_INFO.items()}
 #: Schema fields that shape the param groups or pick the kernel, not keywords of the torch class.
 _GROUPING = ("name", "lr", "weight_decay", "no_weight_decay_1d", "lr_mult", "layer_decay", "layers",
-             "implementation", "foreach", "fused")
+             "implementation", "foreach", "fused", "aux_lr", "aux_betas", "aux_weight_decay", "aux_patterns")
 
 
 def optimizer_options(name: str, key: str = "optimizer.name") -> type:
@@ -115,6 +115,8 @@ def build_optimizer(params: nn.Module | Iterable[Any], name: str = "adamw", **op
     for k, v in kwargs.items():
         if isinstance(v, list):
             kwargs[k] = tuple(v)  # betas, etas: torch wants tuples
+    if name != "custom" and OPTIM_INFO[name].recipe == "muon" and target is None:
+        return _build_muon(params, cfg, kwargs)
     decays = "weight_decay" in inspect.signature(cls.__init__).parameters  # no split where nothing decays (LBFGS)
     groups = build_param_groups(params, cfg["lr"], cfg["weight_decay"], cfg["no_weight_decay_1d"] and decays,
                                 cfg["lr_mult"], cfg["layer_decay"], cfg["layers"])
@@ -156,3 +158,36 @@ def _construct(cls: type, groups: list, lr: float, wd: float, kwargs: dict, impl
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError("optimizer", f"{cls.__name__} refused the settings: {str(exc).splitlines()[0]}") from None
+
+
+def _build_muon(params: Any, cfg: dict[str, Any], kwargs: dict[str, Any]) -> torch.optim.Optimizer:
+    """Muon's recipe: hidden 2-D matrices to Muon, the rest to AdamW, same param-group policy for both."""
+    from .muon import MuonWithAdamW, split_for_muon
+
+    if not isinstance(params, nn.Module):
+        raise ConfigError("optimizer.name", "muon splits the model between Muon and AdamW by parameter names and "
+                                            "shapes: pass the model itself")
+    muon_names, aux_names = split_for_muon(params, cfg["aux_patterns"])
+    if not muon_names:
+        raise ConfigError("optimizer.name", "muon found no hidden 2-D matrix in the model (all parameters would "
+                                            "go to AdamW); use optimizer=adamw")
+    named = dict(params.named_parameters())
+    policy = (cfg["no_weight_decay_1d"], cfg["lr_mult"], cfg["layer_decay"], cfg["layers"])
+    aux_lr = cfg["aux_lr"] or cfg["lr"]
+    aux_wd = cfg["weight_decay"] if cfg["aux_weight_decay"] is None else cfg["aux_weight_decay"]
+    muon_groups = build_param_groups([(n, named[n]) for n in muon_names], cfg["lr"], cfg["weight_decay"],
+                                     *policy) if not (cfg["lr_mult"] or cfg["layer_decay"]) else None
+    if muon_groups is None:  # patterns / depths need the whole model's names
+        whole = build_param_groups(params, cfg["lr"], cfg["weight_decay"], *policy)
+        muon_ids = {id(named[n]) for n in muon_names}
+        muon_groups = [{**g, "params": [p for p in g["params"] if id(p) in muon_ids]} for g in whole]
+        muon_groups = [g for g in muon_groups if g["params"]]
+    aux_groups = build_param_groups([(n, named[n]) for n in aux_names], aux_lr, aux_wd, cfg["no_weight_decay_1d"]) \
+        if aux_names else []
+    for g in muon_groups:
+        g["name"] = f"muon/{g['name']}"
+    for g in aux_groups:
+        g["name"] = f"adamw/{g['name']}"
+    adamw_kwargs = {"betas": tuple(cfg["aux_betas"]), "weight_decay": aux_wd}
+    return MuonWithAdamW(muon_groups, aux_groups, dict(lr=cfg["lr"], weight_decay=cfg["weight_decay"], **kwargs),
+                         adamw_kwargs)

@@ -66,7 +66,7 @@ def validate_groups(cfg: Mapping[str, Any], epochs: int | None = None, steps_per
         opt_values = plain_values(cfg["optimizer"])
         for key in ("lr_mult", "layer_decay", "layers"):  # patterns and depths need real parameter names
             opt_values.pop(key, None)
-        dummy = build_optimizer([torch.nn.Parameter(torch.zeros(1, 1))], **opt_values)
+        dummy = build_optimizer(torch.nn.Sequential(torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)), **opt_values)
         build_scheduler(dummy, epochs=epochs, steps_per_epoch=steps_per_epoch, **plain_values(cfg["scheduler"]))
 
 

@@ -270,3 +270,34 @@ def test_user_param_group_dicts_still_get_the_decay_split(tiny_model):
                    ("group1", 0.1, 0.01, [(1, 8)]), ("group1/no_decay", 0.1, 0.0, [(1,)])]
     kept = build_optimizer(groups, "sgd", lr=0.1, weight_decay=0.01, no_weight_decay_1d=False)
     assert [g["name"] for g in kept.param_groups] == ["group0", "group1"]
+
+
+def test_muon_recipe_equals_torch_muon_plus_adamw(compose_cfg):
+    """Hidden matrices step exactly as torch.optim.Muon, embeddings/head/biases/norms as AdamW."""
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Embedding(10, 8), nn.Flatten(), nn.Linear(16, 16), nn.LayerNorm(16),
+                             nn.Linear(16, 16), nn.Linear(16, 2))
+
+    ours, ref = net(), net()
+    opt = instantiate(compose_cfg("+optimizer=muon", "optimizer.lr=0.02").optimizer, params=ours)
+    hidden = [ref[2].weight, ref[4].weight]
+    rest = [p for p in ref.parameters() if all(p is not h for h in hidden)]
+    matrices = [ref[0].weight, ref[5].weight]
+    flat = [p for p in rest if all(p is not m for m in matrices)]
+    ref_muon = torch.optim.Muon(hidden, lr=0.02)  # torch's defaults: weight decay 0.1
+    ref_adamw = torch.optim.AdamW([{"params": matrices}, {"params": flat, "weight_decay": 0.0}],
+                                  lr=0.02, betas=(0.9, 0.95), weight_decay=0.1)
+    x = torch.randint(0, 10, (4, 2))
+    for _ in range(3):
+        for model, steppers in ((ours, [opt]), (ref, [ref_muon, ref_adamw])):
+            for s in steppers:
+                s.zero_grad()
+            model(x).pow(2).mean().backward()
+            for s in steppers:
+                s.step()
+    for a, b in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b)
+    restored = build_optimizer(ours, "muon", lr=0.02)
+    restored.load_state_dict(opt.state_dict())
+    assert restored.muon.state is restored.state and len(restored.state) == len(opt.state) == 9

@@ -60,7 +60,19 @@ KEYWORD_CHECKS: dict[str, Any] = {
 _LISTS = ("betas", "etas", "step_sizes", "adjust_lr_fn", "line_search_fn")  # checks of non-scalar keywords
 
 
-def schema_for(name: str, class_name: str, defaults: dict[str, Any] | None = None) -> type:
+@dataclass
+class MuonRecipeConfig(OptimizerConfig):
+    """Muon's recipe: the AdamW half for embeddings, the head, biases and norms."""
+
+    aux_lr: Optional[float] = fld(None, optional(gt(0)), "AdamW's LR; default: optimizer.lr")
+    aux_betas: List[float] = fld([0.9, 0.95], betas, "AdamW's betas")
+    aux_weight_decay: Optional[float] = fld(None, optional(ge(0)), "AdamW's weight decay; default: weight_decay")
+    aux_patterns: List[str] = fld(["*embed*", "*head*"], doc="fnmatch names AdamW gets besides non-2-D params, "
+                                                               "nn.Embedding weights and the last 2-D parameter")
+
+
+def schema_for(name: str, class_name: str, defaults: dict[str, Any] | None = None,
+               base: type = OptimizerConfig) -> type:
     """The schema dataclass of a torch class: its keywords (torch's defaults, or ``defaults``) + the shared fields."""
     from .torch_signatures import SIGNATURES
 
@@ -72,7 +84,7 @@ def schema_for(name: str, class_name: str, defaults: dict[str, Any] | None = Non
         doc = shared[kw].metadata.get("doc", "") if kw in shared else f"torch.optim.{class_name}'s {kw}"
         check = KEYWORD_CHECKS.get(kw) if type_name.startswith(("List", "Optional")) == (kw in _LISTS) else None
         fields.append((kw, tp, fld(default, check, doc)))
-    return dataclasses.make_dataclass(f"{class_name}Config", fields, bases=(OptimizerConfig,))
+    return dataclasses.make_dataclass(f"{class_name}Config", fields, bases=(base,))
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,7 @@ class OptimInfo:
     cls: str  # class name in torch.optim
     defaults: Dict[str, Any] = dataclasses.field(default_factory=dict)  # where the library's differ from torch's
     closure: bool = False  # step(closure) re-evaluates the loss several times (LBFGS): needs your own loop
+    recipe: Optional[str] = None  # "muon": survopt_hydra.muon splits the model between Muon and AdamW
     doc: str = ""
 
     @property
@@ -102,7 +115,8 @@ class OptimInfo:
     @property
     def schema(self) -> type:
         if self.name not in _SCHEMAS:
-            _SCHEMAS[self.name] = schema_for(self.name, self.cls, self.defaults)
+            base = MuonRecipeConfig if self.recipe == "muon" else OptimizerConfig
+            _SCHEMAS[self.name] = schema_for(self.name, self.cls, self.defaults, base)
         return _SCHEMAS[self.name]
 
     def torch_class(self) -> type:
@@ -127,7 +141,7 @@ _RECORDS: tuple[OptimInfo, ...] = (
     OptimInfo("rprop", "Rprop", doc="full-batch only"),
     OptimInfo("sparse_adam", "SparseAdam", doc="sparse gradients only (nn.Embedding(sparse=True))"),
     OptimInfo("lbfgs", "LBFGS", closure=True, doc="closure-driven: instantiate it for your own loop"),
-    OptimInfo("muon", "Muon", doc="Muon on 2-D hidden matrices, AdamW (muon_aux_*) on the rest"),
+    OptimInfo("muon", "Muon", recipe="muon", doc="Muon on hidden 2-D matrices, AdamW (aux_*) on the rest"),
 )
 
 
