@@ -244,30 +244,39 @@ def _wsd(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LR
     return lr_scheduler.LambdaLR(opt, [lambda t, f=f: factor(t, f) for f in floors])
 
 
-_BUILDERS: dict[str, Callable[[Optimizer, dict, int, Any, int], LRScheduler]] = {
-    "none": lambda o, c, u, t, w: lr_scheduler.ConstantLR(o, factor=1.0, total_iters=0),
-    "cosine": _cosine,
-    "warmup_cosine": _cosine,
-    "cosine_warm_restarts": lambda o, c, u, t, w: lr_scheduler.CosineAnnealingWarmRestarts(
-        o, T_0=_steps("scheduler.T_0", c["T_0"], u), T_mult=c["T_mult"], eta_min=c["eta_min"]
-    ),
-    "onecycle": _onecycle,
-    "plateau": _plateau,
-    "step": lambda o, c, u, t, w: lr_scheduler.StepLR(
-        o, step_size=_steps("scheduler.step_size", c["step_size"], u), gamma=c["gamma"]
-    ),
-    "multistep": lambda o, c, u, t, w: lr_scheduler.MultiStepLR(
-        o, milestones=[_steps("scheduler.milestones", m, u) for m in c["milestones"]], gamma=c["gamma"]
-    ),
-    "exponential": lambda o, c, u, t, w: lr_scheduler.ExponentialLR(o, gamma=c["gamma"]),
-    "linear_warmup": lambda o, c, u, t, w: lr_scheduler.LinearLR(
-        o, start_factor=c["warmup_start_factor"], end_factor=1.0, total_iters=w
-    ),
-    "constant": lambda o, c, u, t, w: lr_scheduler.ConstantLR(o, factor=1.0, total_iters=0),
-    "polynomial": _polynomial,
-    "inverse_sqrt": _inverse_sqrt,
-    "wsd": _wsd,
-}
+def _constant(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
+    return lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+
+
+def _cosine_warm_restarts(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
+    return lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=_steps("scheduler.T_0", c["T_0"], unit),
+                                                    T_mult=c["T_mult"], eta_min=c["eta_min"])
+
+
+def _step(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
+    return lr_scheduler.StepLR(opt, step_size=_steps("scheduler.step_size", c["step_size"], unit), gamma=c["gamma"])
+
+
+def _multistep(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
+    milestones = [_steps("scheduler.milestones", m, unit) for m in c["milestones"]]
+    return lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=c["gamma"])
+
+
+def _exponential(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
+    return lr_scheduler.ExponentialLR(opt, gamma=c["gamma"])
+
+
+def _linear_warmup(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
+    return lr_scheduler.LinearLR(opt, start_factor=c["warmup_start_factor"], end_factor=1.0, total_iters=warm)
+
+
+Builder = Callable[[Optimizer, dict, int, Any, int], LRScheduler]
+
+
+def _builder(name: str) -> Builder:
+    """The function a scheduler's record names (``build``)."""
+    return globals()[SCHEDULERS[name].build]
+
 
 
 def _check_eta_min(optimizer: Optimizer, cfg: dict) -> None:
@@ -321,7 +330,7 @@ def build_scheduler(
     _check_eta_min(optimizer, cfg)
     if name == "linear_warmup" and warm < 1:
         raise ConfigError("scheduler.warmup_epochs", "linear_warmup needs at least one warmup step")
-    sched = _BUILDERS[name](optimizer, cfg, unit, total, warm)
+    sched = _builder(name)(optimizer, cfg, unit, total, warm)
     if warm and name not in ("linear_warmup", "onecycle"):
         sched = WarmupScheduler(optimizer, sched, warm, cfg["warmup_start_factor"])
     if cfg["hparams"]:
