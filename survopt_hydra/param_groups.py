@@ -6,7 +6,8 @@ and the names a model lists in ``no_weight_decay()`` / ``no_weight_decay_keyword
 (``lr_mult`` patterns) or one that shrinks with depth from the head (``layer_decay``,
 timm's layer-wise LR decay). Groups carry a ``name`` (logs and monitors say which group
 is which) and ``lr_mult`` (schedulers that set absolute LRs, onecycle's ``max_lr``, keep
-the ratio). A pattern that matches no parameter is refused: it is always a typo.
+the ratio). A pattern that matches no parameter is refused (a typo), unless it starts
+with ``?`` (``"?backbone.*"``: only where the model has one, as the finetune preset says).
 """
 from __future__ import annotations
 
@@ -118,8 +119,10 @@ def build_param_groups(
     if (lr_mult or layer_decay is not None) and any(n is None for n in names):
         key = "optimizer.lr_mult" if lr_mult else "optimizer.layer_decay"
         raise ConfigError(key, "needs parameter names: pass the model or model.named_parameters()")
+    optional = {p for p in lr_mult if p.startswith("?")}  # "?backbone.*": only if the model has one (presets)
+    lr_mult = {p.lstrip("?"): m for p, m in lr_mult.items()}
     for pattern in lr_mult:
-        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+        if f"?{pattern}" not in optional and not any(fnmatch.fnmatchcase(n, pattern) for n in names):
             raise _no_match(f"optimizer.lr_mult.{pattern}", pattern, names)
     depth = layer_ids(names, layers) if layer_decay is not None else {}
     top = max(depth.values(), default=0)

@@ -301,3 +301,11 @@ def test_muon_recipe_equals_torch_muon_plus_adamw(compose_cfg):
     restored = build_optimizer(ours, "muon", lr=0.02)
     restored.load_state_dict(opt.state_dict())
     assert restored.muon.state is restored.state and len(restored.state) == len(opt.state) == 9
+
+
+def test_optional_pattern_may_match_nothing(tiny_model):
+    """The finetune preset's "?backbone.*" applies where there is a backbone and is silent elsewhere."""
+    opt = build_optimizer(tiny_model, "adamw", lr=1e-3, lr_mult={"?backbone.*": 0.1})
+    assert [g["name"] for g in opt.param_groups] == ["default", "default/no_decay"]
+    vit = build_optimizer(_ViTLike(), "adamw", lr=1e-3, lr_mult={"?blocks.*": 0.1})
+    assert {g["name"]: g["lr"] for g in vit.param_groups}["blocks.*"] == pytest.approx(1e-4)
