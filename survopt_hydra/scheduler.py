@@ -47,7 +47,32 @@ class OneCycleLR(lr_scheduler.OneCycleLR):
         return super().get_lr()
 
 
-class WarmupScheduler(LRScheduler):
+class _Wrapper(LRScheduler):
+    """A scheduler around ``inner``: checkpoints hold both, ``step(metrics)`` reaches a plateau inside."""
+
+    inner: LRScheduler
+
+    def _step_inner(self, metrics: Any) -> None:
+        if isinstance(self.inner, (lr_scheduler.ReduceLROnPlateau, _Wrapper)):
+            self.inner.step(metrics)
+        else:
+            self.inner.step()
+
+    def get_lr(self) -> list[float]:
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "inner")}
+        state["inner"] = self.inner.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        self.inner.load_state_dict(state.pop("inner"))
+        self.__dict__.update(state)
+
+
+class WarmupScheduler(_Wrapper):
     """Linear warmup from ``start_factor`` x LR to the LR, then hand over to ``inner``.
 
     ``inner`` was built first (it sets ``initial_lr``) and is not stepped during the
@@ -81,27 +106,11 @@ class WarmupScheduler(LRScheduler):
         elif t == self.warmup_steps:
             self._set(list(self.base_lrs))
         else:
-            if isinstance(self.inner, lr_scheduler.ReduceLROnPlateau):
-                self.inner.step(metrics)
-            else:
-                self.inner.step()
+            self._step_inner(metrics)
             self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
-    def get_lr(self) -> list[float]:
-        return list(self._last_lr)
 
-    def state_dict(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "inner")}
-        state["inner"] = self.inner.state_dict()
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = dict(state_dict)
-        self.inner.load_state_dict(state.pop("inner"))
-        self.__dict__.update(state)
-
-
-class HyperParamScheduler(LRScheduler):
+class HyperParamScheduler(_Wrapper):
     """The LR scheduler ``inner``, plus other param-group hyper-parameters on a cosine.
 
     MMEngine's ParamScheduler idea in one config: ``hparams={"weight_decay": 0.1}`` takes
@@ -125,29 +134,13 @@ class HyperParamScheduler(LRScheduler):
         self._last_lr = [g["lr"] for g in optimizer.param_groups]
 
     def step(self, metrics: Any = None) -> None:  # type: ignore[override]
-        if isinstance(self.inner, (WarmupScheduler, lr_scheduler.ReduceLROnPlateau)):
-            self.inner.step(metrics)
-        else:
-            self.inner.step()
+        self._step_inner(metrics)
         self.last_epoch += 1
         cos = (1 + math.cos(math.pi * min(self.last_epoch, self.total) / self.total)) / 2
         for group, start in zip(self.optimizer.param_groups, self.starts):
             for name, factor in self.factors.items():
                 group[name] = start[name] * (factor + (1 - factor) * cos)
         self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
-
-    def get_lr(self) -> list[float]:
-        return list(self._last_lr)
-
-    def state_dict(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "inner")}
-        state["inner"] = self.inner.state_dict()
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = dict(state_dict)
-        self.inner.load_state_dict(state.pop("inner"))
-        self.__dict__.update(state)
 
 
 def _steps(key: str, epochs: float, unit: int) -> int:
