@@ -74,7 +74,6 @@ def validate_groups(cfg: Mapping[str, Any], epochs: int | None = None, steps_per
 #: subclass of this (dotted path), so Hydra never calls an arbitrary callable from a config.
 TARGET_KINDS = {
     "optimizer": ("torch.optim.Optimizer", "a torch.optim.Optimizer subclass"),
-    "scheduler": ("torch.optim.lr_scheduler.LRScheduler", "a torch LRScheduler subclass"),
     "clipping": ("survopt_hydra.clipping.GradientClipper", "survopt_hydra.clipping.GradientClipper"),
     "amp": ("survopt_hydra.amp.AmpSettings", "survopt_hydra.amp.AmpSettings"),
     "ema": ("survopt_hydra.ema.WeightAverager", "survopt_hydra.ema.WeightAverager"),
@@ -96,13 +95,13 @@ def check_target(group: str, node: Any, schema: type) -> None:
     from .optimizer import import_object as get_object
     from .optimizer import locate_class
 
+    if group == "scheduler" and target != default:
+        # Hydra calls a scheduler target with this option's fields (name, interval, warmup ...), which no torch
+        # class accepts: the library builder is the only target that can honour the node
+        raise ConfigError("scheduler._target_", f"'{target}' cannot take this option's fields (name, interval, "
+                          f"warmup_epochs ...); choose scheduler=<option> instead; allowed: {default}")
     base_path, what = TARGET_KINDS[group]
-    if group == "scheduler":
-        from torch.optim.lr_scheduler import ReduceLROnPlateau
-
-        base = (get_object(base_path), ReduceLROnPlateau)
-    else:
-        base = get_object(base_path)
+    base = get_object(base_path)
     allowed = f"allowed: {default} or {what}" if what != default else f"allowed: {default} or a subclass"
     locate_class(f"{group}._target_", str(target), base, what, allowed)
 

@@ -309,3 +309,14 @@ def test_optional_pattern_may_match_nothing(tiny_model):
     assert [g["name"] for g in opt.param_groups] == ["default", "default/no_decay"]
     vit = build_optimizer(_ViTLike(), "adamw", lr=1e-3, lr_mult={"?blocks.*": 0.1})
     assert {g["name"]: g["lr"] for g in vit.param_groups}["blocks.*"] == pytest.approx(1e-4)
+
+
+def test_app_path_honours_an_optimizer_target():
+    """The app builds through DistributedSettings.build_optimizer: `optimizer._target_=torch.optim.Adamax` is an
+    Adamax (it used to be silently an AdamW)."""
+    from survopt_hydra.distributed import DistributedSettings
+
+    settings = DistributedSettings()
+    node = {"_target_": "torch.optim.Adamax", "name": "adamw", "lr": 0.003, "weight_decay": 0.0}
+    opt = settings.build_optimizer(node, nn.Linear(3, 1), settings.setup())
+    assert type(opt) is torch.optim.Adamax and opt.defaults["lr"] == 0.003

@@ -38,7 +38,8 @@ def test_good_config_passes_and_step_schedules_need_steps_per_epoch():
 @pytest.mark.parametrize(
     "group, target, message",
     [
-        ("scheduler", "builtins.dict", "scheduler._target_: 'builtins.dict' is not a torch LRScheduler subclass"),
+        ("scheduler", "builtins.dict", "scheduler._target_: 'builtins.dict' cannot take this option's fields"),
+        ("scheduler", "torch.optim.lr_scheduler.StepLR", "scheduler._target_: 'torch.optim.lr_scheduler.StepLR' cannot"),
         ("clipping", "os.system", "clipping._target_: 'os.system' is not survopt_hydra.clipping.GradientClipper"),
         ("optimizer", "subprocess.run", "optimizer._target_: 'subprocess.run' is not a torch.optim.Optimizer subclass"),
         ("optimizer", "nope.Nope", "optimizer._target_: cannot import 'nope.Nope'"),
@@ -56,7 +57,7 @@ def test_target_overrides_of_the_wrong_kind_are_refused_without_calling(monkeypa
 
 def test_target_of_the_right_kind_passes():
     validate_groups({**BASE, "optimizer": {**BASE["optimizer"], "_target_": "torch.optim.Adamax"},
-                     "scheduler": {"name": "cosine", "_target_": "torch.optim.lr_scheduler.StepLR"}}, epochs=10)
+                     "clipping": {**BASE["clipping"], "_target_": "survopt_hydra.clipping.GradientClipper"}}, epochs=10)
 
 
 def test_closure_driven_optimizer_is_refused_for_the_engine():
