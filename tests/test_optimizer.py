@@ -320,3 +320,20 @@ def test_app_path_honours_an_optimizer_target():
     node = {"_target_": "torch.optim.Adamax", "name": "adamw", "lr": 0.003, "weight_decay": 0.0}
     opt = settings.build_optimizer(node, nn.Linear(3, 1), settings.setup())
     assert type(opt) is torch.optim.Adamax and opt.defaults["lr"] == 0.003
+
+
+@pytest.mark.parametrize("name", sorted(OPTIM_INFO))
+def test_schema_defaults_are_torchs_own_unless_the_record_says(name):
+    """One source of truth: a bare option behaves like the torch class (sgd's momentum 0.9 is the record's)."""
+    import dataclasses
+    import inspect
+
+    info = OPTIM_INFO[name]
+    schema = info.schema()
+    torch_defaults = {k: p.default for k, p in inspect.signature(info.torch_class().__init__).parameters.items()
+                      if p.default is not p.empty}
+    for kw in info.keywords:
+        want = info.defaults.get(kw, torch_defaults[kw])
+        got = getattr(schema, kw)
+        assert got == (list(want) if isinstance(want, tuple) else want), kw
+    assert {f.name for f in dataclasses.fields(schema)} >= set(info.keywords)
