@@ -13,7 +13,7 @@ it is called (:func:`check_target`).
 from __future__ import annotations
 
 import inspect
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 import torch
 from torch import nn
@@ -89,12 +89,43 @@ def _class_kwargs(key: str, cls: type, kwargs: dict[str, Any]) -> dict[str, Any]
     return kwargs
 
 
-def build_optimizer(params: nn.Module | Iterable[Any], name: str = "adamw", **options: Any) -> torch.optim.Optimizer:
-    """Validate ``options`` against ``name``'s schema and build the torch optimizer.
+class OptimizerPlan(NamedTuple):
+    """Everything :func:`build_optimizer` decides before constructing: the one place ZeRO reuses too."""
+
+    cls: type
+    groups: list
+    lr: float
+    weight_decay: float
+    kwargs: dict
+    implementation: str
+
+
+def plan_optimizer(params: nn.Module | Iterable[Any], name: str = "adamw", **options: Any) -> OptimizerPlan:
+    """Validate ``options`` against ``name``'s schema: the class, param groups and keywords to build.
 
     ``options`` may carry the node's ``_target_`` (a torch.optim.Optimizer subclass is
     built with this option's settings) and ``_partial_`` (ignored: Hydra handled it).
     """
+    cfg, cls, kwargs, target = _resolve(name, options)
+    if name != "custom" and OPTIM_INFO[name].recipe == "muon" and target is None:
+        raise ConfigError("optimizer.name", "muon is two torch optimizers (Muon + AdamW); build it with "
+                                            "build_optimizer, not as one class (e.g. under ZeRO)")
+    decays = "weight_decay" in inspect.signature(cls.__init__).parameters  # no split where nothing decays (LBFGS)
+    groups = build_param_groups(params, cfg["lr"], cfg["weight_decay"], cfg["no_weight_decay_1d"] and decays,
+                                cfg["lr_mult"], cfg["layer_decay"], cfg["layers"])
+    return OptimizerPlan(cls, groups, cfg["lr"], cfg["weight_decay"], kwargs, cfg["implementation"])
+
+
+def build_optimizer(params: nn.Module | Iterable[Any], name: str = "adamw", **options: Any) -> torch.optim.Optimizer:
+    """Validate ``options`` against ``name``'s schema and build the torch optimizer (see :func:`plan_optimizer`)."""
+    if name in OPTIM_INFO and OPTIM_INFO[name].recipe == "muon" and options.get("_target_") in (None, BUILDER):
+        cfg, _, kwargs, _ = _resolve(name, dict(options))
+        return _build_muon(params, cfg, kwargs)
+    return construct(plan_optimizer(params, name, **options))
+
+
+def _resolve(name: str, options: dict[str, Any]) -> tuple[dict[str, Any], type, dict[str, Any], type | None]:
+    """The validated settings, the class, its keyword arguments, and the ``_target_`` class if overridden."""
     target = check_target(options.pop("_target_", None))
     options.pop("_partial_", None)
     if name == "custom":
@@ -103,8 +134,7 @@ def build_optimizer(params: nn.Module | Iterable[Any], name: str = "adamw", **op
         kwargs = _class_kwargs("optimizer.kwargs", cls, dict(cfg["kwargs"]))
     else:
         cfg = validate(optimizer_options(name), options, "optimizer")
-        info = OPTIM_INFO[name]
-        cls = target or info.torch_class()
+        cls = target or OPTIM_INFO[name].torch_class()
         kwargs = {k: v for k, v in cfg.items() if k not in _GROUPING}
         kwargs.update({k: cfg[k] for k in ("foreach", "fused") if cfg.get(k) is not None})
         if target is not None:  # the option's keywords the class lacks are dropped while at their defaults
@@ -112,24 +142,20 @@ def build_optimizer(params: nn.Module | Iterable[Any], name: str = "adamw", **op
             defaults = optimizer_options(name)()
             kwargs = {k: v for k, v in kwargs.items() if k in accepted or v != getattr(defaults, k, v)}
             kwargs = _class_kwargs("optimizer", cls, kwargs)
-    for k, v in kwargs.items():
-        if isinstance(v, list):
-            kwargs[k] = tuple(v)  # betas, etas: torch wants tuples
-    if name != "custom" and OPTIM_INFO[name].recipe == "muon" and target is None:
-        return _build_muon(params, cfg, kwargs)
-    decays = "weight_decay" in inspect.signature(cls.__init__).parameters  # no split where nothing decays (LBFGS)
-    groups = build_param_groups(params, cfg["lr"], cfg["weight_decay"], cfg["no_weight_decay_1d"] and decays,
-                                cfg["lr_mult"], cfg["layer_decay"], cfg["layers"])
-    return _construct(cls, groups, cfg["lr"], cfg["weight_decay"], kwargs, cfg["implementation"])
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}  # betas, etas: torch wants tuples
+    return cfg, cls, kwargs, target
 
 
-def _construct(cls: type, groups: list, lr: float, wd: float, kwargs: dict, impl: str) -> torch.optim.Optimizer:
-    """Pick fused > torch default; fall back silently where fused is unsupported.
+def construct(plan: OptimizerPlan, factory: Callable[..., torch.optim.Optimizer] | None = None) -> torch.optim.Optimizer:
+    """Build ``plan`` with ``factory`` (default: its class; ZeRO passes ``partial(ZeroRedundancyOptimizer,
+    optimizer_class=plan.cls)``), picking fused > torch default; silent fallback where fused is unsupported.
 
     torch's CPU default is a per-parameter for-loop; fused kernels move each byte once
     (about 3.7x faster for AdamW on a 2-core CPU). ``foreach``/``for_loop`` are explicit;
     a ``foreach``/``fused`` keyword given directly wins over ``implementation``.
     """
+    cls, groups, lr, wd, kwargs, impl = plan
+    make = factory or cls
     accepted = inspect.signature(cls.__init__).parameters
     base = dict(lr=lr, **kwargs)
     if "weight_decay" in accepted or any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
@@ -140,12 +166,12 @@ def _construct(cls: type, groups: list, lr: float, wd: float, kwargs: dict, impl
         impl = "given"
     try:
         if impl == "foreach" and "foreach" in accepted:
-            return cls(groups, foreach=True, **base)
+            return make(groups, foreach=True, **base)
         if impl == "for_loop" and "foreach" in accepted:
-            return cls(groups, foreach=False, **base)
+            return make(groups, foreach=False, **base)
         if impl in ("auto", "fused") and "fused" in accepted:
             try:
-                return cls(groups, fused=True, **base)
+                return make(groups, fused=True, **base)
             except (RuntimeError, ValueError, TypeError) as exc:
                 if impl == "fused":
                     raise ConfigError("optimizer.implementation",
@@ -153,7 +179,7 @@ def _construct(cls: type, groups: list, lr: float, wd: float, kwargs: dict, impl
         elif impl == "fused":
             raise ConfigError("optimizer.implementation",
                               f"{cls.__name__} has no fused kernel; allowed: auto, foreach, for_loop")
-        return cls(groups, **base)
+        return make(groups, **base)
     except (ValueError, TypeError, RuntimeError) as exc:  # torch's own checks of the values
         if isinstance(exc, ConfigError):
             raise

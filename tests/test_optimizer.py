@@ -337,3 +337,25 @@ def test_schema_defaults_are_torchs_own_unless_the_record_says(name):
         got = getattr(schema, kw)
         assert got == (list(want) if isinstance(want, tuple) else want), kw
     assert {f.name for f in dataclasses.fields(schema)} >= set(info.keywords)
+
+
+def test_plan_then_construct_with_a_factory_is_the_one_builder(tiny_model):
+    """What ZeRO needs: the plan (class, groups, keywords) and the implementation choice, with its own factory."""
+    import functools
+
+    from survopt_hydra.optimizer import construct, plan_optimizer
+
+    plan = plan_optimizer(tiny_model, "adamw", lr=0.02, weight_decay=0.1)
+    seen = {}
+
+    def factory(groups, **kw):
+        seen.update(kw)
+        return plan.cls(groups, **kw)
+
+    opt = construct(plan, functools.partial(factory))
+    ref = build_optimizer(tiny_model, "adamw", lr=0.02, weight_decay=0.1)
+    assert type(opt) is type(ref) and seen["fused"] is True and seen["betas"] == (0.9, 0.999)
+    assert [(g["name"], g["lr"], g["weight_decay"]) for g in opt.param_groups] == \
+        [(g["name"], g["lr"], g["weight_decay"]) for g in ref.param_groups]
+    with pytest.raises(ConfigError, match="^optimizer.name: muon is two torch optimizers"):
+        plan_optimizer(tiny_model, "muon")
