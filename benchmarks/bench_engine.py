@@ -41,7 +41,7 @@ from typing import Any, Callable
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-CONF_DIR = REPO / "conf"
+CONF_DIR = REPO / "survopt_hydra" / "app" / "conf"  # train.yaml; the library groups come from the ConfigStore
 
 
 # ---------------------------------------------------------------------- app setup

@@ -1,8 +1,9 @@
-"""Hydra config groups of survopt_hydra; shipped in the wheel as ``survopt_hydra.conf``.
+"""The library's presets (``preset/``), shipped in the wheel as ``survopt_hydra.conf``.
 
-Importing this package registers the structured schemas the YAML files extend, so an
-app that only adds ``pkg://survopt_hydra.conf`` to ``hydra.searchpath`` (no plugin
-discovery, e.g. an editable install) still composes.
+The option groups themselves (optimizer, scheduler, clipping, amp, distributed, ema) are
+stored in Hydra's ConfigStore by :func:`survopt_hydra.config.register_configs`; importing
+this package does that, so an app that only adds ``pkg://survopt_hydra.conf`` to
+``hydra.searchpath`` (no plugin discovery) still composes.
 """
 from survopt_hydra.config import register_configs
 

@@ -26,6 +26,7 @@ _EXPORTS = {
     "StepEngine": "engine",
     "MixedPrecisionOptimizer": "amp",
     "DistributedOptimizer": "distributed",
+    "lightning_optimizers": "lightning",
 }
 __all__ = sorted(_EXPORTS)
 

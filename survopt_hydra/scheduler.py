@@ -47,7 +47,32 @@ class OneCycleLR(lr_scheduler.OneCycleLR):
         return super().get_lr()
 
 
-class WarmupScheduler(LRScheduler):
+class _Wrapper(LRScheduler):
+    """A scheduler around ``inner``: checkpoints hold both, ``step(metrics)`` reaches a plateau inside."""
+
+    inner: LRScheduler
+
+    def _step_inner(self, metrics: Any) -> None:
+        if isinstance(self.inner, (lr_scheduler.ReduceLROnPlateau, _Wrapper)):
+            self.inner.step(metrics)
+        else:
+            self.inner.step()
+
+    def get_lr(self) -> list[float]:
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "inner")}
+        state["inner"] = self.inner.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        self.inner.load_state_dict(state.pop("inner"))
+        self.__dict__.update(state)
+
+
+class WarmupScheduler(_Wrapper):
     """Linear warmup from ``start_factor`` x LR to the LR, then hand over to ``inner``.
 
     ``inner`` was built first (it sets ``initial_lr``) and is not stepped during the
@@ -81,24 +106,41 @@ class WarmupScheduler(LRScheduler):
         elif t == self.warmup_steps:
             self._set(list(self.base_lrs))
         else:
-            if isinstance(self.inner, lr_scheduler.ReduceLROnPlateau):
-                self.inner.step(metrics)
-            else:
-                self.inner.step()
+            self._step_inner(metrics)
             self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
-    def get_lr(self) -> list[float]:
-        return list(self._last_lr)
 
-    def state_dict(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "inner")}
-        state["inner"] = self.inner.state_dict()
-        return state
+class HyperParamScheduler(_Wrapper):
+    """The LR scheduler ``inner``, plus other param-group hyper-parameters on a cosine.
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = dict(state_dict)
-        self.inner.load_state_dict(state.pop("inner"))
-        self.__dict__.update(state)
+    MMEngine's ParamScheduler idea in one config: ``hparams={"weight_decay": 0.1}`` takes
+    every group's weight decay from its value to 0.1 x its value over ``total`` steps
+    (groups at 0 stay at 0). ``step(metrics)`` is forwarded, so plateau still works.
+    """
+
+    def __init__(self, optimizer: Optimizer, inner: LRScheduler, total: int, factors: dict[str, float]) -> None:
+        for name in factors:
+            bad = [g.get("name", i) for i, g in enumerate(optimizer.param_groups)
+                   if not isinstance(g.get(name), (int, float)) or isinstance(g.get(name), bool)]
+            if bad:
+                scalars = sorted(k for k, v in optimizer.param_groups[0].items()
+                                 if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "lr")
+                raise ConfigError(f"scheduler.hparams.{name}", f"not a number in param group {bad[0]}; "
+                                  f"allowed: {', '.join(scalars)}")
+        self.optimizer, self.inner, self.total, self.factors = optimizer, inner, int(total), dict(factors)
+        self.starts = [{n: float(g[n]) for n in factors} for g in optimizer.param_groups]
+        self.base_lrs = list(inner.base_lrs)
+        self.last_epoch = 0
+        self._last_lr = [g["lr"] for g in optimizer.param_groups]
+
+    def step(self, metrics: Any = None) -> None:  # type: ignore[override]
+        self._step_inner(metrics)
+        self.last_epoch += 1
+        cos = (1 + math.cos(math.pi * min(self.last_epoch, self.total) / self.total)) / 2
+        for group, start in zip(self.optimizer.param_groups, self.starts):
+            for name, factor in self.factors.items():
+                group[name] = start[name] * (factor + (1 - factor) * cos)
+        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
 
 def _steps(key: str, epochs: float, unit: int) -> int:
@@ -135,35 +177,111 @@ def _onecycle(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) 
     )
 
 
+def plateau_mode(monitor: str | None, mode: str | None) -> str:
+    """``mode`` as given, else from the metric's name: ``*loss*`` is minimised, anything else maximised."""
+    if mode is not None:
+        return mode
+    if monitor is None:
+        raise ConfigError("scheduler.monitor", "plateau needs the metric it watches: set scheduler.monitor=<metric> "
+                          "(mode follows: *loss* -> min, else max), or scheduler.mode=min|max and call step(metric)")
+    return "min" if "loss" in monitor.lower() else "max"
+
+
 def _plateau(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
     if c["interval"] != "epoch":
         raise ConfigError("scheduler.interval", "plateau steps on validation metrics; allowed: epoch")
     return lr_scheduler.ReduceLROnPlateau(
-        opt, mode=c["mode"], factor=c["factor"], patience=c["patience"], threshold=c["threshold"],
+        opt, mode=plateau_mode(c["monitor"], c["mode"]), factor=c["factor"], patience=c["patience"], threshold=c["threshold"],
         threshold_mode=c["threshold_mode"], cooldown=c["cooldown"], min_lr=c["min_lr"],
     )
 
 
-_BUILDERS: dict[str, Callable[[Optimizer, dict, int, Any, int], LRScheduler]] = {
-    "none": lambda o, c, u, t, w: lr_scheduler.ConstantLR(o, factor=1.0, total_iters=0),
-    "cosine": _cosine,
-    "warmup_cosine": _cosine,
-    "cosine_warm_restarts": lambda o, c, u, t, w: lr_scheduler.CosineAnnealingWarmRestarts(
-        o, T_0=_steps("scheduler.T_0", c["T_0"], u), T_mult=c["T_mult"], eta_min=c["eta_min"]
-    ),
-    "onecycle": _onecycle,
-    "plateau": _plateau,
-    "step": lambda o, c, u, t, w: lr_scheduler.StepLR(
-        o, step_size=_steps("scheduler.step_size", c["step_size"], u), gamma=c["gamma"]
-    ),
-    "multistep": lambda o, c, u, t, w: lr_scheduler.MultiStepLR(
-        o, milestones=[_steps("scheduler.milestones", m, u) for m in c["milestones"]], gamma=c["gamma"]
-    ),
-    "exponential": lambda o, c, u, t, w: lr_scheduler.ExponentialLR(o, gamma=c["gamma"]),
-    "linear_warmup": lambda o, c, u, t, w: lr_scheduler.LinearLR(
-        o, start_factor=c["warmup_start_factor"], end_factor=1.0, total_iters=w
-    ),
-}
+def _factor(opt: Optimizer, fn: Callable[[int], float]) -> LRScheduler:
+    """A closed-form multiplicative schedule (``LambdaLR``): exact at any step, resumable."""
+    return lr_scheduler.LambdaLR(opt, fn)
+
+
+def _run_length(name: str, total: int | None, warm: int) -> int:
+    if total is None:
+        raise ConfigError("scheduler.epochs", f"{name} needs the run length: pass epochs= (and steps_per_epoch=)")
+    return total - warm
+
+
+def _floor(opt: Optimizer, eta_min: float) -> list[float]:
+    """``eta_min`` as a fraction of each group's LR (the closed forms scale base LRs)."""
+    return [eta_min / g.get("initial_lr", g["lr"]) for g in opt.param_groups]
+
+
+def _polynomial(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
+    n, floors = _run_length("polynomial", total, warm), _floor(opt, c["eta_min"])
+    shape = lambda t: (1 - min(t, n) / n) ** c["power"]  # noqa: E731
+    return lr_scheduler.LambdaLR(opt, [lambda t, f=f: f + (1 - f) * shape(t) for f in floors])
+
+
+def _inverse_sqrt(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
+    scale = _steps("scheduler.timescale", c["timescale"], unit) if c["timescale"] is not None else max(warm, 1)
+    return _factor(opt, lambda t: math.sqrt(scale / (t + scale)))
+
+
+def _wsd(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
+    n = _run_length("wsd", total, warm)
+    decay = max(1, min(n, round(c["decay_fraction"] * (total or 0))))
+    start, floors = n - decay, _floor(opt, c["eta_min"])
+    shapes = {"linear": lambda p: 1 - p, "cosine": lambda p: (1 + math.cos(math.pi * p)) / 2,
+              "sqrt": lambda p: 1 - math.sqrt(p)}
+    shape = shapes[c["decay_shape"]]
+
+    def factor(t: int, f: float) -> float:
+        return 1.0 if t <= start else f + (1 - f) * shape(min(t - start, decay) / decay)
+
+    return lr_scheduler.LambdaLR(opt, [lambda t, f=f: factor(t, f) for f in floors])
+
+
+def _constant(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
+    return lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+
+
+def _cosine_warm_restarts(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
+    return lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=_steps("scheduler.T_0", c["T_0"], unit),
+                                                    T_mult=c["T_mult"], eta_min=c["eta_min"])
+
+
+def _step(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
+    return lr_scheduler.StepLR(opt, step_size=_steps("scheduler.step_size", c["step_size"], unit), gamma=c["gamma"])
+
+
+def _multistep(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
+    milestones = [_steps("scheduler.milestones", m, unit) for m in c["milestones"]]
+    return lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=c["gamma"])
+
+
+def _exponential(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
+    return lr_scheduler.ExponentialLR(opt, gamma=c["gamma"])
+
+
+def _linear_warmup(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
+    return lr_scheduler.LinearLR(opt, start_factor=c["warmup_start_factor"], end_factor=1.0, total_iters=warm)
+
+
+Builder = Callable[[Optimizer, dict, int, Any, int], LRScheduler]
+
+
+def _builder(name: str) -> Builder:
+    """The function a scheduler's record names (``build``)."""
+    return globals()[SCHEDULERS[name].build]
+
+
+
+def _check_eta_min(optimizer: Optimizer, cfg: dict) -> None:
+    """A floor above a group's LR would make the schedule climb instead of decay."""
+    eta_min = cfg.get("eta_min")
+    if not eta_min:
+        return
+    for i, group in enumerate(optimizer.param_groups):
+        lr = group.get("initial_lr", group["lr"])
+        if eta_min > lr:
+            raise ConfigError("scheduler.eta_min", f"{eta_min:g} is above the LR of param group "
+                              f"'{group.get('name', i)}' ({lr:g}): the LR would climb; allowed: <= {lr:g}")
 
 
 def scheduler_options(name: str, key: str = "scheduler.name") -> type:
@@ -196,15 +314,22 @@ def build_scheduler(
     total = epochs * unit if epochs is not None else None
     warm = round(cfg["warmup_epochs"] * unit)
     if total is not None and warm >= total and name != "linear_warmup":
+        what = "optimizer steps" if unit > 1 else "epochs"
         raise ConfigError(
             "scheduler.warmup_epochs",
-            f"warmup of {cfg['warmup_epochs']:g} epochs must be shorter than the run ({epochs} epochs)",
+            f"warmup of {cfg['warmup_epochs']:g} epochs is {warm} {what} once rounded, not shorter than the run "
+            f"({total} {what}); allowed: at most {(total - 1) / unit:g} epochs",
         )
+    _check_eta_min(optimizer, cfg)
     if name == "linear_warmup" and warm < 1:
         raise ConfigError("scheduler.warmup_epochs", "linear_warmup needs at least one warmup step")
-    sched = _BUILDERS[name](optimizer, cfg, unit, total, warm)
+    sched = _builder(name)(optimizer, cfg, unit, total, warm)
     if warm and name not in ("linear_warmup", "onecycle"):
         sched = WarmupScheduler(optimizer, sched, warm, cfg["warmup_start_factor"])
+    if cfg["hparams"]:
+        if total is None:
+            raise ConfigError("scheduler.hparams", "needs the run length: pass epochs= (and steps_per_epoch=)")
+        sched = HyperParamScheduler(optimizer, sched, total, cfg["hparams"])
     sched.interval = cfg["interval"]  # type: ignore[attr-defined]
     sched.monitor = cfg.get("monitor") if name == "plateau" else None  # type: ignore[attr-defined]
     return sched

@@ -54,6 +54,8 @@ def validate_groups(cfg: Mapping[str, Any], epochs: int | None = None, steps_per
         if name not in options:
             raise unknown_name(f"{group}.{field}", str(name), options)
         validate(options[name], values, group)
+        check_target(group, node, options[name])
+    _check_closure(cfg)
     _check_ema_strategy(cfg)
     if cfg.get("optimizer") is not None and cfg.get("scheduler") is not None and epochs is not None:
         import torch
@@ -62,9 +64,60 @@ def validate_groups(cfg: Mapping[str, Any], epochs: int | None = None, steps_per
         from .scheduler import build_scheduler
 
         opt_values = plain_values(cfg["optimizer"])
-        opt_values.pop("lr_mult", None)  # patterns need real parameter names
-        dummy = build_optimizer([torch.nn.Parameter(torch.zeros(1))], **opt_values)
+        for key in ("lr_mult", "layer_decay", "layers"):  # patterns and depths need real parameter names
+            opt_values.pop(key, None)
+        dummy = build_optimizer(torch.nn.Sequential(torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)), **opt_values)
         build_scheduler(dummy, epochs=epochs, steps_per_epoch=steps_per_epoch, **plain_values(cfg["scheduler"]))
+
+
+#: What a ``_target_`` override of each group may name besides the schema's own target: a
+#: subclass of this (dotted path), so Hydra never calls an arbitrary callable from a config.
+TARGET_KINDS = {
+    "optimizer": ("torch.optim.Optimizer", "a torch.optim.Optimizer subclass"),
+    "clipping": ("survopt_hydra.clipping.GradientClipper", "survopt_hydra.clipping.GradientClipper"),
+    "amp": ("survopt_hydra.amp.AmpSettings", "survopt_hydra.amp.AmpSettings"),
+    "ema": ("survopt_hydra.ema.WeightAverager", "survopt_hydra.ema.WeightAverager"),
+    "distributed": ("survopt_hydra.distributed.DistributedSettings", "survopt_hydra.distributed.DistributedSettings"),
+}
+
+
+def check_target(group: str, node: Any, schema: type) -> None:
+    """Refuse a ``<group>._target_`` override that is not the right kind, without calling it.
+
+    Only a changed target is imported (so the usual check stays torch-free); an optimizer
+    class is then built by :func:`~survopt_hydra.optimizer.build_optimizer` with the
+    option's settings.
+    """
+    target = node.get("_target_") if hasattr(node, "get") else None
+    default = schema._target_ if hasattr(schema, "_target_") else None
+    if target is None or target == default:
+        return
+    from .optimizer import import_object as get_object
+    from .optimizer import locate_class
+
+    if group == "scheduler" and target != default:
+        # Hydra calls a scheduler target with this option's fields (name, interval, warmup ...), which no torch
+        # class accepts: the library builder is the only target that can honour the node
+        raise ConfigError("scheduler._target_", f"'{target}' cannot take this option's fields (name, interval, "
+                          f"warmup_epochs ...); choose scheduler=<option> instead; allowed: {default}")
+    base_path, what = TARGET_KINDS[group]
+    base = get_object(base_path)
+    allowed = f"allowed: {default} or {what}" if what != default else f"allowed: {default} or a subclass"
+    locate_class(f"{group}._target_", str(target), base, what, allowed)
+
+
+def _check_closure(cfg: Mapping[str, Any]) -> None:
+    """The engine calls ``optimizer.step()`` once per applied step, never with a closure."""
+    node = cfg.get("optimizer")
+    if node is None:
+        return
+    from .config.optimizer import OPTIM_INFO
+
+    info = OPTIM_INFO.get(plain_values(node).get("name"))
+    if info is not None and info.closure:
+        raise ConfigError("optimizer.name", f"{info.name} is closure-driven (step(closure) re-evaluates the loss "
+                          "several times); the StepEngine and the app step once per batch without a closure. "
+                          "Use it with instantiate() in your own loop; here allowed: any other optimizer")
 
 
 def _check_ema_strategy(cfg: Mapping[str, Any]) -> None:
@@ -76,4 +129,4 @@ def _check_ema_strategy(cfg: Mapping[str, Any]) -> None:
                                       "use distributed=ddp or zero with ema=ema, or ema=none with fsdp")
 
 
-__all__ = ["validate_groups", "plain_values", "ConfigError", "NAME_FIELDS"]
+__all__ = ["validate_groups", "plain_values", "check_target", "ConfigError", "NAME_FIELDS"]

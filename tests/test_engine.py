@@ -151,7 +151,7 @@ def test_bf16_autocast_without_scaler():
 
 
 def test_plateau_reads_its_monitor_and_refuses_a_missing_metric():
-    engine = _engine(_model(), sched="plateau", mode="max", factor=0.5, patience=0)
+    engine = _engine(_model(), sched="plateau", monitor="val_cindex", factor=0.5, patience=0)
     engine.end_epoch({"val_cindex": 0.7})
     engine.end_epoch({"val_cindex": 0.6})
     assert engine.optimizer.param_groups[0]["lr"] == pytest.approx(0.025)
@@ -182,7 +182,7 @@ def _run(model, engine, x, y, epochs, start=0, lrs=None):
 
 @pytest.mark.parametrize("sched, opts", [
     ("warmup_cosine", {"interval": "step", "warmup_epochs": 1}),
-    ("plateau", {"warmup_epochs": 1, "patience": 0}),
+    ("plateau", {"warmup_epochs": 1, "patience": 0, "monitor": "val_cindex"}),
     ("onecycle", {}),
 ])
 def test_split_run_with_save_load_equals_uninterrupted_run(sched, opts):

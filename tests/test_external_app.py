@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 APP = Path(__file__).resolve().parent / "external_app"
-SOURCES = ("survopt_hydra", "conf", "hydra_plugins", "pyproject.toml", "README.md")
+SOURCES = ("survopt_hydra", "conf", "hydra_plugins", "pyproject.toml", "README.md")  # no build/ or tests
 
 
 def _run(cmd: list, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -76,7 +76,7 @@ def runs(installed) -> dict:
         "default": [],
         "lr": ["optimizer.lr=0.05"],
         "preset": ["+preset=large_model"],
-        "partial": ["+optimizer._partial_=true"],
+        "partial": ["optimizer._partial_=true"],
         "bad": ["optimizer.lr=-1"],
     }
     procs = {
@@ -112,15 +112,19 @@ def _cosine(lr: float, epochs: int = 4, eta_min: float = 0.0) -> list[float]:
 def test_wheel_ships_config_groups_and_plugin(installed):
     names = set(zipfile.ZipFile(installed["wheel"]).namelist())
     for required in (
-        "survopt_hydra/conf/optimizer/adamw.yaml",
-        "survopt_hydra/conf/scheduler/cosine.yaml",
-        "survopt_hydra/conf/clipping/none.yaml",
         "survopt_hydra/conf/preset/large_model.yaml",
+        "survopt_hydra/conf/preset/finetune.yaml",
+        "survopt_hydra/app/conf/train.yaml",
+        "survopt_hydra/app/conf/hydra/launcher/survopt_slurm.yaml",
+        "survopt_hydra/config/torch_signatures.py",
         "hydra_plugins/survopt_hydra_searchpath/__init__.py",
         "survopt_hydra/seed_api.py",
     ):
         assert required in names, required
     assert "hydra_plugins/__init__.py" not in names  # a namespace package shared with other plugins
+    # the options live in the ConfigStore; the app's configs only under its own config path
+    assert not [n for n in names if n.startswith("survopt_hydra/conf/") and not n.startswith("survopt_hydra/conf/preset/")
+                and not n.endswith("__init__.py")]
 
 
 def test_wheel_ships_the_default_data_and_finds_it_installed(installed):
@@ -179,3 +183,113 @@ def test_multirun_two_jobs(runs):
     assert [p.name for p in jobs] == ["0", "1"]
     lrs = [json.loads((p / "result.json").read_text())["lr"] for p in jobs]
     assert lrs == [1e-4, 1e-3]
+
+
+
+# ------------------------------------------------------------------ issue 14: a lightning-hydra-template app
+LHT = Path(__file__).resolve().parent / "lht_app"
+LIBRARY_GROUPS = {"optimizer", "scheduler", "clipping", "amp", "distributed", "ema", "preset"}
+
+
+def test_core_install_requires_no_survival_or_plotting_package(installed):
+    meta = next(n for n in zipfile.ZipFile(installed["wheel"]).namelist() if n.endswith("METADATA"))
+    lines = zipfile.ZipFile(installed["wheel"]).read(meta).decode().splitlines()
+    core = {ln.split(":", 1)[1].split(";")[0].strip().split(">")[0].split("=")[0].strip().lower()
+            for ln in lines if ln.startswith("Requires-Dist:") and "extra ==" not in ln}
+    assert core == {"torch", "hydra-core", "omegaconf", "pyyaml", "numpy"}, core
+    app_extra = {ln for ln in lines if ln.startswith("Requires-Dist:") and "extra == \"app\"" in ln}
+    assert any("lifelines" in ln for ln in app_extra) and any("matplotlib" in ln for ln in app_extra)
+
+
+@pytest.fixture(scope="module")
+def lht_runs(installed) -> dict:
+    """The template-layout app, one Lightning fit per feature, each with no extra flag."""
+    app = installed["root"] / "lht_app"
+    shutil.copytree(LHT, app, ignore=shutil.ignore_patterns("__pycache__", "outputs", "multirun"))
+    out = installed["root"] / "lht_out"
+    cases = {
+        "plateau": ["experiment=plateau"],
+        "preset": ["+preset@model=finetune"],
+        "muon": ["optimizer@model.optimizer=muon"],
+        "adafactor": ["optimizer@model.optimizer=adafactor"],
+        "custom": ["optimizer@model.optimizer=custom", "model.optimizer.cls=torch.optim.Adamax",
+                   "+model.optimizer.kwargs.betas=[0.8,0.9]"],
+        "layer_decay": ["model.optimizer.layer_decay=0.75"],
+        "wsd": ["scheduler@model.scheduler=wsd"],
+        "wd": ["experiment=wd_schedule"],
+        "help": ["--help"],
+    }
+    procs = {name: subprocess.Popen([str(installed["python"]), "train.py", *args, f"hydra.run.dir={out / name}"],
+                                    cwd=app, env=installed["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True) for name, args in cases.items()}
+    results = {}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=900)
+        results[name] = {"rc": proc.returncode, "stdout": stdout, "stderr": stderr}
+    return results
+
+
+def _lht(run: dict) -> dict:
+    assert run["rc"] == 0, run["stdout"][-3000:] + run["stderr"][-3000:]
+    line = next(ln for ln in run["stdout"].splitlines() if ln.startswith("RESULT "))
+    return json.loads(line[len("RESULT "):])
+
+
+def test_lht_help_lists_only_its_groups_and_the_librarys(lht_runs):
+    run = lht_runs["help"]
+    assert run["rc"] == 0, run["stderr"]
+    section = run["stdout"].split("== Configuration groups ==", 1)[1].split("== Config ==", 1)[0]
+    groups = {ln.split(":", 1)[0].strip() for ln in section.splitlines() if ":" in ln and not ln.startswith("Compose")}
+    assert groups == {"data", "model", "trainer", "experiment"} | LIBRARY_GROUPS, groups
+
+
+def test_lht_warmup_plus_plateau_under_lightning_follows_the_engine(lht_runs):
+    """``experiment=plateau``: _partial_ nodes under model., configure_optimizers from lightning_optimizers;
+    the LR per epoch equals the StepEngine's for the same logged metric."""
+    import torch
+
+    from survopt_hydra import StepEngine, build_optimizer, build_scheduler
+
+    result = _lht(lht_runs["plateau"])
+    assert (result["optimizer"], result["scheduler"], result["inner"]) == ("AdamW", "WarmupScheduler", "ReduceLROnPlateau")
+    model = torch.nn.Linear(2, 1)
+    opt = build_optimizer(model, "adamw", lr=0.01)
+    engine = StepEngine(model, opt, build_scheduler(opt, epochs=6, name="plateau", monitor="val_loss", warmup_epochs=2,
+                                                    patience=0, factor=0.5))
+    want = []
+    for _ in range(6):
+        want.append(opt.param_groups[0]["lr"])
+        engine.end_epoch({"val_loss": 1.0})
+    assert result["lrs"] == pytest.approx(want, rel=1e-12) and want[-1] < 0.01
+
+
+def test_lht_preset_at_model(lht_runs):
+    result = _lht(lht_runs["preset"])
+    assert result["inner"] == "CosineAnnealingLR" and result["clipping"] == "norm"
+    assert result["initial_lrs"] == pytest.approx({"backbone.*": 1e-6, "backbone.*/no_decay": 1e-6,
+                                                   "default": 1e-5, "default/no_decay": 1e-5})
+
+
+def test_lht_muon_adafactor_custom(lht_runs):
+    muon = _lht(lht_runs["muon"])
+    assert muon["optimizer"] == "MuonWithAdamW"
+    assert sorted(muon["groups"]) == ["adamw/default", "adamw/default/no_decay", "muon/default"]
+    assert _lht(lht_runs["adafactor"])["optimizer"] == "Adafactor"
+    custom = _lht(lht_runs["custom"])
+    assert custom["optimizer"] == "Adamax" and custom["defaults"]["betas"] == [0.8, 0.9]
+
+
+def test_lht_layer_decay(lht_runs):
+    result = _lht(lht_runs["layer_decay"])
+    # blocks backbone.0-2 are layers 1-3, the head layer 4: lr x 0.75 ** (4 - layer)
+    want = {f"default/layer{k}": 0.01 * 0.75 ** (4 - k) for k in (1, 2, 3, 4)}
+    want.update({f"{name}/no_decay": lr for name, lr in want.items()})
+    assert result["initial_lrs"] == pytest.approx(want)
+
+
+def test_lht_wsd_and_weight_decay_schedule(lht_runs):
+    wsd = _lht(lht_runs["wsd"])
+    assert wsd["inner"] == "LambdaLR" and wsd["lrs"] == pytest.approx([1e-4, 0.00505, 0.01, 0.01, 0.01, 0.01])
+    wd = _lht(lht_runs["wd"])
+    assert wd["scheduler"] == "HyperParamScheduler"
+    assert wd["wds"] == pytest.approx([0.05 * (0.1 + 0.9 * (1 + math.cos(math.pi * t / 6)) / 2) for t in range(6)])

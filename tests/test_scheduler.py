@@ -27,13 +27,14 @@ def _trajectory(sched, n, metrics=None):
 @pytest.mark.parametrize("name", sorted(SCHEDULERS))
 def test_every_option_is_a_torch_lr_scheduler(name):
     opt = _opt()
-    sched = build_scheduler(opt, epochs=20, steps_per_epoch=5, name=name)
+    extra = {"monitor": "val_loss"} if name == "plateau" else {}
+    sched = build_scheduler(opt, epochs=20, steps_per_epoch=5, name=name, **extra)
     assert isinstance(sched, tls.LRScheduler)
     assert sched.interval in ("epoch", "step")
     metrics = [0.5] * 150 if name == "plateau" else None
     lrs = _trajectory(sched, 150, metrics)  # far past the end: never raises
     assert all(math.isfinite(v) and v >= 0 for v in lrs)
-    if name not in ("cosine_warm_restarts", "exponential"):  # periodic / unbounded by design
+    if name not in ("cosine_warm_restarts", "exponential", "inverse_sqrt"):  # periodic / unbounded by design
         assert lrs[-1] == lrs[-2]  # finite schedules hold their last LR
 
 
@@ -80,7 +81,8 @@ def test_onecycle_equals_torch_then_holds():
 
 def test_warmup_then_plateau():
     opt = _opt()
-    sched = build_scheduler(opt, epochs=40, name="plateau", warmup_epochs=3, factor=0.5, patience=2, mode="max")
+    sched = build_scheduler(opt, epochs=40, name="plateau", warmup_epochs=3, factor=0.5, patience=2,
+                            monitor="val_cindex")  # mode follows the name: max
     lrs = _trajectory(sched, 12, metrics=[0.6] * 12)
     assert lrs[:4] == pytest.approx([0.001, 0.001 + 0.099 / 3, 0.001 + 2 * 0.099 / 3, 0.1])
     # after warmup: first metric sets best, then patience=2 bad epochs, halved on the 3rd
@@ -159,3 +161,64 @@ def test_bad_scheduler_values_name_the_key(name, options, runtime, key):
     with pytest.raises(ConfigError) as err:
         build_scheduler(_opt(), name=name, **runtime, **options)
     assert err.value.key == key, str(err.value)
+
+
+# ------------------------------------------------------------------ issue 14, item 6
+def test_plateau_needs_a_monitor_and_mode_follows_its_name():
+    with pytest.raises(ConfigError, match=r"^scheduler.monitor: plateau needs the metric it watches"):
+        build_scheduler(_opt(), epochs=10, name="plateau")
+    assert build_scheduler(_opt(), epochs=10, name="plateau", monitor="val_loss").mode == "min"
+    assert build_scheduler(_opt(), epochs=10, name="plateau", monitor="val_cindex").mode == "max"
+    assert build_scheduler(_opt(), epochs=10, name="plateau", monitor="train_loss", mode="max").mode == "max"
+    seed_style = build_scheduler(_opt(), epochs=10, name="plateau", mode="min")  # steps with step(metric) itself
+    assert seed_style.mode == "min" and seed_style.monitor is None
+
+
+def _factors(name, epochs=20, **kw):
+    opt = _opt()
+    base = opt.param_groups[0]["lr"]
+    return [lr / base for lr in _trajectory(build_scheduler(opt, epochs=epochs, name=name, **kw), epochs + 3)]
+
+
+def test_wsd_is_stable_then_decays_over_the_last_fraction():
+    for shape, fn in (("linear", lambda p: 1 - p), ("cosine", lambda p: (1 + math.cos(math.pi * p)) / 2),
+                      ("sqrt", lambda p: 1 - math.sqrt(p))):
+        got = _factors("wsd", decay_fraction=0.25, decay_shape=shape)
+        want = [1.0] * 16 + [fn(k / 5) for k in range(1, 6)] + [0.0] * 2  # 0 reached at the run's end (t=20)
+        assert got == pytest.approx(want, abs=1e-12), shape
+    warm = _factors("wsd", decay_fraction=0.25, warmup_epochs=2)
+    assert warm[2:15] == pytest.approx([1.0] * 13) and warm[19] == pytest.approx(1 / 5)
+
+
+def test_polynomial_matches_torch_and_inverse_sqrt_formula():
+    opt = _opt()
+    ref = _trajectory(tls.PolynomialLR(opt, total_iters=20, power=2.0), 23)
+    got = _trajectory(build_scheduler(_opt(), epochs=20, name="polynomial", power=2.0), 23)
+    assert got == pytest.approx(ref, rel=1e-9)
+    inv = _factors("inverse_sqrt", warmup_epochs=4)
+    assert inv[4:10] == pytest.approx([math.sqrt(4 / (t + 4)) for t in range(6)])
+    assert _factors("constant", warmup_epochs=2)[2:] == pytest.approx([1.0] * 21)
+
+
+def test_weight_decay_and_momentum_follow_their_own_cosine():
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD([{"params": [model.weight], "weight_decay": 0.1},
+                           {"params": [model.bias], "weight_decay": 0.0}], lr=0.1, momentum=0.9)
+    sched = build_scheduler(opt, epochs=10, name="cosine", hparams={"weight_decay": 0.5, "momentum": 0.5})
+    for t in range(1, 13):
+        sched.step()
+        cos = (1 + math.cos(math.pi * min(t, 10) / 10)) / 2
+        assert opt.param_groups[0]["weight_decay"] == pytest.approx(0.1 * (0.5 + 0.5 * cos))
+        assert opt.param_groups[1]["weight_decay"] == 0.0
+        assert opt.param_groups[0]["momentum"] == pytest.approx(0.9 * (0.5 + 0.5 * cos))
+        assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * cos, abs=1e-15)  # the LR's own cosine, untouched
+    with pytest.raises(ConfigError, match=r"^scheduler.hparams.betaz: not a number"):
+        build_scheduler(opt, epochs=10, name="cosine", hparams={"betaz": 0.5})
+
+
+def test_eta_min_above_the_lr_and_rounded_warmup_are_refused_clearly():
+    with pytest.raises(ConfigError, match=r"^scheduler.eta_min: 0.5 is above the LR .* the LR would climb"):
+        build_scheduler(_opt(), epochs=10, name="cosine", eta_min=0.5)
+    with pytest.raises(ConfigError) as err:
+        build_scheduler(_opt(), epochs=6, name="warmup_cosine", warmup_epochs=5.999)
+    assert "is 6 epochs once rounded, not shorter than the run (6 epochs); allowed: at most 5 epochs" in str(err.value)

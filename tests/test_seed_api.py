@@ -488,7 +488,7 @@ BAD = [
     ("momentum", _opt_call(type="sgd", momentum=-0.9), "optimizer.momentum", "must be >= 0"),
     ("eps", _opt_call(eps=0), "optimizer.eps", "must be > 0"),
     ("rms-eps", _opt_call(optimizer_type="rmsprop", eps=-1e-8), "optimizer.eps", "must be > 0"),
-    ("name", _opt_call(optimizer_name="adamx"), "optimizer.name", "allowed: adagrad, adam, adamw"),
+    ("name", _opt_call(optimizer_name="adamx"), "optimizer.name", "allowed: adadelta, adafactor, adagrad, adam, adamax, adamw"),
     ("key", _opt_call(lrr=1e-3), "optimizer.lrr", "did you mean 'lr'?"),
     ("sgd-key", _opt_call(name="sgd", betas=[0.9, 0.99]), "optimizer.betas", "unknown key"),
     ("str", _opt_call(lr="abc"), "optimizer.lr", "must be a number, got 'abc'"),

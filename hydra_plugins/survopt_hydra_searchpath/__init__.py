@@ -2,6 +2,9 @@
 
 Hydra imports every module under the ``hydra_plugins`` namespace at start-up, so an
 app that installs survopt-hydra can say ``- optimizer: adamw`` in its defaults list.
+It adds the library's groups only (optimizer, scheduler, clipping, amp, distributed,
+ema in the ConfigStore; preset from ``pkg://survopt_hydra.conf``), never the survival
+app's ``data``/``model``/``trainer`` or ``train.yaml``.
 """
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.plugins.search_path_plugin import SearchPathPlugin

@@ -148,10 +148,16 @@ TRAINERS: dict[str, type] = {"default": TrainerConfig}
 APP_GROUPS: dict[str, dict[str, type]] = {"data": DATA, "model": MODELS, "trainer": TRAINERS}
 
 def register_app_configs() -> None:
-    """Store the app schemas as ``survopt/<group>/<option>`` (idempotent)."""
-    from ..config import store_groups
+    """Store the app schemas as ``<group>/<option>`` in the ConfigStore (idempotent), and the app's
+    plateau: the library's has no metric, this app watches the validation C-index."""
+    from hydra.core.config_store import ConfigStore
+
+    from ..config import register_configs, store_groups
+    from ..config.scheduler import PlateauConfig
 
     store_groups(APP_GROUPS)
+    register_configs()  # first, so the app's plateau below replaces the library's
+    ConfigStore.instance().store(group="scheduler", name="plateau", node=PlateauConfig(monitor="val_cindex", mode="max"))
 
 
 def compose_train(overrides: list[str] | tuple[str, ...] = ()) -> Any:
@@ -169,7 +175,7 @@ def compose_train(overrides: list[str] | tuple[str, ...] = ()) -> Any:
 
     register_app_configs()
     register_configs()
-    with initialize_config_module("survopt_hydra.conf", version_base=None):
+    with initialize_config_module("survopt_hydra.app.conf", version_base=None):
         try:
             return compose("train", overrides=list(overrides))
         except (HydraException, OmegaConfBaseException) as exc:  # the app's one-line wording

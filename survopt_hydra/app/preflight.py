@@ -39,7 +39,7 @@ from ..errors import ConfigError, did_you_mean
 from .rules import NAME_FIELDS, TOP_LEVEL, batches_per_rank, check_config, check_launch, check_run  # noqa: F401
 from .rules import load_cohort_once, resume_state
 
-CONFIG_PATH = "pkg://survopt_hydra.conf"
+CONFIG_PATH = "pkg://survopt_hydra.app.conf"
 CONFIG_NAME = "train"
 EXIT_USAGE = 2
 #: Sweeps up to this many jobs are checked job by job; larger ones check every swept

@@ -54,7 +54,7 @@ def _fail(message: str, code: int, prefix: str = "error: ") -> None:
     sys.exit(code)
 
 
-@hydra.main(config_path="pkg://survopt_hydra.conf", config_name="train", version_base=None)
+@hydra.main(config_path="pkg://survopt_hydra.app.conf", config_name="train", version_base=None)
 def _main(cfg: DictConfig) -> Any:
     from hydra.core.hydra_config import HydraConfig
 

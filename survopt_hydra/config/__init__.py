@@ -1,10 +1,14 @@
-"""Structured-config schemas for every config group, and their ConfigStore registration.
+"""Structured-config schemas for every library config group, and their ConfigStore registration.
 
-``conf/<group>/<option>.yaml`` selects the schema ``survopt/<group>/<option>`` from the
-ConfigStore (defaults live in the dataclass; YAML only overrides), so the schema types
-and checks apply to command-line overrides too.
+Each option's schema is stored in Hydra's ConfigStore directly as ``<group>/<option>``
+(``optimizer/adamw``): the option IS its schema (defaults, types and checks live in the
+dataclass, so they apply to command-line overrides too) and no YAML stub repeats its name.
+Only these groups reach other apps' search paths; ``conf/`` (``pkg://survopt_hydra.conf``)
+adds the presets.
 """
 from __future__ import annotations
+
+from typing import Mapping
 
 from .amp import AMP
 from .clipping import CLIPPING
@@ -13,7 +17,7 @@ from .ema import EMA
 from .optimizer import OPTIMIZERS
 from .scheduler import SCHEDULERS
 
-GROUPS: dict[str, dict[str, type]] = {
+GROUPS: dict[str, Mapping[str, type]] = {
     "optimizer": OPTIMIZERS,
     "scheduler": SCHEDULERS,
     "clipping": CLIPPING,
@@ -21,13 +25,12 @@ GROUPS: dict[str, dict[str, type]] = {
     "distributed": DISTRIBUTED,
     "ema": EMA,
 }
-SCHEMA_ROOT = "survopt"
 
 _stored: set[str] = set()
 
 
-def store_groups(groups: dict[str, dict[str, type]]) -> None:
-    """Store each schema as ``survopt/<group>/<option>`` in Hydra's ConfigStore (idempotent)."""
+def store_groups(groups: Mapping[str, Mapping[str, type]]) -> None:
+    """Store each option's schema as ``<group>/<option>`` in Hydra's ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
@@ -35,10 +38,10 @@ def store_groups(groups: dict[str, dict[str, type]]) -> None:
         if group in _stored:
             continue
         for name, schema in options.items():
-            cs.store(group=f"{SCHEMA_ROOT}/{group}", name=name, node=schema)
+            cs.store(group=group, name=name, node=schema)
         _stored.add(group)
 
 
 def register_configs() -> None:
-    """Store the library's schemas (optimizer, scheduler, clipping, amp, distributed, ema)."""
+    """Store the library's options (optimizer, scheduler, clipping, amp, distributed, ema)."""
     store_groups(GROUPS)

@@ -16,9 +16,11 @@ from ..errors import ConfigError, did_you_mean
 Check = Callable[[Any], Optional[str]]  # returns a description of what is allowed when bad
 
 
-def fld(default: Any, check: Check | None = None, doc: str = "") -> Any:
-    """A dataclass field with a default (lists are copied) and an optional range check."""
-    meta = {"check": check, "doc": doc}
+def fld(default: Any, check: Check | None = None, doc: str = "", allow_inf: bool = False) -> Any:
+    """A dataclass field with a default (lists are copied) and an optional range check.
+
+    ``allow_inf``: ``inf`` (or ``.inf``) is a meaningful value (a norm's order), not a typo."""
+    meta = {"check": check, "doc": doc, "allow_inf": allow_inf}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -70,8 +72,22 @@ def each(check: Check) -> Check:
     return run
 
 
-def _coerce(key: str, value: Any, tp: Any) -> Any:
+def each_value(check: Check) -> Check:
+    """``check`` on every value of a mapping, naming the key that fails."""
+    def run(mapping: Any) -> str | None:
+        for k, v in mapping.items():
+            msg = check(v)
+            if msg:
+                return f"{k} {msg}"
+        return None
+
+    return run
+
+
+def _coerce(key: str, value: Any, tp: Any, allow_inf: bool = False) -> Any:
     """Coerce YAML/CLI values to the schema's type (``'1e-4'`` -> 1e-4), or refuse."""
+    if tp is Any:
+        return value
     origin = typing.get_origin(tp)
     if origin is typing.Union:  # Optional[X]
         if value is None:
@@ -103,7 +119,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             num = float(value)
         except (TypeError, ValueError):
             raise ConfigError(key, f"must be a number, got {value!r}") from None
-        if not math.isfinite(num):
+        if not math.isfinite(num) and not (allow_inf and num == math.inf):
             raise ConfigError(key, f"must be a finite number, got {value!r}")
         if tp is int:
             if num != int(num):
@@ -144,7 +160,7 @@ def validate(schema: type, values: Mapping[str, Any], prefix: str) -> dict[str, 
             from omegaconf import OmegaConf  # only when handed OmegaConf nodes
 
             raw = OmegaConf.to_container(raw, resolve=True)
-        value = _coerce(key, raw, hints[name])
+        value = _coerce(key, raw, hints[name], f.metadata.get("allow_inf", False))
         check = f.metadata.get("check")
         if check is not None and value is not None:
             msg = check(value)

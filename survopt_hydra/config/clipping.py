@@ -10,6 +10,7 @@ from .checks import fld, gt
 @dataclass
 class ClippingConfig:
     _target_: str = "survopt_hydra.clipping.GradientClipper"
+    _partial_: bool = False  # true: instantiate gives a functools.partial
     mode: str = "none"
 
 
@@ -22,7 +23,7 @@ class NoClippingConfig(ClippingConfig):
 class NormClippingConfig(ClippingConfig):
     mode: str = "norm"
     max_norm: float = fld(1.0, gt(0))
-    norm_type: float = fld(2.0, gt(0), "2 for the L2 norm; use .inf for the max norm")
+    norm_type: float = fld(2.0, gt(0), "2 for the L2 norm; inf (or .inf) for the max norm", allow_inf=True)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from .checks import fld, one_of
 @dataclass
 class DistributedConfig:
     _target_: str = "survopt_hydra.distributed.DistributedSettings"
+    _partial_: bool = False  # true: instantiate gives a functools.partial
     strategy: str = "none"
     backend: str = fld("auto", one_of("auto", "nccl", "gloo"), "auto: nccl on CUDA, gloo on CPU")
     lr_scaling: str = fld("none", one_of("none", "linear", "sqrt"), "scale LR with the global batch")

@@ -8,9 +8,9 @@ the call site, ``instantiate(cfg.scheduler, optimizer=opt, epochs=E, steps_per_e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import ClassVar, Dict, List, Optional
 
-from .checks import each, fld, ge, gt, one_of, open_unit, optional
+from .checks import each, each_value, fld, ge, gt, one_of, open_unit, optional
 
 INTERVALS = ("epoch", "step")
 
@@ -20,20 +20,34 @@ class SchedulerConfig:
     """Fields every scheduler shares: when it steps and the optional linear warmup."""
 
     _target_: str = "survopt_hydra.scheduler.build_scheduler"
+    # the record (not config fields): builder in survopt_hydra.scheduler, what it builds, flags
+    build: ClassVar[str] = ""
+    torch_class: ClassVar[str] = ""
+    needs_run_length: ClassVar[bool] = False  # needs epochs= at instantiate
+    own_warmup: ClassVar[bool] = False  # warmup_epochs must stay 0
+    _partial_: bool = False  # true: instantiate gives a functools.partial
     name: str = "none"
     interval: str = fld("epoch", one_of(*INTERVALS), "advance per epoch or per optimizer step")
     warmup_epochs: float = fld(0.0, ge(0), "linear warmup length, composes with every option")
     warmup_start_factor: float = fld(0.01, open_unit, "warmup starts at this fraction of the LR")
+    hparams: Dict[str, float] = fld({}, each_value(ge(0)),
+                                    "other param-group hyper-parameters (weight_decay, momentum ...) -> end factor: "
+                                    "each follows a cosine from its value to value x factor over the run")
 
 
 @dataclass
 class NoneConfig(SchedulerConfig):
     name: str = "none"
+    build: ClassVar[str] = "_constant"
+    torch_class: ClassVar[str] = "ConstantLR"
 
 
 @dataclass
 class CosineConfig(SchedulerConfig):
     name: str = "cosine"
+    build: ClassVar[str] = "_cosine"
+    torch_class: ClassVar[str] = "CosineAnnealingLR (closed form, holds eta_min)"
+    needs_run_length: ClassVar[bool] = True
     T_max: Optional[float] = fld(None, optional(gt(0)), "epochs of decay; default: the rest of the run")
     eta_min: float = fld(0.0, ge(0))
 
@@ -41,6 +55,8 @@ class CosineConfig(SchedulerConfig):
 @dataclass
 class CosineWarmRestartsConfig(SchedulerConfig):
     name: str = "cosine_warm_restarts"
+    build: ClassVar[str] = "_cosine_warm_restarts"
+    torch_class: ClassVar[str] = "CosineAnnealingWarmRestarts"
     T_0: float = fld(10.0, ge(1), "epochs until the first restart")
     T_mult: int = fld(1, ge(1), "period multiplier after each restart")
     eta_min: float = fld(0.0, ge(0))
@@ -49,6 +65,10 @@ class CosineWarmRestartsConfig(SchedulerConfig):
 @dataclass
 class OneCycleConfig(SchedulerConfig):
     name: str = "onecycle"
+    own_warmup: ClassVar[bool] = True
+    build: ClassVar[str] = "_onecycle"
+    torch_class: ClassVar[str] = "OneCycleLR (holds its last LR)"
+    needs_run_length: ClassVar[bool] = True
     interval: str = fld("step", one_of(*INTERVALS))
     max_lr: Optional[float] = fld(None, optional(gt(0)), "peak LR; default: the optimizer's LR")
     pct_start: float = fld(0.3, open_unit)
@@ -62,8 +82,12 @@ class OneCycleConfig(SchedulerConfig):
 @dataclass
 class PlateauConfig(SchedulerConfig):
     name: str = "plateau"
-    monitor: str = fld("val_cindex", doc="metric name read from end_epoch(metrics)")
-    mode: str = fld("max", one_of("min", "max"), "max for C-index, min for a loss")
+    build: ClassVar[str] = "_plateau"
+    torch_class: ClassVar[str] = "ReduceLROnPlateau"
+    monitor: Optional[str] = fld(None, doc="metric read from end_epoch(metrics) (required unless mode is set "
+                                           "and you call step(metric) yourself)")
+    mode: Optional[str] = fld(None, optional(one_of("min", "max")),
+                              "default: min when the monitor's name contains 'loss', else max")
     factor: float = fld(0.1, open_unit)
     patience: int = fld(10, ge(0))
     threshold: float = fld(1e-4, ge(0))
@@ -75,12 +99,17 @@ class PlateauConfig(SchedulerConfig):
 @dataclass
 class WarmupCosineConfig(CosineConfig):
     name: str = "warmup_cosine"
+    build: ClassVar[str] = "_cosine"
+    torch_class: ClassVar[str] = "CosineAnnealingLR after a linear warmup"
+    needs_run_length: ClassVar[bool] = True
     warmup_epochs: float = fld(5.0, ge(0))
 
 
 @dataclass
 class StepConfig(SchedulerConfig):
     name: str = "step"
+    build: ClassVar[str] = "_step"
+    torch_class: ClassVar[str] = "StepLR"
     step_size: float = fld(30.0, gt(0), "epochs between decays")
     gamma: float = fld(0.1, gt(0))
 
@@ -88,6 +117,8 @@ class StepConfig(SchedulerConfig):
 @dataclass
 class MultiStepConfig(SchedulerConfig):
     name: str = "multistep"
+    build: ClassVar[str] = "_multistep"
+    torch_class: ClassVar[str] = "MultiStepLR"
     milestones: List[float] = fld([30.0, 60.0, 90.0], each(gt(0)), "epochs at which to decay")
     gamma: float = fld(0.1, gt(0))
 
@@ -95,24 +126,63 @@ class MultiStepConfig(SchedulerConfig):
 @dataclass
 class ExponentialConfig(SchedulerConfig):
     name: str = "exponential"
+    build: ClassVar[str] = "_exponential"
+    torch_class: ClassVar[str] = "ExponentialLR"
     gamma: float = fld(0.95, gt(0))
+
+
+@dataclass
+class ConstantConfig(SchedulerConfig):
+    name: str = "constant"
+    build: ClassVar[str] = "_constant"
+    torch_class: ClassVar[str] = "ConstantLR"
+
+
+@dataclass
+class PolynomialConfig(SchedulerConfig):
+    name: str = "polynomial"
+    build: ClassVar[str] = "_polynomial"
+    torch_class: ClassVar[str] = "LambdaLR (polynomial decay)"
+    needs_run_length: ClassVar[bool] = True
+    power: float = fld(1.0, gt(0), "1: linear decay to eta_min at the end of the run")
+    eta_min: float = fld(0.0, ge(0))
+
+
+@dataclass
+class InverseSqrtConfig(SchedulerConfig):
+    name: str = "inverse_sqrt"
+    build: ClassVar[str] = "_inverse_sqrt"
+    torch_class: ClassVar[str] = "LambdaLR (inverse square root)"
+    timescale: Optional[float] = fld(None, optional(gt(0)), "epochs; LR x sqrt(timescale / (t + timescale)) after "
+                                                            "the warmup; default: the warmup length, else 1")
+
+
+@dataclass
+class WSDConfig(SchedulerConfig):
+    """Warmup-stable-decay (MiniCPM): constant LR, then a decay over the last fraction of the run."""
+
+    name: str = "wsd"
+    build: ClassVar[str] = "_wsd"
+    torch_class: ClassVar[str] = "LambdaLR (warmup-stable-decay)"
+    needs_run_length: ClassVar[bool] = True
+    decay_fraction: float = fld(0.1, lambda v: None if 0 < v <= 1 else "must be in (0, 1]", "of the whole run")
+    decay_shape: str = fld("linear", one_of("linear", "cosine", "sqrt"))
+    eta_min: float = fld(0.0, ge(0))
 
 
 @dataclass
 class LinearWarmupConfig(SchedulerConfig):
     name: str = "linear_warmup"
+    build: ClassVar[str] = "_linear_warmup"
+    torch_class: ClassVar[str] = "LinearLR"
     warmup_epochs: float = fld(5.0, gt(0))
 
 
+#: Option name -> schema (the record), read off each class's ``name``: the name is written once.
 SCHEDULERS: dict[str, type[SchedulerConfig]] = {
-    "none": NoneConfig,
-    "cosine": CosineConfig,
-    "cosine_warm_restarts": CosineWarmRestartsConfig,
-    "onecycle": OneCycleConfig,
-    "plateau": PlateauConfig,
-    "warmup_cosine": WarmupCosineConfig,
-    "step": StepConfig,
-    "multistep": MultiStepConfig,
-    "exponential": ExponentialConfig,
-    "linear_warmup": LinearWarmupConfig,
+    cls.name: cls for cls in (
+        NoneConfig, ConstantConfig, CosineConfig, WarmupCosineConfig, CosineWarmRestartsConfig, OneCycleConfig,
+        PlateauConfig, StepConfig, MultiStepConfig, ExponentialConfig, LinearWarmupConfig, PolynomialConfig,
+        InverseSqrtConfig, WSDConfig,
+    )
 }

@@ -42,12 +42,12 @@ def _is_zero(optimizer: Any) -> bool:
 
 
 def _plain_options(cfg_optimizer: Any) -> dict[str, Any]:
-    """A composed ``cfg.optimizer`` (DictConfig or dict) as plain kwargs, ``_target_`` dropped."""
+    """A composed ``cfg.optimizer`` (DictConfig or dict) as plain kwargs; ``_target_`` kept (the builder honours it)."""
     if type(cfg_optimizer).__name__ in ("DictConfig", "ListConfig"):
         from omegaconf import OmegaConf
 
         cfg_optimizer = OmegaConf.to_container(cfg_optimizer, resolve=True)
-    return {str(k): v for k, v in dict(cfg_optimizer or {}).items() if not str(k).startswith("_")}
+    return {str(k): v for k, v in dict(cfg_optimizer or {}).items() if not str(k).startswith("_") or k == "_target_"}
 
 
 # ----------------------------------------------------------------------------------
