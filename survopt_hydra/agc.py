@@ -26,7 +26,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["adaptive_clip_grad_"]
+from .config.checks import validate
+from .config.clipping import AdaptiveClippingConfig
+
+__all__ = ["adaptive_clip", "adaptive_clip_grad_", "combine_norms", "PlanCache"]
 
 # Same-shaped tensors are stacked, in chunks of at most this many elements, so one
 # kernel computes all their unit norms.  Bigger stacks cost more (copy traffic and,
@@ -42,7 +45,7 @@ _CAT_MAX_NUMEL = 1 << 16
 _GRAD_NORM_FLOOR = 1e-6
 
 
-def _combine_norms(norms: Sequence[Tensor], norm_type: float = 2.0) -> Tensor:
+def combine_norms(norms: Sequence[Tensor], norm_type: float = 2.0) -> Tensor:
     """Norm of partial norms (the total norm of the union of their tensors)."""
     if len(norms) == 1:
         return norms[0]
@@ -200,7 +203,7 @@ def _signature(params: list[Tensor]) -> tuple[Any, ...]:
     return tuple((id(p), p.shape, p.dtype, p.device) for p in params)
 
 
-class _PlanCache:
+class PlanCache:
     """Tiny LRU of AGC plans keyed by the identity/layout of the parameter list."""
 
     def __init__(self, size: int = 4) -> None:
@@ -220,17 +223,17 @@ class _PlanCache:
         return plan
 
 
-_DEFAULT_PLAN_CACHE = _PlanCache()
+_DEFAULT_PLAN_CACHE = PlanCache()
 
 
 @torch.no_grad()
-def _adaptive_clip(
+def adaptive_clip(
     params: list[Tensor],
     clip_factor: float,
     eps: float,
     *,
     error_if_nonfinite: bool = False,
-    cache: _PlanCache | None = None,
+    cache: PlanCache | None = None,
 ) -> Tensor:
     # dict.fromkeys: drop repeated (shared) parameters, which would be clipped twice
     params = [p for p in dict.fromkeys(params) if p.grad is not None and p.numel() > 0]
@@ -238,7 +241,7 @@ def _adaptive_clip(
         return torch.tensor(0.0)
     plan = (cache or _DEFAULT_PLAN_CACHE).get(params)
     prepared = [b.prepare(clip_factor, eps) for b in plan.buckets]
-    total = _combine_norms([t for _, _, t in prepared])
+    total = combine_norms([t for _, _, t in prepared])
     if error_if_nonfinite and not bool(torch.isfinite(total)):  # explicit opt-in host sync
         raise RuntimeError(
             "The total gradient norm is non-finite, so the gradients cannot be clipped "
@@ -274,9 +277,6 @@ def adaptive_clip_grad_(
     sync).  Non-finite gradients are not repaired; they make that norm
     non-finite.
     """
-    from .clipping import _check_positive  # here, not at the top: clipping imports this module
-
-    _check_positive("clip_factor", clip_factor)
-    _check_positive("eps", eps)
+    checked = validate(AdaptiveClippingConfig, {"clip_factor": clip_factor, "eps": eps}, "clipping")
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
-    return _adaptive_clip(params, float(clip_factor), float(eps))
+    return adaptive_clip(params, checked["clip_factor"], checked["eps"])

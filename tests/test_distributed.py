@@ -470,7 +470,7 @@ def test_slurm_launcher_config_composes_without_a_cluster():
 def test_slurm_task_environment_becomes_the_rank(no_launcher, monkeypatch):
     """Inside a submitit Slurm job, SLURM_* variables give rank, world size and master."""
     pytest.importorskip("submitit")
-    from survopt_hydra.distributed import _submitit_env
+    from survopt_hydra.distributed import submitit_env
 
     for key in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         monkeypatch.setenv(key, "x")  # registered so monkeypatch restores what export() writes
@@ -480,7 +480,7 @@ def test_slurm_task_environment_becomes_the_rank(no_launcher, monkeypatch):
            "SLURM_JOB_NODELIST": "gpu[07-08]"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    assert _submitit_env() == {"rank": 5, "world_size": 8, "local_rank": 1}
+    assert submitit_env() == {"rank": 5, "world_size": 8, "local_rank": 1}
     assert os.environ["MASTER_ADDR"] == "gpu07" and os.environ["RANK"] == "5"
     assert 20000 <= int(os.environ["MASTER_PORT"]) <= 60000
 

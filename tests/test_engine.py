@@ -1,5 +1,6 @@
 """The step engine: accumulation, AMP skips, scheduler cadence, exact resume."""
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ from torch import nn
 
 from survopt_hydra import ConfigError, StepEngine, build_optimizer, build_scheduler
 from survopt_hydra.amp import AmpSettings
+from survopt_hydra.config.amp import AMP
 
 
 def _model(seed=0):
@@ -164,6 +166,15 @@ def test_amp_settings_validate():
         AmpSettings("fp8")
     with pytest.raises(ConfigError, match="amp.init_scale"):
         AmpSettings("fp16", init_scale=0)
+
+
+@pytest.mark.parametrize("dtype", sorted(AMP))
+def test_amp_class_defaults_equal_schema_defaults(dtype):
+    settings, schema = AmpSettings(dtype), AMP[dtype]()
+    for field in dataclasses.fields(schema):
+        if not field.name.startswith("_"):
+            assert getattr(settings, field.name) == getattr(schema, field.name), field.name
+    assert AmpSettings().dtype == AMP["none"]().dtype == "none"
 
 
 def _run(model, engine, x, y, epochs, start=0, lrs=None):

@@ -24,7 +24,7 @@ from .context import DistContext
 from .state import (
     consolidated_optimizer_state, load_engine_state, load_model_state_dict, load_optimizer_state, model_state_dict,
 )
-from .wrap import _is_fsdp
+from .wrap import is_fsdp
 
 CHECKPOINT_FORMAT = "survopt-distributed/1"
 # A shard folder's name as save_shards makes it: one plain name (no separators), so the
@@ -56,7 +56,7 @@ def save_checkpoint(
     rngs = ctx.all_gather_object(_rng_state())
     shard_dir, digests = None, None
     if sharded:
-        if not _is_fsdp(model):
+        if not is_fsdp(model):
             raise ConfigError("distributed.checkpoint", "'sharded' needs distributed=fsdp; allowed here: full")
         shard_dir, digests = save_shards(path, model, opt, ctx)
         model_sd, opt_sd = None, None
@@ -225,7 +225,7 @@ def load_checkpoint(
         else:
             if not isinstance(state, Mapping) or state.get("format") != CHECKPOINT_FORMAT:
                 error = f"cannot resume from {path} (not a survopt_hydra.distributed checkpoint)"
-    fsdp = _is_fsdp(model)
+    fsdp = is_fsdp(model)
     # what every rank needs; FSDP's full model/optimizer stay on rank 0 (broadcast later)
     heavy = ("model", "optimizer") if fsdp else ()
     light = None

@@ -29,9 +29,9 @@ TORCHRUN_HINT = (
 def start(strategy: str, requested_backend: str, allow_single_process: bool, device: Any = None) -> DistContext:
     """Start (or join) the process group for ``strategy``; the body of
     :meth:`~survopt_hydra.distributed.DistributedSettings.setup` (see its doc)."""
-    env, launcher = _torchrun_env(), "torchrun"
+    env, launcher = torchrun_env(), "torchrun"
     if env is None:
-        env, launcher = _submitit_env(), "submitit"
+        env, launcher = submitit_env(), "submitit"
     if strategy == "none":
         if env is not None and env["world_size"] > 1:
             raise ConfigError("distributed.strategy", f"'none' but {launcher} started {env['world_size']} "
@@ -69,7 +69,7 @@ def start(strategy: str, requested_backend: str, allow_single_process: bool, dev
 # ----------------------------------------------------------------------------------
 # Launcher environments
 # ----------------------------------------------------------------------------------
-def _torchrun_env() -> dict[str, int] | None:
+def torchrun_env() -> dict[str, int] | None:
     """RANK / WORLD_SIZE / LOCAL_RANK as set by torchrun (or any env:// launcher)."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return None
@@ -86,7 +86,7 @@ def _torchrun_env() -> dict[str, int] | None:
     return {"rank": rank, "world_size": world, "local_rank": local}
 
 
-def _submitit_env() -> dict[str, int] | None:
+def submitit_env() -> dict[str, int] | None:
     """A submitit job (Hydra's submitit launcher): export torch's env:// variables.
 
     Each Slurm task is one rank (``hydra.launcher.tasks_per_node`` x ``nodes``);
@@ -144,3 +144,6 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
         raise ConfigError("distributed.backend", f"'nccl' needs CUDA devices but this run uses {device}; "
                           "allowed here: gloo, auto")
     return backend
+
+
+_torchrun_env = torchrun_env  # old private name, still imported by app/rules.py until the lead switches it (issue 15)
