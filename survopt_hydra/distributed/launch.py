@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import ConfigError
-from .context import DistContext, _kept_group, current_context
+from .context import DistContext, kept_group, current_context
 
 log = logging.getLogger(__package__)  # one logger for the whole survopt_hydra.distributed package
 
@@ -42,7 +42,7 @@ def start(strategy: str, requested_backend: str, allow_single_process: bool, dev
                            launcher=launcher if env else "none")
     if dist.is_available() and dist.is_initialized():  # the app, a test or a previous sweep job
         ctx = current_context(strategy)
-        kept = _kept_group()
+        kept = kept_group()
         if kept is not None and kept["world_size"] == ctx.world_size:
             ctx.launcher, ctx.owns_group = kept["launcher"], True
         ctx.device = _resolve_device(device, ctx.local_rank) if ctx.backend != "nccl" else ctx.device
