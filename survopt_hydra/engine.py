@@ -15,8 +15,9 @@ What hand-written loops (and several peers) get wrong, and this object does not:
   ones and plateau in :meth:`end_epoch`, plateau reading its ``monitor`` metric;
 * an optional weight average (``ema`` group, :mod:`survopt_hydra.ema`) follows the
   *applied* steps only;
-* the loss is summed on the device; :meth:`read_loss` brings it to the host when the
-  caller wants it (once per log interval), not once per batch;
+* the loss reaches the host with the step's one existing transfer (the gradient-norm
+  check), not through a ``float(loss)`` sync per batch; :meth:`read_loss` gives the mean
+  of the finite losses whenever the caller wants it (once per log interval or epoch);
 * :meth:`state_dict` holds everything needed to resume bit-identically.
 
 The engine is a library object: it takes built objects (or, in :meth:`from_config`, the
@@ -110,8 +111,8 @@ class StepEngine:
         self.last_grad_norm: torch.Tensor | None = None
         self._window = 0  # micro-batches accumulated since the last optimizer step
         self._window_losses: list[torch.Tensor] = []  # this window's losses, detached (at most k)
-        self._loss_sum: torch.Tensor | float = 0.0  # finite losses since the last read_loss(), on the device
-        self._loss_count: torch.Tensor | int = 0
+        self._loss_sum = 0.0  # finite losses since the last read_loss()
+        self._loss_count = 0
         for name in _COUNTERS:
             setattr(self, name, 0)
 
@@ -189,12 +190,20 @@ class StepEngine:
 
     def _apply(self) -> bool:
         self._window = 0
-        loss_ok = self._fold_losses()
+        losses, self._window_losses = self._window_losses, []
         scaling = self.scaler.is_enabled()
         if scaling:
             self.scaler.unscale_(self.optimizer)
         norm = self._clip()
         self.last_grad_norm = norm
+        # The step's one host transfer: the gradient norm (outside the GradScaler, a non-finite
+        # norm skips the step) together with this window's losses, so reading the loss costs
+        # no sync of its own. (With the GradScaler, which syncs inside step(), only the losses.)
+        check_norm = norm is not None and not scaling
+        parts = ([norm.reshape(1)] if check_norm else []) + [loss.reshape(1) for loss in losses]
+        values = torch.cat(parts).tolist() if parts else []
+        grad_ok = math.isfinite(values.pop(0)) if check_norm else True
+        loss_ok = self._add_losses(values)
         if scaling:
             scale = self.scaler.get_scale()
             self.scaler.step(self.optimizer)  # skips internally on inf/NaN
@@ -203,16 +212,14 @@ class StepEngine:
             if not applied:
                 self.skipped_steps += 1
         else:
-            # one host sync per applied step; .item() beats torch.isfinite's kernels on CPU
-            applied = math.isfinite(norm.item()) if norm is not None else True
+            applied = grad_ok
             if applied:
                 self.optimizer.step()
             else:
                 self.nonfinite_steps += 1
         # a bad window: a non-finite loss, or a non-finite gradient outside the GradScaler (whose
-        # skips with finite losses are loss-scale calibration, not divergence); the device was
-        # synced above, so reading the flag costs no extra wait
-        bad = (not applied and not scaling) or (loss_ok is not None and not bool(loss_ok))
+        # skips with finite losses are loss-scale calibration, not divergence)
+        bad = not grad_ok or not loss_ok
         if self._any_rank is not None:
             bad = self._any_rank(bad)
         self.consecutive_nonfinite = self.consecutive_nonfinite + 1 if bad else 0
@@ -225,26 +232,22 @@ class StepEngine:
                 self.ema.update(unwrap_model(self.model))
         return applied
 
-    def _fold_losses(self) -> torch.Tensor | None:
-        """Add the window's finite losses to the running sum, on the device; return 'all finite'."""
-        losses = self._window_losses
-        if not losses:
-            return None
-        self._window_losses = []
-        values = (losses[0].reshape(1) if len(losses) == 1 else torch.stack(losses)).double()
-        finite = torch.isfinite(values)
-        self._loss_sum = self._loss_sum + torch.where(finite, values, 0.0).sum()
-        self._loss_count = self._loss_count + finite.sum()
-        return finite.all()
+    def _add_losses(self, values: list[float]) -> bool:
+        """Add the window's finite losses to the running sum; True when all were finite."""
+        finite = [v for v in values if math.isfinite(v)]
+        for v in finite:  # one at a time, in batch order: the same float64 sum as a caller's loop
+            self._loss_sum += v
+        self._loss_count += len(finite)
+        return len(finite) == len(values)
 
     def read_loss(self) -> tuple[float, int]:
-        """(mean of the finite losses, their count) since the last call, and reset: one host sync.
+        """(mean of the finite losses, their count) since the last call, and reset.
 
-        Losses of a window still open are not included until the window ends.
-        The sum runs in float64, in batch order, so the mean equals summing ``float(loss)``
-        per batch on the host, without a device sync per batch.
+        The losses reach the host with the step's existing gradient-norm transfer (see
+        :meth:`_apply`), so this costs nothing and a loop needs no ``float(loss)`` (a device
+        sync) per batch. Losses of a window still open are counted once it ends.
         """
-        total, count = float(self._loss_sum), int(self._loss_count)
+        total, count = self._loss_sum, self._loss_count
         self._loss_sum, self._loss_count = 0.0, 0
         return (total / count if count else math.nan), count
 

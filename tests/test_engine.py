@@ -236,7 +236,7 @@ def test_will_step_marks_the_last_micro_batch_of_each_window():
 
 
 def test_read_loss_equals_the_host_sum_of_finite_losses():
-    """The on-device float64 sum matches summing float(loss) per batch exactly; NaN batches are left out."""
+    """read_loss() equals summing float(loss) per batch on the host, exactly; NaN batches are left out."""
     model = _model()
     engine = _engine(model, k=2, batches=6)
     x, y = _data(48)
