@@ -200,9 +200,16 @@ class StepEngine:
         # norm skips the step) together with this window's losses, so reading the loss costs
         # no sync of its own. (With the GradScaler, which syncs inside step(), only the losses.)
         check_norm = norm is not None and not scaling
-        parts = ([norm.reshape(1)] if check_norm else []) + [loss.reshape(1) for loss in losses]
-        values = torch.cat(parts).tolist() if parts else []
-        grad_ok = math.isfinite(values.pop(0)) if check_norm else True
+        grad_ok = True
+        if check_norm and type(norm) is not torch.Tensor:  # FSDP's DTensor: its .item() does the reduction
+            grad_ok, check_norm = math.isfinite(norm.item()), False
+        tensors = ([norm] if check_norm else []) + losses
+        if self.device_type == "cpu":  # reading host memory: no sync, and no kernel to launch
+            values = [t.item() for t in tensors]
+        else:
+            values = torch.cat([t.reshape(1) for t in tensors]).tolist() if tensors else []
+        if check_norm:
+            grad_ok = math.isfinite(values.pop(0))
         loss_ok = self._add_losses(values)
         if scaling:
             scale = self.scaler.get_scale()
