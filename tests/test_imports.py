@@ -108,6 +108,30 @@ def _cycles() -> list[frozenset[str]]:
     return found
 
 
+#: The layers of docs/architecture.md, bottom first; a module imports its own layer or lower ones.
+LAYERS = [
+    ("errors", "durable", "integrity", "survival"),  # leaves: torch / numpy only
+    ("config",),  # schemas: one dataclass per config option, with the range checks
+    ("param_groups", "optimizer", "scheduler", "agc", "clipping", "amp", "ema", "monitors", "validation",
+     "seed_api"),  # builders: a schema's values -> a torch object
+    ("engine", "mixed_precision"),  # the step: built objects in, one training step out
+    ("distributed",),  # process groups, wrapping, sharded optimizers and checkpoints
+    ("app",),  # the survival training app; nothing imports it
+]
+
+
+def _layer(module: str) -> int:
+    if module == PACKAGE:
+        return len(LAYERS) - 1  # the package root only names things lazily (importlib strings)
+    top = module.split(".")[1]
+    return next(i for i, names in enumerate(LAYERS) if top in names)
+
+
+def test_every_module_has_a_layer_and_imports_only_downwards():
+    upward = [(name, dep) for name, deps in GRAPH.items() for dep in deps if _layer(dep) > _layer(name)]
+    assert not upward, f"imports from a lower layer into a higher one: {upward}"
+
+
 def test_the_walker_sees_the_package():
     """Guards the test itself: every module is parsed and known edges are found."""
     assert len(MODULES) > 30 and "survopt_hydra.engine" in MODULES
