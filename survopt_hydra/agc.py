@@ -175,52 +175,28 @@ class _Bucket:
         return [grads[i] for i in self.order], views, total
 
 
-class _Plan:
-    """All buckets for one parameter list, plus what is needed to check it is still valid."""
-
-    __slots__ = ("refs", "signature", "buckets", "__weakref__")
-
-    def __init__(self, params: list[Tensor], signature: tuple[Any, ...]) -> None:
-        # weak references: a cached plan must not keep a discarded model alive
-        self.refs = [weakref.ref(p) for p in params]
-        self.signature = signature
-        by_key: dict[tuple[Any, ...], list[Tensor]] = {}
-        for p in params:
-            g = p.grad
-            assert g is not None
-            if g.is_sparse:
-                raise TypeError("adaptive gradient clipping does not support sparse gradients")
-            by_key.setdefault((g.device, g.dtype, p.dtype), []).append(p)
-        self.buckets = [_Bucket(ps) for ps in by_key.values()]
-
-    def matches(self, params: list[Tensor], signature: tuple[Any, ...]) -> bool:
-        return signature == self.signature and all(r() is p for r, p in zip(self.refs, params))
-
-
-def _signature(params: list[Tensor]) -> tuple[Any, ...]:
-    # ids alone could be reused after a parameter is freed, and ``p.data = ...``
-    # can change a shape/dtype/device; both invalidate a plan.
-    return tuple((id(p), p.shape, p.dtype, p.device) for p in params)
-
-
 class PlanCache:
-    """Tiny LRU of AGC plans keyed by the identity/layout of the parameter list."""
+    """The AGC plan (buckets) of the last parameter list; a training loop clips the same
+    list every step, so one entry is all the reuse there is."""
 
-    def __init__(self, size: int = 4) -> None:
-        self.size = size
-        self._plans: dict[tuple[Any, ...], _Plan] = {}
+    def __init__(self) -> None:
+        self._signature: tuple[Any, ...] | None = None
+        self._refs: list[weakref.ref] = []  # weak: a cached plan must not keep a discarded model alive
+        self._buckets: list[_Bucket] = []
 
-    def get(self, params: list[Tensor]) -> _Plan:
-        sig = _signature(params)
-        plan = self._plans.get(sig)
-        if plan is not None and plan.matches(params, sig):
-            return plan
-        plan = _Plan(params, sig)
-        self._plans.pop(sig, None)
-        self._plans[sig] = plan
-        while len(self._plans) > self.size:
-            self._plans.pop(next(iter(self._plans)))
-        return plan
+    def get(self, params: list[Tensor]) -> list[_Bucket]:
+        # ids alone could be reused after a parameter is freed, and ``p.data = ...`` can
+        # change a shape/dtype/device; both invalidate the plan
+        signature = tuple((id(p), p.shape, p.dtype, p.device) for p in params)
+        if signature != self._signature or any(r() is not p for r, p in zip(self._refs, params)):
+            by_key: dict[tuple[Any, ...], list[Tensor]] = {}
+            for p in params:
+                if p.grad.is_sparse:  # type: ignore[union-attr]
+                    raise TypeError("adaptive gradient clipping does not support sparse gradients")
+                by_key.setdefault((p.grad.device, p.grad.dtype, p.dtype), []).append(p)  # type: ignore[union-attr]
+            self._buckets = [_Bucket(ps) for ps in by_key.values()]
+            self._signature, self._refs = signature, [weakref.ref(p) for p in params]
+        return self._buckets
 
 
 _DEFAULT_PLAN_CACHE = PlanCache()
@@ -240,7 +216,7 @@ def adaptive_clip(
     if not params:
         return torch.tensor(0.0)
     plan = (cache or _DEFAULT_PLAN_CACHE).get(params)
-    prepared = [b.prepare(clip_factor, eps) for b in plan.buckets]
+    prepared = [b.prepare(clip_factor, eps) for b in plan]
     total = combine_norms([t for _, _, t in prepared])
     if error_if_nonfinite and not bool(torch.isfinite(total)):  # explicit opt-in host sync
         raise RuntimeError(
