@@ -43,8 +43,7 @@ from ..distributed import (
     load_model_state_dict, model_state_dict, shard_indices, sync_buffers,
 )
 from ..distributed.checkpoint import load_shards, prune_shards, save_shards
-from ..engine import StepEngine
-from ..engine import unwrap_model as _unwrapped
+from ..engine import StepEngine, unwrap_model as _unwrapped
 from ..errors import ConfigError
 from ..monitors import CSVSink, GradientMonitor, OptimizerMonitor
 from ..survival import LinearCox, MLP, SmallCNN, concordance_index, cox_ph_loss
