@@ -289,3 +289,21 @@ def test_from_config_reads_only_library_groups():
     engine = StepEngine.from_config(cfg, _model(), batches_per_epoch=10, epochs=2, accumulate_grad_batches=4)
     assert engine.accumulate == 4 and engine.scheduler.total_steps == 2 * 3
     assert engine.clipper is None and engine.ema is None and engine.model is not None
+
+
+def test_accelerator_transfer_path_gives_the_same_counts_and_loss():
+    """Off CPU the norm and the losses come back in one cat+tolist; forced here on CPU
+    (no accelerator needed), it must agree with the .item() path exactly."""
+    results = []
+    for device_type in ("cpu", "accelerator"):
+        model = _model()
+        engine = _engine(model, k=2, batches=6)
+        engine.device_type = device_type  # only the transfer path reads it after construction
+        x, y = _data(48)
+        for i, (bx, by) in enumerate(zip(x.chunk(6), y.chunk(6))):
+            engine.backward(nn.functional.mse_loss(model(bx), by) * (float("nan") if i == 3 else 1.0))
+            engine.step()
+        results.append((engine.read_loss(), engine.global_step, engine.nonfinite_steps, _params(model)))
+    (loss_a, steps_a, bad_a, params_a), (loss_b, steps_b, bad_b, params_b) = results
+    assert loss_a == loss_b and loss_a[1] == 5 and (steps_a, bad_a) == (steps_b, bad_b) == (2, 1)
+    assert torch.equal(params_a, params_b)
