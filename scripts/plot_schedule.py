@@ -61,7 +61,7 @@ def schedule(cfg: Any, batches: int, epochs: int | None = None) -> list[dict[str
     k = int(cfg.trainer.accumulate_grad_batches)
     validate_groups(cfg, epochs, math.ceil(batches / k))
     model = DummyModel()
-    engine = StepEngine.from_config(cfg, model, batches, epochs)
+    engine = StepEngine.from_config(cfg, model, batches, epochs, accumulate_grad_batches=k)
     x, rows = torch.zeros(1, 2), []
     for epoch in range(epochs):
         for _ in range(batches):

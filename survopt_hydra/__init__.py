@@ -24,7 +24,7 @@ _EXPORTS = {
     "OptimizerMonitor": "monitors",
     "GradientMonitor": "monitors",
     "StepEngine": "engine",
-    "MixedPrecisionOptimizer": "amp",
+    "MixedPrecisionOptimizer": "mixed_precision",
     "DistributedOptimizer": "distributed",
     "lightning_optimizers": "lightning",
 }

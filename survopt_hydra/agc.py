@@ -26,7 +26,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["adaptive_clip_grad_"]
+from .config.checks import validate
+from .config.clipping import AdaptiveClippingConfig
+
+__all__ = ["adaptive_clip", "adaptive_clip_grad_", "combine_norms", "PlanCache"]
 
 # Same-shaped tensors are stacked, in chunks of at most this many elements, so one
 # kernel computes all their unit norms.  Bigger stacks cost more (copy traffic and,
@@ -42,7 +45,7 @@ _CAT_MAX_NUMEL = 1 << 16
 _GRAD_NORM_FLOOR = 1e-6
 
 
-def _combine_norms(norms: Sequence[Tensor], norm_type: float = 2.0) -> Tensor:
+def combine_norms(norms: Sequence[Tensor], norm_type: float = 2.0) -> Tensor:
     """Norm of partial norms (the total norm of the union of their tensors)."""
     if len(norms) == 1:
         return norms[0]
@@ -172,73 +175,49 @@ class _Bucket:
         return [grads[i] for i in self.order], views, total
 
 
-class _Plan:
-    """All buckets for one parameter list, plus what is needed to check it is still valid."""
+class PlanCache:
+    """The AGC plan (buckets) of the last parameter list; a training loop clips the same
+    list every step, so one entry is all the reuse there is."""
 
-    __slots__ = ("refs", "signature", "buckets", "__weakref__")
+    def __init__(self) -> None:
+        self._signature: tuple[Any, ...] | None = None
+        self._refs: list[weakref.ref] = []  # weak: a cached plan must not keep a discarded model alive
+        self._buckets: list[_Bucket] = []
 
-    def __init__(self, params: list[Tensor], signature: tuple[Any, ...]) -> None:
-        # weak references: a cached plan must not keep a discarded model alive
-        self.refs = [weakref.ref(p) for p in params]
-        self.signature = signature
-        by_key: dict[tuple[Any, ...], list[Tensor]] = {}
-        for p in params:
-            g = p.grad
-            assert g is not None
-            if g.is_sparse:
-                raise TypeError("adaptive gradient clipping does not support sparse gradients")
-            by_key.setdefault((g.device, g.dtype, p.dtype), []).append(p)
-        self.buckets = [_Bucket(ps) for ps in by_key.values()]
-
-    def matches(self, params: list[Tensor], signature: tuple[Any, ...]) -> bool:
-        return signature == self.signature and all(r() is p for r, p in zip(self.refs, params))
-
-
-def _signature(params: list[Tensor]) -> tuple[Any, ...]:
-    # ids alone could be reused after a parameter is freed, and ``p.data = ...``
-    # can change a shape/dtype/device; both invalidate a plan.
-    return tuple((id(p), p.shape, p.dtype, p.device) for p in params)
+    def get(self, params: list[Tensor]) -> list[_Bucket]:
+        # ids alone could be reused after a parameter is freed, and ``p.data = ...`` can
+        # change a shape/dtype/device; both invalidate the plan
+        signature = tuple((id(p), p.shape, p.dtype, p.device) for p in params)
+        if signature != self._signature or any(r() is not p for r, p in zip(self._refs, params)):
+            by_key: dict[tuple[Any, ...], list[Tensor]] = {}
+            for p in params:
+                if p.grad.is_sparse:  # type: ignore[union-attr]
+                    raise TypeError("adaptive gradient clipping does not support sparse gradients")
+                by_key.setdefault((p.grad.device, p.grad.dtype, p.dtype), []).append(p)  # type: ignore[union-attr]
+            self._buckets = [_Bucket(ps) for ps in by_key.values()]
+            self._signature, self._refs = signature, [weakref.ref(p) for p in params]
+        return self._buckets
 
 
-class _PlanCache:
-    """Tiny LRU of AGC plans keyed by the identity/layout of the parameter list."""
-
-    def __init__(self, size: int = 4) -> None:
-        self.size = size
-        self._plans: dict[tuple[Any, ...], _Plan] = {}
-
-    def get(self, params: list[Tensor]) -> _Plan:
-        sig = _signature(params)
-        plan = self._plans.get(sig)
-        if plan is not None and plan.matches(params, sig):
-            return plan
-        plan = _Plan(params, sig)
-        self._plans.pop(sig, None)
-        self._plans[sig] = plan
-        while len(self._plans) > self.size:
-            self._plans.pop(next(iter(self._plans)))
-        return plan
-
-
-_DEFAULT_PLAN_CACHE = _PlanCache()
+_DEFAULT_PLAN_CACHE = PlanCache()
 
 
 @torch.no_grad()
-def _adaptive_clip(
+def adaptive_clip(
     params: list[Tensor],
     clip_factor: float,
     eps: float,
     *,
     error_if_nonfinite: bool = False,
-    cache: _PlanCache | None = None,
+    cache: PlanCache | None = None,
 ) -> Tensor:
     # dict.fromkeys: drop repeated (shared) parameters, which would be clipped twice
     params = [p for p in dict.fromkeys(params) if p.grad is not None and p.numel() > 0]
     if not params:
         return torch.tensor(0.0)
     plan = (cache or _DEFAULT_PLAN_CACHE).get(params)
-    prepared = [b.prepare(clip_factor, eps) for b in plan.buckets]
-    total = _combine_norms([t for _, _, t in prepared])
+    prepared = [b.prepare(clip_factor, eps) for b in plan]
+    total = combine_norms([t for _, _, t in prepared])
     if error_if_nonfinite and not bool(torch.isfinite(total)):  # explicit opt-in host sync
         raise RuntimeError(
             "The total gradient norm is non-finite, so the gradients cannot be clipped "
@@ -274,9 +253,6 @@ def adaptive_clip_grad_(
     sync).  Non-finite gradients are not repaired; they make that norm
     non-finite.
     """
-    from .clipping import _check_positive  # here, not at the top: clipping imports this module
-
-    _check_positive("clip_factor", clip_factor)
-    _check_positive("eps", eps)
+    checked = validate(AdaptiveClippingConfig, {"clip_factor": clip_factor, "eps": eps}, "clipping")
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
-    return _adaptive_clip(params, float(clip_factor), float(eps))
+    return adaptive_clip(params, checked["clip_factor"], checked["eps"])

@@ -12,7 +12,6 @@ import warnings
 from typing import Any, ContextManager
 
 import torch
-from torch import nn
 
 from .config.amp import AMP
 from .config.checks import validate
@@ -40,11 +39,12 @@ class AmpSettings:
     def __init__(self, dtype: str = "none", **options: Any) -> None:
         if dtype not in AMP:
             raise unknown_name("amp.dtype", dtype, AMP)
-        cfg = validate(AMP[dtype], {"dtype": dtype, **options}, "amp")
+        # the scaler fields exist only in fp16's schema; other modes take its defaults (unused there)
+        cfg = {**validate(AMP["fp16"], {}, "amp"), **validate(AMP[dtype], {"dtype": dtype, **options}, "amp")}
         self.dtype: str = cfg["dtype"]
-        self.init_scale: float = cfg.get("init_scale", 2.0**16)
-        self.growth_interval: int = cfg.get("growth_interval", 2000)
-        self.fallback_to_bf16: bool = cfg.get("fallback_to_bf16", True)
+        self.init_scale: float = cfg["init_scale"]
+        self.growth_interval: int = cfg["growth_interval"]
+        self.fallback_to_bf16: bool = cfg["fallback_to_bf16"]
 
     def resolve(self, device_type: str) -> tuple[torch.dtype | None, bool]:
         """Return (autocast dtype or None, use a GradScaler) for ``device_type``."""
@@ -70,48 +70,3 @@ def autocast(device_type: str, dtype: torch.dtype | None) -> ContextManager:
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device_type, dtype=dtype)
-
-
-class MixedPrecisionOptimizer:
-    """The seed's one-object AMP optimizer: a :class:`~survopt_hydra.engine.StepEngine`.
-
-    ``MixedPrecisionOptimizer(model=m, optimizer_type='adamw', learning_rate=1e-4,
-    use_amp=True)``; extra keyword arguments go to the optimizer (seed spellings).
-    ``amp_dtype`` picks ``'fp16'`` (default) or ``'bf16'``.
-    """
-
-    def __init__(self, model: nn.Module, use_amp: bool = True, amp_dtype: str = "fp16", **optimizer_kwargs: Any) -> None:
-        from .engine import StepEngine
-        from .seed_api import create_optimizer
-
-        optimizer = create_optimizer(model=model, **optimizer_kwargs)
-        settings = AmpSettings(amp_dtype if use_amp else "none")
-        self.engine = StepEngine(model, optimizer, amp=settings)
-        self.optimizer = optimizer
-        self.model = model
-
-    def autocast(self) -> ContextManager:
-        return self.engine.autocast()
-
-    def backward(self, loss: torch.Tensor) -> None:
-        self.engine.backward(loss)
-
-    def step(self) -> bool:
-        return self.engine.step()
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.optimizer.zero_grad(set_to_none=set_to_none)
-
-    @property
-    def scaler(self) -> torch.amp.GradScaler:
-        return self.engine.scaler
-
-    @property
-    def param_groups(self) -> list[dict[str, Any]]:
-        return self.optimizer.param_groups
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.engine.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.engine.load_state_dict(state)

@@ -32,9 +32,12 @@ from typing import Any, Union
 
 import torch
 from torch import Tensor, nn
+from torch.utils._foreach_utils import _has_foreach_support  # torch's own test, as clip_grad_norm_ uses
 
-from .agc import _adaptive_clip, _combine_norms, _PlanCache, adaptive_clip_grad_
-from .errors import ConfigError, did_you_mean
+from .agc import adaptive_clip, adaptive_clip_grad_, combine_norms, PlanCache
+from .config.checks import validate
+from .config.clipping import CLIPPING
+from .errors import ConfigError, unknown_name
 
 __all__ = [
     "CLIPPING_MODES",
@@ -44,31 +47,16 @@ __all__ = [
     "adaptive_clip_grad_",
 ]
 
-CLIPPING_MODES: tuple[str, ...] = ("none", "norm", "value", "adaptive")
+CLIPPING_MODES: tuple[str, ...] = tuple(CLIPPING)
 
 #: What :meth:`GradientClipper.clip_gradients` accepts: a module, a single tensor,
 #: an iterable of parameters, or an iterable of ``(name, parameter)`` pairs.
 ParamsLike = Union[nn.Module, Tensor, Iterable[Tensor], Iterable[tuple[str, Tensor]]]
 
+#: Old name of the error; every clipping error is a plain :class:`ConfigError`.
+ClippingConfigError = ConfigError
 
-class ClippingConfigError(ConfigError):
-    """Invalid gradient-clipping configuration.
-
-    A :class:`survopt_hydra.errors.ConfigError` (hence a ``ValueError``) so apps
-    handle it like every other config problem; ``key`` is ``clipping.<field>``
-    and the one-line message names it and what is allowed.
-    """
-
-
-# --------------------------------------------------------------------------- #
-# helpers
-# --------------------------------------------------------------------------- #
-
-
-try:  # private torch helper; if it moves, let torch choose (foreach=None)
-    from torch.utils._foreach_utils import _has_foreach_support
-except ImportError:  # pragma: no cover
-    _has_foreach_support = None
+_INF_SPELLINGS = ("inf", "+inf", "infinity")
 
 
 def _foreach_flag(tensors: Sequence[Tensor]) -> bool | None:
@@ -79,7 +67,7 @@ def _foreach_flag(tensors: Sequence[Tensor]) -> bool | None:
     without foreach kernels or tensor subclasses such as FSDP's ``DTensor``
     gradients - so those keep torch's own per-tensor fallback.
     """
-    if _has_foreach_support is None or not tensors:  # pragma: no cover
+    if not tensors:
         return None
     devices = {t.device for t in tensors}
     if len(devices) == 1:
@@ -88,18 +76,10 @@ def _foreach_flag(tensors: Sequence[Tensor]) -> bool | None:
 
 
 def _total_norm(grads: Sequence[Tensor], norm_type: float, error_if_nonfinite: bool) -> Tensor:
-    """Total norm of ``grads`` via torch's own foreach implementation."""
-    get_total_norm = getattr(torch.nn.utils, "get_total_norm", None)
-    if get_total_norm is not None:  # torch >= 2.6
-        return get_total_norm(grads, norm_type, error_if_nonfinite, _foreach_flag(grads))
-    if len(grads) == 0:  # pragma: no cover - old torch only
+    """Total norm of ``grads`` via torch's own foreach implementation (``tensor(0.)`` for none)."""
+    if not grads:
         return torch.tensor(0.0)
-    norms = torch._foreach_norm(list(grads), norm_type)  # pragma: no cover
-    dev = grads[0].device  # pragma: no cover
-    total = torch.linalg.vector_norm(torch.stack([n.to(dev) for n in norms]), norm_type)  # pragma: no cover
-    if error_if_nonfinite and not bool(torch.isfinite(total)):  # pragma: no cover
-        raise RuntimeError(f"The total norm of order {norm_type} for gradients is non-finite")
-    return total  # pragma: no cover
+    return torch.nn.utils.get_total_norm(grads, norm_type, error_if_nonfinite, _foreach_flag(grads))
 
 
 def _split_named(params: ParamsLike) -> tuple[list[Tensor], list[str] | None]:
@@ -114,62 +94,37 @@ def _split_named(params: ParamsLike) -> tuple[list[Tensor], list[str] | None]:
     if isinstance(params, Tensor):
         return [params], None
     items = list(params)
-    if not items:
-        return [], None
-    if isinstance(items[0], tuple):
-        names: list[str] = []
-        tensors: list[Tensor] = []
+    if not items or not isinstance(items[0], tuple):
         for item in items:
-            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Tensor)):
+            if not isinstance(item, Tensor):
                 raise TypeError(
-                    "clip_gradients() got a mix of (name, parameter) pairs and other items; "
-                    "pass model.parameters(), model.named_parameters() or the module itself"
+                    f"clip_gradients() expects tensors or (name, parameter) pairs, got {type(item).__name__}"
                 )
-            names.append(str(item[0]))
-            tensors.append(item[1])
-        return tensors, names
+        return items, None
     for item in items:
-        if not isinstance(item, Tensor):
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Tensor)):
             raise TypeError(
-                f"clip_gradients() expects tensors or (name, parameter) pairs, got {type(item).__name__}"
+                "clip_gradients() got a mix of (name, parameter) pairs and other items; "
+                "pass model.parameters(), model.named_parameters() or the module itself"
             )
-    return items, None
+    return [p for _, p in items], [str(n) for n, _ in items]
 
 
-# --------------------------------------------------------------------------- #
-# config validation
-# --------------------------------------------------------------------------- #
-
-
-def _check_positive(field: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ClippingConfigError(
-            f"clipping.{field}", f"must be a number > 0, got {value!r} ({type(value).__name__})"
-        )
-    if not value > 0:  # also rejects nan
-        raise ClippingConfigError(f"clipping.{field}", f"must be > 0, got {value!r}")
-    return float(value)
-
-
-def _check_norm_type(value: Any) -> float:
-    if isinstance(value, str):
-        if value.strip().lower() in ("inf", "+inf", "infinity"):
-            return math.inf
-        raise ClippingConfigError("clipping.norm_type", f"must be a number > 0 or 'inf', got {value!r}")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ClippingConfigError("clipping.norm_type", f"must be a number > 0 or 'inf', got {value!r}")
-    return float(value)
-
-
-def _check_bool(field: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ClippingConfigError(f"clipping.{field}", f"must be true or false, got {value!r}")
-    return value
-
-
-# --------------------------------------------------------------------------- #
-# public class
-# --------------------------------------------------------------------------- #
+def _options(mode: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Every clipping field: ``mode``'s schema checks its own; a field of another mode
+    (the seed's ``GradientClipper(max_norm=1.0, adaptive=True)``) is checked by the
+    schema that has it and kept but unused; defaults come from the schemas."""
+    values: dict[str, Any] = {}
+    for schema in CLIPPING.values():
+        values.update(validate(schema, {}, "clipping"))
+    own = CLIPPING[mode]
+    foreign = {k: v for k, v in given.items() if k not in validate(own, {}, "clipping")}
+    for key, value in foreign.items():
+        owner = next((s for s in CLIPPING.values() if key in validate(s, {}, "clipping")), own)
+        values.update(validate(owner, {key: value}, "clipping"))  # an unknown key: refused, did-you-mean
+    values.update(validate(own, {k: v for k, v in given.items() if k not in foreign}, "clipping"))
+    del values["mode"]
+    return values
 
 
 class GradientClipper:
@@ -187,7 +142,10 @@ class GradientClipper:
     ``adaptive=True`` means ``mode="adaptive"`` (it is an error together with
     an explicit different ``mode``), and ``enabled=False`` means ``mode="none"``
     whatever else is set, so a config block can be switched off without
-    deleting its other settings.  ``mode`` defaults to ``"norm"``.
+    deleting its other settings.  ``mode`` defaults to ``"norm"`` (the seed's
+    ``GradientClipper(max_norm=1.0)``); the config group's default option is
+    ``none`` because there it means "no clipping selected".  Every other default
+    is the schema's (:mod:`survopt_hydra.config.clipping`).
 
     ``norm_type`` is the norm of the returned total (and the clipped norm in
     ``"norm"`` mode).  AGC itself always uses L2 unit norms; in adaptive mode a
@@ -207,81 +165,49 @@ class GradientClipper:
     it is the only setting that makes clipping synchronise with the device.
     """
 
-    _FIELDS = (
-        "mode",
-        "adaptive",
-        "enabled",
-        "max_norm",
-        "norm_type",
-        "clip_value",
-        "clip_factor",
-        "eps",
-        "exclude",
-        "error_if_nonfinite",
-    )
-
     def __init__(
         self,
         *,
         mode: str | None = None,
-        max_norm: float = 1.0,
-        norm_type: float | str = 2.0,
-        clip_value: float = 1.0,
-        clip_factor: float = 0.01,
-        eps: float = 1e-3,
-        exclude: Sequence[str] | str = (),
-        error_if_nonfinite: bool = False,
         adaptive: bool = False,
         enabled: bool = True,
+        error_if_nonfinite: bool = False,
+        **options: Any,
     ) -> None:
-        adaptive = _check_bool("adaptive", adaptive)
-        enabled = _check_bool("enabled", enabled)
-        if mode is not None and (not isinstance(mode, str) or mode not in CLIPPING_MODES):
-            raise ClippingConfigError(
-                "clipping.mode", f"must be one of {'|'.join(CLIPPING_MODES)}, got {mode!r}"
-            )
+        """``options``: the clipping schemas' fields (``max_norm``, ``norm_type``, ``clip_value``,
+        ``clip_factor``, ``eps``, ``exclude``); defaults and range checks live there."""
+        if mode is not None and mode not in CLIPPING:
+            raise unknown_name("clipping.mode", mode, CLIPPING)
+        for key, flag in (("adaptive", adaptive), ("enabled", enabled), ("error_if_nonfinite", error_if_nonfinite)):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"clipping.{key}", f"must be true or false, got {flag!r}")
         if adaptive and mode not in (None, "adaptive"):
-            raise ClippingConfigError(
-                "clipping.adaptive", f"true conflicts with mode {mode!r}; allowed with mode adaptive only"
-            )
-        resolved = mode if mode is not None else ("adaptive" if adaptive else "norm")
-        if not enabled:
-            resolved = "none"
-        self.mode: str = resolved
-        self.max_norm: float = _check_positive("max_norm", max_norm)
-        self.norm_type: float = _check_norm_type(norm_type)
-        self.clip_value: float = _check_positive("clip_value", clip_value)
-        self.clip_factor: float = _check_positive("clip_factor", clip_factor)
-        self.eps: float = _check_positive("eps", eps)
-        patterns = [exclude] if isinstance(exclude, str) else list(exclude)
-        for pat in patterns:
-            if not isinstance(pat, str):
-                raise ClippingConfigError(
-                    "clipping.exclude", f"must be a list of name patterns (strings), got item {pat!r}"
-                )
-        self.exclude: tuple[str, ...] = tuple(patterns)
-        self.error_if_nonfinite: bool = _check_bool("error_if_nonfinite", error_if_nonfinite)
-        self._plans = _PlanCache()
+            raise ConfigError("clipping.adaptive", f"true conflicts with mode {mode!r}; allowed with mode adaptive only")
+        configured = mode if mode is not None else ("adaptive" if adaptive else "norm")
+        if isinstance(options.get("exclude"), str):
+            options["exclude"] = [options["exclude"]]
+        norm_type = options.get("norm_type")
+        max_norm_type = norm_type == math.inf or (isinstance(norm_type, str) and norm_type.strip().lower() in _INF_SPELLINGS)
+        if max_norm_type:  # the max norm: allowed, though the schema's number check refuses inf
+            del options["norm_type"]
+        values = _options(configured, options)
+        self.mode: str = configured if enabled else "none"
+        self.max_norm: float = values["max_norm"]
+        self.norm_type: float = math.inf if max_norm_type else values["norm_type"]
+        self.clip_value: float = values["clip_value"]
+        self.clip_factor: float = values["clip_factor"]
+        self.eps: float = values["eps"]
+        self.exclude: tuple[str, ...] = tuple(values["exclude"])
+        self.error_if_nonfinite = error_if_nonfinite
+        self._plans = PlanCache()
         self._mask_key: tuple[str, ...] | None = None
         self._mask: list[bool] = []
-        self._warned_unmatched = False
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> "GradientClipper":
-        """Build from a config mapping (e.g. the ``gradient_clipping`` block).
-
-        Unlike ``GradientClipper(**cfg)`` an unknown key raises
-        :class:`ClippingConfigError` naming it, so a typo such as ``max_nrom`` is
-        not silently ignored or reported as a bare ``TypeError``.
-        """
-        cfg = dict(cfg or {})
-        unknown = sorted(k for k in cfg if k not in cls._FIELDS)
-        if unknown:
-            raise ClippingConfigError(
-                f"clipping.{unknown[0]}",
-                f"unknown key{did_you_mean(unknown[0], cls._FIELDS)}; allowed: {', '.join(cls._FIELDS)}",
-            )
-        return cls(**cfg)
+        """Build from a config mapping (e.g. the seed's ``gradient_clipping`` block); an
+        unknown key such as ``max_nrom`` is refused naming it, with a did-you-mean."""
+        return cls(**{str(k): v for k, v in dict(cfg or {}).items()})
 
     def __repr__(self) -> str:
         extra = {
@@ -300,13 +226,12 @@ class GradientClipper:
             self._mask = [
                 any(fnmatch.fnmatchcase(n, pat) for pat in self.exclude) for n in names
             ]
-            self._mask_key = key
-            if not any(self._mask) and not self._warned_unmatched:
-                self._warned_unmatched = True
+            if not any(self._mask) and self._mask_key is None:
                 warnings.warn(
                     f"clipping.exclude patterns {list(self.exclude)} match no parameter name",
                     stacklevel=3,
                 )
+            self._mask_key = key
         return self._mask
 
     def clip_gradients(self, params: ParamsLike) -> Tensor:
@@ -344,7 +269,7 @@ class GradientClipper:
         excluded: list[Tensor] = []
         if self.exclude:
             if names is None:
-                raise ClippingConfigError(
+                raise ConfigError(
                     "clipping.exclude",
                     "needs parameter names; pass the module or model.named_parameters() to clip_gradients()",
                 )
@@ -358,7 +283,7 @@ class GradientClipper:
         pre_total: Tensor | None = None
         if self.norm_type != 2.0 or (self.error_if_nonfinite and excluded):
             pre_total = _total_norm(grads, self.norm_type, self.error_if_nonfinite)
-        agc_total = _adaptive_clip(
+        agc_total = adaptive_clip(
             tensors,
             self.clip_factor,
             self.eps,
@@ -372,4 +297,4 @@ class GradientClipper:
         ex_total = _total_norm([p.grad for p in excluded], 2.0, False)  # type: ignore[misc]
         if not any(p.grad is not None for p in tensors):
             return ex_total
-        return _combine_norms([agc_total, ex_total])
+        return combine_norms([agc_total, ex_total])

@@ -33,11 +33,12 @@ class WeightAverager:
         """``options``: the fields of the ``ema`` schema (defaults and range checks live there)."""
         if mode not in EMA:
             raise unknown_name("ema.mode", mode, EMA)
-        cfg = validate(EMA[mode], {"mode": mode, **options}, "ema")
+        # mode none has no fields; it takes ema's defaults (unused: nothing is averaged)
+        cfg = {**validate(EMA["ema"], {}, "ema"), **validate(EMA[mode], {"mode": mode, **options}, "ema")}
         self.mode = mode
-        self.decay: float = cfg.get("decay", 0.0)
-        self.every_n_steps: int = cfg.get("every_n_steps", 1)
-        self.warmup: bool = cfg.get("warmup", False)
+        self.decay: float = cfg["decay"]
+        self.every_n_steps: int = cfg["every_n_steps"]
+        self.warmup: bool = cfg["warmup"]
         self.average: torch.optim.swa_utils.AveragedModel | None = None
         self.steps_seen = 0  # applied optimizer steps offered to update()
 

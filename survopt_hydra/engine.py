@@ -8,19 +8,27 @@ What hand-written loops (and several peers) get wrong, and this object does not:
   clipping sees true gradients; a step the GradScaler skips does not advance the
   scheduler and is counted;
 * a non-finite gradient (NaN loss, exploding grads) skips the step instead of
-  poisoning the weights, and is counted;
+  poisoning the weights, and is counted; the streak of windows in a row with a
+  non-finite loss or gradient is counted here, once (:attr:`consecutive_nonfinite`,
+  :attr:`diverged`);
 * step-interval schedulers advance once per *applied* optimizer step, epoch-interval
   ones and plateau in :meth:`end_epoch`, plateau reading its ``monitor`` metric;
 * an optional weight average (``ema`` group, :mod:`survopt_hydra.ema`) follows the
   *applied* steps only;
+* the loss reaches the host with the step's one existing transfer (the gradient-norm
+  check), not through a ``float(loss)`` sync per batch; :meth:`read_loss` gives the mean
+  of the finite losses whenever the caller wants it (once per log interval or epoch);
 * :meth:`state_dict` holds everything needed to resume bit-identically.
+
+The engine is a library object: it takes built objects (or, in :meth:`from_config`, the
+library's config groups) and never reads an app's own settings.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import warnings
-from typing import Any, ContextManager, Mapping
+from typing import Any, Callable, ContextManager, Mapping
 
 import torch
 from torch import nn
@@ -28,17 +36,39 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from .amp import AmpSettings, autocast
+from .ema import WeightAverager
 from .errors import ConfigError, did_you_mean
 
 _COUNTERS = ("global_step", "epoch", "micro_step", "skipped_steps", "nonfinite_steps", "consecutive_nonfinite")
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The user's module inside DDP / torch.compile wrappers (for parameter names)."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+def compile_model(model: nn.Module) -> nn.Module:
+    """``torch.compile`` where it works, else the model unchanged with one warning."""
+    try:
+        return torch.compile(model)
+    except Exception as exc:  # compile support varies by platform and Python version
+        warnings.warn(f"trainer.compile: torch.compile unavailable ({exc.__class__.__name__}); running eagerly")
+        return model
 
 
 class StepEngine:
     """Owns optimizer, scheduler, clipper and GradScaler for one model.
 
     Per micro-batch: ``with engine.autocast(): loss = ...``; ``engine.backward(loss)``;
-    ``engine.step()`` (returns True when an optimizer step was applied). Per epoch:
-    ``engine.end_epoch(metrics)``.
+    ``engine.step()`` (returns True when an optimizer step was applied;
+    :meth:`will_step` says beforehand whether it ends a window). Per epoch:
+    ``engine.end_epoch(metrics)``. ``max_nonfinite_steps``: :attr:`diverged` turns true
+    after that many windows in a row with a non-finite loss or gradient (None: never);
+    ``any_rank`` (e.g. ``DistContext.any_rank``) makes every rank agree on a bad window.
     """
 
     def __init__(
@@ -50,7 +80,9 @@ class StepEngine:
         amp: AmpSettings | str | None = None,
         accumulate_grad_batches: int = 1,
         batches_per_epoch: int | None = None,
-        ema: Any = None,
+        ema: WeightAverager | None = None,
+        max_nonfinite_steps: int | None = None,
+        any_rank: Callable[[bool], bool] | None = None,
     ) -> None:
         if not isinstance(accumulate_grad_batches, int) or accumulate_grad_batches < 1:
             raise ConfigError("trainer.accumulate_grad_batches", f"must be an integer >= 1, got {accumulate_grad_batches!r}")
@@ -59,9 +91,11 @@ class StepEngine:
         self.scheduler = scheduler
         self.clipper = clipper
         # a WeightAverager attached to the unwrapped model, or None; .ema.module is the average
-        self.ema = ema.attach(_unwrapped(model)) if ema is not None and ema.enabled else None
+        self.ema = ema.attach(unwrap_model(model)) if ema is not None and ema.enabled else None
         self.accumulate = accumulate_grad_batches
         self.batches_per_epoch = batches_per_epoch
+        self.max_nonfinite_steps = max_nonfinite_steps
+        self._any_rank = any_rank
         first = next((p for p in model.parameters()), None)
         self.device_type = first.device.type if first is not None else "cpu"
         settings = amp if isinstance(amp, AmpSettings) else AmpSettings(amp or "none")
@@ -69,40 +103,51 @@ class StepEngine:
         self.scaler = torch.amp.GradScaler(
             self.device_type, init_scale=settings.init_scale, growth_interval=settings.growth_interval, enabled=use_scaler
         )
-        self.params = [(n, p) for n, p in _unwrapped(model).named_parameters() if p.requires_grad]
+        self.params = [(n, p) for n, p in unwrap_model(model).named_parameters() if p.requires_grad]
         # names matter only to AGC's exclude patterns; plain tensors spare the clipper a split per step
         self._clip_params = self.params if getattr(clipper, "mode", None) == "adaptive" else [p for _, p in self.params]
         self.interval = getattr(scheduler, "interval", "epoch")
         self.monitor = getattr(scheduler, "monitor", None)
         self.last_grad_norm: torch.Tensor | None = None
         self._window = 0  # micro-batches accumulated since the last optimizer step
+        self._window_losses: list[torch.Tensor] = []  # this window's losses, detached (at most k)
+        self._loss_sum = 0.0  # finite losses since the last read_loss()
+        self._loss_count = 0
         for name in _COUNTERS:
             setattr(self, name, 0)
 
     @classmethod
     def from_config(
-        cls, cfg: Any, model: nn.Module, batches_per_epoch: int, epochs: int, optimizer: Optimizer | None = None
+        cls,
+        cfg: Any,
+        model: nn.Module,
+        batches_per_epoch: int,
+        epochs: int,
+        optimizer: Optimizer | None = None,
+        accumulate_grad_batches: int = 1,
+        compile: bool = False,
+        **engine_options: Any,
     ) -> "StepEngine":
-        """Instantiate every group of a composed config for this model and run length.
+        """Build the library's groups of a composed config for this model and run length.
 
+        Reads only the library groups ``optimizer`` (unless ``optimizer`` is given),
+        ``scheduler``, and the optional ``clipping``, ``amp`` and ``ema``; everything an app
+        decides (accumulation, compile, the non-finite limit) comes as an argument.
         ``steps_per_epoch`` given to the scheduler counts applied optimizer steps,
         ceil(batches / k), so step schedules end exactly with the run.
         """
         from hydra.utils import instantiate
 
-        trainer = cfg.get("trainer") or {}
-        k = int(trainer.get("accumulate_grad_batches", 1))
-        if trainer.get("compile", False):
+        k = accumulate_grad_batches
+        if compile:
             model = compile_model(model)
         if optimizer is None:
-            optimizer = instantiate(cfg.optimizer, params=_unwrapped(model))
-        scheduler = instantiate(
-            cfg.scheduler, optimizer=optimizer, epochs=epochs, steps_per_epoch=math.ceil(batches_per_epoch / k)
-        )
+            optimizer = instantiate(cfg.optimizer, params=unwrap_model(model))
+        scheduler = instantiate(cfg.scheduler, optimizer=optimizer, epochs=epochs, steps_per_epoch=math.ceil(batches_per_epoch / k))
         clipper = instantiate(cfg.clipping) if cfg.get("clipping") else None
         amp = instantiate(cfg.amp) if cfg.get("amp") else None
         ema = instantiate(cfg.ema) if cfg.get("ema") else None
-        return cls(model, optimizer, scheduler, clipper, amp, k, batches_per_epoch, ema)
+        return cls(model, optimizer, scheduler, clipper, amp, k, batches_per_epoch, ema, **engine_options)
 
     # -- per micro-batch -------------------------------------------------------------
     def autocast(self) -> ContextManager:
@@ -116,6 +161,14 @@ class StepEngine:
         start = (self.micro_step // self.accumulate) * self.accumulate
         return max(1, min(self.accumulate, self.batches_per_epoch - start))
 
+    def will_step(self) -> bool:
+        """True when the next :meth:`step` ends an accumulation window (and tries an optimizer step).
+
+        After :meth:`backward` this says whether that micro-batch was the window's last;
+        a caller uses it to do per-step work (monitors) only on those micro-batches.
+        """
+        return self._window >= self._window_size()
+
     def backward(self, loss: torch.Tensor) -> None:
         """Scale by the window length (and the GradScaler) and backpropagate."""
         window = self._window_size()
@@ -125,22 +178,39 @@ class StepEngine:
             sync = self.model.no_sync()  # DDP: all-reduce once per window
         with sync:
             self.scaler.scale(loss if window == 1 else loss / window).backward()
+        self._window_losses.append(loss.detach())
         self._window += 1
         self.micro_step += 1
 
     def step(self) -> bool:
         """Apply an optimizer step if the accumulation window is complete."""
-        if self._window < self._window_size():
+        if not self.will_step():
             return False
         return self._apply()
 
     def _apply(self) -> bool:
         self._window = 0
+        losses, self._window_losses = self._window_losses, []
         scaling = self.scaler.is_enabled()
         if scaling:
             self.scaler.unscale_(self.optimizer)
         norm = self._clip()
         self.last_grad_norm = norm
+        # The step's one host transfer: the gradient norm (outside the GradScaler, a non-finite
+        # norm skips the step) together with this window's losses, so reading the loss costs
+        # no sync of its own. (With the GradScaler, which syncs inside step(), only the losses.)
+        check_norm = norm is not None and not scaling
+        grad_ok = True
+        if check_norm and type(norm) is not torch.Tensor:  # FSDP's DTensor: its .item() does the reduction
+            grad_ok, check_norm = math.isfinite(norm.item()), False
+        tensors = ([norm] if check_norm else []) + losses
+        if self.device_type == "cpu":  # reading host memory: no sync, and no kernel to launch
+            values = [t.item() for t in tensors]
+        else:
+            values = torch.cat([t.reshape(1) for t in tensors]).tolist() if tensors else []
+        if check_norm:
+            grad_ok = math.isfinite(values.pop(0))
+        loss_ok = self._add_losses(values)
         if scaling:
             scale = self.scaler.get_scale()
             self.scaler.step(self.optimizer)  # skips internally on inf/NaN
@@ -149,22 +219,49 @@ class StepEngine:
             if not applied:
                 self.skipped_steps += 1
         else:
-            # one host sync per applied step; .item() beats torch.isfinite's kernels on CPU
-            applied = math.isfinite(norm.item()) if norm is not None else True
+            applied = grad_ok
             if applied:
                 self.optimizer.step()
-                self.consecutive_nonfinite = 0
             else:
                 self.nonfinite_steps += 1
-                self.consecutive_nonfinite += 1
+        # a bad window: a non-finite loss, or a non-finite gradient outside the GradScaler (whose
+        # skips with finite losses are loss-scale calibration, not divergence)
+        bad = not grad_ok or not loss_ok
+        if self._any_rank is not None:
+            bad = self._any_rank(bad)
+        self.consecutive_nonfinite = self.consecutive_nonfinite + 1 if bad else 0
         self.optimizer.zero_grad(set_to_none=True)
         if applied:
             self.global_step += 1
             if self.scheduler is not None and self.interval == "step":
                 self.scheduler.step()
             if self.ema is not None:
-                self.ema.update(_unwrapped(self.model))
+                self.ema.update(unwrap_model(self.model))
         return applied
+
+    def _add_losses(self, values: list[float]) -> bool:
+        """Add the window's finite losses to the running sum; True when all were finite."""
+        finite = [v for v in values if math.isfinite(v)]
+        for v in finite:  # one at a time, in batch order: the same float64 sum as a caller's loop
+            self._loss_sum += v
+        self._loss_count += len(finite)
+        return len(finite) == len(values)
+
+    def read_loss(self) -> tuple[float, int]:
+        """(mean of the finite losses, their count) since the last call, and reset.
+
+        The losses reach the host with the step's existing gradient-norm transfer (see
+        :meth:`_apply`), so this costs nothing and a loop needs no ``float(loss)`` (a device
+        sync) per batch. Losses of a window still open are counted once it ends.
+        """
+        total, count = self._loss_sum, self._loss_count
+        self._loss_sum, self._loss_count = 0.0, 0
+        return (total / count if count else math.nan), count
+
+    @property
+    def diverged(self) -> bool:
+        """``max_nonfinite_steps`` windows in a row had a non-finite loss or gradient."""
+        return self.max_nonfinite_steps is not None and self.consecutive_nonfinite >= self.max_nonfinite_steps
 
     def _clip(self) -> torch.Tensor | None:
         if self.clipper is not None:
@@ -226,24 +323,4 @@ class StepEngine:
             setattr(self, name, value)
         self._window = state.get("window", 0)
         if self.ema is not None or state.get("ema") is not None:
-            from .ema import WeightAverager
-
             (self.ema or WeightAverager()).load_state_dict(state.get("ema"))
-
-
-def _unwrapped(model: nn.Module) -> nn.Module:
-    """The user's module inside DDP / torch.compile wrappers (for parameter names)."""
-    while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
-
-
-def compile_model(model: nn.Module) -> nn.Module:
-    """``torch.compile`` where it works, else the model unchanged with one warning."""
-    try:
-        return torch.compile(model)
-    except Exception as exc:  # compile support varies by platform and Python version
-        warnings.warn(f"trainer.compile: torch.compile unavailable ({exc.__class__.__name__}); running eagerly")
-        return model

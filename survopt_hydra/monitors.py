@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import operator
 import os
 from collections.abc import Callable, Iterable
@@ -50,8 +51,8 @@ Sink = Callable[[Record], Any]
 SinkSpec = Union[Sink, Iterable[Sink], None]
 
 
-class MonitorConfigError(ConfigError):
-    """Invalid monitor configuration; ``key`` is ``monitors.<field>``."""
+#: Old name of the error; every monitor error is a plain :class:`ConfigError` (``monitors.<field>``).
+MonitorConfigError = ConfigError
 
 
 class SinkUnavailableError(ConfigError, ImportError):
@@ -69,7 +70,7 @@ def _check_interval(value: Any) -> int:
     except TypeError:
         interval = 0
     if isinstance(value, bool) or interval < 1:
-        raise MonitorConfigError("monitors.log_interval", f"must be an integer >= 1, got {value!r}")
+        raise ConfigError("monitors.log_interval", f"must be an integer >= 1, got {value!r}")
     return interval
 
 
@@ -81,7 +82,7 @@ def _as_sinks(sink: SinkSpec) -> list[Sink]:
     sinks = list(sink)
     for s in sinks:
         if not callable(s):
-            raise MonitorConfigError(
+            raise ConfigError(
                 "monitors.sink", f"must be a callable taking a record (or a list of them), got {s!r}"
             )
     return sinks
@@ -177,7 +178,12 @@ class CSVSink:
 
 
 class TensorBoardSink:
-    """Write each numeric record value as a TensorBoard scalar (tag = key).
+    """Write each finite numeric record value as a TensorBoard scalar (tag = key).
+
+    The library's one TensorBoard writer: monitors and apps (per-epoch rows with
+    ``step_key="epoch"``) share it. ``writer_kwargs`` go to ``SummaryWriter`` (e.g.
+    ``purge_step`` to drop events a killed run logged after its last checkpoint).
+    Non-finite values are skipped: one NaN ruins TensorBoard's axis scaling.
 
     ``torch.utils.tensorboard`` is imported here, not at module import, because
     it pulls in the ``tensorboard`` package (slow, optional).  If it is not
@@ -185,7 +191,7 @@ class TensorBoardSink:
     not at the first log step hours into a run.
     """
 
-    def __init__(self, log_dir: str | os.PathLike[str], **writer_kwargs: Any) -> None:
+    def __init__(self, log_dir: str | os.PathLike[str], step_key: str = "step", **writer_kwargs: Any) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:
@@ -194,12 +200,14 @@ class TensorBoardSink:
                 f"tensorboard needs the 'tensorboard' package (pip install tensorboard): {exc}",
             ) from exc
         self.log_dir = os.fspath(log_dir)
+        self.step_key = step_key
         self.writer = SummaryWriter(log_dir=self.log_dir, **writer_kwargs)
 
     def __call__(self, record: Record) -> None:
-        step = record.get("step")
+        step = record.get(self.step_key)
         for key, value in record.items():
-            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if (key != self.step_key and isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and math.isfinite(value)):
                 self.writer.add_scalar(key, value, global_step=step)
 
     def flush(self) -> None:
@@ -333,7 +341,7 @@ class GradientMonitor:
         log_level: int = logging.DEBUG,
     ) -> None:
         if not isinstance(model, nn.Module):
-            raise MonitorConfigError(
+            raise ConfigError(
                 "monitors.model", f"must be a torch.nn.Module, got {type(model).__name__}"
             )
         self.model = model

@@ -3,6 +3,7 @@ by an independent per-parameter reference written here, never copied from the
 implementation."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from survopt_hydra.config.clipping import CLIPPING
 from survopt_hydra.clipping import ClippingConfigError, GradientClipper, adaptive_clip_grad_
 from survopt_hydra.errors import ConfigError
 
@@ -310,7 +312,7 @@ def test_error_if_nonfinite_with_excluded_nonfinite_grad():
         ("max_norm", 0.0),
         ("max_norm", -1.0),
         ("max_norm", math.nan),
-        ("max_norm", "1.0"),
+        ("max_norm", "one"),
         ("clip_value", 0),
         ("clip_factor", -0.01),
         ("eps", 0.0),
@@ -327,16 +329,24 @@ def test_bad_values_raise_naming_the_key(field, value):
         GradientClipper(**{field: value})
     err = info.value
     assert isinstance(err, ValueError) and isinstance(err, ConfigError)
-    assert err.key == f"clipping.{field}"
-    assert str(err).startswith(f"clipping.{field}:") and "\n" not in str(err)
+    key = f"clipping.{field}" + ("[0]" if field == "exclude" else "")  # the schema names the bad item
+    assert err.key == key
+    assert str(err).startswith(f"{key}:") and "\n" not in str(err)
+
+
+def test_numbers_are_coerced_like_every_config_value():
+    """One validation path: the schema's coercion, so '1.0' from a YAML string is 1.0."""
+    assert GradientClipper(max_norm="1.0").max_norm == 1.0
 
 
 def test_bad_mode_lists_allowed():
-    with pytest.raises(ValueError, match=r"clipping\.mode: must be one of none\|norm\|value\|adaptive"):
+    with pytest.raises(ValueError, match=r"clipping\.mode: unknown name 'adaptve' \(did you mean 'adaptive'\?\); allowed: adaptive, none, norm, value"):
         GradientClipper(mode="adaptve")
 
 
 def test_aliases():
+    # the seed's GradientClipper(max_norm=1.0, norm_type=2) names no mode and clips by norm; the
+    # schema's base default mode `none` means "the clipping group selects nothing" (documented)
     assert GradientClipper().mode == "norm"
     agc = GradientClipper(max_norm=1.0, adaptive=True, clip_factor=0.1)
     assert agc.mode == "adaptive" and agc.clip_factor == 0.1
@@ -365,3 +375,13 @@ def test_no_warning_from_norm_mode_on_plain_lists():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         GradientClipper().clip_gradients([a])
+
+
+@pytest.mark.parametrize("mode", sorted(CLIPPING))
+def test_class_defaults_equal_schema_defaults(mode):
+    """Every field of every clipping option defaults to the schema's value (one source)."""
+    clipper, schema = GradientClipper(mode=mode), CLIPPING[mode]()
+    for field in dataclasses.fields(schema):
+        if not field.name.startswith("_"):
+            value = getattr(clipper, field.name)
+            assert (list(value) if isinstance(value, tuple) else value) == getattr(schema, field.name), field.name

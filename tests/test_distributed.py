@@ -445,6 +445,26 @@ def test_load_checkpoint_refuses_unreadable_files_and_checks_before_loading(tmp_
     assert torch.equal(C.flat_params(other), C.flat_params(model))
 
 
+def test_checkpoint_carries_the_package_checksum_and_a_damaged_one_is_refused(tmp_path, no_launcher):
+    """One checkpoint format: the distributed file is checksummed as the app's last.pt is."""
+    from survopt_hydra import build_optimizer
+    from survopt_hydra.integrity import CHECKSUM_KEY, checksum
+
+    ctx = DistContext()
+    model = C.make_model(0)
+    save_checkpoint(tmp_path / "ok.pt", model, ctx, optimizer=build_optimizer(model, "sgd", lr=0.1))
+    state = torch.load(tmp_path / "ok.pt", weights_only=True)
+    assert state[CHECKSUM_KEY] == checksum(state)
+    name = next(iter(state["model"]))
+    state["model"][name] = state["model"][name] + 1.0  # damaged after writing; checksum kept
+    torch.save(state, tmp_path / "damaged.pt")
+    other = C.make_model(5)
+    before = C.flat_params(other).clone()
+    with pytest.raises(ConfigError, match=r"^checkpoint: cannot resume from .*damaged.pt \(damaged: checksum mismatch\)$"):
+        load_checkpoint(tmp_path / "damaged.pt", other, ctx, optimizer=build_optimizer(other, "sgd", lr=0.1))
+    assert torch.equal(C.flat_params(other), before)
+
+
 # ----------------------------------------------------------------------------------
 # Slurm / submitit through Hydra
 # ----------------------------------------------------------------------------------
@@ -470,7 +490,7 @@ def test_slurm_launcher_config_composes_without_a_cluster():
 def test_slurm_task_environment_becomes_the_rank(no_launcher, monkeypatch):
     """Inside a submitit Slurm job, SLURM_* variables give rank, world size and master."""
     pytest.importorskip("submitit")
-    from survopt_hydra.distributed import _submitit_env
+    from survopt_hydra.distributed import submitit_env
 
     for key in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         monkeypatch.setenv(key, "x")  # registered so monkeypatch restores what export() writes
@@ -480,7 +500,7 @@ def test_slurm_task_environment_becomes_the_rank(no_launcher, monkeypatch):
            "SLURM_JOB_NODELIST": "gpu[07-08]"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    assert _submitit_env() == {"rank": 5, "world_size": 8, "local_rank": 1}
+    assert submitit_env() == {"rank": 5, "world_size": 8, "local_rank": 1}
     assert os.environ["MASTER_ADDR"] == "gpu07" and os.environ["RANK"] == "5"
     assert 20000 <= int(os.environ["MASTER_PORT"]) <= 60000
 

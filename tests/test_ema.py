@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import subprocess
@@ -15,7 +16,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from survopt_hydra import ConfigError, StepEngine
-from survopt_hydra.config.ema import ExponentialEMAConfig
+from survopt_hydra.config.ema import EMA, ExponentialEMAConfig
 from survopt_hydra.ema import WeightAverager
 from survopt_hydra.validation import validate_groups
 
@@ -161,3 +162,13 @@ def test_app_scores_the_average_and_resumes_it_exactly(tmp_path: Path) -> None:
     assert val_c == pytest.approx(full["val_cindex"], abs=1e-12)
     last = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
     assert last["engine"]["ema"]["steps_seen"] == full["optimizer_steps"] == 12 * math.ceil(full["n_train"] / 128)
+
+
+@pytest.mark.parametrize("mode", sorted(EMA))
+def test_class_defaults_equal_schema_defaults(mode) -> None:
+    """WeightAverager(mode) holds exactly the schema's defaults (one source of truth)."""
+    ema, schema = WeightAverager(mode), EMA[mode]()
+    for field in dataclasses.fields(schema):
+        if not field.name.startswith("_"):
+            assert getattr(ema, field.name) == getattr(schema, field.name), field.name
+    assert WeightAverager().mode == EMA["none"]().mode == "none"

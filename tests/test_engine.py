@@ -1,5 +1,6 @@
 """The step engine: accumulation, AMP skips, scheduler cadence, exact resume."""
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ from torch import nn
 
 from survopt_hydra import ConfigError, StepEngine, build_optimizer, build_scheduler
 from survopt_hydra.amp import AmpSettings
+from survopt_hydra.config.amp import AMP
 
 
 def _model(seed=0):
@@ -166,6 +168,15 @@ def test_amp_settings_validate():
         AmpSettings("fp16", init_scale=0)
 
 
+@pytest.mark.parametrize("dtype", sorted(AMP))
+def test_amp_class_defaults_equal_schema_defaults(dtype):
+    settings, schema = AmpSettings(dtype), AMP[dtype]()
+    for field in dataclasses.fields(schema):
+        if not field.name.startswith("_"):
+            assert getattr(settings, field.name) == getattr(schema, field.name), field.name
+    assert AmpSettings().dtype == AMP["none"]().dtype == "none"
+
+
 def _run(model, engine, x, y, epochs, start=0, lrs=None):
     for epoch in range(start, epochs):
         g = torch.Generator().manual_seed(epoch)
@@ -209,3 +220,90 @@ def test_split_run_with_save_load_equals_uninterrupted_run(sched, opts):
     assert lrs_a == lrs_b
     assert torch.equal(_params(model_a), _params(model_c))
     assert engine_c.global_step == engine_a.global_step
+
+
+def test_will_step_marks_the_last_micro_batch_of_each_window():
+    """10 batches, k=4: windows end after batches 4, 8 and 10 (the short last window)."""
+    model = _model()
+    engine = _engine(model, k=4, batches=10)
+    x, y = _data(40)
+    ends, applied = [], []
+    for bx, by in zip(x.chunk(10), y.chunk(10)):
+        engine.backward(nn.functional.mse_loss(model(bx), by))
+        ends.append(engine.will_step())
+        applied.append(engine.step())
+    assert ends == applied == [False] * 3 + [True] + [False] * 3 + [True, False, True]
+
+
+def test_read_loss_equals_the_host_sum_of_finite_losses():
+    """read_loss() equals summing float(loss) per batch on the host, exactly; NaN batches are left out."""
+    model = _model()
+    engine = _engine(model, k=2, batches=6)
+    x, y = _data(48)
+    host = []
+    for i, (bx, by) in enumerate(zip(x.chunk(6), y.chunk(6))):
+        loss = nn.functional.mse_loss(model(bx), by) * (float("nan") if i == 2 else 1.0)
+        if i != 2:
+            host.append(float(loss.detach()))
+        engine.backward(loss)
+        engine.step()
+    mean, count = engine.read_loss()
+    assert count == 5 and mean == sum(host) / 5
+    assert engine.read_loss()[1] == 0  # read resets
+
+
+def test_nonfinite_streak_counts_bad_windows_and_resets_on_a_good_one():
+    model = _model()
+    engine = StepEngine(model, build_optimizer(model, "sgd", lr=0.01, momentum=0.0), max_nonfinite_steps=2)
+    x, y = _data(8)
+    flags = []
+    for scale in (float("nan"), 1.0, float("inf"), float("nan")):
+        engine.backward(nn.functional.mse_loss(model(x), y) * scale)
+        engine.step()
+        flags.append((engine.consecutive_nonfinite, engine.diverged))
+    assert flags == [(1, False), (0, False), (1, False), (2, True)]
+    assert engine.nonfinite_steps == 3 and engine.global_step == 1
+
+
+def test_fp16_skip_with_finite_loss_is_calibration_not_divergence():
+    """A GradScaler overflow skip on a finite loss leaves the streak at 0; a NaN loss counts."""
+    model = _model()
+    engine = _engine(model, amp="fp16")
+    engine.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127)  # the scaled loss overflows float32
+    x, y = _data(8)
+    engine.backward(nn.functional.mse_loss(model(x), y) * 1e3)
+    assert engine.step() is False and engine.skipped_steps == 1 and engine.consecutive_nonfinite == 0
+    engine.backward(nn.functional.mse_loss(model(x), y) * float("nan"))
+    assert engine.step() is False and engine.consecutive_nonfinite == 1
+
+
+def test_from_config_reads_only_library_groups():
+    """No trainer node needed: accumulation is an argument; steps_per_epoch = ceil(batches / k)."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({
+        "optimizer": {"_target_": "survopt_hydra.optimizer.build_optimizer", "name": "sgd", "lr": 0.1},
+        "scheduler": {"_target_": "survopt_hydra.scheduler.build_scheduler", "name": "onecycle"},
+        "trainer": {"accumulate_grad_batches": 7},  # an app's node: ignored
+    })
+    engine = StepEngine.from_config(cfg, _model(), batches_per_epoch=10, epochs=2, accumulate_grad_batches=4)
+    assert engine.accumulate == 4 and engine.scheduler.total_steps == 2 * 3
+    assert engine.clipper is None and engine.ema is None and engine.model is not None
+
+
+def test_accelerator_transfer_path_gives_the_same_counts_and_loss():
+    """Off CPU the norm and the losses come back in one cat+tolist; forced here on CPU
+    (no accelerator needed), it must agree with the .item() path exactly."""
+    results = []
+    for device_type in ("cpu", "accelerator"):
+        model = _model()
+        engine = _engine(model, k=2, batches=6)
+        engine.device_type = device_type  # only the transfer path reads it after construction
+        x, y = _data(48)
+        for i, (bx, by) in enumerate(zip(x.chunk(6), y.chunk(6))):
+            engine.backward(nn.functional.mse_loss(model(bx), by) * (float("nan") if i == 3 else 1.0))
+            engine.step()
+        results.append((engine.read_loss(), engine.global_step, engine.nonfinite_steps, _params(model)))
+    (loss_a, steps_a, bad_a, params_a), (loss_b, steps_b, bad_b, params_b) = results
+    assert loss_a == loss_b and loss_a[1] == 5 and (steps_a, bad_a) == (steps_b, bad_b) == (2, 1)
+    assert torch.equal(params_a, params_b)

@@ -250,6 +250,21 @@ def test_tensorboard_sink_writes_events(tmp_path):
     assert (event.step, event.value) == (3, 0.5)
 
 
+def test_tensorboard_sink_epoch_rows_skip_nonfinite(tmp_path):
+    """An app's per-epoch rows: the step is the ``epoch`` key, a NaN value is left out."""
+    pytest.importorskip("tensorboard")
+    sink = TensorBoardSink(tmp_path / "tb", step_key="epoch")
+    sink({"epoch": 2, "val_cindex": 0.61, "val_loss": float("nan")})
+    sink.close()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    assert acc.Tags()["scalars"] == ["val_cindex"]
+    (event,) = acc.Scalars("val_cindex")
+    assert event.step == 2 and event.value == pytest.approx(0.61)
+
+
 def test_tensorboard_missing_raises_at_construction(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # makes the import fail
     with pytest.raises(SinkUnavailableError, match="tensorboard") as info:

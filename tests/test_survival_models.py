@@ -52,6 +52,32 @@ def test_mlp_refuses_bad_options(kwargs, message):
         MLP(3, **kwargs)
 
 
+def test_mlp_defaults_and_options_equal_the_app_schema():
+    """One source for the MLP's settings: the class's defaults are the app's ``model=mlp``
+    defaults, and every norm / activation the class knows passes the schema's check."""
+    import dataclasses
+    import inspect
+
+    from survopt_hydra.app.config import MLPModelConfig
+    from survopt_hydra.config.checks import validate
+    from survopt_hydra.errors import ConfigError
+    from survopt_hydra.survival.models import ACTIVATIONS, NORMS
+
+    signature = inspect.signature(MLP).parameters
+    schema = MLPModelConfig()
+    fields = [f.name for f in dataclasses.fields(schema) if not f.name.startswith("_") and f.name != "name"]
+    assert sorted(fields) == sorted(n for n in signature if n != "in_features")
+    for name in fields:
+        default = signature[name].default
+        assert (list(default) if isinstance(default, tuple) else default) == getattr(schema, name), name
+    for norm in NORMS:
+        validate(MLPModelConfig, {"norm": norm}, "model")
+    for activation in ACTIVATIONS:
+        validate(MLPModelConfig, {"activation": activation}, "model")
+    with pytest.raises(ConfigError, match="model.norm"):
+        validate(MLPModelConfig, {"norm": "group"}, "model")
+
+
 def test_cnn_shapes_and_parameter_groups():
     model = SmallCNN(in_channels=2, channels=(4, 8), hidden=6)
     assert model(torch.randn(3, 2, 20, 20)).shape == (3,)

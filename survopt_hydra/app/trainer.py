@@ -43,7 +43,7 @@ from ..distributed import (
     load_model_state_dict, model_state_dict, shard_indices, sync_buffers,
 )
 from ..distributed.checkpoint import load_shards, prune_shards, save_shards
-from ..engine import StepEngine, _unwrapped
+from ..engine import StepEngine, unwrap_model as _unwrapped
 from ..errors import ConfigError
 from ..monitors import CSVSink, GradientMonitor, OptimizerMonitor
 from ..survival import LinearCox, MLP, SmallCNN, concordance_index, cox_ph_loss
@@ -181,7 +181,8 @@ class Trainer:
         optimizer = self.dist.build_optimizer(cfg.optimizer, self.model, self.ctx,  # LR scaling, recorded
                                               global_batch=min(bs, self.rows_per_rank) * k * ws,
                                               base_batch=min(bs, n_train) * k)
-        self.engine = StepEngine.from_config(cfg, self.model, self.n_batches, self.t["max_epochs"], optimizer=optimizer)
+        self.engine = StepEngine.from_config(cfg, self.model, self.n_batches, self.t["max_epochs"], optimizer=optimizer,
+                                             accumulate_grad_batches=k, compile=self.t["compile"])
         self.progress = Progress()
         self.config = OmegaConf.to_container(cfg, resolve=True)
         self.resumed = self._maybe_resume()

@@ -39,7 +39,7 @@ from __future__ import annotations
 from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .context import DistContext, current_context, is_main
 from .data import eval_indices, gather_by_index, shard_indices, train_sampler
-from .launch import TORCHRUN_HINT, _submitit_env, _torchrun_env
+from .launch import TORCHRUN_HINT, submitit_env, torchrun_env
 from .optim import lr_scale_factor
 from .seed_api import DistributedOptimizer
 from .settings import DistributedSettings

@@ -6,7 +6,6 @@ rank) are one concern, separate from building the state dicts (:mod:`.state`).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -19,14 +18,15 @@ from torch import nn
 from torch.optim import Optimizer
 
 from ..errors import ConfigError
-from ..durable import rng_state as _rng_state, save_atomic as _save_atomic, set_rng_state as _set_rng_state
+from ..durable import rng_state, save_atomic, set_rng_state
+from ..integrity import file_sha256, intact, with_checksum
 from .context import DistContext
 from .state import (
     consolidated_optimizer_state, load_engine_state, load_model_state_dict, load_optimizer_state, model_state_dict,
 )
-from .wrap import _is_fsdp
+from .wrap import is_fsdp
 
-CHECKPOINT_FORMAT = "survopt-distributed/1"
+CHECKPOINT_FORMAT = "survopt-distributed/2"  # /2: carries the package's checksum (survopt_hydra.integrity)
 # A shard folder's name as save_shards makes it: one plain name (no separators), so the
 # folder can only be a sibling of the checkpoint file.
 _SHARD_NAME = re.compile(r"[A-Za-z0-9_.-]+\.shards-[0-9a-f]{10}")
@@ -53,10 +53,10 @@ def save_checkpoint(
     """
     path = Path(ctx.broadcast_object(str(path)))  # rank 0's path: Hydra run dirs can differ by rank
     opt = _optimizer_of(engine, optimizer)
-    rngs = ctx.all_gather_object(_rng_state())
+    rngs = ctx.all_gather_object(rng_state())
     shard_dir, digests = None, None
     if sharded:
-        if not _is_fsdp(model):
+        if not is_fsdp(model):
             raise ConfigError("distributed.checkpoint", "'sharded' needs distributed=fsdp; allowed here: full")
         shard_dir, digests = save_shards(path, model, opt, ctx)
         model_sd, opt_sd = None, None
@@ -81,7 +81,7 @@ def save_checkpoint(
             "rng": rngs,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        _save_atomic(state, path)
+        save_atomic(with_checksum(state), path)
         if shard_dir is not None:  # the folder the previous file named, and any a crash left behind
             prune_shards(path, {shard_dir.name})
     ctx.barrier()
@@ -114,15 +114,7 @@ def save_shards(path: Path, model: nn.Module, optimizer: Optimizer, ctx: DistCon
 
 
 def _folder_digests(folder: Path) -> dict[str, str]:
-    return {f.name: _sha256(f) for f in sorted(folder.iterdir())}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return {f.name: file_sha256(f) for f in sorted(folder.iterdir())}
 
 
 def verified_shard_dir(path: Path, name: Any, digests: Any, key: str = "distributed.checkpoint") -> Path:
@@ -151,7 +143,7 @@ def verified_shard_dir(path: Path, name: Any, digests: Any, key: str = "distribu
         raise ConfigError(key, f"{folder}: files differ from the ones the checkpoint recorded ({', '.join(odd)}); "
                           "refused")
     for fname, f in found.items():
-        if f.is_symlink() or not f.is_file() or _sha256(f) != digests[fname]:
+        if f.is_symlink() or not f.is_file() or file_sha256(f) != digests[fname]:
             raise ConfigError(key, f"{f}: checksum mismatch with the checkpoint's record; refused (not read)")
     return folder
 
@@ -225,7 +217,9 @@ def load_checkpoint(
         else:
             if not isinstance(state, Mapping) or state.get("format") != CHECKPOINT_FORMAT:
                 error = f"cannot resume from {path} (not a survopt_hydra.distributed checkpoint)"
-    fsdp = _is_fsdp(model)
+            elif not intact(state):
+                error = f"cannot resume from {path} (damaged: checksum mismatch)"
+    fsdp = is_fsdp(model)
     # what every rank needs; FSDP's full model/optimizer stay on rank 0 (broadcast later)
     heavy = ("model", "optimizer") if fsdp else ()
     light = None
@@ -257,7 +251,7 @@ def load_checkpoint(
             load_optimizer_state(opt, full.get("optimizer") or (full.get("engine") or {}).get("optimizer"), ctx, model)
     rngs = light.get("rng") or []
     if restore_rng and len(rngs) == ctx.world_size:
-        _set_rng_state(rngs[ctx.rank])
+        set_rng_state(rngs[ctx.rank])
     ctx.barrier()
     return light.get("extra") or {}
 

@@ -211,7 +211,7 @@ def current_context(strategy: str = "none") -> DistContext:
 # ----------------------------------------------------------------------------------
 # A process group kept between Hydra multirun jobs
 # ----------------------------------------------------------------------------------
-def _kept_group() -> dict[str, Any] | None:
+def kept_group() -> dict[str, Any] | None:
     """What :meth:`DistContext.teardown` kept for the next multirun job (or ``None``)."""
     return _KEPT
 

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import ConfigError
-from .context import DistContext, _kept_group, current_context
+from .context import DistContext, kept_group, current_context
 
 log = logging.getLogger(__package__)  # one logger for the whole survopt_hydra.distributed package
 
@@ -29,9 +29,9 @@ TORCHRUN_HINT = (
 def start(strategy: str, requested_backend: str, allow_single_process: bool, device: Any = None) -> DistContext:
     """Start (or join) the process group for ``strategy``; the body of
     :meth:`~survopt_hydra.distributed.DistributedSettings.setup` (see its doc)."""
-    env, launcher = _torchrun_env(), "torchrun"
+    env, launcher = torchrun_env(), "torchrun"
     if env is None:
-        env, launcher = _submitit_env(), "submitit"
+        env, launcher = submitit_env(), "submitit"
     if strategy == "none":
         if env is not None and env["world_size"] > 1:
             raise ConfigError("distributed.strategy", f"'none' but {launcher} started {env['world_size']} "
@@ -42,7 +42,7 @@ def start(strategy: str, requested_backend: str, allow_single_process: bool, dev
                            launcher=launcher if env else "none")
     if dist.is_available() and dist.is_initialized():  # the app, a test or a previous sweep job
         ctx = current_context(strategy)
-        kept = _kept_group()
+        kept = kept_group()
         if kept is not None and kept["world_size"] == ctx.world_size:
             ctx.launcher, ctx.owns_group = kept["launcher"], True
         ctx.device = _resolve_device(device, ctx.local_rank) if ctx.backend != "nccl" else ctx.device
@@ -69,7 +69,7 @@ def start(strategy: str, requested_backend: str, allow_single_process: bool, dev
 # ----------------------------------------------------------------------------------
 # Launcher environments
 # ----------------------------------------------------------------------------------
-def _torchrun_env() -> dict[str, int] | None:
+def torchrun_env() -> dict[str, int] | None:
     """RANK / WORLD_SIZE / LOCAL_RANK as set by torchrun (or any env:// launcher)."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return None
@@ -86,7 +86,7 @@ def _torchrun_env() -> dict[str, int] | None:
     return {"rank": rank, "world_size": world, "local_rank": local}
 
 
-def _submitit_env() -> dict[str, int] | None:
+def submitit_env() -> dict[str, int] | None:
     """A submitit job (Hydra's submitit launcher): export torch's env:// variables.
 
     Each Slurm task is one rank (``hydra.launcher.tasks_per_node`` x ``nodes``);
@@ -144,3 +144,6 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
         raise ConfigError("distributed.backend", f"'nccl' needs CUDA devices but this run uses {device}; "
                           "allowed here: gloo, auto")
     return backend
+
+
+_torchrun_env = torchrun_env  # old private name, still imported by app/rules.py until the lead switches it (issue 15)

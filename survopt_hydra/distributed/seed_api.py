@@ -12,10 +12,10 @@ from torch import nn
 
 from ..errors import ConfigError
 from .context import current_context
-from .optim import _is_zero
+from .optim import is_zero
 from .settings import DistributedSettings
 from .state import consolidated_optimizer_state, load_optimizer_state
-from .wrap import _is_fsdp
+from .wrap import is_fsdp
 
 
 class DistributedOptimizer:
@@ -88,7 +88,7 @@ class DistributedOptimizer:
         Consolidated on rank 0 for ZeRO and FSDP (``None`` on other ranks); every rank
         gets its (identical) state for ddp / a single process.
         """
-        if _is_zero(self.optimizer) or _is_fsdp(self.model):
+        if is_zero(self.optimizer) or is_fsdp(self.model):
             return consolidated_optimizer_state(self.optimizer, self.ctx, self.model)
         return self.optimizer.state_dict()
 

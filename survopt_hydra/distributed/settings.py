@@ -18,13 +18,14 @@ from torch.optim import Optimizer
 from ..config.checks import validate
 from ..config.distributed import DISTRIBUTED
 from ..errors import unknown_name
+from ..optimizer import build_optimizer, optimizer_options
+from ..validation import plain_values
 from .checkpoint import load_checkpoint, save_checkpoint
 from .context import DistContext
-from .data import train_sampler
 from .launch import start as _start
-from .optim import _build_zero_optimizer, _plain_options, lr_scale_factor
+from .optim import build_zero_optimizer, lr_scale_factor
 from .state import consolidated_optimizer_state, load_optimizer_state
-from .wrap import _unwrapped
+from ..engine import unwrap_model
 from .wrap import wrap_model as _wrap_model
 
 log = logging.getLogger(__package__)  # one logger for the whole survopt_hydra.distributed package
@@ -120,9 +121,10 @@ class DistributedSettings:
         named param groups; otherwise the plain :func:`~survopt_hydra.optimizer.build_optimizer`
         result. The factor is in ``self.lr_scale`` / ``self.lr_scale_info`` (log it).
         """
-        from ..optimizer import build_optimizer, optimizer_options
-
-        options = _plain_options(cfg_optimizer)
+        options = plain_values(cfg_optimizer)
+        target = (cfg_optimizer or {}).get("_target_")
+        if target is not None:  # the builder honours (and checks) an optimizer _target_ override
+            options["_target_"] = target
         name = options.pop("name", "adamw")
         factor = self.lr_factor(ctx, global_batch, base_batch)
         if factor != 1.0:
@@ -131,9 +133,10 @@ class DistributedSettings:
         self.lr_scale_info["lr"] = options.get("lr")
         if ctx.is_main and factor != 1.0:
             log.info("distributed.lr_scaling=%s: lr x %.4g (world size %d)", self.lr_scaling, factor, ctx.world_size)
+        optimizer = build_optimizer(unwrap_model(model), name, **options)
         if self.strategy == "zero" and ctx.distributed:
-            return _build_zero_optimizer(model, name, options, bool(self.options.get("overlap_with_ddp")))
-        return build_optimizer(_unwrapped(model), name, **options)
+            return build_zero_optimizer(optimizer, model, bool(self.options.get("overlap_with_ddp")))
+        return optimizer
 
     # -- checkpoints -------------------------------------------------------------------
     def consolidated_optimizer_state(self, optimizer: Optimizer, ctx: DistContext, model: nn.Module | None = None):
@@ -154,10 +157,6 @@ class DistributedSettings:
                         error_key: str = "checkpoint", error_hint: str = "") -> dict[str, Any] | None:
         """:func:`load_checkpoint` (the file says whether it is sharded)."""
         return load_checkpoint(path, model, ctx, engine, optimizer, restore_rng, before_load, error_key, error_hint)
-
-    # -- data --------------------------------------------------------------------------
-    def train_sampler(self, n: int, ctx: DistContext, seed: int = 0, shuffle: bool = True, drop_last: bool = False):
-        return train_sampler(n, ctx, seed, shuffle, drop_last)
 
     def describe(self, ctx: DistContext) -> dict[str, Any]:
         """Everything the app should log about the distributed setup."""

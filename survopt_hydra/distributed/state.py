@@ -14,8 +14,9 @@ from torch.optim import Optimizer
 
 from ..errors import ConfigError
 from .context import DistContext
-from .optim import _is_zero
-from .wrap import _is_fsdp, _unwrapped
+from .optim import is_zero
+from ..engine import unwrap_model
+from .wrap import is_fsdp
 
 
 def _state_options(**kw: Any):
@@ -31,10 +32,10 @@ def consolidated_optimizer_state(optimizer: Optimizer, ctx: DistContext, model: 
     format, loadable into a plain optimizer). FSDP (pass ``model``): DCP's full
     optimizer state dict, keyed by parameter name. Otherwise the plain state dict.
     """
-    if _is_zero(optimizer):
+    if is_zero(optimizer):
         optimizer.consolidate_state_dict(to=0)
         return optimizer.state_dict() if ctx.is_main else None
-    if model is not None and _is_fsdp(model):
+    if model is not None and is_fsdp(model):
         from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
         state = get_optimizer_state_dict(model, optimizer, options=_state_options(full_state_dict=True, cpu_offload=True))
@@ -49,7 +50,7 @@ def load_optimizer_state(optimizer: Optimizer, state: Mapping | None, ctx: DistC
     (``broadcast_from_rank0``). A name-keyed (FSDP) state loads into a plain/ZeRO
     optimizer and an int-keyed one into FSDP, provided the param groups match.
     """
-    if model is not None and _is_fsdp(model):
+    if model is not None and is_fsdp(model):
         from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
         full = _to_fqn_state(state, optimizer, model) if ctx.is_main and state is not None else {}
@@ -67,7 +68,7 @@ def _param_names(optimizer: Optimizer, model: nn.Module | None) -> list[str] | N
     """Name of each parameter in the optimizer's global (int) order."""
     if model is None:
         return None
-    name_of = {id(p): n for n, p in _unwrapped(model).named_parameters()}
+    name_of = {id(p): n for n, p in unwrap_model(model).named_parameters()}
     names = [name_of.get(id(p)) for g in optimizer.param_groups for p in g["params"]]
     return None if any(n is None for n in names) else names  # type: ignore[return-value]
 
@@ -111,7 +112,7 @@ def model_state_dict(model: nn.Module, ctx: DistContext, all_ranks: bool = False
     must call it. Keys never carry ``module.`` or FSDP prefixes, so a checkpoint from
     any strategy loads into any other (and into a plain model).
     """
-    if _is_fsdp(model):
+    if is_fsdp(model):
         from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
         state = get_model_state_dict(model, options=_state_options(full_state_dict=True, cpu_offload=not all_ranks))
@@ -120,7 +121,7 @@ def model_state_dict(model: nn.Module, ctx: DistContext, all_ranks: bool = False
         return state if ctx.is_main else None
     if not (ctx.is_main or all_ranks):
         return None
-    return {k: v.detach().cpu().clone() for k, v in _unwrapped(model).state_dict().items()}
+    return {k: v.detach().cpu().clone() for k, v in unwrap_model(model).state_dict().items()}
 
 
 def load_model_state_dict(model: nn.Module, state: Mapping | None, ctx: DistContext) -> None:
@@ -129,7 +130,7 @@ def load_model_state_dict(model: nn.Module, state: Mapping | None, ctx: DistCont
     FSDP: only rank 0's ``state`` is read (and broadcast); other strategies: every rank
     loads the ``state`` it is given (all must pass the same one).
     """
-    if _is_fsdp(model):
+    if is_fsdp(model):
         from torch.distributed.checkpoint.state_dict import set_model_state_dict
 
         full = dict(state) if (ctx.is_main and state is not None) else {}
@@ -137,7 +138,7 @@ def load_model_state_dict(model: nn.Module, state: Mapping | None, ctx: DistCont
         return
     if state is None:
         raise ConfigError("checkpoint", f"rank {ctx.rank} got no model state to load")
-    _unwrapped(model).load_state_dict(state)
+    unwrap_model(model).load_state_dict(state)
 
 
 def engine_state_dict(engine: Any, ctx: DistContext, model: nn.Module | None = None) -> dict | None:
@@ -162,7 +163,7 @@ def load_engine_state(engine: Any, state: Mapping[str, Any], ctx: DistContext, m
     state loads into a plain or ZeRO optimizer and vice versa.
     """
     opt = engine.optimizer
-    if model is not None and _is_fsdp(model):
+    if model is not None and is_fsdp(model):
         full = state.get("optimizer") if ctx.is_main else None
         engine.load_state_dict(dict(state, optimizer=opt.state_dict()))  # scheduler, scaler, counters
         load_optimizer_state(opt, full, ctx, model)

@@ -1,7 +1,7 @@
 """Applying the strategy to the model: DDP for ``ddp``/``zero``, FSDP2 for ``fsdp``.
 
 Split out because checkpoints, the optimizer builders and the seed API all need to
-ask what a model was wrapped in (:func:`_is_fsdp`, :func:`_unwrapped`) without the
+ask what a model was wrapped in (:func:`is_fsdp`) without the
 settings object; :func:`sync_buffers` sits here because FSDP's forward hook uses it.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..engine import unwrap_model
 from .context import DistContext
 
 
@@ -73,7 +74,7 @@ def sync_buffers(model: nn.Module, ctx: DistContext) -> None:
     """
     if not ctx._collective():
         return
-    for buf in _unwrapped(model).buffers():
+    for buf in unwrap_model(model).buffers():
         if ctx.backend == "nccl" or buf.device.type == "cpu":
             dist.broadcast(buf.data, src=0)
         else:  # gloo with a CUDA buffer: through the host
@@ -104,7 +105,7 @@ def fully_shard_available() -> bool:
     return _fully_shard_fn() is not None
 
 
-def _is_fsdp(model: nn.Module) -> bool:
+def is_fsdp(model: nn.Module) -> bool:
     """FSDP2-sharded (DTensor parameters / FSDPModule) or an FSDP1 wrapper."""
     try:
         from torch.distributed.fsdp import FullyShardedDataParallel
@@ -118,9 +119,3 @@ def _is_fsdp(model: nn.Module) -> bool:
     except ImportError:  # pragma: no cover
         return False
     return any(isinstance(p, DTensor) for p in model.parameters())
-
-
-def _unwrapped(model: nn.Module) -> nn.Module:
-    from ..engine import _unwrapped as unwrap
-
-    return unwrap(model)

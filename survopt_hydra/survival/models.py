@@ -29,15 +29,20 @@ class LinearCox(nn.Module):
 
 
 class MLP(nn.Module):
-    """DeepSurv-style network: [Linear -> norm -> activation -> dropout] * len(hidden) -> Linear."""
+    """DeepSurv-style network: [Linear -> norm -> activation -> dropout] * len(hidden) -> Linear.
+
+    The defaults are the app's ``model=mlp`` defaults (one hidden layer of 16 GELU units,
+    chosen by ``scripts/select_defaults.py``); ``tests/test_survival_models.py`` keeps the
+    two equal.
+    """
 
     def __init__(
         self,
         in_features: int,
-        hidden: Sequence[int] = (32, 32),
+        hidden: Sequence[int] = (16,),
         dropout: float = 0.1,
         norm: str = "batch",
-        activation: str = "relu",
+        activation: str = "gelu",
     ) -> None:
         super().__init__()
         if norm not in NORMS:
