@@ -99,3 +99,20 @@ def test_targets_and_reproducibility_helpers() -> None:
     assert repro["figures"]["a"]["within_tolerance"] is True
     assert repro["figures"]["b"]["within_tolerance"] is False
     assert "c" not in repro["figures"] and repro["all_within_tolerance"] is False
+
+
+@pytest.mark.slow
+def test_sweep_benchmark_quick_reports_every_figure() -> None:
+    """bench_sweep --quick: one default run and the 6-job sweep both ways; figures are numbers and
+    consistent with each other (not a timing test)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench_sweep
+
+    res = bench_sweep.run(quick=True)
+    for key in ("default_run_wall_s", "sweep6_sequential_wall_s", "sweep6_parallel_wall_s", "parallel_sweep_speedup"):
+        assert isinstance(res[key], float) and res[key] > 0, key
+    assert res["default_run_wall_s"] > res["default_run_train_s"] > 0
+    assert res["sweep6_sequential_wall_s"] > res["sweep6_train_s_sum"] > 0
+    assert res["parallel_sweep_speedup"] == pytest.approx(
+        res["sweep6_sequential_wall_s"] / res["sweep6_parallel_wall_s"], rel=1e-2)
+    assert math.isfinite(res["sweep_job_overhead_s"]) and math.isfinite(res["sweep_job_overhead_parallel_s"])
