@@ -65,20 +65,20 @@ def _fail(message: str, code: int, prefix: str = "error: ") -> None:
     sys.exit(code)
 
 
-def _io_error(exc: BaseException) -> str | None:
+def _io_error(exc: BaseException, run_dir: Path) -> str | None:
     """One line for a file the run could not write (a full disk above all); None if not such an error."""
     while exc is not None and not isinstance(exc, OSError):
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     if exc is None or (exc.filename is None and exc.errno not in (errno.ENOSPC, errno.EDQUOT)):
         return None
-    where = str(exc.filename) if exc.filename is not None else "the run dir"
+    where = str(exc.filename) if exc.filename is not None else str(run_dir)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return (f"{where}: disk full ({exc.strerror}); the checkpoints already written are intact - free space "
                 "and rerun the same command to resume")
     return f"{where}: cannot write ({exc.strerror or exc}); fix the directory and rerun the same command to resume"
 
 
-def _classify(exc: Exception) -> tuple[int, str] | None:
+def _classify(exc: Exception, run_dir: Path) -> tuple[int, str] | None:
     """(exit status, one line) for an error the user can act on; None for a bug (a traceback)."""
     from survopt_hydra.app.trainer import TrainingError
 
@@ -87,7 +87,7 @@ def _classify(exc: Exception) -> tuple[int, str] | None:
         return EXIT_USAGE, str(user)
     if isinstance(exc, TrainingError):
         return EXIT_FAILED, str(exc)
-    io = _io_error(exc)
+    io = _io_error(exc, run_dir)
     return (EXIT_USAGE, io) if io is not None else None
 
 
@@ -123,7 +123,7 @@ def _main(cfg: DictConfig) -> Any:
     except Exception as exc:
         if debug:
             raise
-        known = _classify(exc)
+        known = _classify(exc, run_dir)
         if not sweep:
             if known is None:
                 raise
