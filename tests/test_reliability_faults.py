@@ -27,13 +27,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 import torch
+
+from scenario_pool import run_scenarios
 
 ROOT = Path(__file__).resolve().parents[1]
 # GBSG2: one full batch per epoch keeps the batch/epoch arithmetic of the fault windows simple
@@ -225,19 +225,7 @@ SCENARIOS: dict[str, Callable[[Path], dict]] = {
 def scenarios(tmp_path_factory: pytest.TempPathFactory) -> dict:
     base = tmp_path_factory.mktemp("faults")
 
-    def run(name: str) -> tuple[str, dict]:
-        tic = time.perf_counter()
-        try:
-            result = SCENARIOS[name](base / name)
-        except BaseException as exc:  # reported by the scenario's own test
-            result = {"error": exc}
-        return name, {**result, "dir": base / name, "seconds": time.perf_counter() - tic}
-
-    tic = time.perf_counter()
-    with ThreadPoolExecutor(2) as pool:
-        out = dict(pool.map(run, SCENARIOS))
-    print(f"\nfault scenarios in {time.perf_counter() - tic:.1f}s wall: "
-          + ", ".join(f"{k} {v['seconds']:.1f}s" for k, v in out.items()))
+    out = run_scenarios(SCENARIOS, base, "fault")
     return out
 
 

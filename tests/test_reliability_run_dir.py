@@ -26,11 +26,12 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import pytest
+
+from scenario_pool import run_scenarios
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ["data=gbsg2", "trainer.max_epochs=3", "trainer.early_stopping_patience=null", "optimizer.lr=3e-3"]
@@ -246,19 +247,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
     stopped = app(base / "stopped", "trainer.stop_after_epochs=2")
     assert stopped.returncode == 0, stopped.stderr[-3000:]
 
-    def run(name: str) -> tuple[str, dict]:
-        tic = time.perf_counter()
-        try:
-            result = SCENARIOS[name](base / name, base)
-        except BaseException as exc:  # reported by the scenario's own test
-            result = {"error": exc}
-        return name, {**result, "dir": base / name, "seconds": time.perf_counter() - tic}
-
-    tic = time.perf_counter()
-    with ThreadPoolExecutor(2) as pool:
-        out = dict(pool.map(run, SCENARIOS))
-    print(f"\nrun-dir scenarios in {time.perf_counter() - tic:.1f}s wall: "
-          + ", ".join(f"{k} {v['seconds']:.1f}s" for k, v in out.items()))
+    out = run_scenarios(SCENARIOS, base, "run-dir", base)
     return {**out, "base": base}
 
 
