@@ -6,6 +6,7 @@ the distributed checkpoint paths cannot drift apart.
 """
 from __future__ import annotations
 
+import io
 import os
 import random
 import tempfile
@@ -30,12 +31,20 @@ def save_atomic(obj: Any, path: str | os.PathLike, before_replace: Callable[[Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in _stale_temps(path):  # left by a process killed mid-write
         stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    buffer = io.BytesIO()  # serialize first: torch's zip writer turns a full disk into an opaque RuntimeError
+    torch.save(obj, buffer)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    try:
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(buffer.getbuffer())
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:  # ENOSPC, EDQUOT, EIO: name the file, the old one stays untouched
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         if before_replace is not None:
             before_replace(Path(tmp))
         os.replace(tmp, path)

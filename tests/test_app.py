@@ -98,6 +98,7 @@ def test_multirun_and_sweep_report(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
     assert all((sweep / job / "metrics.json").exists() for job in ("0", "1"))
+    assert all(json.loads((sweep / job / "status.json").read_text()) == {"status": "ok"} for job in ("0", "1"))
     report = subprocess.run([sys.executable, "scripts/sweep_report.py", str(sweep)], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert report.returncode == 0, report.stderr

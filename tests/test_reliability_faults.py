@@ -27,13 +27,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 import torch
+
+from scenario_pool import run_scenarios
 
 ROOT = Path(__file__).resolve().parents[1]
 # GBSG2: one full batch per epoch keeps the batch/epoch arithmetic of the fault windows simple
@@ -100,6 +100,27 @@ def epoch_of(path: Path) -> int:
     return load_checkpoint(path)["progress"]["epoch"]
 
 
+def best_of(run_dir: Path) -> tuple[int, dict]:
+    """(epoch, weights) of ``best.pt``, checksum verified."""
+    from survopt_hydra.app.checkpoint import load_checkpoint
+
+    state = load_checkpoint(run_dir / "best.pt")
+    return state["epoch"], state["model"]
+
+
+def assert_best_matches(run_dir: Path, reference: Path | None = None) -> None:
+    """best.pt holds the epoch metrics.json names, with last.pt's best weights (and the reference run's)."""
+    from survopt_hydra.app.checkpoint import load_checkpoint
+
+    epoch, weights = best_of(run_dir)
+    assert epoch == json.loads((run_dir / "metrics.json").read_text())["best_epoch"]
+    recorded = load_checkpoint(run_dir / "last.pt")["progress"]["best_weights"]
+    assert weights.keys() == recorded.keys() and all(torch.equal(weights[k], recorded[k]) for k in weights)
+    if reference is not None:
+        ref_epoch, ref_weights = best_of(reference)
+        assert epoch == ref_epoch and all(torch.equal(weights[k], ref_weights[k]) for k in weights)
+
+
 def compose(*overrides: str) -> Any:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
@@ -156,6 +177,28 @@ def _stop_by(sig: int, rerun: bool = True) -> Callable[[Path], dict]:
     return scenario
 
 
+def _kill_before_best(d: Path) -> dict:
+    """SIGKILL after an improving epoch's last.pt is complete, before its best.pt replaces the old one."""
+    from survopt_hydra.app.checkpoint import load_checkpoint
+
+    rc, out, _ = interrupt_at(d, f"sleep_best@4:{SLEEP}", signal.SIGKILL)
+    facts = {"rc": rc, "finished": (d / "metrics.json").exists(),
+             "last_best": load_checkpoint(d / "last.pt")["progress"]["best_epoch"], "best_pt": best_of(d)[0]}
+    return {**facts, "rerun": app(d)}
+
+
+def _truncated_best(d: Path) -> dict:
+    """A truncated best.pt, once mid-run and once after the run finished: neither survives a rerun."""
+    first = app(d, "trainer.stop_after_epochs=5")
+    data = (d / "best.pt").read_bytes()
+    (d / "best.pt").write_bytes(data[: len(data) // 2])
+    rerun = app(d)
+    facts = {"first_rc": first.returncode, "rerun": rerun, "best_after_rerun": best_of(d)[0]}
+    data = (d / "best.pt").read_bytes()
+    (d / "best.pt").write_bytes(data[:100])
+    return {**facts, "report": app(d)}
+
+
 def _truncated_last(d: Path) -> dict:
     first = app(d, "trainer.stop_after_epochs=5")
     last, prev = d / "last.pt", d / "last.prev.pt"
@@ -173,6 +216,8 @@ SCENARIOS: dict[str, Callable[[Path], dict]] = {
     "sigterm": _stop_by(signal.SIGTERM),
     "sigint": _stop_by(signal.SIGINT, rerun=False),  # same code path as SIGTERM; its rerun is tested there
     "truncated_last": _truncated_last,
+    "kill_before_best": _kill_before_best,
+    "truncated_best": _truncated_best,
 }
 
 
@@ -180,19 +225,7 @@ SCENARIOS: dict[str, Callable[[Path], dict]] = {
 def scenarios(tmp_path_factory: pytest.TempPathFactory) -> dict:
     base = tmp_path_factory.mktemp("faults")
 
-    def run(name: str) -> tuple[str, dict]:
-        tic = time.perf_counter()
-        try:
-            result = SCENARIOS[name](base / name)
-        except BaseException as exc:  # reported by the scenario's own test
-            result = {"error": exc}
-        return name, {**result, "dir": base / name, "seconds": time.perf_counter() - tic}
-
-    tic = time.perf_counter()
-    with ThreadPoolExecutor(2) as pool:
-        out = dict(pool.map(run, SCENARIOS))
-    print(f"\nfault scenarios in {time.perf_counter() - tic:.1f}s wall: "
-          + ", ".join(f"{k} {v['seconds']:.1f}s" for k, v in out.items()))
+    out = run_scenarios(SCENARIOS, base, "fault")
     return out
 
 
@@ -212,6 +245,7 @@ def _assert_same_as_reference(scenarios: dict, name: str, rerun: subprocess.Comp
     assert {k: a[k] for k in COMPARED} == {k: b[k] for k in COMPARED}
     assert a == b  # every figure, optimizer_steps and nonfinite_steps included
     assert "resuming from" in rerun.stdout
+    assert_best_matches(scenarios[name]["dir"], ref["dir"])  # best.pt: the epoch metrics.json names, same weights
 
 
 def test_sigkill_mid_epoch_then_rerun_gives_identical_metrics(scenarios: dict) -> None:
@@ -251,7 +285,29 @@ def test_truncated_last_pt_falls_back_to_previous_with_warning(scenarios: dict) 
     r = _result(scenarios, "truncated_last")
     assert r["first_rc"] == 0 and r["epochs"] == (5, 4)
     assert "last.pt: unreadable" in r["rerun"].stdout and "resuming from last.prev.pt instead" in r["rerun"].stdout
+    # the log names the file the run really resumed from (issue 13, defect 9)
+    assert f"resuming from {r['dir'] / 'last.prev.pt'} after epoch 4" in r["rerun"].stdout
     _assert_same_as_reference(scenarios, "truncated_last", r["rerun"])
+
+
+def test_sigkill_between_last_and_best_rebuilds_best_from_last(scenarios: dict) -> None:
+    """Issue 13, defect 2: killed after an improving epoch's last.pt, before its best.pt: best.pt is stale
+    (holds an earlier epoch); the rerun rebuilds it from the best weights last.pt holds."""
+    r = _result(scenarios, "kill_before_best")
+    assert r["rc"] == -signal.SIGKILL and not r["finished"]
+    assert r["last_best"] >= 4 and r["best_pt"] < r["last_best"]  # the window really left best.pt stale
+    assert f"holds epoch {r['best_pt']}, but the best epoch is {r['last_best']}" in r["rerun"].stdout
+    _assert_same_as_reference(scenarios, "kill_before_best", r["rerun"])
+
+
+def test_truncated_best_pt_never_survives_a_successful_rerun(scenarios: dict) -> None:
+    r = _result(scenarios, "truncated_best")
+    assert r["first_rc"] == 0 and "best.pt: unreadable" in r["rerun"].stdout
+    _assert_same_as_reference(scenarios, "truncated_best", r["rerun"])
+    report = r["report"]  # a finished run re-reported: best.pt is checked and rebuilt too
+    assert report.returncode == 0 and "run already finished" in report.stdout, report.stderr[-2000:]
+    assert "best.pt: unreadable" in report.stdout
+    assert_best_matches(r["dir"], _result(scenarios, "reference")["dir"])
 
 
 def test_incompatible_resume_is_refused_and_checkpoint_untouched(scenarios: dict) -> None:

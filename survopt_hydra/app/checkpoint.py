@@ -130,6 +130,11 @@ def load_checkpoint(path: str | os.PathLike, verify: bool = True, mmap: bool = F
     ``mmap=True, verify=False`` is a cheap look at e.g. the stored config.
     """
     path = Path(path)
+    kind = file_kind(path)
+    if kind != "file":  # a FIFO would block torch.load forever; a directory or link is not ours to follow
+        raise CheckpointError(f"{path}: {kind}, not a checkpoint file; move it away")
+    if path.stat().st_size == 0:  # torch's mmap reader would only say "cannot mmap an empty file"
+        raise CheckpointError(f"{path}: empty (0 bytes); truncated or not a checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:
@@ -150,6 +155,23 @@ def load_checkpoint(path: str | os.PathLike, verify: bool = True, mmap: bool = F
     return state
 
 
+def file_kind(path: str | os.PathLike) -> str:
+    """``"file"`` for a regular file (not a link); else what ``path`` is, in words (``"missing"`` ...)."""
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    if stat.S_ISREG(mode):
+        return "file"
+    for test, words in ((stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symbolic link"),
+                        (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return words
+    return "a device or special file"
+
+
 def load_latest(path: str | os.PathLike, verify: bool = True,
                 mmap: bool = False) -> tuple[dict[str, Any], Path, list[str]] | None:
     """The newest usable checkpoint of ``path`` and ``previous_path(path)``.
@@ -160,7 +182,7 @@ def load_latest(path: str | os.PathLike, verify: bool = True,
     """
     problems: list[str] = []
     for candidate in (Path(path), previous_path(path)):
-        if not candidate.is_file():
+        if file_kind(candidate) == "missing":
             continue
         try:
             return load_checkpoint(candidate, verify=verify, mmap=mmap), candidate, problems

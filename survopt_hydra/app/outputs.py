@@ -91,6 +91,56 @@ class RunOutputs:
             self._tb = None
 
 
+#: What a run leaves in its run dir (besides Hydra's ``.hydra/`` and ``train.log``): moved aside
+#: by :func:`archive_old_results` before a fresh start, so old results never sit beside new ones.
+RESULT_FILES = ("last.pt", "last.prev.pt", "best.pt", "metrics.json", "epochs.csv", "lr_steps.csv", "monitors.csv",
+                "curves.png", "lr_schedule.png", "tb", "status.json", "predictor.json", "calibration.png",
+                "risk_groups.png")
+RESULT_PATTERNS = ("last.pt.shards-*", "last.prev.pt.shards-*", ".*.pt.*.tmp")
+
+
+def archive_old_results(run_dir: Path) -> Path | None:
+    """Move an earlier run's results (``trainer.resume=false``, or no usable checkpoint left) into
+    ``<run_dir>/replaced-<n>/`` - nothing is deleted - and return that folder (None: nothing to move)."""
+    import os
+
+    old = [run_dir / name for name in RESULT_FILES if os.path.lexists(run_dir / name)]
+    old += [p for pattern in RESULT_PATTERNS for p in sorted(run_dir.glob(pattern))]
+    if not old:
+        return None
+    n = 1
+    while (run_dir / f"replaced-{n}").exists():
+        n += 1
+    target = run_dir / f"replaced-{n}"
+    target.mkdir()
+    for path in old:
+        os.replace(path, target / path.name)
+    log.warning("%s held results of an earlier run (%s); moved them to %s", run_dir,
+                ", ".join(p.name for p in old[:4]) + (", ..." if len(old) > 4 else ""), target.name)
+    return target
+
+
+def best_problem(path: Path, weights: dict[str, Any], epoch: int) -> str | None:
+    """Why ``best.pt`` at ``path`` does not hold ``weights`` of best epoch ``epoch`` (None: it does)."""
+    import torch
+
+    from .checkpoint import CheckpointError, file_kind, load_checkpoint
+
+    if file_kind(path) == "missing":
+        return f"{path}: missing"
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as exc:
+        return str(exc)
+    model = state.get("model")
+    if state.get("epoch") != epoch:
+        return f"{path}: holds epoch {state.get('epoch')!r}, but the best epoch is {epoch}"
+    if (not isinstance(model, dict) or model.keys() != weights.keys()
+            or not all(torch.equal(model[k], weights[k].to(model[k].device)) for k in weights)):
+        return f"{path}: its weights are not the best epoch's"
+    return None
+
+
 def _pyplot() -> Any:
     import matplotlib
 

@@ -38,6 +38,7 @@ from ..config.checks import schema_fields
 from ..errors import ConfigError, did_you_mean
 from .rules import NAME_FIELDS, TOP_LEVEL, batches_per_rank, check_config, check_launch, check_run  # noqa: F401
 from .rules import load_cohort_once, resume_state
+from .state import check_run_dir
 
 CONFIG_PATH = "pkg://survopt_hydra.app.conf"
 CONFIG_NAME = "train"
@@ -99,6 +100,14 @@ def explain(exc: BaseException) -> ConfigError:
                                       f"allowed: {', '.join(options)}")
         return ConfigError("config", _first_line(exc))
     if isinstance(exc, OverrideParseException):
+        lexer = re.match(r"(\w*LexerNoViableAltException: )(.*)\n( *)\^", text)
+        if lexer:  # the lexer names no override, only a caret under the character it stopped at
+            line, at = lexer.group(2), len(lexer.group(3)) - len(lexer.group(1))
+            bad = line[at] if 0 <= at < len(line) else "?"
+            key = line.partition("=")[0] or line
+            return ConfigError(key, f"cannot parse the override '{line}': character {bad!r} (position {at + 1}) "
+                                    "is not allowed unquoted; quote the value, e.g. "
+                                    f"'{key}=\"...\"' (see https://hydra.cc/docs/advanced/override_grammar/basic/)")
         match = re.match(r"Error parsing override '(.*)'", text)
         lines = [line.strip() for line in text.splitlines()[1:] if line.strip() and not line.startswith("See ")]
         return ConfigError(match.group(1) if match else "override",
@@ -253,10 +262,11 @@ def _wants_traceback(overrides: list[str]) -> bool:
 
 
 def check_jobs(overrides: list[str], multirun: bool = False, config_name: str = CONFIG_NAME,
-               config_dir: str | None = None) -> int:
+               config_dir: str | None = None, claim: bool = False) -> int:
     """Compose and check every job of a command line; returns how many were checked.
 
-    Raises ConfigError / DataError (one-line messages) on the first problem.
+    Raises ConfigError / DataError (one-line messages) on the first problem. ``claim``: once
+    everything is fine, lock a single run's ``hydra.run.dir`` for this process (:func:`claim_run_dir`).
     """
     from hydra.core.utils import setup_globals
     from hydra.errors import HydraException
@@ -293,13 +303,47 @@ def check_jobs(overrides: list[str], multirun: bool = False, config_name: str = 
 
             pick_device(t["device"])
             cohort = load_cohort_once(settings["data"])
-            check_run(task, t, batches_per_rank(len(cohort.train), t["batch_size"], world))
-            if not multirun and t["resume"]:
-                run_dir = OmegaConf.select(cfg, "hydra.run.dir", throw_on_resolution_failure=False)
-                if run_dir:
-                    config = OmegaConf.to_container(task, resolve=True)
-                    resume_state(Path(str(run_dir)), config, verify=False, mmap=True)  # type: ignore[arg-type]
+            rows = math.ceil(len(cohort.train) / world)
+            check_run(task, t, batches_per_rank(len(cohort.train), t["batch_size"], world), rows)
+            run_dir = None if multirun else OmegaConf.select(cfg, "hydra.run.dir", throw_on_resolution_failure=False)
+            if run_dir:
+                check_run_dir(run_dir)  # a file, /proc, an unwritable parent: before Hydra tries to create it
+            state = None
+            if run_dir and t["resume"]:
+                config = OmegaConf.to_container(task, resolve=True)
+                state = resume_state(Path(str(run_dir)), config, verify=False, mmap=True)  # type: ignore[arg-type]
+            if claim and run_dir:
+                claim_run_dir(Path(str(run_dir)), state[0] if state else None, _pinned(cfg))
     return len(jobs)
+
+
+def _pinned(cfg: Any) -> bool:
+    """Whether ``hydra.run.dir`` is a fixed path (not time-stamped with ``${now:...}``, which Hydra
+    resolves again a moment later, possibly to another second)."""
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(cfg.hydra.run, resolve=False).get("dir", "")
+    return "${now:" not in str(raw)
+
+
+def claim_run_dir(run_dir: Path, state: dict[str, Any] | None, pinned: bool) -> None:
+    """The last pre-flight step: a read-only run dir of a finished run is re-reported here (Hydra
+    would fail writing ``.hydra/``); a read-only one otherwise is refused; a writable one is locked
+    for this process, so a second run in it is refused in one line (:func:`.state.lock_run_dir`)."""
+    from .state import lock_run_dir, run_dir_writable
+
+    if run_dir.is_dir() and not run_dir_writable(run_dir):
+        if state is not None and state.get("finished") and state.get("metrics"):
+            from .outputs import summary_line
+
+            print(f"run already finished (read-only run dir {run_dir}: nothing written); reporting its metrics",
+                  file=sys.stderr, flush=True)
+            print(summary_line(state["metrics"]), flush=True)
+            sys.exit(0)
+        raise ConfigError("hydra.run.dir", f"{run_dir} is not writable (read-only file system or permissions); "
+                          "choose a writable directory")
+    if pinned:
+        lock_run_dir(run_dir)
 
 
 @contextlib.contextmanager
@@ -333,7 +377,8 @@ def preflight(argv: list[str] | None = None) -> None:
     full = _wants_traceback(overrides)
     multirun = bool(args.multirun) or "hydra.mode=MULTIRUN" in overrides
     try:
-        check_jobs(overrides, multirun, args.config_name or CONFIG_NAME, args.config_dir)
+        check_jobs(overrides, multirun, args.config_name or CONFIG_NAME, args.config_dir,
+                   claim=os.environ.get("RANK", "0") in ("", "0"))
     except Exception as exc:
         if full or getattr(exc, "traceback_wanted", False):
             raise

@@ -88,15 +88,36 @@ def check_launch(cfg: Mapping[str, Any]) -> int:
     return world
 
 
-def check_run(cfg: Any, trainer: Mapping[str, Any], n_batches: int) -> None:
+def check_run(cfg: Any, trainer: Mapping[str, Any], n_batches: int, rows: int | None = None) -> None:
     """The checks that need the run length: schedules are built on a dummy optimizer.
 
-    ``n_batches``: training batches per epoch on one rank (:func:`batches_per_rank`)."""
+    ``n_batches``: training batches per epoch on one rank (:func:`batches_per_rank`);
+    ``rows``: training rows per rank, to check the smallest batch (:func:`check_batch_rows`)."""
     from ..validation import validate_groups
 
+    if rows is not None:
+        check_batch_rows(rows, n_batches, trainer["batch_size"])
     k = trainer["accumulate_grad_batches"]
     validate_groups(cfg, trainer["max_epochs"], math.ceil(n_batches / k))
     check_monitor(cfg)
+
+
+def check_batch_rows(rows: int, n_batches: int, batch_size: int) -> None:
+    """Every training batch must hold >= 2 rows: a one-row batch never holds a comparable pair (its
+    Cox loss is exactly 0, so it trains nothing) and batch norm cannot normalise it.
+
+    The trainer splits each epoch's ``rows`` into ``n_batches`` near-equal batches (``tensor_split``).
+    """
+    smallest = rows // max(n_batches, 1)
+    if smallest >= 2:
+        return
+    if rows < 2:
+        raise ConfigError("trainer.batch_size", f"{rows} training row(s) per process cannot form a comparable pair; "
+                          "the data split leaves too few rows to train on")
+    fix = next(b for b in range(max(batch_size, 2), rows + 1) if rows // math.ceil(rows / b) >= 2)
+    raise ConfigError("trainer.batch_size", f"{batch_size} splits {rows} training rows into {n_batches} batches, the "
+                      f"smallest of {smallest} row; a one-row batch holds no comparable pair (zero Cox loss, nothing "
+                      f"learnt) and batch norm rejects it; use trainer.batch_size >= {fix}")
 
 
 def resume_state(run_dir: Path, config: Mapping[str, Any], verify: bool = True,
@@ -106,7 +127,7 @@ def resume_state(run_dir: Path, config: Mapping[str, Any], verify: bool = True,
     ConfigError (``trainer.resume``) when checkpoints exist but none is usable, or the
     usable one was written with an incompatible config; the files are only read.
     """
-    from .checkpoint import CheckpointError, load_latest
+    from .checkpoint import CheckpointError, file_kind, load_latest
 
     hint = "use a new hydra.run.dir or trainer.resume=false"
     try:
@@ -116,6 +137,10 @@ def resume_state(run_dir: Path, config: Mapping[str, Any], verify: bool = True,
     if found is None:
         return None
     state, path, problems = found
+    best = Path(run_dir) / "best.pt"
+    kind = file_kind(best)
+    if kind not in ("file", "missing"):
+        raise ConfigError("trainer.resume", f"cannot resume: {best} is {kind}, not a checkpoint file; move it away")
     if not isinstance(state.get("config"), Mapping) or "progress" not in state:
         raise ConfigError("trainer.resume", f"cannot resume: {path} is not a survopt-train checkpoint; {hint}")
     diff = config_difference(state["config"], config)

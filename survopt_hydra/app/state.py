@@ -177,12 +177,98 @@ class GracefulStop:
         self._previous.clear()
 
 
+# ------------------------------------------------------------------ one run per run dir
+LOCK_NAME = ".survopt.lock"
+_HELD_LOCKS: dict[str, int] = {}  # realpath of a run dir -> the open, flock'ed lock file
+
+
+def lock_run_dir(run_dir: Any) -> None:
+    """Hold an exclusive advisory lock (``fcntl.flock``) on ``<run_dir>/.survopt.lock`` until this
+    process ends, so a second run in the same dir is refused instead of mixing files with this one.
+
+    The kernel drops the lock when the process dies (SIGKILL included): a stale lock file is
+    simply locked again. Re-entrant within one process (the pre-flight, then the trainer).
+    ConfigError (``hydra.run.dir``) when another live process holds it or the dir is unusable.
+    """
+    import os
+    from pathlib import Path
+
+    from ..errors import ConfigError
+
+    run_dir = Path(run_dir)
+    key = os.path.realpath(run_dir)
+    if key in _HELD_LOCKS:
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover (Windows): no advisory locks
+        return
+    check_run_dir(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except (PermissionError, OSError) as exc:
+            if not (run_dir / LOCK_NAME).is_file():
+                raise exc
+            fd = os.open(run_dir / LOCK_NAME, os.O_RDONLY)  # a read-only run dir: lock, write nothing
+    except OSError as exc:
+        raise ConfigError("hydra.run.dir", f"{run_dir}: cannot write here ({exc.strerror or exc}); "
+                          "choose a writable directory") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ConfigError("hydra.run.dir", f"{run_dir} is in use by another run that is still running (it holds "
+                          f"{LOCK_NAME}); wait for it to end or use another hydra.run.dir") from None
+    _HELD_LOCKS[key] = fd  # the file stays empty: taking the lock changes no byte in the run dir
+
+
+def unlock_run_dir(run_dir: Any) -> None:
+    """Release :func:`lock_run_dir`'s lock (the end of a sweep job: the next job uses another dir)."""
+    import os
+
+    fd = _HELD_LOCKS.pop(os.path.realpath(run_dir), None)
+    if fd is not None:
+        os.close(fd)  # closing the only descriptor drops the flock
+
+
+def check_run_dir(run_dir: Any) -> None:
+    """ConfigError (``hydra.run.dir``) when ``run_dir`` exists but is no directory, or a parent
+    cannot hold it (a file on the way, ``/proc``, no permission, a read-only file system)."""
+    import os
+    from pathlib import Path
+
+    from ..errors import ConfigError
+
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError("hydra.run.dir", f"{run_dir} exists and is not a directory; choose another path")
+    parent = run_dir
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError("hydra.run.dir", f"{parent} is a file, so {run_dir} cannot be created; choose another path")
+    if parent != run_dir and not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError("hydra.run.dir", f"{run_dir} cannot be created: {parent} is not writable; "
+                          "choose a writable directory")
+
+
+def run_dir_writable(run_dir: Any) -> bool:
+    """Whether files can be created in the (existing) ``run_dir`` (False on a read-only mount)."""
+    import os
+
+    return os.access(run_dir, os.W_OK | os.X_OK)
+
+
 # ------------------------------------------------------------------ fault injection (tests only)
 FAULTS = {
     "nan_loss": "nan_loss@A or nan_loss@A-B: the loss of training batches A..B (1-based, counted across epochs) is NaN",
     "sleep_step": "sleep_step@B[:seconds]: sleep inside training batch B, between backward and the optimizer step",
     "sleep_save": "sleep_save@E[:seconds]: sleep while writing epoch E's last.pt, after the temp file is complete",
     "sleep_rotate": "sleep_rotate@E[:seconds]: sleep between moving last.pt to last.prev.pt and the new one in place",
+    "sleep_best": "sleep_best@E[:seconds]: sleep while writing best.pt for a best epoch >= E, after last.pt holds it",
+    "disk_full": "disk_full@E: writing epoch E's last.pt fails with ENOSPC (no space left on device)",
 }
 
 
@@ -198,9 +284,13 @@ def parse_faults(spec: str | None) -> dict[str, tuple[float, float]]:
             from ..errors import did_you_mean
 
             raise ValueError(f"'{item}' is not a fault{did_you_mean(kind, FAULTS)}; allowed (joined by '+'): "
-                             "nan_loss@A[-B], sleep_step@B[:s], sleep_save@E[:s], sleep_rotate@E[:s] (test only)")
+                             "nan_loss@A[-B], sleep_step@B[:s], sleep_save@E[:s], sleep_rotate@E[:s], sleep_best@E[:s], "
+                             "disk_full@E (test only)")
         try:
-            if kind == "nan_loss":
+            if kind == "disk_full":
+                out[kind] = (int(arg), 0.0)
+                ok = out[kind][0] >= 1
+            elif kind == "nan_loss":
                 lo, _, hi = arg.partition("-")
                 first, last = int(lo), int(hi or lo)
                 ok = 1 <= first <= last
@@ -246,11 +336,29 @@ class FaultInjection:
 
     def save_hook(self, epoch: int) -> Callable[[str], None] | None:
         """``before(stage)`` for :func:`~survopt_hydra.app.checkpoint.save_checkpoint`, or None."""
-        if not any(k in self.faults for k in ("sleep_save", "sleep_rotate")):
+        if not any(k in self.faults for k in ("sleep_save", "sleep_rotate", "disk_full")):
             return None
 
         def hook(stage: str) -> None:  # "written": temp file complete; "rotated": last.pt moved aside
+            where = self.faults.get("disk_full")
+            if stage == "written" and where and int(where[0]) == epoch:
+                import errno
+                import os
+
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "last.pt")
             self._sleep({"written": "sleep_save", "rotated": "sleep_rotate"}[stage], epoch)
+
+        return hook
+
+    def best_hook(self, epoch: int) -> Callable[[str], None] | None:
+        """``before(stage)`` for best.pt's write: sleeps once, at the first best epoch >= E."""
+        where = self.faults.get("sleep_best")
+        if not where or epoch < where[0] or getattr(self, "_best_slept", False):
+            return None
+
+        def hook(stage: str) -> None:
+            self._best_slept = True
+            self._sleep("sleep_best", int(where[0]))
 
         return hook
 

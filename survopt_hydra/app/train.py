@@ -11,10 +11,17 @@ Exit status (see ``docs/failure_modes.md``):
 * 143 / 130 - stopped by SIGTERM / SIGINT (Ctrl-C) at a safe point with ``last.pt`` saved;
   rerun the same command to resume.
 
+A ``-m`` sweep runs every job even when some fail: each job dir gets ``status.json``
+(``{"status": "ok"}`` or ``{"status": "failed", "exit_code": N, "error": "<one line>"}``),
+and the sweep ends with one line naming the failed jobs and the exit status of the first.
+
 ``trainer.debug=true`` or ``HYDRA_FULL_ERROR=1`` show the full traceback instead.
 """
 from __future__ import annotations
 
+import errno
+import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -32,6 +39,10 @@ register_configs()
 EXIT_USAGE = 2  # bad config or data: the user can fix the command
 EXIT_FAILED = 1  # training itself failed (diverged)
 EXIT_SIGINT = 130  # 128 + SIGINT
+#: Failed jobs of this process's ``-m`` sweep: (job number, its overrides, exit status, one line).
+_FAILED_JOBS: list[tuple[int, str, int, str]] = []
+_JOBS_RUN = [0]
+log = logging.getLogger(__name__)
 
 
 def _user_error(exc: BaseException) -> BaseException | None:
@@ -54,28 +65,90 @@ def _fail(message: str, code: int, prefix: str = "error: ") -> None:
     sys.exit(code)
 
 
+def _io_error(exc: BaseException, run_dir: Path) -> str | None:
+    """One line for a file the run could not write (a full disk above all); None if not such an error."""
+    while exc is not None and not isinstance(exc, OSError):
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    if exc is None or (exc.filename is None and exc.errno not in (errno.ENOSPC, errno.EDQUOT)):
+        return None
+    where = str(exc.filename) if exc.filename is not None else str(run_dir)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"{where}: disk full ({exc.strerror}); the checkpoints already written are intact - free space "
+                "and rerun the same command to resume")
+    return f"{where}: cannot write ({exc.strerror or exc}); fix the directory and rerun the same command to resume"
+
+
+def _classify(exc: Exception, run_dir: Path) -> tuple[int, str] | None:
+    """(exit status, one line) for an error the user can act on; None for a bug (a traceback)."""
+    from survopt_hydra.app.trainer import TrainingError
+
+    user = _user_error(exc)
+    if user is not None:
+        return EXIT_USAGE, str(user)
+    if isinstance(exc, TrainingError):
+        return EXIT_FAILED, str(exc)
+    io = _io_error(exc, run_dir)
+    return (EXIT_USAGE, io) if io is not None else None
+
+
+def _job_status(run_dir: Path, status: dict[str, Any]) -> None:
+    """``<job dir>/status.json`` of a sweep job (read by ``scripts/sweep_report.py``)."""
+    from survopt_hydra.app.checkpoint import write_text_atomic
+
+    try:
+        write_text_atomic(json.dumps(status) + "\n", run_dir / "status.json")
+    except OSError as exc:  # e.g. the disk that failed the job is still full
+        log.warning("could not write %s: %s", run_dir / "status.json", exc)
+
+
 @hydra.main(config_path="pkg://survopt_hydra.app.conf", config_name="train", version_base=None)
 def _main(cfg: DictConfig) -> Any:
     from hydra.core.hydra_config import HydraConfig
 
     from survopt_hydra.app.state import RunInterrupted
-    from survopt_hydra.app.trainer import TrainingError, train
+    from survopt_hydra.app.trainer import train
+
+    from hydra.types import RunMode
 
     debug = os.environ.get("HYDRA_FULL_ERROR") == "1" or bool(cfg.get("trainer", {}).get("debug", False))
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    logging.raiseExceptions = False  # a log file on a full disk must not print "--- Logging error ---" tracebacks
+    _JOBS_RUN[0] += 1
     try:
-        metrics = train(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except RunInterrupted as exc:  # not a failure: the checkpoint is saved, the rerun resumes
+        metrics = train(cfg, run_dir)
+    except RunInterrupted as exc:  # not a failure: the checkpoint is saved, the rerun resumes (a sweep stops too)
         _fail(str(exc), exc.exit_code, prefix="stopped: ")
     except Exception as exc:
         if debug:
             raise
-        user = _user_error(exc)
-        if user is not None:
-            _fail(str(user), EXIT_USAGE)
-        if isinstance(exc, TrainingError):
-            _fail(str(exc), EXIT_FAILED)
-        raise
+        known = _classify(exc, run_dir)
+        if not sweep:
+            if known is None:
+                raise
+            _fail(known[1], known[0])
+        if known is None:  # a bug: the traceback goes to the job's log, the sweep goes on
+            log.exception("job failed")
+            known = (EXIT_FAILED, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]} (traceback in "
+                                  f"{run_dir / (hydra_cfg.job.name + '.log')})")
+        code, line = known[0], " ".join(known[1].split())
+        log.error("error: %s", line)
+        _job_status(run_dir, {"status": "failed", "exit_code": code, "error": line})
+        _FAILED_JOBS.append((int(hydra_cfg.job.num), " ".join(hydra_cfg.overrides.task), code, line))
+        return None
+    if sweep:
+        _job_status(run_dir, {"status": "ok"})
     return sweep_value(metrics)
+
+
+def _sweep_summary() -> None:
+    """After a ``-m`` sweep: one line naming the failed jobs, and a non-zero exit, if any failed."""
+    if not _FAILED_JOBS:
+        return
+    jobs = "; ".join(f"#{num} ({overrides or 'no overrides'}): {line}" for num, overrides, _, line in _FAILED_JOBS)
+    _fail(f"{len(_FAILED_JOBS)} of {_JOBS_RUN[0]} sweep jobs failed (status.json in each job dir): {jobs}",
+          _FAILED_JOBS[0][2])
 
 
 def sweep_value(metrics: dict[str, Any] | None) -> float | None:
@@ -107,6 +180,7 @@ def main() -> None:
     try:
         preflight()
         _main()
+        _sweep_summary()
     except KeyboardInterrupt:  # Ctrl-C before training started, or twice: nothing half-written to keep
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

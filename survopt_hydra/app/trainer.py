@@ -47,12 +47,12 @@ from ..engine import StepEngine, unwrap_model as _unwrapped
 from ..errors import ConfigError
 from ..monitors import CSVSink, GradientMonitor, OptimizerMonitor
 from ..survival import LinearCox, MLP, SmallCNN, concordance_index, cox_ph_loss
-from .checkpoint import epoch_seed, rng_state, save_atomic, save_checkpoint, seed_everything, set_rng_state
+from .checkpoint import epoch_seed, rng_state, save_checkpoint, seed_everything, set_rng_state
 from .config import check_app_config
 from .data import Cohort, Split
-from .outputs import RunOutputs, summary_line
+from .outputs import RunOutputs, archive_old_results, best_problem, summary_line
 from .rules import batches_per_rank, check_run, resume_state, take_cohort
-from .state import FaultInjection, GracefulStop, Progress, RunInterrupted
+from .state import FaultInjection, GracefulStop, Progress, RunInterrupted, lock_run_dir, unlock_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -169,11 +169,13 @@ class Trainer:
         n_train, ws, bs = len(self.cohort.train), self.ctx.world_size, self.t["batch_size"]
         self.rows_per_rank = math.ceil(n_train / ws)  # DistributedSampler's count, the same on every rank
         self.n_batches = batches_per_rank(n_train, bs, ws)
-        check_run(cfg, self.t, self.n_batches)  # run-length checks (per-rank batches), plateau monitor
+        check_run(cfg, self.t, self.n_batches, self.rows_per_rank)  # run-length checks (per-rank batches), plateau monitor
         self.faults = FaultInjection(self.t["fault_injection"])  # test-only; no-op when unset
         self.stop = GracefulStop()
         self._keep_previous = True  # False while last.pt is known to be damaged (see _maybe_resume)
         self.saved_epoch: int | None = None  # the epoch last.pt holds
+        self.best_saved: int | None = None  # the best epoch best.pt holds (None: not known to match)
+        self.resumed_from: Path | None = None  # the checkpoint file the run resumed from
         self._shards: str | None = None  # checkpoint=sharded: the DCP folder last.pt names
         seed_everything(self.t["seed"])
         self.model = self.dist.wrap_model(build_model(settings["model"], self.cohort.input_shape), self.ctx)
@@ -192,10 +194,13 @@ class Trainer:
         """Load last.pt (or last.prev.pt when last.pt is damaged) if the config is compatible.
 
         Only reads the files: a refused resume leaves them byte-identical."""
+        if self.ctx.is_main and self.run_dir.is_dir():  # no other run may write here while we read and train
+            lock_run_dir(self.run_dir)
         found = self.ctx.on_main(resume_state, self.run_dir, self.config) if self.t["resume"] else None
         if found is None:
             return None
         state, path, problems = found
+        self.resumed_from = path
         if problems:
             log.warning("%s; resuming from %s instead", "; ".join(problems), path.name)
             self._keep_previous = False  # overwrite the damaged last.pt, keep the good last.prev.pt
@@ -250,18 +255,54 @@ class Trainer:
         self.ctx.barrier()
         self._keep_previous, self.saved_epoch = True, self.progress.epoch
 
+    def _save(self) -> None:
+        """last.pt, then best.pt when the best epoch changed: best.pt never holds an epoch last.pt lacks."""
+        self._checkpoint()
+        if self.ctx.is_main and self.progress.best_weights is not None and self.best_saved != self.progress.best_epoch:
+            self._write_best()
+
+    def _best_state(self) -> dict[str, Any]:
+        p = self.progress
+        return {"model": p.best_weights, "epoch": p.best_epoch, "val_cindex": p.best_val_cindex,
+                "config": self.config}
+
+    def _write_best(self) -> None:
+        """best.pt = the best weights last.pt holds (checksummed like last.pt; rank 0)."""
+        save_checkpoint(self._best_state(), self.run_dir / "best.pt", keep_previous=False,
+                        before=self.faults.best_hook(self.progress.best_epoch))
+        self.best_saved = self.progress.best_epoch
+
+    def _sync_best(self) -> None:
+        """Check best.pt against the best epoch in memory (= last.pt's); rebuild it when missing,
+        stale or damaged. Writes nothing when it matches (a finished run in a read-only dir)."""
+        p = self.progress
+        if p.best_weights is None or self.best_saved == p.best_epoch:
+            return
+        problem = best_problem(self.run_dir / "best.pt", p.best_weights, p.best_epoch)
+        if problem:
+            source = self.resumed_from.name if self.resumed_from is not None else "memory"
+            log.warning("%s; rebuilding it from %s (best epoch %d)", problem, source, p.best_epoch)
+            self._write_best()
+        self.best_saved = p.best_epoch
+
     def _monitor_bytes(self) -> int:
         path = self.run_dir / "monitors.csv"
         return path.stat().st_size if path.exists() else 0
 
     # -- the loop ----------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
+        if self.ctx.is_main:
+            lock_run_dir(self.run_dir)
+            if self.resumed is None:  # a fresh start: earlier results must not end up beside this run's
+                archive_old_results(self.run_dir)
+            else:  # best.pt must hold the best epoch that last.pt records (a kill may have come between them)
+                self._sync_best()
         if self.resumed is not None and self.resumed["finished"]:
             log.info("run already finished; reporting its metrics")
             return self.resumed["metrics"]
         start = self.progress.epoch
         if self.resumed is not None:
-            log.info("resuming from %s after epoch %d", self.run_dir / "last.pt", start)
+            log.info("resuming from %s after epoch %d", self.resumed_from, start)
         monitors = self.run_dir / "monitors.csv"
         if self.ctx.is_main and monitors.exists():  # drop rows an earlier try logged after its checkpoint
             with monitors.open("r+b") as handle:
@@ -289,10 +330,13 @@ class Trainer:
             self.outputs.write_lr_steps(self.progress.lr_steps)
             log.warning("%s", exc)
             raise
-        finally:
-            if sink is not None:
-                sink.close()
-            self.outputs.close()
+        finally:  # never let a failing close (a full disk) hide the error that ended the run
+            for close in ((sink.close if sink is not None else None), self.outputs.close):
+                try:
+                    if close is not None:
+                        close()
+                except OSError as exc:
+                    log.warning("could not close an output file: %s", exc)
 
     def _epochs(self, start: int) -> None:
         from tqdm import tqdm
@@ -328,16 +372,13 @@ class Trainer:
             p.done = self.ctx.agree(p.done or epoch + 1 >= self.t["max_epochs"])
             stop = self.ctx.any_rank(self.stop.requested)  # a signal may reach the ranks at different batches
             if p.done or epoch + 1 >= end or (epoch + 1) % self.t["checkpoint_every"] == 0 or stop:
-                self._checkpoint()
-            if p.improved_last and self.ctx.is_main:
-                save_atomic({"model": p.best_weights, "epoch": p.best_epoch, "val_cindex": p.best_val_cindex,
-                             "config": self.config}, self.run_dir / "best.pt")
+                self._save()
             if p.done:
                 break
             # the safe point, agreed again: a signal may also land during the save above
             if self.ctx.any_rank(self.stop.requested):
                 if self.saved_epoch != p.epoch:  # e.g. it landed while best.pt was written
-                    self._checkpoint()
+                    self._save()
                 bar.close()  # this epoch is complete and saved
                 raise RunInterrupted(self.stop.signum or signal.SIGTERM, p.epoch)
         bar.close()
@@ -350,7 +391,7 @@ class Trainer:
             perm = shard_indices(len(data), epoch, t["seed"], self.ctx).to(self.device)
         else:
             perm = torch.randperm(len(data), device=self.device)  # global RNG, seeded per epoch
-        k, total, count, bad_window = t["accumulate_grad_batches"], 0.0, 0, False
+        k, total, count, empty, bad_window = t["accumulate_grad_batches"], 0.0, 0, 0, False
         first_batch = self.progress.epoch * self.n_batches + 1  # 1-based batch number across epochs
         for i, idx in enumerate(torch.tensor_split(perm, self.n_batches)):
             with e.autocast():
@@ -358,7 +399,9 @@ class Trainer:
             loss = cox_ph_loss(risk, data.durations[idx], data.events[idx], t["ties"])  # fp32 by design
             loss = self.faults.loss(loss, first_batch + i)  # test-only NaN injection
             value = float(loss.detach())
-            if math.isfinite(value):
+            if value == 0.0:  # exactly 0 only without a comparable pair: it trained nothing, do not average it in
+                empty += 1
+            elif math.isfinite(value):
                 total, count = total + value, count + 1
             else:
                 bad_window = True
@@ -386,12 +429,19 @@ class Trainer:
                     f"loss or gradient (last loss {value}); "
                     + (f"last.pt keeps the last good state (epoch {self.saved_epoch}); " if self.saved_epoch else "")
                     + "lower optimizer.lr, use clipping=norm, or raise trainer.max_nonfinite_steps and rerun")
+        if self.ctx.any_rank(empty == self.n_batches):  # collective: every rank stops together
+            raise TrainingError(f"epoch {self.progress.epoch + 1}: none of the {self.n_batches} training batches held "
+                                "a comparable pair (an event and a row still at risk): nothing was learnt; raise "
+                                "trainer.batch_size or check data.event_col")
         return total / count if count else math.nan
 
     def _finish(self) -> dict[str, Any]:
         p = self.progress
         if p.best_weights is None:
             raise TrainingError("the validation C-index was never finite; no epoch to select (see epochs.csv)")
+        if self.ctx.is_main:
+            self.best_saved = None  # read best.pt back: verified before metrics.json names its epoch
+            self._sync_best()
         load_model_state_dict(self.model, p.best_weights, self.ctx)
         test_c, test_loss = evaluate(self.model, self.cohort.test, self.t["ties"], self.ctx)
         best_row = next((r for r in p.history if r["epoch"] == p.best_epoch), {})
@@ -416,13 +466,16 @@ class Trainer:
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Build (and check) everything, then train; returns metrics ({} when stopped by stop_after_epochs)."""
-    trainer = Trainer(cfg, run_dir)
-    ctx = trainer.ctx
     try:
-        metrics = trainer.fit()
+        trainer = Trainer(cfg, run_dir)
+        ctx = trainer.ctx
+        try:
+            metrics = trainer.fit()
+        finally:
+            del trainer  # DDP/FSDP modules hold the process group: release them first
+            ctx.teardown()
     finally:
-        del trainer  # DDP/FSDP modules hold the process group: release them first
-        ctx.teardown()
+        unlock_run_dir(run_dir)
     if metrics and ctx.is_main:
         print(summary_line(metrics), flush=True)
     return metrics
