@@ -125,6 +125,96 @@ def test_sweep_report_refuses_an_empty_dir(tmp_path: Path, capsys: pytest.Captur
     assert capsys.readouterr().err.startswith("error: ")
 
 
+def _lr_sweep(root: Path, lrs: list[float], extra: list[str]) -> None:
+    for i, lr in enumerate(lrs):
+        _fake_job(root, str(i), [f"optimizer.lr={lr}", *extra],
+                  {"val_cindex": 0.6 + 0.01 * i, "test_cindex": 0.7 - 0.01 * i, "best_epoch": 3, "epochs_run": 9,
+                   "train_seconds": 1.0})
+
+
+def test_sweep_report_lists_constant_overrides_once_above_the_table(tmp_path: Path) -> None:
+    _lr_sweep(tmp_path, [1e-3, 1e-2], ["data=gbsg2", "trainer.max_epochs=5"])
+    assert sweep_report.main([str(tmp_path)]) == 0
+    markdown = (tmp_path / "sweep_report.md").read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| job"))
+    assert header.split(" | ")[1] == "optimizer.lr" and "data" not in header and "max_epochs" not in header
+    assert "Same in every job (not shown as columns): `data=gbsg2`, `trainer.max_epochs=5`." in markdown
+    with (tmp_path / "sweep_report.csv").open() as handle:  # the CSV keeps every column
+        assert {"data", "trainer.max_epochs"} <= set(next(csv.DictReader(handle)))
+
+
+def test_sweep_report_lists_failed_jobs_with_their_reason(tmp_path: Path) -> None:
+    """The app's status.json contract: a failed job has a one-line reason and no metrics.json."""
+    _lr_sweep(tmp_path, [1e-3, 1e-2], [])
+    _fake_job(tmp_path, "2", ["optimizer.lr=1e300"], None)
+    (tmp_path / "2" / "status.json").write_text(json.dumps(
+        {"status": "failed", "exit_code": 2, "error": "optimizer.lr: must be finite and <= 1e3, got 1e300"}))
+    (tmp_path / "1" / "status.json").write_text(json.dumps({"status": "ok"}))
+    assert sweep_report.main([str(tmp_path)]) == 0
+    markdown = (tmp_path / "sweep_report.md").read_text()
+    assert "2 of 3 jobs finished" in markdown
+    assert ("- job 2 (optimizer.lr=1e300): failed (exit 2): optimizer.lr: must be finite and <= 1e3, got 1e300"
+            in markdown)
+    assert "**1** (best val)" in markdown  # the others are still reported and ranked
+
+
+def test_sweep_report_marks_the_sweepers_choice(tmp_path: Path) -> None:
+    _lr_sweep(tmp_path, [1e-3, 3e-3, 1e-2], [])
+    (tmp_path / "optimization_results.yaml").write_text(
+        yaml.safe_dump({"name": "optuna", "best_params": {"optimizer.lr": 0.003}, "best_value": 0.61}))
+    assert sweep_report.main([str(tmp_path)]) == 0
+    markdown = (tmp_path / "sweep_report.md").read_text()
+    assert "| **1** (sweeper's choice) |" in markdown and "| **2** (best val) |" in markdown
+    assert "Chosen by the sweeper: job 1 (optimizer.lr=0.003): val 0.6100, test 0.6900." in markdown
+
+
+def test_sweep_report_refuses_a_yaml_python_tag_in_one_line(tmp_path: Path, capsys) -> None:
+    _lr_sweep(tmp_path, [1e-3, 1e-2], [])
+    (tmp_path / "1" / ".hydra" / "overrides.yaml").write_text("- !!python/object/apply:os.system ['touch pwned']\n")
+    assert sweep_report.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {tmp_path / '1' / '.hydra' / 'overrides.yaml'}: not plain")
+    assert not (tmp_path / "sweep_report.md").exists() and not Path("pwned").exists()
+
+
+def _overlaps(labels: list, renderer) -> bool:
+    boxes = [t.get_window_extent(renderer) for t in labels if t.get_visible() and t.get_text()]
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_sweep_report_log_axis_labels_each_value_once_without_overlap(tmp_path: Path) -> None:
+    """Six LRs within 1.5 decades: matplotlib's default log axis labels minor ticks that collide."""
+    lrs = [1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2]
+    _lr_sweep(tmp_path, lrs, [])
+    fig = sweep_report.figure(sweep_report.collect(tmp_path))
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    renderer = fig.canvas.get_renderer()
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.001", "0.002", "0.003", "0.005", "0.01", "0.03"]
+    assert not [t for t in ax.get_xticklabels(minor=True) if t.get_text()]
+    assert not _overlaps(ax.get_xticklabels(), renderer)
+
+
+def test_sweep_report_multi_factor_panels_say_means_and_keep_categories_apart(tmp_path: Path) -> None:
+    i = 0
+    for lr in (1e-3, 1e-2):
+        for opt in ("adam", "sgd", "adamw"):
+            _fake_job(tmp_path, str(i), [f"optimizer.lr={lr}", f"optimizer={opt}"],
+                      {"val_cindex": 0.6 + 0.01 * i, "test_cindex": 0.6, "best_epoch": 1, "epochs_run": 2,
+                       "train_seconds": 0.1})
+            i += 1
+    fig = sweep_report.figure(sweep_report.collect(tmp_path))
+    assert "mean over the jobs with that value" in fig._suptitle.get_text()
+    lr_ax, opt_ax = fig.axes
+    assert lr_ax.get_ylabel() == opt_ax.get_ylabel() == "mean C-index per value"
+    val_line = next(line for line in opt_ax.get_lines() if line.get_label().startswith("val"))
+    assert val_line.get_linestyle() == "None"  # categorical: markers only
+    assert [t.get_text() for t in opt_ax.get_xticklabels()] == ["adam", "adamw", "sgd"]
+    assert list(val_line.get_ydata()) == pytest.approx([0.615, 0.635, 0.625])  # jobs (0, 3), (2, 5), (1, 4)
+    assert next(line for line in lr_ax.get_lines() if line.get_label().startswith("val")).get_linestyle() == "-"
+
+
 # ---------------------------------------------------------------- baseline_cox
 @pytest.mark.slow
 def test_baseline_cox_on_the_app_split(tmp_path: Path) -> None:
