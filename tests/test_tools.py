@@ -65,8 +65,44 @@ def test_plot_schedule_cli(tmp_path: Path) -> None:
     assert out.stat().st_size > 0 and "optimizer steps" in proc.stdout
     with (tmp_path / "lr.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == 5 * 12  # default data: 6,034 training rows in batches of 512
-    bad = script("scripts/plot_schedule.py", "scheduler=warmup_cosine", "trainer.max_epochs=3", "--out", str(out))
+    bad = script("scripts/plot_schedule.py", "scheduler=warmup_cosine", "trainer.max_epochs=3", "--out",
+                 str(tmp_path / "other.png"))
     assert bad.returncode == 2 and bad.stderr.startswith("error: scheduler.warmup_epochs")
+
+
+@pytest.mark.slow
+def test_plot_schedule_writes_into_a_fresh_output_dir_and_never_overwrites(tmp_path: Path) -> None:
+    """Without --out the files go to outputs/plot_schedule/<date>/<time>/, not into the current directory."""
+    args = [sys.executable, str(ROOT / "scripts" / "plot_schedule.py"), "trainer.max_epochs=3", "--steps-per-epoch", "2"]
+    first = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    second = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]
+    pngs = sorted(tmp_path.glob("outputs/plot_schedule/*/*/lr_schedule.png"))
+    assert len(pngs) == 2 and all((p.with_suffix(".csv")).is_file() for p in pngs)
+    said = {p.stdout.strip().splitlines()[-1] for p in (first, second)}
+    assert said == {f"6 optimizer steps; wrote {p.relative_to(tmp_path)} and {p.with_suffix('.csv').relative_to(tmp_path)}"
+                    for p in pngs}
+    target = tmp_path / "mine.png"
+    target.write_bytes(b"keep me")
+    proc = subprocess.run([*args, "--out", str(target)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        f"error: --out: {target} exists; pass another --out or --force to overwrite it")
+    assert target.read_bytes() == b"keep me"
+
+
+def test_output_path_rules(tmp_path: Path, monkeypatch) -> None:
+    from survopt_hydra.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    fresh = plot_schedule.output_path(None, "lr_find", "lr_find.png")
+    assert fresh.parts[:2] == ("outputs", "lr_find") and fresh.name == "lr_find.png" and not fresh.parent.exists()
+    assert plot_schedule.output_path(tmp_path, "x", "a.png") == tmp_path / "a.png"  # a directory
+    assert plot_schedule.output_path(tmp_path / "new", "x", "a.png") == tmp_path / "new" / "a.png"  # no suffix: a dir
+    (tmp_path / "a.png").write_text("old")
+    with pytest.raises(ConfigError, match="a.png exists"):
+        plot_schedule.output_path(tmp_path, "x", "a.png")
+    assert plot_schedule.output_path(tmp_path / "a.png", "x", "b.png", force=True) == tmp_path / "a.png"
 
 
 # ---------------------------------------------------------------- lr_find
@@ -91,6 +127,11 @@ def test_lr_find_cli(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1].startswith("suggested LR: ")
     assert (tmp_path / "f.png").stat().st_size > 0
+    curve = json.loads((tmp_path / "f.json").read_text())
+    assert f"suggested LR: {curve['suggested_lr']:.3g}" == proc.stdout.strip().splitlines()[-1]
+    assert f"wrote {tmp_path / 'f.png'} and {tmp_path / 'f.json'}" in proc.stdout
+    again = script("scripts/lr_find.py", "--steps", "60", "--out", str(tmp_path / "f.png"))
+    assert again.returncode == 2 and "f.png exists; pass another --out or --force" in again.stderr
 
 
 # ---------------------------------------------------------------- sweep_report
@@ -282,9 +323,12 @@ def test_baseline_cox_compares_a_finished_run_with_a_paired_bootstrap(tmp_path: 
     proc = script("scripts/train.py", "data=gbsg2", "trainer.max_epochs=12", "data.split_seed=2", f"hydra.run.dir={run}")
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((run / "metrics.json").read_text())
-    proc = script("scripts/baseline_cox.py", "--run", str(run), "--json", str(tmp_path / "c.json"))
+    proc = script("scripts/baseline_cox.py", "--run", str(run), "--json", str(tmp_path / "c.json"),
+                  "--resamples", "500")
     assert proc.returncode == 0, proc.stderr
+    assert "paired bootstrap" in proc.stderr  # the progress bar
     r = json.loads((tmp_path / "c.json").read_text())
+    assert r["n_boot"] == 500
     assert r["run_test_cindex"] == pytest.approx(metrics["test_cindex"], abs=1e-9)  # the run's own best weights
     assert r["best_epoch"] == metrics["best_epoch"] and r["n_test"] == metrics["n_test"]
     assert script("scripts/baseline_cox.py", "data=gbsg2", "data.split_seed=2", "--json", str(tmp_path / "p.json")).returncode == 0
@@ -294,6 +338,26 @@ def test_baseline_cox_compares_a_finished_run_with_a_paired_bootstrap(tmp_path: 
     assert r["diff_ci_low"] < gap < r["diff_ci_high"] and 0.0 <= r["p_run_ge_coxph"] <= 1.0
     assert r["diff_ci_high"] - r["diff_ci_low"] > 0.02  # ~100 test patients: the interval is wide
     assert "paired bootstrap 95% interval" in proc.stdout.splitlines()[-1]
+
+
+def test_paired_bootstrap_equals_the_loop_over_resamples() -> None:
+    """The vectorized bootstrap gives, resample by resample, the C-index difference that scoring the
+    resampled rows with the project's concordance_index (checked against lifelines elsewhere) gives."""
+    import baseline_cox
+    import numpy as np
+    from survopt_hydra.survival import concordance_index
+
+    rng = np.random.default_rng(1)
+    n = 90
+    t = np.round(rng.exponential(5.0, n))  # tied times
+    e = (rng.random(n) < 0.5).astype(float)
+    net, cox = np.round(rng.normal(size=n) - 0.1 * t, 1), rng.normal(size=n)  # tied risks too
+    d = baseline_cox.paired_bootstrap(net, cox, t, e, n_boot=40, seed=7, block=32)
+    draws = np.random.default_rng(7)
+    for k in range(40):
+        i = draws.integers(0, n, n)
+        assert d[k] == pytest.approx(concordance_index(net[i], t[i], e[i]) - concordance_index(cox[i], t[i], e[i]),
+                                     abs=1e-12)
 
 
 def test_baseline_cox_run_without_best_pt_is_one_line(tmp_path: Path) -> None:
