@@ -47,6 +47,7 @@ def test_sweepers_receive_the_validation_figure_never_a_test_figure(tmp_path: Pa
 
 @pytest.mark.slow
 def test_parallel_launcher_gives_the_sequential_results(tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="pip install survopt-hydra[parallel]")
     lrs = "optimizer.lr=1e-3,3e-3,1e-2,3e-2"
     seq = multirun(tmp_path / "seq", *SWEEP, lrs)
     par = multirun(tmp_path / "par", *SWEEP, lrs, "hydra/launcher=survopt_parallel", "hydra.launcher.n_jobs=2")
