@@ -266,6 +266,7 @@ def test_baseline_cox_on_the_app_split(tmp_path: Path) -> None:
     assert proc.stdout.strip().splitlines()[-1].endswith(f"{result['test_cindex']:.4f}")
 
 
+@pytest.mark.slow
 def test_baseline_cox_reports_a_failed_fit_in_one_line() -> None:
     """penalizer 0 with GBSG2's collinear one-hot columns: lifelines cannot invert the Hessian."""
     proc = script("scripts/baseline_cox.py", "data=gbsg2", "--penalizer", "0")
@@ -360,6 +361,7 @@ def test_paired_bootstrap_equals_the_loop_over_resamples() -> None:
                                      abs=1e-12)
 
 
+@pytest.mark.slow
 def test_baseline_cox_run_without_best_pt_is_one_line(tmp_path: Path) -> None:
     proc = script("scripts/baseline_cox.py", "--run", str(tmp_path))
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: --run: {tmp_path / 'best.pt'} not found; " \
@@ -397,6 +399,7 @@ def test_deepsurv_benchmark_support_needs_no_optional_package(monkeypatch, tmp_p
     assert list(train.columns) == list(test.columns) and {"duration", "event"} <= set(train.columns)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tool", [["scripts/baseline_cox.py"], ["scripts/plot_schedule.py"], ["scripts/lr_find.py"],
                                   ["scripts/select_defaults.py", "--splits", "1", "--seeds", "0", "--candidate"]])
 def test_tools_refuse_a_bad_override_in_the_apps_words(tool: list[str]) -> None:
