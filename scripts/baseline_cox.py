@@ -11,8 +11,11 @@ ridge penalizer keeps the fit defined when one-hot columns are collinear.
 
 ``--run DIR`` takes the config from that run's ``best.pt`` instead of overrides, scores the
 run's best weights and CoxPH on the same test rows, and adds a paired bootstrap of the
-difference (resampling test patients, both models on each resample): with ~100 test
-patients a single C-index is noisy, and the interval says whether a gap means anything.
+difference (resampling test patients, both models on each resample; ``--resamples``,
+default 2000, ``--seed``): with ~100 test patients a single C-index is noisy, and the
+interval says whether a gap means anything. The bootstrap is vectorized (resample counts
+times pair matrices, :func:`paired_bootstrap`): seconds for SUPPORT's 1,775 test patients,
+with a progress bar on stderr (``--no-progress`` turns it off).
 """
 from __future__ import annotations
 
@@ -78,7 +81,45 @@ def cox_baseline(cfg, penalizer: float = 0.01) -> dict[str, float]:
     return out
 
 
-def compare_run(run_dir: str, penalizer: float = 0.01, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+def _comparable(t: np.ndarray, e: np.ndarray, rows: slice) -> np.ndarray:
+    """``P[i, j]`` for i in ``rows``: patient i had an event and j was still at risk after it (a later
+    exit, or a censoring at the same time) - the pairs :func:`concordance_index` counts."""
+    ti, ei = t[rows, None], e[rows, None] > 0
+    return ei & ((t[None, :] > ti) | ((t[None, :] == ti) & (e[None, :] <= 0)))
+
+
+def paired_bootstrap(net: np.ndarray, cox: np.ndarray, t: np.ndarray, e: np.ndarray, n_boot: int = 2000,
+                     seed: int = 0, progress: bool = False, block: int = 500) -> np.ndarray:
+    """``C(net) - C(cox)`` on ``n_boot`` resamples of the test patients (both models on each resample).
+
+    Vectorized: a resample is a vector of counts ``w`` (patient i drawn w_i times), and its C-index is
+    ``w' (P * K) w / w' P w`` with ``P`` the comparable pairs and ``K`` 1 / 0.5 / 0 for concordant / tied /
+    discordant risks - the same number the pair count over the resampled rows gives, so the figures equal a
+    loop over resamples drawn with the same seed (``rng.integers(0, n, n)`` per resample). Memory is
+    bounded by ``block`` rows of the n x n matrices at a time; time is O(n_boot n^2)."""
+    from tqdm import tqdm
+
+    n = len(t)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, (n_boot, n))
+    w = np.bincount((draws + n * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * n)
+    w = w.reshape(n_boot, n).astype(np.float64)
+    num_net, num_cox, den = np.zeros(n_boot), np.zeros(n_boot), np.zeros(n_boot)
+    starts = range(0, n, block)
+    for a in tqdm(starts, desc="paired bootstrap", unit="block", disable=not progress, file=sys.stderr):
+        rows = slice(a, min(a + block, n))
+        pairs = _comparable(t, e, rows).astype(np.float64)
+        wi = w[:, rows]
+        den += np.einsum("bi,bi->b", wi, w @ pairs.T)
+        for risk, num in ((net, num_net), (cox, num_cox)):
+            kernel = pairs * (0.5 * (1.0 + np.sign(risk[rows, None] - risk[None, :])))
+            num += np.einsum("bi,bi->b", wi, w @ kernel.T)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (num_net - num_cox) / den  # NaN: a resample without a comparable pair has no C-index
+
+
+def compare_run(run_dir: str, penalizer: float = 0.01, n_boot: int = 2000, seed: int = 0,
+                progress: bool = False) -> dict[str, float]:
     """A finished run's best weights vs CoxPH on its test rows, with a paired bootstrap of the gap."""
     import torch
     from survopt_hydra.app.checkpoint import CheckpointError
@@ -86,6 +127,8 @@ def compare_run(run_dir: str, penalizer: float = 0.01, n_boot: int = 2000, seed:
     from survopt_hydra.errors import ConfigError
     from survopt_hydra.survival import concordance_index
 
+    if n_boot < 1:
+        raise ConfigError("--resamples", f"must be a positive number of bootstrap resamples, got {n_boot}")
     try:
         settings, cohort, model, state = load_best(run_dir)
     except CheckpointError as exc:
@@ -93,20 +136,15 @@ def compare_run(run_dir: str, penalizer: float = 0.01, n_boot: int = 2000, seed:
     _require_tabular(settings)
     test = cohort.test
     with torch.no_grad():
-        net = model(test.x).float().numpy()
-    cox = _fit_cox(cohort, penalizer)(test)
-    t, e = test.durations.numpy(), test.events.numpy()
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n_boot):
-        i = rng.integers(0, len(t), len(t))
-        diffs.append(concordance_index(net[i], t[i], e[i]) - concordance_index(cox[i], t[i], e[i]))
-    d = np.asarray(diffs)
-    d = d[np.isfinite(d)]  # a resample without a comparable pair has no C-index
+        net = model(test.x).float().numpy().astype(np.float64)
+    cox = _fit_cox(cohort, penalizer)(test).astype(np.float64)
+    t, e = test.durations.numpy().astype(np.float64), test.events.numpy()
+    d = paired_bootstrap(net, cox, t, e, n_boot, seed, progress)
+    d = d[np.isfinite(d)]
     lo, hi = np.percentile(d, [2.5, 97.5])
     return {"penalizer": penalizer, "run_test_cindex": concordance_index(net, t, e), "best_epoch": state["epoch"],
             "coxph_test_cindex": concordance_index(cox, t, e), "diff_ci_low": float(lo), "diff_ci_high": float(hi),
-            "p_run_ge_coxph": float((d >= 0).mean()), "n_boot": int(d.size), "n_test": len(t)}
+            "p_run_ge_coxph": float((d >= 0).mean()), "n_boot": int(d.size), "n_test": len(t), "seed": seed}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -115,6 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--penalizer", type=float, default=0.01)
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--run", help="a finished run's directory: paired comparison with its best.pt")
+    parser.add_argument("--resamples", type=int, default=2000, help="paired bootstrap resamples (with --run)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (with --run)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
     if args.run and args.overrides:
         parser.error("--run takes the config from the run's best.pt; drop the overrides")
@@ -123,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     from survopt_hydra.survival.data import DataError
 
     try:
-        result = (compare_run(args.run, args.penalizer) if args.run
+        result = (compare_run(args.run, args.penalizer, args.resamples, args.seed, not args.no_progress) if args.run
                   else cox_baseline(compose_train(args.overrides), args.penalizer))
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)

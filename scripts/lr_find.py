@@ -1,6 +1,6 @@
 """Learning-rate range test (Smith 2017, "Cyclical Learning Rates", section 3.3).
 
-    python scripts/lr_find.py [overrides ...] [--min-lr 1e-6] [--max-lr 1] [--steps 200]
+    python scripts/lr_find.py [overrides ...] [--min-lr 1e-6] [--max-lr 1] [--steps 200] [--out DIR|FILE.png]
 
 Trains the configured model on the configured data (default: SUPPORT) for a few hundred
 optimizer steps while the LR grows exponentially from ``--min-lr`` to ``--max-lr``
@@ -9,11 +9,15 @@ bias-corrected exponential moving average, and stops once the smoothed loss exce
 ``--diverge`` times its minimum. The suggested LR is where the smoothed loss falls
 fastest (steepest negative slope against log LR), the usual pick; somewhat below the
 LR of the minimum loss. The configured clipping applies, as in training; the
-scheduler does not (the test *is* the schedule). Writes a plot (``--out``).
+scheduler does not (the test *is* the schedule). Writes a plot and the curve as JSON: into
+``--out`` (a ``.png`` file, or a directory), by default a fresh ``outputs/lr_find/<date>/<time>/``
+next to the app's run dirs (never the current directory itself); the paths are printed and an
+existing file is not overwritten unless ``--force``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -23,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plot_schedule import compose  # noqa: E402  (same composition as the app)
+from plot_schedule import compose, output_path  # noqa: E402  (same composition as the app)
 
 
 def lr_range_test(cfg: Any, min_lr: float = 1e-6, max_lr: float = 1.0, steps: int = 200,
@@ -123,19 +127,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--diverge", type=float, default=4.0, help="stop when smoothed loss > this x its minimum")
     parser.add_argument("--beta", type=float, default=0.9, help="smoothing of the loss (EMA factor)")
-    parser.add_argument("--out", type=Path, default=Path("lr_find.png"))
+    parser.add_argument("--out", type=Path, help="a .png file or a directory (default: a new "
+                        "outputs/lr_find/<date>/<time>/)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing files")
     args = parser.parse_args(argv)
     from survopt_hydra.errors import ConfigError
     from survopt_hydra.survival.data import DataError
 
     try:
+        png = output_path(args.out, "lr_find", "lr_find.png", args.force)
+        curve = output_path(png.with_suffix(".json"), "lr_find", "lr_find.json", args.force)
         result = lr_range_test(compose(args.overrides), args.min_lr, args.max_lr, args.steps, args.beta, args.diverge)
     except (ConfigError, DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    plot(result, args.out)
-    print(f"{len(result['lrs'])} steps from {result['lrs'][0]:.2g} to {result['lrs'][-1]:.2g}; wrote {args.out}")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    plot(result, png)
+    curve.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    print(f"{len(result['lrs'])} steps from {result['lrs'][0]:.2g} to {result['lrs'][-1]:.2g}; wrote {png} and {curve}")
     print(f"suggested LR: {result['suggested_lr']:.3g}")
     return 0
 

@@ -2,6 +2,7 @@
 
     python scripts/plot_schedule.py scheduler=onecycle trainer.max_epochs=50 --out lr.png
     python scripts/plot_schedule.py +preset=finetune --steps-per-epoch 20
+    # -> outputs/plot_schedule/<date>/<time>/lr_schedule.png (+ lr_schedule.csv); the path is printed
 
 The config is composed exactly as ``scripts/train.py`` composes it (same overrides),
 then a real :class:`~survopt_hydra.engine.StepEngine` is built for a dummy model with
@@ -11,6 +12,10 @@ micro-batches with zero loss: the scheduler advances exactly as in training
 (per applied step, or per epoch, accumulation included). A plateau scheduler sees a
 flat validation metric, i.e. the worst case in which it decays every patience+1 epochs.
 By default the batches per epoch come from the configured data set and batch size.
+
+Where the files go: ``--out FILE.png`` or ``--out DIR`` (then ``DIR/lr_schedule.png``); without
+``--out`` a fresh ``outputs/plot_schedule/<date>/<time>/`` next to the app's own run dirs, never
+the current directory itself. An existing file is never overwritten unless ``--force``.
 """
 from __future__ import annotations
 
@@ -34,6 +39,27 @@ class DummyModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x)).squeeze(-1)
+
+
+def output_path(out: Path | None, tool: str, name: str, force: bool = False) -> Path:
+    """Where a tool writes ``name``: ``out`` (a ``.png`` file, or a directory for ``out/name``), else a
+    fresh ``outputs/<tool>/<date>/<time>/`` like the app's run dirs. An existing file is refused (one line,
+    :class:`~survopt_hydra.errors.ConfigError` on ``--out``) unless ``force``: nothing is lost silently."""
+    import datetime
+
+    from survopt_hydra.errors import ConfigError
+
+    if out is None:
+        stamp = datetime.datetime.now()
+        base = Path("outputs") / tool / stamp.strftime("%Y-%m-%d") / stamp.strftime("%H-%M-%S")
+        run, n = base, 1
+        while run.exists():  # two calls in one second: a sibling, not the same folder
+            run, n = base.with_name(f"{base.name}_{n}"), n + 1
+        return run / name
+    path = out / name if out.is_dir() or not out.suffix else out
+    if path.exists() and not force:
+        raise ConfigError("--out", f"{path} exists; pass another --out or --force to overwrite it")
+    return path
 
 
 def compose(overrides: list[str]) -> Any:
@@ -79,13 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for scripts/train.py")
     parser.add_argument("--steps-per-epoch", type=int, help="micro-batches per epoch (default: from the data)")
-    parser.add_argument("--out", type=Path, default=Path("lr_schedule.png"))
-    parser.add_argument("--csv", type=Path, help="also write the per-step LRs as CSV")
+    parser.add_argument("--out", type=Path, help="a .png file or a directory (default: a new "
+                        "outputs/plot_schedule/<date>/<time>/)")
+    parser.add_argument("--csv", type=Path, help="the per-step LRs as CSV (default: next to the PNG)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing files")
     args = parser.parse_args(argv)
     from survopt_hydra.errors import ConfigError
     from survopt_hydra.survival.data import DataError
 
     try:
+        png = output_path(args.out, "plot_schedule", "lr_schedule.png", args.force)
+        csv_path = output_path(args.csv or png.with_suffix(".csv"), "plot_schedule", "lr_schedule.csv", args.force)
         cfg = compose(args.overrides)
         batches = args.steps_per_epoch or batches_per_epoch(cfg)
         rows = schedule(cfg, batches)
@@ -95,14 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     from survopt_hydra.app.outputs import _csv_text, plot_lr_steps
 
     title = f"{cfg.scheduler.name} over {cfg.trainer.max_epochs} epochs x {batches} batches"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    plot_lr_steps(rows, args.out, title=title)
-    if args.csv:
-        args.csv.write_text(_csv_text(rows), encoding="utf-8")
+    for path in (png, csv_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    plot_lr_steps(rows, png, title=title)
+    csv_path.write_text(_csv_text(rows), encoding="utf-8")
     for key in [k for k in rows[0] if k.startswith("lr/")] if rows else []:
         values = [r[key] for r in rows]
         print(f"{key[3:]:>20}: first {values[0]:.3g}, max {max(values):.3g}, last {values[-1]:.3g}")
-    print(f"{len(rows)} optimizer steps; wrote {args.out}")
+    print(f"{len(rows)} optimizer steps; wrote {png} and {csv_path}")
     return 0
 
 

@@ -37,6 +37,11 @@ SKIPPED_IN_QUICK = (
     "peer_timm_step_ratio",
     "app_train_seconds",
     "time_to_cindex_s",
+    "default_run_wall_s",
+    "sweep6_sequential_wall_s",
+    "sweep6_parallel_wall_s",
+    "parallel_sweep_speedup",
+    "sweep_job_overhead_s",
 )
 OTHER_OWNERS = ("agc_speedup", "monitor_overhead_fraction")
 

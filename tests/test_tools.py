@@ -65,8 +65,44 @@ def test_plot_schedule_cli(tmp_path: Path) -> None:
     assert out.stat().st_size > 0 and "optimizer steps" in proc.stdout
     with (tmp_path / "lr.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == 5 * 12  # default data: 6,034 training rows in batches of 512
-    bad = script("scripts/plot_schedule.py", "scheduler=warmup_cosine", "trainer.max_epochs=3", "--out", str(out))
+    bad = script("scripts/plot_schedule.py", "scheduler=warmup_cosine", "trainer.max_epochs=3", "--out",
+                 str(tmp_path / "other.png"))
     assert bad.returncode == 2 and bad.stderr.startswith("error: scheduler.warmup_epochs")
+
+
+@pytest.mark.slow
+def test_plot_schedule_writes_into_a_fresh_output_dir_and_never_overwrites(tmp_path: Path) -> None:
+    """Without --out the files go to outputs/plot_schedule/<date>/<time>/, not into the current directory."""
+    args = [sys.executable, str(ROOT / "scripts" / "plot_schedule.py"), "trainer.max_epochs=3", "--steps-per-epoch", "2"]
+    first = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    second = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]
+    pngs = sorted(tmp_path.glob("outputs/plot_schedule/*/*/lr_schedule.png"))
+    assert len(pngs) == 2 and all((p.with_suffix(".csv")).is_file() for p in pngs)
+    said = {p.stdout.strip().splitlines()[-1] for p in (first, second)}
+    assert said == {f"6 optimizer steps; wrote {p.relative_to(tmp_path)} and {p.with_suffix('.csv').relative_to(tmp_path)}"
+                    for p in pngs}
+    target = tmp_path / "mine.png"
+    target.write_bytes(b"keep me")
+    proc = subprocess.run([*args, "--out", str(target)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        f"error: --out: {target} exists; pass another --out or --force to overwrite it")
+    assert target.read_bytes() == b"keep me"
+
+
+def test_output_path_rules(tmp_path: Path, monkeypatch) -> None:
+    from survopt_hydra.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    fresh = plot_schedule.output_path(None, "lr_find", "lr_find.png")
+    assert fresh.parts[:2] == ("outputs", "lr_find") and fresh.name == "lr_find.png" and not fresh.parent.exists()
+    assert plot_schedule.output_path(tmp_path, "x", "a.png") == tmp_path / "a.png"  # a directory
+    assert plot_schedule.output_path(tmp_path / "new", "x", "a.png") == tmp_path / "new" / "a.png"  # no suffix: a dir
+    (tmp_path / "a.png").write_text("old")
+    with pytest.raises(ConfigError, match="a.png exists"):
+        plot_schedule.output_path(tmp_path, "x", "a.png")
+    assert plot_schedule.output_path(tmp_path / "a.png", "x", "b.png", force=True) == tmp_path / "a.png"
 
 
 # ---------------------------------------------------------------- lr_find
@@ -91,6 +127,11 @@ def test_lr_find_cli(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1].startswith("suggested LR: ")
     assert (tmp_path / "f.png").stat().st_size > 0
+    curve = json.loads((tmp_path / "f.json").read_text())
+    assert f"suggested LR: {curve['suggested_lr']:.3g}" == proc.stdout.strip().splitlines()[-1]
+    assert f"wrote {tmp_path / 'f.png'} and {tmp_path / 'f.json'}" in proc.stdout
+    again = script("scripts/lr_find.py", "--steps", "60", "--out", str(tmp_path / "f.png"))
+    assert again.returncode == 2 and "f.png exists; pass another --out or --force" in again.stderr
 
 
 # ---------------------------------------------------------------- sweep_report
@@ -125,6 +166,96 @@ def test_sweep_report_refuses_an_empty_dir(tmp_path: Path, capsys: pytest.Captur
     assert capsys.readouterr().err.startswith("error: ")
 
 
+def _lr_sweep(root: Path, lrs: list[float], extra: list[str]) -> None:
+    for i, lr in enumerate(lrs):
+        _fake_job(root, str(i), [f"optimizer.lr={lr}", *extra],
+                  {"val_cindex": 0.6 + 0.01 * i, "test_cindex": 0.7 - 0.01 * i, "best_epoch": 3, "epochs_run": 9,
+                   "train_seconds": 1.0})
+
+
+def test_sweep_report_lists_constant_overrides_once_above_the_table(tmp_path: Path) -> None:
+    _lr_sweep(tmp_path, [1e-3, 1e-2], ["data=gbsg2", "trainer.max_epochs=5"])
+    assert sweep_report.main([str(tmp_path)]) == 0
+    markdown = (tmp_path / "sweep_report.md").read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| job"))
+    assert header.split(" | ")[1] == "optimizer.lr" and "data" not in header and "max_epochs" not in header
+    assert "Same in every job (not shown as columns): `data=gbsg2`, `trainer.max_epochs=5`." in markdown
+    with (tmp_path / "sweep_report.csv").open() as handle:  # the CSV keeps every column
+        assert {"data", "trainer.max_epochs"} <= set(next(csv.DictReader(handle)))
+
+
+def test_sweep_report_lists_failed_jobs_with_their_reason(tmp_path: Path) -> None:
+    """The app's status.json contract: a failed job has a one-line reason and no metrics.json."""
+    _lr_sweep(tmp_path, [1e-3, 1e-2], [])
+    _fake_job(tmp_path, "2", ["optimizer.lr=1e300"], None)
+    (tmp_path / "2" / "status.json").write_text(json.dumps(
+        {"status": "failed", "exit_code": 2, "error": "optimizer.lr: must be finite and <= 1e3, got 1e300"}))
+    (tmp_path / "1" / "status.json").write_text(json.dumps({"status": "ok"}))
+    assert sweep_report.main([str(tmp_path)]) == 0
+    markdown = (tmp_path / "sweep_report.md").read_text()
+    assert "2 of 3 jobs finished" in markdown
+    assert ("- job 2 (optimizer.lr=1e300): failed (exit 2): optimizer.lr: must be finite and <= 1e3, got 1e300"
+            in markdown)
+    assert "**1** (best val)" in markdown  # the others are still reported and ranked
+
+
+def test_sweep_report_marks_the_sweepers_choice(tmp_path: Path) -> None:
+    _lr_sweep(tmp_path, [1e-3, 3e-3, 1e-2], [])
+    (tmp_path / "optimization_results.yaml").write_text(
+        yaml.safe_dump({"name": "optuna", "best_params": {"optimizer.lr": 0.003}, "best_value": 0.61}))
+    assert sweep_report.main([str(tmp_path)]) == 0
+    markdown = (tmp_path / "sweep_report.md").read_text()
+    assert "| **1** (sweeper's choice) |" in markdown and "| **2** (best val) |" in markdown
+    assert "Chosen by the sweeper: job 1 (optimizer.lr=0.003): val 0.6100, test 0.6900." in markdown
+
+
+def test_sweep_report_refuses_a_yaml_python_tag_in_one_line(tmp_path: Path, capsys) -> None:
+    _lr_sweep(tmp_path, [1e-3, 1e-2], [])
+    (tmp_path / "1" / ".hydra" / "overrides.yaml").write_text("- !!python/object/apply:os.system ['touch pwned']\n")
+    assert sweep_report.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {tmp_path / '1' / '.hydra' / 'overrides.yaml'}: not plain")
+    assert not (tmp_path / "sweep_report.md").exists() and not Path("pwned").exists()
+
+
+def _overlaps(labels: list, renderer) -> bool:
+    boxes = [t.get_window_extent(renderer) for t in labels if t.get_visible() and t.get_text()]
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_sweep_report_log_axis_labels_each_value_once_without_overlap(tmp_path: Path) -> None:
+    """Six LRs within 1.5 decades: matplotlib's default log axis labels minor ticks that collide."""
+    lrs = [1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2]
+    _lr_sweep(tmp_path, lrs, [])
+    fig = sweep_report.figure(sweep_report.collect(tmp_path))
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    renderer = fig.canvas.get_renderer()
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.001", "0.002", "0.003", "0.005", "0.01", "0.03"]
+    assert not [t for t in ax.get_xticklabels(minor=True) if t.get_text()]
+    assert not _overlaps(ax.get_xticklabels(), renderer)
+
+
+def test_sweep_report_multi_factor_panels_say_means_and_keep_categories_apart(tmp_path: Path) -> None:
+    i = 0
+    for lr in (1e-3, 1e-2):
+        for opt in ("adam", "sgd", "adamw"):
+            _fake_job(tmp_path, str(i), [f"optimizer.lr={lr}", f"optimizer={opt}"],
+                      {"val_cindex": 0.6 + 0.01 * i, "test_cindex": 0.6, "best_epoch": 1, "epochs_run": 2,
+                       "train_seconds": 0.1})
+            i += 1
+    fig = sweep_report.figure(sweep_report.collect(tmp_path))
+    assert "mean over the jobs with that value" in fig._suptitle.get_text()
+    lr_ax, opt_ax = fig.axes
+    assert lr_ax.get_ylabel() == opt_ax.get_ylabel() == "mean C-index per value"
+    val_line = next(line for line in opt_ax.get_lines() if line.get_label().startswith("val"))
+    assert val_line.get_linestyle() == "None"  # categorical: markers only
+    assert [t.get_text() for t in opt_ax.get_xticklabels()] == ["adam", "adamw", "sgd"]
+    assert list(val_line.get_ydata()) == pytest.approx([0.615, 0.635, 0.625])  # jobs (0, 3), (2, 5), (1, 4)
+    assert next(line for line in lr_ax.get_lines() if line.get_label().startswith("val")).get_linestyle() == "-"
+
+
 # ---------------------------------------------------------------- baseline_cox
 @pytest.mark.slow
 def test_baseline_cox_on_the_app_split(tmp_path: Path) -> None:
@@ -135,6 +266,7 @@ def test_baseline_cox_on_the_app_split(tmp_path: Path) -> None:
     assert proc.stdout.strip().splitlines()[-1].endswith(f"{result['test_cindex']:.4f}")
 
 
+@pytest.mark.slow
 def test_baseline_cox_reports_a_failed_fit_in_one_line() -> None:
     """penalizer 0 with GBSG2's collinear one-hot columns: lifelines cannot invert the Hessian."""
     proc = script("scripts/baseline_cox.py", "data=gbsg2", "--penalizer", "0")
@@ -192,9 +324,12 @@ def test_baseline_cox_compares_a_finished_run_with_a_paired_bootstrap(tmp_path: 
     proc = script("scripts/train.py", "data=gbsg2", "trainer.max_epochs=12", "data.split_seed=2", f"hydra.run.dir={run}")
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((run / "metrics.json").read_text())
-    proc = script("scripts/baseline_cox.py", "--run", str(run), "--json", str(tmp_path / "c.json"))
+    proc = script("scripts/baseline_cox.py", "--run", str(run), "--json", str(tmp_path / "c.json"),
+                  "--resamples", "500")
     assert proc.returncode == 0, proc.stderr
+    assert "paired bootstrap" in proc.stderr  # the progress bar
     r = json.loads((tmp_path / "c.json").read_text())
+    assert r["n_boot"] == 500
     assert r["run_test_cindex"] == pytest.approx(metrics["test_cindex"], abs=1e-9)  # the run's own best weights
     assert r["best_epoch"] == metrics["best_epoch"] and r["n_test"] == metrics["n_test"]
     assert script("scripts/baseline_cox.py", "data=gbsg2", "data.split_seed=2", "--json", str(tmp_path / "p.json")).returncode == 0
@@ -206,6 +341,27 @@ def test_baseline_cox_compares_a_finished_run_with_a_paired_bootstrap(tmp_path: 
     assert "paired bootstrap 95% interval" in proc.stdout.splitlines()[-1]
 
 
+def test_paired_bootstrap_equals_the_loop_over_resamples() -> None:
+    """The vectorized bootstrap gives, resample by resample, the C-index difference that scoring the
+    resampled rows with the project's concordance_index (checked against lifelines elsewhere) gives."""
+    import baseline_cox
+    import numpy as np
+    from survopt_hydra.survival import concordance_index
+
+    rng = np.random.default_rng(1)
+    n = 90
+    t = np.round(rng.exponential(5.0, n))  # tied times
+    e = (rng.random(n) < 0.5).astype(float)
+    net, cox = np.round(rng.normal(size=n) - 0.1 * t, 1), rng.normal(size=n)  # tied risks too
+    d = baseline_cox.paired_bootstrap(net, cox, t, e, n_boot=40, seed=7, block=32)
+    draws = np.random.default_rng(7)
+    for k in range(40):
+        i = draws.integers(0, n, n)
+        assert d[k] == pytest.approx(concordance_index(net[i], t[i], e[i]) - concordance_index(cox[i], t[i], e[i]),
+                                     abs=1e-12)
+
+
+@pytest.mark.slow
 def test_baseline_cox_run_without_best_pt_is_one_line(tmp_path: Path) -> None:
     proc = script("scripts/baseline_cox.py", "--run", str(tmp_path))
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: --run: {tmp_path / 'best.pt'} not found; " \
@@ -243,6 +399,7 @@ def test_deepsurv_benchmark_support_needs_no_optional_package(monkeypatch, tmp_p
     assert list(train.columns) == list(test.columns) and {"duration", "event"} <= set(train.columns)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tool", [["scripts/baseline_cox.py"], ["scripts/plot_schedule.py"], ["scripts/lr_find.py"],
                                   ["scripts/select_defaults.py", "--splits", "1", "--seeds", "0", "--candidate"]])
 def test_tools_refuse_a_bad_override_in_the_apps_words(tool: list[str]) -> None:

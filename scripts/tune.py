@@ -1,0 +1,232 @@
+"""Tune the app's hyper-parameters on the validation C-index (Optuna TPE, seeded), then test once.
+
+    python scripts/tune.py data=gbsg2 --trials 40                      # or --seconds 300
+    python scripts/tune.py data=csv data.path=train.csv data.test_path=test.csv --seconds 240
+    python scripts/tune.py data=gbsg2 optimizer.lr=1e-2 --trials 20    # a fixed key is not searched
+
+Protocol (docs/sweeps.md):
+
+1. **Search, validation only.** Each trial trains the app in-process (the same code as
+   ``scripts/train.py``, a throw-away run dir) with overrides drawn by Optuna's TPE sampler
+   (``--sampler-seed``): LR, weight decay, width x depth, dropout, batch size and the Cox ties
+   method (:data:`SPACE`). The objective is the run's monitored validation figure
+   (``trainer.monitor``, the value the app hands any sweeper); the trial keeps that figure,
+   the best epoch and the epochs run - the app's test score of the trial is dropped unread and
+   never reaches the sampler, the trial records or the choice.
+2. **Choose** the trial with the best validation figure.
+3. **Test once.** Only then the chosen overrides train with ``--final-seeds`` (default 0 1 2)
+   in kept run dirs under ``--out``, and their test C-indices are reported (mean and each),
+   with the seed ensemble (mean of the seeds' standardized risk scores) scored on validation
+   and test alongside.
+
+Writes ``trials.csv`` (every trial: overrides, validation figure, best epoch, seconds),
+``optimization_results.yaml`` (``best_params``/``best_value``, the layout of Hydra's Optuna
+sweeper) and ``result.json`` into ``--out`` (default a fresh ``outputs/tune/<date>/<time>/``),
+and prints the command that reruns the chosen config.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import logging
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plot_schedule import output_path  # noqa: E402
+
+
+def _hidden(trial: Any) -> str:
+    width = trial.suggest_categorical("width", [16, 32, 64, 128, 256])
+    depth = trial.suggest_int("depth", 1, 3)
+    return "[" + ",".join([str(width)] * depth) + "]"
+
+
+# key -> how a trial draws its value (a string, as on the command line). Why each is here:
+# LR and weight decay matter most for an MLP under AdamW; width x depth with dropout lets large
+# cohorts use a larger, more regularised model; the batch size sets the Cox risk sets (a batch is
+# a risk set) and the update noise; Efron ties are the better partial likelihood on tied times.
+SPACE: dict[str, Callable[[Any], str]] = {
+    "optimizer.lr": lambda t: f"{t.suggest_float('lr', 1e-4, 1e-1, log=True):.6g}",
+    "optimizer.weight_decay": lambda t: f"{t.suggest_float('weight_decay', 1e-5, 0.3, log=True):.6g}",
+    "model.hidden": _hidden,
+    "model.dropout": lambda t: f"{t.suggest_float('dropout', 0.0, 0.6):.4g}",
+    "trainer.batch_size": lambda t: str(t.suggest_categorical("batch_size", [64, 128, 256, 512])),
+    "trainer.ties": lambda t: t.suggest_categorical("ties", ["breslow", "efron"]),
+}
+TRIAL_OVERRIDES = ["trainer.progress_bar=false", "trainer.resume=false"]
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+@contextlib.contextmanager
+def _no_plots():
+    """Trial run dirs are thrown away: skip the app's end-of-run PNGs (about half a trial's CPU time on
+    GBSG2). Only this process's trials are affected; the final runs keep their plots."""
+    from survopt_hydra.app import outputs
+
+    saved = {name: getattr(outputs, name) for name in ("plot_curves", "plot_lr_steps") if hasattr(outputs, name)}
+    for name in saved:
+        setattr(outputs, name, lambda *args, **kwargs: None)
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(outputs, name, fn)
+
+
+def run_validation_only(overrides: list[str]) -> dict[str, Any]:
+    """One trial: the app in-process in a throw-away dir; returns only validation-side figures."""
+    from survopt_hydra.app.config import compose_train
+    from survopt_hydra.app.trainer import train
+
+    cfg = compose_train([*overrides, *TRIAL_OVERRIDES])
+    if "checkpoint_every" in cfg.trainer:  # a throw-away run: one checkpoint at the end, not one per epoch
+        cfg.trainer.checkpoint_every = cfg.trainer.max_epochs
+    tic = time.perf_counter()
+    with tempfile.TemporaryDirectory() as run_dir, contextlib.redirect_stdout(io.StringIO()), _no_plots():
+        metrics = train(cfg, Path(run_dir))
+    monitor = metrics.get("monitor", "val_cindex")
+    return {"monitor": monitor, "value": metrics[monitor], "val_cindex": metrics["val_cindex"],
+            "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
+            "seconds": round(time.perf_counter() - tic, 3)}  # every test_* figure is dropped here, unread
+
+
+def search(base: list[str], trials: int | None, seconds: float | None, sampler_seed: int = 0,
+           log: Callable[[str], None] = print) -> tuple[Any, list[dict[str, Any]]]:
+    """Optuna study maximizing (val_cindex) or minimizing (val_loss) the monitored validation figure."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    fixed = {_key(o) for o in base}
+    space = {k: f for k, f in SPACE.items() if k not in fixed}
+    from survopt_hydra.app.config import compose_train
+
+    monitor = str(compose_train([*base, *TRIAL_OVERRIDES]).trainer.monitor)
+    direction = "minimize" if monitor == "val_loss" else "maximize"
+    study = optuna.create_study(direction=direction,
+                                sampler=optuna.samplers.TPESampler(seed=sampler_seed, multivariate=True))
+    records: list[dict[str, Any]] = []
+
+    def objective(trial: Any) -> float:
+        drawn = [f"{k}={draw(trial)}" for k, draw in space.items()]
+        result = run_validation_only([*base, *drawn])
+        trial.set_user_attr("overrides", drawn)
+        for k in ("best_epoch", "epochs_run", "seconds"):
+            trial.set_user_attr(k, result[k])
+        records.append({"trial": trial.number, "overrides": " ".join(drawn), **result})
+        best = max(r["value"] for r in records) if direction == "maximize" else min(r["value"] for r in records)
+        log(f"trial {trial.number}: {result['monitor']} {result['value']:.4f} (best {best:.4f}) "
+            f"{result['seconds']:.1f}s  {' '.join(drawn)}")
+        return result["value"]
+
+    study.optimize(objective, n_trials=trials, timeout=seconds, catch=())
+    return study, records
+
+
+def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path) -> dict[str, Any]:
+    """The chosen config with each seed in a kept run dir; test C-index per seed and of the seed ensemble."""
+    import numpy as np
+    import torch
+
+    from survopt_hydra.app.config import compose_train
+    from survopt_hydra.app.trainer import load_best, train
+    from survopt_hydra.survival import concordance_index
+
+    runs, val_risk, test_risk = [], [], []
+    for seed in seeds:
+        run_dir = out / f"final_seed{seed}"
+        cfg = compose_train([*base, *chosen, f"trainer.seed={seed}", *TRIAL_OVERRIDES])
+        with contextlib.redirect_stdout(io.StringIO()):
+            runs.append(train(cfg, run_dir))
+        _, cohort, model, _ = load_best(run_dir)
+        with torch.no_grad():
+            v, t = model(cohort.val.x).double().numpy(), model(cohort.test.x).double().numpy()
+        mu, sd = v.mean(), v.std() or 1.0  # log-risks of separate fits differ by shift and scale
+        val_risk.append((v - mu) / sd)
+        test_risk.append((t - mu) / sd)
+    tests = [r["test_cindex"] for r in runs]
+    ens_val, ens_test = np.mean(val_risk, axis=0), np.mean(test_risk, axis=0)
+    return {"seeds": seeds, "test_cindex_runs": tests, "test_cindex_mean": statistics.fmean(tests),
+            "test_cindex_sd": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+            "val_cindex_runs": [r["val_cindex"] for r in runs], "best_epochs": [r["best_epoch"] for r in runs],
+            "ensemble_val_cindex": concordance_index(ens_val, cohort.val.durations, cohort.val.events),
+            "ensemble_test_cindex": concordance_index(ens_test, cohort.test.durations, cohort.test.events),
+            "run_dirs": [str(out / f"final_seed{s}") for s in seeds]}
+
+
+def write_trials(records: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for scripts/train.py (not searched)")
+    parser.add_argument("--trials", type=int, help="number of trials (default 40 unless --seconds is given)")
+    parser.add_argument("--seconds", type=float, help="search time budget; the running trial finishes")
+    parser.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler")
+    parser.add_argument("--final-seeds", type=int, nargs="+", default=[0, 1, 2], help="trainer.seed of the test runs")
+    parser.add_argument("--out", type=Path, help="output dir (default: a new outputs/tune/<date>/<time>/)")
+    parser.add_argument("--quiet", action="store_true", help="no per-trial lines on stderr")
+    args = parser.parse_args(argv)
+    trials = args.trials if args.trials is not None or args.seconds is not None else 40
+    logging.disable(logging.WARNING)  # the app's per-epoch log lines; errors still surface
+    from survopt_hydra.app.config import compose_train
+    from survopt_hydra.errors import ConfigError
+    from survopt_hydra.survival.data import DataError
+
+    log = (lambda _: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    try:
+        if (trials is not None and trials < 1) or (args.seconds is not None and args.seconds <= 0):
+            raise ConfigError("--trials/--seconds", "the budget must be positive")
+        out = output_path(args.out, "tune", "result.json").parent
+        if (out / "result.json").exists():
+            raise ConfigError("--out", f"{out} already holds a tuning result; pass another --out")
+        compose_train([*args.overrides, *TRIAL_OVERRIDES])  # a bad override fails here, before any trial
+        tic = time.perf_counter()
+        study, records = search(args.overrides, trials, args.seconds, args.sampler_seed, log)
+        search_s = time.perf_counter() - tic
+        chosen = list(study.best_trial.user_attrs["overrides"])  # the choice: validation only
+        out.mkdir(parents=True, exist_ok=True)
+        write_trials(records, out / "trials.csv")
+        import yaml
+
+        best_params = dict(_o.split("=", 1) for _o in chosen)
+        (out / "optimization_results.yaml").write_text(yaml.safe_dump(
+            {"name": "survopt-tune", "best_params": best_params, "best_value": float(study.best_value)}))
+        final = final_runs(args.overrides, chosen, args.final_seeds, out)  # the first look at test rows
+    except (ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = {"base_overrides": args.overrides, "chosen_overrides": chosen, "best_trial": study.best_trial.number,
+              "best_value": study.best_value, "trials": len(records), "search_seconds": round(search_s, 1),
+              "sampler_seed": args.sampler_seed, **final}
+    (out / "result.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    command = " ".join(["python scripts/train.py", *args.overrides, *chosen])
+    print(f"{len(records)} trials in {search_s:.0f} s; best validation {study.best_value:.4f} (trial "
+          f"{study.best_trial.number}): {' '.join(chosen)}")
+    print(f"rerun: {command}")
+    print(f"seed ensemble ({len(args.final_seeds)} seeds): val C-index {final['ensemble_val_cindex']:.4f}, "
+          f"test C-index {final['ensemble_test_cindex']:.4f}")
+    print(f"wrote {out / 'result.json'}, {out / 'trials.csv'}")
+    runs = ", ".join(f"{c:.4f}" for c in final["test_cindex_runs"])
+    print(f"test C-index of the chosen config: {final['test_cindex_mean']:.4f} (seeds "
+          f"{' '.join(map(str, args.final_seeds))}: {runs})")
+    return 0 if all(math.isfinite(c) for c in final["test_cindex_runs"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
