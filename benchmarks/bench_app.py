@@ -38,8 +38,8 @@ def available() -> str | None:
     """None when the app can run, else why not."""
     if not APP.is_file():
         return "scripts/train.py not found"
-    if not (REPO / "conf" / "train.yaml").is_file():
-        return "conf/train.yaml not found"
+    if not (REPO / "survopt_hydra" / "app" / "conf" / "train.yaml").is_file():
+        return "survopt_hydra/app/conf/train.yaml not found"
     return None
 
 
