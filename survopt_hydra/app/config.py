@@ -82,6 +82,8 @@ class SyntheticImagesDataConfig(DataConfig):
     n: int = fld(512, ge(16))
     size: int = fld(32, ge(8))
     seed: int = fld(0, ge(0))
+    signal: str = fld("area_brightness", one_of("area_brightness", "area"),
+                      "what carries the risk; 'area': brightness is a 5-fold nuisance (the fine-tuning demo)")
 
 
 # ------------------------------------------------------------------ model
