@@ -82,6 +82,8 @@ class SyntheticImagesDataConfig(DataConfig):
     n: int = fld(512, ge(16))
     size: int = fld(32, ge(8))
     seed: int = fld(0, ge(0))
+    signal: str = fld("area_brightness", one_of("area_brightness", "area"),
+                      "what carries the risk; 'area': brightness is a 5-fold nuisance (the fine-tuning demo)")
 
 
 # ------------------------------------------------------------------ model
@@ -110,7 +112,8 @@ class CNNModelConfig(ModelConfig):
     channels: List[int] = fld([16, 32], each(ge(1)), "conv blocks of the backbone")
     hidden: int = fld(32, ge(1))
     dropout: float = fld(0.1, unit_closed_open)
-    pretrained: Optional[str] = fld(None, doc="backbone weights (.pt); pair with +preset=finetune")
+    pretrained: Optional[str] = fld(None, doc="backbone weights (.pt, or pkg://<package>/<file>); pair with +preset=finetune")
+    pretrained_head: bool = fld(False, doc="also load the file's head (pretrained for the same endpoint)")
 
 
 # ------------------------------------------------------------------ trainer

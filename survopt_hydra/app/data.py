@@ -123,8 +123,8 @@ def load_cohort(data: Mapping[str, Any]) -> Cohort:
     on the training rows only; both live in the cohort's schema/standardizer, which the
     run's predictor artefact stores."""
     if data["name"] == "synthetic_images":
-        x, durations, events = make_synthetic_images(data["n"], data["size"], data["seed"])
-        label = f"synthetic_images(n={data['n']}, size={data['size']}, seed={data['seed']})"
+        x, durations, events = make_synthetic_images(data["n"], data["size"], data["seed"], signal=data["signal"])
+        label = f"synthetic_images(n={data['n']}, size={data['size']}, seed={data['seed']}, signal={data['signal']})"
         fr = (1.0 - data["val_fraction"] - data["test_fraction"], data["val_fraction"], data["test_fraction"])
         tr, va, te = _split(events, fr, data["split_seed"], label)
         cohort = Cohort(_tensors(x, durations, events, tr), _tensors(x, durations, events, va),

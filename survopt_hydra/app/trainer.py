@@ -47,6 +47,7 @@ from ..engine import StepEngine, unwrap_model as _unwrapped
 from ..errors import ConfigError
 from ..monitors import CSVSink, GradientMonitor, OptimizerMonitor
 from ..survival import LinearCox, MLP, SmallCNN, concordance_index, cox_ph_loss
+from ..survival.data import resolve_path
 from .checkpoint import epoch_seed, rng_state, save_checkpoint, seed_everything, set_rng_state
 from .config import check_app_config
 from .data import Cohort, Split
@@ -83,6 +84,8 @@ def build_model(model: dict[str, Any], input_shape: tuple[int, ...]) -> nn.Modul
         return LinearCox(input_shape[0])
     if model["name"] == "mlp":
         return MLP(input_shape[0], **opts)
+    if opts.get("pretrained"):  # pkg:// names a file shipped in a package, e.g. the app's pretrained backbone
+        opts["pretrained"] = resolve_path(opts["pretrained"], key="model.pretrained")  # DataError: one line
     try:
         return SmallCNN(in_channels=input_shape[0], **opts)
     except ValueError as exc:  # a bad pretrained file

@@ -75,11 +75,13 @@ class SmallCNN(nn.Module):
     """Small image model split into ``backbone`` (features) and ``head`` (risk).
 
     The split lets a fine-tuning setup give ``backbone.*`` parameters a lower
-    learning rate than the freshly initialised head. ``pretrained`` loads
-    backbone weights only: a file holding a full model (``backbone.*`` and
-    ``head.*`` keys), a bare backbone state dict, or either under a
-    ``"model"`` key; any head in the file is ignored because it was trained
-    for another task.
+    learning rate than the head. ``pretrained`` loads backbone weights: a file holding a
+    full model (``backbone.*`` and ``head.*`` keys), a bare backbone state dict, or either
+    under a ``"model"`` key. The file's head is ignored unless ``pretrained_head`` is set:
+    a head trained for another task is noise, but one trained for the same endpoint on a
+    larger source cohort is the right start - a fresh head at a fine-tuning LR (1e-5)
+    cannot even fix the sign of its random projection, so its ranking can come out
+    inverted (C 0.50 on one of three seeds of the README's example).
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class SmallCNN(nn.Module):
         hidden: int = 32,
         dropout: float = 0.1,
         pretrained: str | Path | None = None,
+        pretrained_head: bool = False,
     ) -> None:
         super().__init__()
         if not channels:
@@ -109,15 +112,18 @@ class SmallCNN(nn.Module):
         )
         self.in_channels = in_channels
         if pretrained is not None:
-            self.load_backbone(pretrained)
+            self.load_backbone(pretrained, head=pretrained_head)
+        elif pretrained_head:
+            raise ValueError("SmallCNN.pretrained_head: needs pretrained (a weights file)")
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"SmallCNN: expected images (n, {self.in_channels}, H, W), got {tuple(x.shape)}")
         return self.head(self.backbone(x)).squeeze(-1)
 
-    def load_backbone(self, path: str | Path) -> None:
-        """Load pretrained backbone weights; any problem is a one-line ValueError."""
+    def load_backbone(self, path: str | Path, head: bool = False) -> None:
+        """Load pretrained backbone weights (and the head's, with ``head``); any problem is a
+        one-line ValueError."""
         if not Path(path).is_file():
             raise ValueError(f"SmallCNN.pretrained: file not found: {path}")
         try:
@@ -129,21 +135,26 @@ class SmallCNN(nn.Module):
             state = state["model"]
         if not isinstance(state, dict):
             raise ValueError(f"SmallCNN.pretrained: {path} does not hold a state dict")
-        if any(str(k).startswith("backbone.") for k in state):
-            state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
-        own = self.backbone.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        if missing or unexpected:
-            raise ValueError(
-                f"SmallCNN.pretrained: {path} does not match the backbone "
-                f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})"
-            )
-        for key, value in own.items():
-            if not isinstance(state[key], Tensor) or state[key].shape != value.shape:
-                got = tuple(state[key].shape) if isinstance(state[key], Tensor) else type(state[key]).__name__
+        parts = {"backbone": self.backbone, "head": self.head} if head else {"backbone": self.backbone}
+        if head and not any(str(k).startswith("head.") for k in state):
+            raise ValueError(f"SmallCNN.pretrained_head: {path} holds no head.* weights; set pretrained_head=false")
+        if not any(str(k).startswith("backbone.") for k in state):  # a bare backbone state dict
+            state = {f"backbone.{k}": v for k, v in state.items()}
+        for prefix, module in parts.items():
+            sub = {k[len(prefix) + 1:]: v for k, v in state.items() if str(k).startswith(prefix + ".")}
+            own = module.state_dict()
+            missing = sorted(set(own) - set(sub))
+            unexpected = sorted(set(sub) - set(own))
+            if missing or unexpected:
                 raise ValueError(
-                    f"SmallCNN.pretrained: {path}: shape mismatch for backbone.{key}: "
-                    f"file has {got}, model needs {tuple(value.shape)}"
+                    f"SmallCNN.pretrained: {path} does not match the {prefix} "
+                    f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})"
                 )
-        self.backbone.load_state_dict(state)
+            for key, value in own.items():
+                if not isinstance(sub[key], Tensor) or sub[key].shape != value.shape:
+                    got = tuple(sub[key].shape) if isinstance(sub[key], Tensor) else type(sub[key]).__name__
+                    raise ValueError(
+                        f"SmallCNN.pretrained: {path}: shape mismatch for {prefix}.{key}: "
+                        f"file has {got}, model needs {tuple(value.shape)}"
+                    )
+            module.load_state_dict(sub)
