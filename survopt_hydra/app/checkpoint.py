@@ -15,7 +15,6 @@ stored as a tensor rather than a numpy array.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import tempfile
@@ -26,8 +25,8 @@ import numpy as np
 import torch
 
 from ..durable import fsync_dir, rng_state, save_atomic, set_rng_state  # noqa: F401 (trainer imports them here)
+from ..integrity import CHECKSUM_KEY, checksum  # one checksum for every checkpoint format
 
-CHECKSUM_KEY = "checksum"
 
 
 class CheckpointError(RuntimeError):
@@ -86,35 +85,6 @@ def write_text_atomic(text: str, path: str | os.PathLike, durable: bool = True) 
         raise
     if durable:
         fsync_dir(path.parent)
-
-
-# ------------------------------------------------------------------ integrity
-def _digest(obj: Any, h: Any) -> None:
-    """Feed a canonical form of nested dicts/lists/tensors/scalars into ``h``."""
-    if isinstance(obj, torch.Tensor):
-        t = obj.detach().to("cpu").contiguous()
-        h.update(f"T{t.dtype}{tuple(t.shape)}:".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy())
-    elif isinstance(obj, Mapping):
-        h.update(b"{")
-        for key, value in obj.items():
-            _digest(key, h)
-            _digest(value, h)
-        h.update(b"}")
-    elif isinstance(obj, (list, tuple)):
-        h.update(b"[" if isinstance(obj, list) else b"(")
-        for value in obj:
-            _digest(value, h)
-        h.update(b"]")
-    else:
-        h.update(f"{type(obj).__name__}:{obj!r};".encode())
-
-
-def checksum(state: Mapping[str, Any]) -> str:
-    """SHA-256 of everything in ``state`` but its own ``checksum`` entry."""
-    h = hashlib.sha256()
-    _digest({k: v for k, v in state.items() if k != CHECKSUM_KEY}, h)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------ reading
