@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 # key or file). "{data}" is the folder of the bad data files, "{sweep}" a sweep dir.
 CATALOGUE: list[tuple[str, list[str], tuple[str, ...]]] = [
     # -- unknown group options: the group, the allowed options, a near miss
-    ("opt_adamx", ["optimizer=adamx"], ("optimizer: unknown option 'adamx'", "did you mean 'adamw'?", "allowed: adagrad")),
+    ("opt_adamx", ["optimizer=adamx"], ("optimizer: unknown option 'adamx'", "did you mean 'adamw'?", "allowed: adadelta, adafactor, adagrad")),
     ("sched_cosinee", ["scheduler=cosinee"], ("scheduler: unknown option 'cosinee'", "did you mean 'cosine'?")),
     ("amp_fp8", ["amp=fp8"], ("amp: unknown option 'fp8'", "allowed: bf16, fp16, none")),
     ("dist_mpi", ["distributed=mpi"], ("distributed: unknown option 'mpi'", "allowed: ddp, fsdp, none, zero")),
@@ -80,7 +80,7 @@ CATALOGUE: list[tuple[str, list[str], tuple[str, ...]]] = [
      ("scheduler.monitor: 'val_acc' is never computed", "allowed: train_loss, val_cindex, val_loss")),
     ("plateau_mode", ["scheduler=plateau", "scheduler.monitor=val_loss"], ("scheduler.mode: 'max' contradicts",)),
     ("warmup_too_long", ["scheduler=warmup_cosine", "scheduler.warmup_epochs=5"],
-     ("scheduler.warmup_epochs: warmup of 5 epochs must be shorter than the run (3 epochs)",)),
+     ("scheduler.warmup_epochs: warmup of 5 epochs is 5 epochs once rounded, not shorter than the run (3 epochs); allowed: at most 2 epochs",)),
     ("cnn_on_table", ["model=cnn"], ("model.name: cnn needs image data",)),
     ("fractions", ["data=gbsg2", "data.val_fraction=0.5", "data.test_fraction=0.45"], ("data.test_fraction: val_fraction + test_fraction",)),
     ("fraction_with_test_file", ["data.test_fraction=0.3"], ("data.test_fraction: has no effect: data.test_path",
