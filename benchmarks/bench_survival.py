@@ -57,7 +57,7 @@ def cindex(risk: np.ndarray, split: Any) -> float:
 
 
 def app_runs(overrides: list[str]) -> list[dict[str, Any]]:
-    from survopt_hydra.app.config import compose_train
+    from survopt_hydra.app.compose import compose_train
     from survopt_hydra.app.trainer import train
 
     runs = []
@@ -143,7 +143,7 @@ def _peer(name: str, fn: Callable[[Any], list[float]], cohort: Any) -> dict[str,
 def cohort_row(name: str, out: Path, trials: int | None, seconds: float | None, log: Callable[[str], None]) -> dict:
     from baseline_cox import _tabular_cohort, cox_baseline
 
-    from survopt_hydra.app.config import compose_train
+    from survopt_hydra.app.compose import compose_train
 
     train_csv, test_csv = deepsurv_benchmark.export(name, out)
     base = deepsurv_benchmark._overrides(train_csv, test_csv)

@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.run and args.overrides:
         parser.error("--run takes the config from the run's best.pt; drop the overrides")
-    from survopt_hydra.app.config import compose_train
+    from survopt_hydra.app.compose import compose_train
     from survopt_hydra.errors import ConfigError
     from survopt_hydra.survival.data import DataError
 

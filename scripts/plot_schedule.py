@@ -63,8 +63,8 @@ def output_path(out: Path | None, tool: str, name: str, force: bool = False) -> 
 
 
 def compose(overrides: list[str]) -> Any:
-    """The app's config with ``overrides`` (:func:`survopt_hydra.app.config.compose_train`)."""
-    from survopt_hydra.app.config import compose_train
+    """The app's config with ``overrides`` (:func:`survopt_hydra.app.compose.compose_train`)."""
+    from survopt_hydra.app.compose import compose_train
 
     return compose_train(overrides)
 

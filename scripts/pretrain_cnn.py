@@ -26,7 +26,7 @@ DEFAULT_OUT = Path(__file__).resolve().parents[1] / "survopt_hydra" / "app" / "p
 
 def pretrain(n: int, seed: int, epochs: int, run_dir: Path, signal: str = "area") -> tuple[dict[str, torch.Tensor], dict]:
     """Train the app on the source cohort; returns (the best epoch's state dict, the run's metrics)."""
-    from survopt_hydra.app.config import compose_train
+    from survopt_hydra.app.compose import compose_train
     from survopt_hydra.app.checkpoint import load_checkpoint
     from survopt_hydra.app.trainer import train
 

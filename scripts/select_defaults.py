@@ -58,7 +58,7 @@ GRID: list[str] = [
 
 def run_once(overrides: list[str]) -> dict[str, Any]:
     """Train one config in-process in a throw-away run dir; returns its metrics."""
-    from survopt_hydra.app.config import compose_train
+    from survopt_hydra.app.compose import compose_train
     from survopt_hydra.app.trainer import train
 
     cfg = compose_train([*overrides, "trainer.progress_bar=false", "trainer.resume=false"])

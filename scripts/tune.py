@@ -87,12 +87,10 @@ def _no_plots():
 
 def run_validation_only(overrides: list[str]) -> dict[str, Any]:
     """One trial: the app in-process in a throw-away dir; returns only validation-side figures."""
-    from survopt_hydra.app.config import compose_train
+    from survopt_hydra.app.compose import compose_train
     from survopt_hydra.app.trainer import train
 
-    cfg = compose_train([*overrides, *TRIAL_OVERRIDES])
-    if "checkpoint_every" in cfg.trainer:  # a throw-away run: one checkpoint at the end, not one per epoch
-        cfg.trainer.checkpoint_every = cfg.trainer.max_epochs
+    cfg = compose_train([*overrides, *TRIAL_OVERRIDES])  # last.pt on the default time cadence: at the end only
     tic = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir, contextlib.redirect_stdout(io.StringIO()), _no_plots():
         metrics = train(cfg, Path(run_dir))
@@ -110,7 +108,7 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     fixed = {_key(o) for o in base}
     space = {k: f for k, f in SPACE.items() if k not in fixed}
-    from survopt_hydra.app.config import compose_train
+    from survopt_hydra.app.compose import compose_train
 
     monitor = str(compose_train([*base, *TRIAL_OVERRIDES]).trainer.monitor)
     direction = "minimize" if monitor == "val_loss" else "maximize"
@@ -139,7 +137,7 @@ def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path) 
     import numpy as np
     import torch
 
-    from survopt_hydra.app.config import compose_train
+    from survopt_hydra.app.compose import compose_train
     from survopt_hydra.app.trainer import load_best, train
     from survopt_hydra.survival import concordance_index
 
@@ -184,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     trials = args.trials if args.trials is not None or args.seconds is not None else 40
     logging.disable(logging.WARNING)  # the app's per-epoch log lines; errors still surface
-    from survopt_hydra.app.config import compose_train
+    from survopt_hydra.app.compose import compose_train
     from survopt_hydra.errors import ConfigError
     from survopt_hydra.survival.data import DataError
 

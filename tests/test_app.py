@@ -139,7 +139,10 @@ def test_finished_run_reports_again_and_changed_config_is_refused(tmp_path: Path
 
 
 def test_sigkill_and_rerun_resumes_to_identical_metrics(tmp_path: Path) -> None:
-    run = ["trainer.max_epochs=80", "trainer.early_stopping_patience=null", "trainer.log_interval=5"]
+    """last.pt on a wall-clock cadence (trainer.checkpoint_every_s): killed after its first
+    time-based write, the rerun replays the epochs since and ends bit-identical."""
+    run = ["trainer.max_epochs=80", "trainer.early_stopping_patience=null", "trainer.log_interval=5",
+           "trainer.checkpoint_every_s=0.5"]
     train(tmp_path / "full", *run)
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "scripts/train.py", f"hydra.run.dir={killed}", *run], cwd=ROOT,

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.slow
 
 
 def data_of(*overrides: str) -> dict:
-    from survopt_hydra.app.config import check_app_config, compose_train
+    from survopt_hydra.app.compose import compose_train
+    from survopt_hydra.app.config import check_app_config
 
     return check_app_config(compose_train(list(overrides)))["data"]
 
@@ -277,7 +278,7 @@ def test_unseen_test_categories_follow_data_unseen(tmp_path):
 
 @pytest.mark.parametrize("policy", ["drop_rows", "impute"])
 def test_lung_trains_with_drop_rows_and_impute(tmp_path, policy):
-    from survopt_hydra.app.config import compose_train
+    from survopt_hydra.app.compose import compose_train
     from survopt_hydra.app.trainer import train
 
     cfg = compose_train(csv_run(LUNG, "data.event_col=status", f"data.missing={policy}", "trainer.max_epochs=30",

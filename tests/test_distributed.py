@@ -554,7 +554,7 @@ def _trainer_runs_distributed() -> bool:
 app_distributed = pytest.mark.skipif(
     not _trainer_runs_distributed(),
     reason="survopt-train still refuses distributed.strategy != none (trainer integration: docs/distributed.md)")
-APP_RUN = ["trainer.max_epochs=6", "trainer.early_stopping_patience=null", "trainer.log_interval=2"]
+APP_RUN = ["trainer.max_epochs=6", "trainer.checkpoint_every=1", "trainer.early_stopping_patience=null", "trainer.log_interval=2"]
 
 
 def train_app(run_dir: Path, *overrides: str, nproc: int = 0) -> subprocess.CompletedProcess:

@@ -17,11 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "survopt_hydra"
 PACKAGE = "survopt_hydra"
 
-#: Import circles in the app (owned by the app's maintainers), to be broken under issue 15.
-KNOWN_CYCLES: set[frozenset[str]] = {
-    frozenset({"survopt_hydra.app.config", "survopt_hydra.app.predictor", "survopt_hydra.app.preflight", "survopt_hydra.app.rules",
-               "survopt_hydra.app.trainer"}),
-}
+#: Import circles still to break: none (the app's config/preflight/rules/trainer/predictor circle
+#: went with app/components.py and app/compose.py). Kept so a new entry needs a reason here.
+KNOWN_CYCLES: set[frozenset[str]] = set()
 #: (importer, imported module, private name) left to other owners, to be removed under issue 15.
 KNOWN_PRIVATE: set[tuple[str, str, str]] = {
     ("survopt_hydra.app.rules", "survopt_hydra.distributed.launch", "_torchrun_env"),

@@ -23,7 +23,7 @@ LUNG = "pkg://lifelines/datasets/lung.csv"
 
 
 def run(run_dir: Path, *overrides: str) -> dict:
-    from survopt_hydra.app.config import compose_train
+    from survopt_hydra.app.compose import compose_train
     from survopt_hydra.app.trainer import train
 
     return train(compose_train(["trainer.max_epochs=4", "trainer.progress_bar=false", *overrides]), run_dir)
@@ -73,7 +73,8 @@ def test_survival_matches_a_numpy_breslow_of_the_training_rows(gbsg2_run, tmp_pa
     another column order, give the run's test C-index; S(t|x) equals a hand-written Breslow."""
     import pandas as pd
 
-    from survopt_hydra.app.config import check_app_config, compose_train
+    from survopt_hydra.app.compose import compose_train
+    from survopt_hydra.app.config import check_app_config
     from survopt_hydra.app.data import load_cohort
     from survopt_hydra.app.predictor import split_risks
     from survopt_hydra.app.trainer import load_best

@@ -37,7 +37,7 @@ from scenario_pool import run_scenarios
 
 ROOT = Path(__file__).resolve().parents[1]
 # GBSG2: one full batch per epoch keeps the batch/epoch arithmetic of the fault windows simple
-RUN = ["data=gbsg2", "trainer.max_epochs=10", "trainer.early_stopping_patience=null", "trainer.log_interval=2", "optimizer.lr=3e-3"]
+RUN = ["data=gbsg2", "trainer.max_epochs=10", "trainer.checkpoint_every=1", "trainer.early_stopping_patience=null", "trainer.log_interval=2", "optimizer.lr=3e-3"]
 SLEEP = 1.0  # seconds a fault window stays open; the test kills inside it
 COMPARED = ("test_cindex", "val_cindex", "best_epoch", "epochs_run")
 
@@ -357,7 +357,7 @@ def test_nan_limit_stops_the_run_and_keeps_last_good_checkpoint(tmp_path: Path) 
                                             r"\(epoch 4\)"):
         train_inprocess(tmp_path, "trainer.fault_injection=nan_loss@3-99", "trainer.max_nonfinite_steps=3")
     state = load_checkpoint(tmp_path / "last.pt")  # checksum verified
-    assert state["progress"]["epoch"] == 4 and state["progress"]["nonfinite_streak"] == 2
+    assert state["progress"]["epoch"] == 4 and state["engine"]["counters"]["consecutive_nonfinite"] == 2
     assert state["engine"]["counters"]["nonfinite_steps"] == 2
     assert all(bool(torch.isfinite(v).all()) for v in state["model"].values() if v.is_floating_point())
     assert not (tmp_path / "metrics.json").exists()

@@ -235,7 +235,7 @@ def test_plateau_reads_only_metrics_the_trainer_computes(tmp_path: Path) -> None
     from survopt_hydra.app import trainer
     from survopt_hydra.app.state import EPOCH_METRICS
 
-    source = inspect.getsource(trainer.Trainer._epochs)
+    source = inspect.getsource(trainer.Trainer.train)
     call = source[source.index("self.engine.end_epoch("):].split("\n")[0]
     assert sorted(m for m in EPOCH_METRICS if f'"{m}"' in call) == sorted(EPOCH_METRICS)
 

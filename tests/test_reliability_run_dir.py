@@ -34,7 +34,7 @@ import pytest
 from scenario_pool import run_scenarios
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = ["data=gbsg2", "trainer.max_epochs=3", "trainer.early_stopping_patience=null", "optimizer.lr=3e-3"]
+RUN = ["data=gbsg2", "trainer.max_epochs=3", "trainer.checkpoint_every=1", "trainer.early_stopping_patience=null", "optimizer.lr=3e-3"]
 
 pytestmark = pytest.mark.slow
 

@@ -132,7 +132,9 @@ class TrainerConfig:
     max_nonfinite_steps: int = fld(10, ge(1), "stop after this many non-finite losses in a row")
     ties: str = fld("breslow", one_of("breslow", "efron"))
     progress_bar: bool = fld(True, doc="tqdm over epochs (only on a terminal)")
-    checkpoint_every: int = fld(1, ge(1), "epochs between last.pt writes (and at the end)")
+    checkpoint_every_s: Optional[float] = fld(60.0, optional(ge(0)), "seconds of wall time between last.pt writes "
+                                              "(also at the end and on SIGTERM/Ctrl-C); 0: every epoch; null: off")
+    checkpoint_every: Optional[int] = fld(None, optional(ge(1)), "also write last.pt every N epochs; null: by time only")
     resume: bool = fld(True, doc="continue from last.pt in the run dir when present")
     stop_after_epochs: Optional[int] = fld(None, optional(ge(1)), "stop (as if killed) after N epochs")
     debug: bool = fld(False, doc="show full tracebacks")
@@ -161,30 +163,6 @@ def register_app_configs() -> None:
     store_groups(APP_GROUPS)
     register_configs()  # first, so the app's plateau below replaces the library's
     ConfigStore.instance().store(group="scheduler", name="plateau", node=PlateauConfig(monitor="val_cindex", mode="max"))
-
-
-def compose_train(overrides: list[str] | tuple[str, ...] = ()) -> Any:
-    """``conf/train.yaml`` composed with command-line style overrides, as ``survopt-train`` sees it.
-
-    For tools that must use exactly the app's config (baseline, schedule plot, LR finder,
-    default selection) without starting a Hydra run: no run dir, no logging set-up. A bad
-    override is a one-line :class:`ConfigError`, worded as the app's pre-flight words it.
-    """
-    from hydra import compose, initialize_config_module
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from ..config import register_configs
-
-    register_app_configs()
-    register_configs()
-    with initialize_config_module("survopt_hydra.app.conf", version_base=None):
-        try:
-            return compose("train", overrides=list(overrides))
-        except (HydraException, OmegaConfBaseException) as exc:  # the app's one-line wording
-            from .preflight import explain
-
-            raise explain(exc) from None
 
 
 def _plain(node: Any, group: str) -> dict[str, Any]:

@@ -129,7 +129,7 @@ class Predictor:
     def load(cls, run_dir: str | Path) -> "Predictor":
         """Read ``predictor.json`` and ``best.pt`` (weights_only); DataError naming the file when unusable."""
         from .checkpoint import CheckpointError, load_checkpoint
-        from .trainer import build_model
+        from .components import build_model
 
         run_dir = Path(run_dir)
         path = run_dir / ARTEFACT

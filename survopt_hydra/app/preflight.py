@@ -299,7 +299,7 @@ def check_jobs(overrides: list[str], multirun: bool = False, config_name: str = 
         with _mark(debug):
             world = check_launch(task)  # ddp/zero/fsdp without torchrun, none under torchrun
             t = settings["trainer"]
-            from .trainer import pick_device  # imports torch: only once every config is known to be sane
+            from .components import pick_device  # imports torch: only once every config is known to be sane
 
             pick_device(t["device"])
             cohort = load_cohort_once(settings["data"])

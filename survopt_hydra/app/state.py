@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 # differs only in these still resumes (e.g. without the stop_after_epochs of the first try,
 # or with a higher max_nonfinite_steps after a divergence stop).
 OPERATIONAL_KEYS = ("trainer.stop_after_epochs", "trainer.progress_bar", "trainer.debug", "trainer.resume",
-                    "trainer.checkpoint_every", "trainer.max_nonfinite_steps", "trainer.fault_injection")
+                    "trainer.checkpoint_every", "trainer.checkpoint_every_s", "trainer.max_nonfinite_steps", "trainer.fault_injection")
 # Keys a resume may increase (train longer); a decrease is refused.
 GROWABLE_KEYS = ("trainer.max_epochs",)
 
@@ -48,7 +48,6 @@ class Progress:
         self.best_epoch = 0
         self.best_val_cindex = math.nan
         self.bad_epochs = 0
-        self.nonfinite_streak = 0  # optimizer windows in a row with a non-finite loss/gradient
         self.done = False
         self.stopped_early = False
         self.improved_last = False
@@ -73,7 +72,8 @@ class Progress:
             if patience is not None and self.bad_epochs > patience:
                 self.done = self.stopped_early = True
 
-    _FIELDS = ("epoch", "best_score", "best_epoch", "best_val_cindex", "bad_epochs", "nonfinite_streak", "done",
+    # (the streak of non-finite steps is the engine's: StepEngine.consecutive_nonfinite, in its state)
+    _FIELDS = ("epoch", "best_score", "best_epoch", "best_val_cindex", "bad_epochs", "done",
                "stopped_early", "train_seconds", "history", "lr_steps", "best_weights")
 
     def state_dict(self) -> dict[str, Any]:
@@ -316,13 +316,32 @@ def check_fault_spec(spec: Any) -> str | None:
 
 
 class FaultInjection:
-    """TEST ONLY: the faults of ``trainer.fault_injection``; every hook is a no-op without it."""
+    """TEST ONLY: the faults of ``trainer.fault_injection``; every hook is a no-op without it.
+
+    The training loop carries none of it: :meth:`wrap_backward` replaces the engine's
+    ``backward`` only when a batch fault is asked for, and the save hooks are ``None``
+    unless a checkpoint fault is.
+    """
 
     def __init__(self, spec: str | None) -> None:
         self.faults = parse_faults(spec)
 
     def __bool__(self) -> bool:
         return bool(self.faults)
+
+    def wrap_backward(self, engine: Any, batches_done: int) -> None:
+        """Make ``engine.backward`` inject the batch faults (NaN loss, a sleep before the optimizer
+        step); batches are counted 1-based across epochs, ``batches_done`` before this run's first."""
+        if "nan_loss" not in self.faults and "sleep_step" not in self.faults:
+            return
+        backward, count = engine.backward, [batches_done]
+
+        def faulty_backward(loss: Any) -> None:
+            count[0] += 1
+            backward(self.loss(loss, count[0]))
+            self.step(count[0])
+
+        engine.backward = faulty_backward
 
     def loss(self, loss: Any, batch: int) -> Any:
         """``loss`` or NaN for an injected training batch (``batch`` 1-based across epochs)."""

@@ -1,0 +1,33 @@
+"""The app's config composed outside a Hydra run: for tools and tests.
+
+``compose_train`` sits above both the schemas (:mod:`.config`) and the pre-flight's error
+wording (:mod:`.preflight`), so neither has to import the other.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .config import register_app_configs
+
+
+def compose_train(overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """``conf/train.yaml`` composed with command-line style overrides, as ``survopt-train`` sees it.
+
+    For tools that must use exactly the app's config (baseline, schedule plot, LR finder,
+    default selection) without starting a Hydra run: no run dir, no logging set-up. A bad
+    override is a one-line :class:`ConfigError`, worded as the app's pre-flight words it.
+    """
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ..config import register_configs
+    from .preflight import explain
+
+    register_app_configs()
+    register_configs()
+    with initialize_config_module("survopt_hydra.app.conf", version_base=None):
+        try:
+            return compose("train", overrides=list(overrides))
+        except (HydraException, OmegaConfBaseException) as exc:  # the app's one-line wording
+            raise explain(exc) from None
