@@ -75,11 +75,22 @@ def _foreach_flag(tensors: Sequence[Tensor]) -> bool | None:
     return True if all(_has_foreach_support([t], t.device) for t in tensors) else None
 
 
-def _total_norm(grads: Sequence[Tensor], norm_type: float, error_if_nonfinite: bool) -> Tensor:
-    """Total norm of ``grads`` via torch's own foreach implementation (``tensor(0.)`` for none)."""
+def total_norm(grads: Sequence[Tensor], norm_type: float = 2.0, error_if_nonfinite: bool = False) -> Tensor:
+    """Total norm of ``grads`` (``tensor(0.)`` for none): torch's own foreach implementation,
+    ``torch.nn.utils.get_total_norm`` (torch >= 2.6); on torch 2.4/2.5 the same reduction
+    written out - the norm of the per-tensor norms - which is all that function does."""
     if not grads:
         return torch.tensor(0.0)
-    return torch.nn.utils.get_total_norm(grads, norm_type, error_if_nonfinite, _foreach_flag(grads))
+    get_total_norm = getattr(torch.nn.utils, "get_total_norm", None)
+    if get_total_norm is not None:
+        return get_total_norm(grads, norm_type, error_if_nonfinite, _foreach_flag(grads))
+    device = grads[0].device
+    norms = [torch.linalg.vector_norm(g.detach(), norm_type).to(device) for g in grads]
+    total = torch.linalg.vector_norm(torch.stack(norms), norm_type)
+    if error_if_nonfinite and not bool(torch.isfinite(total)):
+        raise RuntimeError(f"The total norm of order {float(norm_type)} for gradients from `parameters` is "
+                           "non-finite, so it cannot be clipped.")
+    return total
 
 
 def _split_named(params: ParamsLike) -> tuple[list[Tensor], list[str] | None]:
@@ -255,9 +266,9 @@ class GradientClipper:
                     foreach=_foreach_flag(grads),
                 )
             if self.mode == "none":
-                return _total_norm(grads, self.norm_type, self.error_if_nonfinite)
+                return total_norm(grads, self.norm_type, self.error_if_nonfinite)
             if self.mode == "value":
-                total = _total_norm(grads, self.norm_type, self.error_if_nonfinite)
+                total = total_norm(grads, self.norm_type, self.error_if_nonfinite)
                 if grads:
                     torch.nn.utils.clip_grad_value_(tensors, self.clip_value, foreach=_foreach_flag(grads))
                 return total
@@ -282,7 +293,7 @@ class GradientClipper:
         # gradient is modified.
         pre_total: Tensor | None = None
         if self.norm_type != 2.0 or (self.error_if_nonfinite and excluded):
-            pre_total = _total_norm(grads, self.norm_type, self.error_if_nonfinite)
+            pre_total = total_norm(grads, self.norm_type, self.error_if_nonfinite)
         agc_total = adaptive_clip(
             tensors,
             self.clip_factor,
@@ -294,7 +305,7 @@ class GradientClipper:
             return pre_total
         if not excluded:
             return agc_total
-        ex_total = _total_norm([p.grad for p in excluded], 2.0, False)  # type: ignore[misc]
+        ex_total = total_norm([p.grad for p in excluded], 2.0, False)  # type: ignore[misc]
         if not any(p.grad is not None for p in tensors):
             return ex_total
         return combine_norms([agc_total, ex_total])

@@ -27,12 +27,31 @@ def save_atomic(obj: Any, path: str | os.PathLike, before_replace: Callable[[Pat
     ``before_replace(tmp)`` runs once the temporary file is complete and durable, just
     before it is renamed over ``path`` (:func:`save_checkpoint` rotates there).
     """
+    buffer = io.BytesIO()  # serialize first: torch's zip writer turns a full disk into an opaque RuntimeError
+    torch.save(obj, buffer)
+    write_atomic(buffer.getbuffer(), path, before_replace=before_replace)
+
+
+def write_text_atomic(text: str, path: str | os.PathLike, durable: bool = True) -> None:
+    """:func:`write_atomic` for small text files (CSV, JSON), UTF-8.
+
+    ``durable=False`` skips the fsyncs: the file is still never torn by a killed
+    process (``os.replace`` is atomic), only a power loss may lose the last write -
+    right for logs rewritten every epoch from state that ``last.pt`` already holds.
+    """
+    write_atomic(text.encode("utf-8"), path, durable=durable)
+
+
+def write_atomic(data: bytes | memoryview, path: str | os.PathLike, durable: bool = True,
+                 before_replace: Callable[[Path], None] | None = None) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename,
+    so a killed process never leaves a torn ``path``; ``durable``: fsync the file and the
+    directory too (a power loss keeps the old or the new file). An I/O error (a full disk)
+    names ``path`` and leaves the old file untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in _stale_temps(path):  # left by a process killed mid-write
         stale.unlink(missing_ok=True)
-    buffer = io.BytesIO()  # serialize first: torch's zip writer turns a full disk into an opaque RuntimeError
-    torch.save(obj, buffer)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
@@ -40,9 +59,10 @@ def save_atomic(obj: Any, path: str | os.PathLike, before_replace: Callable[[Pat
     try:
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(buffer.getbuffer())
+                handle.write(data)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if durable:
+                    os.fsync(handle.fileno())
         except OSError as exc:  # ENOSPC, EDQUOT, EIO: name the file, the old one stays untouched
             raise OSError(exc.errno, exc.strerror, str(path)) from None
         if before_replace is not None:
@@ -51,7 +71,8 @@ def save_atomic(obj: Any, path: str | os.PathLike, before_replace: Callable[[Pat
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def fsync_dir(directory: str | os.PathLike) -> None:

@@ -36,6 +36,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from .amp import AmpSettings, autocast
+from .clipping import total_norm
 from .ema import WeightAverager
 from .errors import ConfigError, did_you_mean
 
@@ -267,7 +268,7 @@ class StepEngine:
         if self.clipper is not None:
             return self.clipper.clip_gradients(self._clip_params)
         grads = [p.grad for _, p in self.params if p.grad is not None]
-        return torch.nn.utils.get_total_norm(grads) if grads else None
+        return total_norm(grads) if grads else None
 
     # -- per epoch -------------------------------------------------------------------
     def end_epoch(self, metrics: Mapping[str, float] | None = None) -> None:

@@ -51,3 +51,10 @@ def unknown_name(key: str, name: str, allowed: Iterable[str]) -> ConfigError:
     return ConfigError(
         key, f"unknown name '{name}'{did_you_mean(name, allowed)}; allowed: {', '.join(allowed)}"
     )
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's message (its type name if none): libraries'
+    multi-line reports (torch.load, Hydra) shortened to the one line a user error gets."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

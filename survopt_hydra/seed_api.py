@@ -173,10 +173,17 @@ def _scheduler(optimizer: Optimizer, opts: Mapping[str, Any]) -> LRScheduler:
     return build_scheduler(optimizer, name=name, **run, **opts)
 
 
+def seed_optimizer_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The seed's optimizer keywords (any spelling: ``optimizer_type``, ``learning_rate`` ...) as
+    the ``optimizer`` group's fields; ConfigError naming the key for a bad or conflicting one.
+    Shared with :class:`survopt_hydra.distributed.seed_api.DistributedOptimizer`."""
+    return _canon(_plain(kwargs, "optimizer"), _OPT, "optimizer.")
+
+
 def create_optimizer(params: Any = None, *, model: Any = None, **kwargs: Any) -> Optimizer:
     """``create_optimizer(model.parameters() | model=model, optimizer_name='adamw', lr=1e-4)``;
     name: ``optimizer_name|optimizer_type|type|name``, LR: ``lr|learning_rate``."""
-    return _optimizer(_params(params, model), _canon(_plain(kwargs, "optimizer"), _OPT, "optimizer."))
+    return _optimizer(_params(params, model), seed_optimizer_options(kwargs))
 
 
 def create_scheduler(optimizer: Optimizer, **kwargs: Any) -> LRScheduler:

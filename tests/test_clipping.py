@@ -385,3 +385,17 @@ def test_class_defaults_equal_schema_defaults(mode):
         if not field.name.startswith("_"):
             value = getattr(clipper, field.name)
             assert (list(value) if isinstance(value, tuple) else value) == getattr(schema, field.name), field.name
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
+def test_total_norm_without_get_total_norm_matches_torch(monkeypatch: pytest.MonkeyPatch, norm_type: float) -> None:
+    """torch 2.4/2.5 lack torch.nn.utils.get_total_norm: the written-out reduction gives its figure."""
+    from survopt_hydra.clipping import total_norm
+
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(7, 3, generator=gen), torch.randn(5, generator=gen) * 10, torch.randn(2, 2, 2, generator=gen)]
+    expected = torch.nn.utils.get_total_norm(grads, norm_type)
+    monkeypatch.delattr(torch.nn.utils, "get_total_norm")
+    assert torch.allclose(total_norm(grads, norm_type), expected, rtol=1e-6)
+    with pytest.raises(RuntimeError, match="non-finite"):
+        total_norm([*grads, torch.tensor([float("nan")])], norm_type, error_if_nonfinite=True)

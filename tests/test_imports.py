@@ -24,11 +24,6 @@ KNOWN_CYCLES: set[frozenset[str]] = set()
 KNOWN_PRIVATE: set[tuple[str, str, str]] = {
     ("survopt_hydra.app.rules", "survopt_hydra.distributed.launch", "_torchrun_env"),
     ("survopt_hydra.seed_api", "survopt_hydra.config.checks", "_coerce"),
-    # DistributedOptimizer maps the seed's spellings with seed_api's helpers; seed_api (another
-    # owner) is to expose them publicly, then these go
-    ("survopt_hydra.distributed.seed_api", "survopt_hydra.seed_api", "_OPT"),
-    ("survopt_hydra.distributed.seed_api", "survopt_hydra.seed_api", "_canon"),
-    ("survopt_hydra.distributed.seed_api", "survopt_hydra.seed_api", "_plain"),
 }
 
 

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
-from ..durable import fsync_dir, rng_state, save_atomic, set_rng_state  # noqa: F401 (trainer imports them here)
+from ..durable import fsync_dir, rng_state, save_atomic, set_rng_state, write_text_atomic  # noqa: F401 (re-exported)
+from ..errors import first_line
 from ..integrity import CHECKSUM_KEY, checksum  # one checksum for every checkpoint format
 
 
@@ -64,35 +64,7 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike, keep_prev
     save_atomic(payload, path, before_replace=rotate)
 
 
-def write_text_atomic(text: str, path: str | os.PathLike, durable: bool = True) -> None:
-    """Same guarantee as :func:`save_atomic` for small text files (CSV, JSON).
-
-    ``durable=False`` skips the fsyncs: the file is still never torn by a killed
-    process (``os.replace`` is atomic), only a power loss may lose the last write -
-    right for logs rewritten every epoch from state that ``last.pt`` already holds.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if durable:
-        fsync_dir(path.parent)
-
-
 # ------------------------------------------------------------------ reading
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
 def load_checkpoint(path: str | os.PathLike, verify: bool = True, mmap: bool = False) -> dict[str, Any]:
     """Load a checkpoint onto the CPU, tensors and plain data only; CheckpointError if unusable.
 
@@ -115,7 +87,7 @@ def load_checkpoint(path: str | os.PathLike, verify: bool = True, mmap: bool = F
                 f"{path}: refused: the file holds pickled Python objects ({detail or 'not plain data'}); "
                 "checkpoints are loaded with weights_only=True and never run code") from None
         size = path.stat().st_size if path.exists() else 0
-        raise CheckpointError(f"{path}: unreadable ({size} bytes, {type(exc).__name__}: {_first_line(exc)}); "
+        raise CheckpointError(f"{path}: unreadable ({size} bytes, {type(exc).__name__}: {first_line(exc)}); "
                               "truncated or not a checkpoint") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a checkpoint (holds a {type(state).__name__}, not a dict)")

@@ -38,7 +38,7 @@ class DistributedOptimizer:
         lr_scaling: str = "none",
         **optimizer_kwargs: Any,
     ) -> None:
-        from ..seed_api import _OPT, _canon, _plain
+        from ..seed_api import seed_optimizer_options
 
         ctx = current_context(strategy)
         initialized = ctx.distributed
@@ -62,7 +62,7 @@ class DistributedOptimizer:
         opts = {"optimizer_type": optimizer_type, **optimizer_kwargs}
         if learning_rate is not None:
             opts["learning_rate"] = learning_rate
-        opts = _canon(_plain(opts, "optimizer"), _OPT, "optimizer.")
+        opts = seed_optimizer_options(opts)
         self.model = self.settings.wrap_model(model, ctx)
         self.optimizer = self.settings.build_optimizer(opts, self.model, ctx)
         self.lr_scale: float = self.settings.lr_scale
