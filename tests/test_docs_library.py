@@ -6,6 +6,7 @@
   pre-flight (composition, every value, the data file, the run length), in-process.
 * Every Python block of docs/factory_api.md runs, in order, as shown.
 * The README quotes the last line the main command prints, exactly.
+* docs/architecture.md's layer table is the one tests/test_imports.py enforces.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "library.md"
 README = ROOT / "README.md"
 FACTORY_DOC = ROOT / "docs" / "factory_api.md"
+ARCHITECTURE_DOC = ROOT / "docs" / "architecture.md"
 BEGIN, END = "<!-- options table: begin (python tests/test_docs_library.py) -->", "<!-- options table: end -->"
 
 
@@ -145,6 +147,24 @@ def test_readme_quotes_the_last_line_of_the_main_command(tmp_path):
     assert last.startswith("test C-index: ")
     quoted = re.findall(r"```text\n(.*?)\n```", README.read_text(), re.S)
     assert last in quoted, f"README quotes {quoted}, the run prints {last!r}"
+
+
+# ------------------------------------------------------------------ architecture.md
+
+
+def doc_layers(text: str) -> list[set[str]]:
+    """The module names of architecture.md's layer table (rows ``| <n> <name> | `a`, `b` | ... |``), bottom first."""
+    rows = re.findall(r"^\| (\d) [a-z]+ \| ([^|]+) \|", text, re.M)
+    by_number = {int(n): set(re.findall(r"`([a-z_]+)`", modules)) for n, modules in rows}
+    return [by_number[n] for n in sorted(by_number)]
+
+
+def test_architecture_doc_layers_are_the_enforced_ones():
+    from test_imports import LAYERS  # tests/ is on sys.path (rootdir conftest)
+
+    documented = doc_layers(ARCHITECTURE_DOC.read_text())
+    assert len(documented) == len(LAYERS) == 6
+    assert documented == [set(layer) for layer in LAYERS]
 
 
 if __name__ == "__main__":
