@@ -2,6 +2,10 @@
 
 * ``default_run_wall_s``: ``python scripts/train.py hydra.run.dir=<tmp>`` (fresh dir), whole
   process, median of ``repeats``; ``default_run_train_s`` its ``train_seconds``.
+* ``torch_floor_s``: what any torch training script pays before its first epoch, measured the
+  same way: a fresh ``python -c`` that imports torch, builds an AdamW and takes one step (torch
+  imports ``torch._dynamo`` at the first optimizer, ~1-3 s on this machine). Then
+  ``default_run_overhead_s`` = wall - floor - train: what the app adds (issue 16: <= ~0.5 s).
 * ``sweep6_sequential_wall_s`` / ``sweep6_parallel_wall_s``: ``python scripts/train.py -m
   data=gbsg2 optimizer.lr=<6 values>`` with Hydra's basic (in-process, sequential) launcher and
   with ``hydra/launcher=survopt_parallel`` (joblib, one process per core), whole process, median
@@ -43,6 +47,16 @@ def _train(args: list[str]) -> float:
     return time.perf_counter() - tic
 
 
+FLOOR = ("import torch; p = torch.nn.Parameter(torch.zeros(3)); o = torch.optim.AdamW([p]); "
+         "p.sum().backward(); o.step()")
+
+
+def _floor() -> float:
+    tic = time.perf_counter()
+    subprocess.run([sys.executable, "-c", FLOOR], check=True, capture_output=True, timeout=300)
+    return time.perf_counter() - tic
+
+
 def _jobs(sweep: Path) -> list[dict[str, Any]]:
     jobs = []
     for d in sorted((p for p in sweep.iterdir() if p.is_dir()), key=lambda p: int(p.name)):
@@ -72,8 +86,10 @@ def run(quick: bool = False, repeats: int | None = None) -> dict[str, Any]:
         tmp = Path(tmp_name)
         for i in range(repeats):
             run_dir = tmp / f"default{i}"
-            default.append({"wall": _train([f"hydra.run.dir={run_dir}", *extra]),
-                            "train": json.loads((run_dir / "metrics.json").read_text())["train_seconds"]})
+            floor = _floor()
+            wall = _train([f"hydra.run.dir={run_dir}", *extra])
+            train = json.loads((run_dir / "metrics.json").read_text())["train_seconds"]
+            default.append({"wall": wall, "train": train, "floor": floor, "overhead": wall - floor - train})
             seq.append(sweep(tmp, f"seq{i}", False, extra))
             par.append(sweep(tmp, f"par{i}", True, extra))
 
@@ -86,6 +102,8 @@ def run(quick: bool = False, repeats: int | None = None) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "default_run_wall_s": med(default, "wall"),
         "default_run_train_s": med(default, "train"),
+        "torch_floor_s": med(default, "floor"),
+        "default_run_overhead_s": med(default, "overhead"),
         "sweep6_sequential_wall_s": med(seq, "wall"),
         "sweep6_parallel_wall_s": med(par, "wall"),
         "parallel_sweep_speedup": round(med(seq, "wall") / med(par, "wall"), 3),

@@ -25,7 +25,7 @@ import torch
 
 from ..durable import fsync_dir, rng_state, save_atomic, set_rng_state, write_text_atomic  # noqa: F401 (re-exported)
 from ..errors import first_line
-from ..integrity import CHECKSUM_KEY, checksum  # one checksum for every checkpoint format
+from ..integrity import CHECKSUM_KEY, checksum, matches  # one checksum for every checkpoint format
 
 
 
@@ -91,7 +91,7 @@ def load_checkpoint(path: str | os.PathLike, verify: bool = True, mmap: bool = F
                               "truncated or not a checkpoint") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a checkpoint (holds a {type(state).__name__}, not a dict)")
-    if verify and CHECKSUM_KEY in state and checksum(state) != state[CHECKSUM_KEY]:
+    if verify and CHECKSUM_KEY in state and not matches(state, state[CHECKSUM_KEY]):
         raise CheckpointError(f"{path}: damaged (checksum mismatch)")
     state.pop(CHECKSUM_KEY, None)
     return state
