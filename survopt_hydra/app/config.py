@@ -132,6 +132,8 @@ class TrainerConfig:
     max_nonfinite_steps: int = fld(10, ge(1), "stop after this many non-finite losses in a row")
     ties: str = fld("breslow", one_of("breslow", "efron"))
     progress_bar: bool = fld(True, doc="tqdm over epochs (only on a terminal)")
+    plots: bool = fld(False, doc="PNG plots at the end (or later: scripts/plot_run.py <run dir>)")
+    tensorboard: bool = fld(False, doc="TensorBoard scalars in <run dir>/tb (needs the tensorboard package)")
     checkpoint_every: int = fld(1, ge(1), "epochs between last.pt writes (and at the end)")
     resume: bool = fld(True, doc="continue from last.pt in the run dir when present")
     stop_after_epochs: Optional[int] = fld(None, optional(ge(1)), "stop (as if killed) after N epochs")

@@ -315,7 +315,8 @@ class Trainer:
                  self.device, self.n_batches)
         log.info("distributed: %s", self.dist.describe(self.ctx))
         main = self.ctx.is_main
-        self.outputs = RunOutputs(self.run_dir, purge_epoch=start + 1) if main else _NoOutputs()
+        self.outputs = (RunOutputs(self.run_dir, purge_epoch=start + 1, tensorboard=self.t["tensorboard"],
+                                   plots=self.t["plots"]) if main else _NoOutputs())
         sink = CSVSink(self.run_dir / "monitors.csv") if main else None
         self.opt_monitor = OptimizerMonitor(self.engine.optimizer, self.t["log_interval"], sink)
         # GradientMonitor reads full gradients (.tolist()); FSDP's are sharded DTensors: off under fsdp
