@@ -104,10 +104,10 @@ def main(argv: list[str] | None = None) -> None:
         results[name] = m = run_row(ROWS[name][1])
         print(f"{name}: test {m['test_cindex']:.4f} val {m['val_cindex']:.4f} (epoch {m['best_epoch']}, "
               f"{m['wall_s']:.1f} s)", file=sys.stderr, flush=True)
-    report = table(results)
-    print(report)
+    report = table(results) + "\n"
     if args.out:
-        Path(args.out).write_text(report + "\n", encoding="utf-8")
+        Path(args.out).write_text(report, encoding="utf-8")
+    sys.stdout.write(report)
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def test_overrides_take_effect(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "preset, expect",
     [("finetune", {"optimizer.lr": 1e-5, "scheduler.name": "warmup_cosine", "clipping.max_norm": 0.5}),
-     ("large_model", {"optimizer.lr": 1e-4, "optimizer.betas": [0.9, 0.95], "scheduler.eta_min": 1e-6})],
+     ("large_model", {"optimizer.lr": 3e-3, "optimizer.betas": [0.9, 0.95], "scheduler.eta_min": 1e-6})],
 )
 def test_presets_take_effect(tmp_path: Path, preset: str, expect: dict) -> None:
     train(tmp_path, f"+preset={preset}", "trainer.max_epochs=6")
