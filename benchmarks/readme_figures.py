@@ -38,12 +38,34 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "gbsg2": ("GBSG2", ["data=gbsg2"]),
     "cnn": ("a CNN on synthetic scans", ["data=synthetic_images", "model=cnn"]),
     "large_model": ("preset large_model on the default data", ["+preset=large_model"]),
+    "finetune_mlp": ("preset finetune on the default data (an MLP: nothing pretrained; warns)", ["+preset=finetune"]),
     "finetune_no_weights": ("preset finetune without model.pretrained (warns)",
                             ["+preset=finetune", "data=synthetic_images", "model=cnn"]),
+    "ddp": ("2 processes, DDP (torchrun --standalone --nproc_per_node=2)", ["distributed=ddp"]),
+    "zero": ("2 processes, ZeRO (torchrun --standalone --nproc_per_node=2)", ["distributed=zero"]),
     **{f"scratch_s{s}": (f"fine-tuning demo: from scratch, seed {s}", [*DEMO, f"trainer.seed={s}"]) for s in (0, 1, 2)},
     **{f"finetune_s{s}": (f"fine-tuning demo: preset finetune from the pretrained CNN, seed {s}",
                           [*DEMO, *FINETUNE, f"trainer.seed={s}"]) for s in (0, 1, 2)},
 }
+
+
+#: Rows the README runs under torchrun: a real 2-process launch, figures read from the run's metrics.json.
+TORCHRUN = {"ddp", "zero"}
+
+
+def run_torchrun(overrides: list[str]) -> dict[str, Any]:
+    import json
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    tic = time.perf_counter()
+    with tempfile.TemporaryDirectory() as run_dir:
+        subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "scripts/train.py", *overrides, f"hydra.run.dir={run_dir}", "trainer.progress_bar=false"],
+                       cwd=repo, check=True, capture_output=True, timeout=900)
+        metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    metrics["wall_s"] = time.perf_counter() - tic
+    return metrics
 
 
 def run_row(overrides: list[str]) -> dict[str, Any]:
@@ -101,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("survopt_hydra.app.trainer").setLevel(logging.ERROR)
     results = {}
     for name in args.only or list(ROWS):
-        results[name] = m = run_row(ROWS[name][1])
+        results[name] = m = (run_torchrun if name in TORCHRUN else run_row)(ROWS[name][1])
         print(f"{name}: test {m['test_cindex']:.4f} val {m['val_cindex']:.4f} (epoch {m['best_epoch']}, "
               f"{m['wall_s']:.1f} s)", file=sys.stderr, flush=True)
     report = table(results) + "\n"
