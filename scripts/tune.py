@@ -69,22 +69,6 @@ def _key(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
 
 
-@contextlib.contextmanager
-def _no_plots():
-    """Trial run dirs are thrown away: skip the app's end-of-run PNGs (about half a trial's CPU time on
-    GBSG2). Only this process's trials are affected; the final runs keep their plots."""
-    from survopt_hydra.app import outputs
-
-    saved = {name: getattr(outputs, name) for name in ("plot_curves", "plot_lr_steps") if hasattr(outputs, name)}
-    for name in saved:
-        setattr(outputs, name, lambda *args, **kwargs: None)
-    try:
-        yield
-    finally:
-        for name, fn in saved.items():
-            setattr(outputs, name, fn)
-
-
 def run_validation_only(overrides: list[str]) -> dict[str, Any]:
     """One trial: the app in-process in a throw-away dir; returns only validation-side figures."""
     from survopt_hydra.app.compose import compose_train
@@ -92,7 +76,7 @@ def run_validation_only(overrides: list[str]) -> dict[str, Any]:
 
     cfg = compose_train([*overrides, *TRIAL_OVERRIDES])  # last.pt on the default time cadence: at the end only
     tic = time.perf_counter()
-    with tempfile.TemporaryDirectory() as run_dir, contextlib.redirect_stdout(io.StringIO()), _no_plots():
+    with tempfile.TemporaryDirectory() as run_dir, contextlib.redirect_stdout(io.StringIO()):
         metrics = train(cfg, Path(run_dir))
     monitor = metrics.get("monitor", "val_cindex")
     return {"monitor": monitor, "value": metrics[monitor], "val_cindex": metrics["val_cindex"],

@@ -59,9 +59,9 @@ def test_default_run_writes_outputs_and_summary(tmp_path: Path) -> None:
     rows = read_csv(tmp_path / "epochs.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
     assert {"train_loss", "val_cindex", "val_loss", "lr/default", "seconds"} <= set(rows[0])
-    for name in ("curves.png", "lr_schedule.png", "last.pt", "best.pt", "lr_steps.csv", "monitors.csv"):
+    for name in ("last.pt", "best.pt", "lr_steps.csv", "monitors.csv", "metrics.csv", "test_predictions.csv"):
         assert (tmp_path / name).stat().st_size > 0, name
-    assert any((tmp_path / "tb").iterdir())
+    assert not list(tmp_path.glob("*.png")) and not (tmp_path / "tb").exists()  # opt-in: trainer.plots/tensorboard
     assert "Traceback" not in proc.stderr
 
 
@@ -78,7 +78,7 @@ def test_overrides_take_effect(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "preset, expect",
     [("finetune", {"optimizer.lr": 1e-5, "scheduler.name": "warmup_cosine", "clipping.max_norm": 0.5}),
-     ("large_model", {"optimizer.lr": 1e-4, "optimizer.betas": [0.9, 0.95], "scheduler.eta_min": 1e-6})],
+     ("large_model", {"optimizer.lr": 3e-3, "optimizer.betas": [0.9, 0.95], "scheduler.eta_min": 1e-6})],
 )
 def test_presets_take_effect(tmp_path: Path, preset: str, expect: dict) -> None:
     train(tmp_path, f"+preset={preset}", "trainer.max_epochs=6")
@@ -239,3 +239,50 @@ def test_divergence_stops_with_clear_message(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: training diverged: 3 optimizer steps in a row")
     assert "Traceback" not in proc.stderr
+
+
+def test_finetune_preset_on_a_cnn_without_weights_warns_in_one_line(tmp_path: Path) -> None:
+    """+preset=finetune with model=cnn and no model.pretrained: one warning line naming the key, then the run."""
+    proc = train(tmp_path, "+preset=finetune", "data=synthetic_images", "data.n=64", "model=cnn",
+                 "trainer.max_epochs=6")
+    warnings = [line for line in proc.stderr.splitlines() if "model.pretrained" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: model.pretrained: unset"), proc.stderr
+    assert "pkg://survopt_hydra/app/pretrained/cnn_synthetic32.pt" in warnings[0]
+    assert SUMMARY.match(proc.stdout.strip().splitlines()[-1])
+
+
+def test_finetune_warning_rule() -> None:
+    """The documented rule on composed configs: a backbone LR multiplier < 1 needs pretrained weights."""
+    from survopt_hydra.app.config import compose_train
+    from survopt_hydra.app.rules import warn_finetune_without_weights as rule
+
+    weights = "model.pretrained=pkg://survopt_hydra/app/pretrained/cnn_synthetic32.pt"
+    assert "model=mlp has no pretrained weights" in rule(compose_train(["+preset=finetune"]))
+    assert rule(compose_train(["+preset=finetune", "model=cnn", "data=synthetic_images"])).startswith(
+        "warning: model.pretrained:")
+    assert rule(compose_train(["+preset=finetune", "model=cnn", "data=synthetic_images", weights])) is None
+    assert rule(compose_train([])) is None and rule(compose_train(["+preset=large_model"])) is None
+    assert rule(compose_train(["model=cnn", "data=synthetic_images", "+optimizer.lr_mult={backbone.*: 2.0}"])) is None
+
+
+def test_default_run_imports_no_plotting_and_plot_run_draws_afterwards(tmp_path: Path) -> None:
+    """A default in-process run in a fresh interpreter imports neither matplotlib nor tensorboard;
+    scripts/plot_run.py then draws the four PNGs from the run dir's CSVs."""
+    code = ("import sys; from pathlib import Path; from survopt_hydra.app.config import compose_train; "
+            "from survopt_hydra.app.trainer import train; "
+            f"train(compose_train(['trainer.max_epochs=3', 'trainer.progress_bar=false']), Path({str(tmp_path)!r})); "
+            "print(sorted(m for m in ('matplotlib', 'tensorboard', 'torch.utils.tensorboard') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert not list(tmp_path.glob("*.png"))
+    proc = subprocess.run([sys.executable, "scripts/plot_run.py", str(tmp_path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = ("curves.png", "lr_schedule.png", "calibration.png", "risk_groups.png")
+    assert proc.stdout.split() == [str(tmp_path / n) for n in names]
+    for name in names:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    proc = subprocess.run([sys.executable, "scripts/plot_run.py", str(tmp_path / "nothing")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "no epochs.csv" in proc.stderr

@@ -159,9 +159,9 @@ def test_cli_override(runs):
 
 def test_preset_large_model(runs):
     result = _result(runs["preset"])
-    assert result["betas"] == [0.9, 0.95] and result["lr"] == 1e-4 and result["weight_decay"] == 1e-4
+    assert result["betas"] == [0.9, 0.95] and result["lr"] == 3e-3 and result["weight_decay"] == 1e-4
     assert (result["clipping"], result["max_norm"]) == ("norm", 1.0)
-    assert result["lrs"] == pytest.approx(_cosine(1e-4, eta_min=1e-6), rel=1e-12)
+    assert result["lrs"] == pytest.approx(_cosine(3e-3, eta_min=1e-6), rel=1e-12)
 
 
 def test_partial_optimizer(runs):

@@ -32,7 +32,7 @@ def run(run_dir: Path, *overrides: str) -> dict:
 @pytest.fixture(scope="module")
 def support_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("support")
-    return d, run(d)
+    return d, run(d, "trainer.plots=true", "trainer.tensorboard=true")
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +188,46 @@ def test_run_reports_time_dependent_metrics_and_plots(support_run):
     assert 0 < on_disk["test_ibs"] < 0.25 and 0 < on_disk["val_ibs"] < 0.25
     for name in ("calibration.png", "risk_groups.png"):
         assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_final_metrics_reach_the_csvs_and_tensorboard(support_run):
+    """metrics.csv = metrics.json flattened; test_predictions.csv holds the test risks and S(h|x) that
+    metrics.json was computed from; TensorBoard holds each epoch's row and the final figures at the best epoch."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from survopt_hydra.app.outputs import flat_metrics
+    from survopt_hydra.survival.timedep import uno_cindex
+
+    run_dir, _ = support_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    [row] = read(run_dir / "metrics.csv")
+    flat = flat_metrics(metrics)
+    assert set(row) == set(flat)
+    h = metrics["horizons"]
+    assert float(row[f"test_td_auc@{h[1]:g}"]) == metrics["test_td_auc"][1]
+    for key in ("test_cindex", "test_uno_cindex", "test_ibs", "val_ibs", "test_td_auc_mean"):
+        assert float(row[key]) == metrics[key], key
+    preds = read(run_dir / "test_predictions.csv")
+    col = lambda k: torch.tensor([float(r[k]) for r in preds], dtype=torch.float64)  # noqa: E731
+    assert list(preds[0]) == ["duration", "event", "risk", *(f"surv@{x:g}" for x in h)]
+    assert concordance_index(col("risk"), col("duration"), col("event")) == pytest.approx(metrics["test_cindex"],
+                                                                                          abs=1e-6)
+    from survopt_hydra.app.trainer import load_best
+
+    _, cohort, _, _ = load_best(run_dir)
+    train_d, train_e = cohort.train.durations, cohort.train.events
+    uno = uno_cindex(col("risk"), col("duration"), col("event"), train_d, train_e, tau=metrics["uno_tau"])
+    assert uno == pytest.approx(metrics["test_uno_cindex"], abs=1e-9)
+    s = torch.stack([col(f"surv@{x:g}") for x in h], 1)
+    assert bool((s[:, 1:] <= s[:, :-1]).all()) and bool(((s > 0) & (s < 1)).all())
+
+    acc = EventAccumulator(str(run_dir / "tb"))
+    acc.Reload()
+    epochs = read(run_dir / "epochs.csv")
+    val = acc.Scalars("val_cindex")
+    assert [e.step for e in val] == [int(r["epoch"]) for r in epochs]
+    np.testing.assert_allclose([e.value for e in val], [float(r["val_cindex"]) for r in epochs], rtol=1e-6)
+    for key in ("test_cindex", "test_uno_cindex", "test_ibs", "test_td_auc_mean", "val_ibs", f"test_td_auc@{h[0]:g}"):
+        [event] = acc.Scalars(key)
+        assert event.step == metrics["best_epoch"] and event.value == pytest.approx(flat[key], rel=1e-6), key

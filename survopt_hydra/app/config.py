@@ -132,6 +132,8 @@ class TrainerConfig:
     max_nonfinite_steps: int = fld(10, ge(1), "stop after this many non-finite losses in a row")
     ties: str = fld("breslow", one_of("breslow", "efron"))
     progress_bar: bool = fld(True, doc="tqdm over epochs (only on a terminal)")
+    plots: bool = fld(False, doc="PNG plots at the end (or later: scripts/plot_run.py <run dir>)")
+    tensorboard: bool = fld(False, doc="TensorBoard scalars in <run dir>/tb (needs the tensorboard package)")
     checkpoint_every_s: Optional[float] = fld(60.0, optional(ge(0)), "seconds of wall time between last.pt writes "
                                               "(also at the end and on SIGTERM/Ctrl-C); 0: every epoch; null: off")
     checkpoint_every: Optional[int] = fld(None, optional(ge(1)), "also write last.pt every N epochs; null: by time only")

@@ -4,12 +4,18 @@
   seconds), rewritten atomically from the in-memory history each epoch, so it always
   matches ``last.pt`` and a resumed run's file equals an uninterrupted run's;
 * ``lr_steps.csv`` - the LR of every param group at every applied optimizer step;
-* ``metrics.json`` - the final figures; ``tb/`` - TensorBoard scalars (when installed);
-* ``curves.png`` and ``lr_schedule.png`` - matplotlib (Agg) plots;
+* ``metrics.json`` - the final figures, and ``metrics.csv`` - the same figures as one CSV row
+  (lists such as td-AUC flattened to ``test_td_auc@<horizon>``), beside ``epochs.csv``;
+* ``test_predictions.csv`` (written by :func:`.predictor.finish_run`) - the data behind the
+  survival plots;
+* ``tb/`` - TensorBoard scalars, only with ``trainer.tensorboard=true``: each epoch's row at
+  step = epoch, and the final figures (Uno's C, IBS, td-AUC, test C-index) at the best epoch;
+* PNG plots (:mod:`.plots`) only with ``trainer.plots=true``; ``scripts/plot_run.py <run dir>``
+  draws them later from the CSVs;
 * the summary line, the last line the app prints to stdout.
 
-matplotlib and tensorboard are imported lazily: they cost start-up time and are
-optional for the training itself.
+Why opt-in: importing tensorboard (~0.3 s) and matplotlib (~1 s) and drawing (~2 s) cost more
+than a default run's training; nothing here imports either unless asked.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .checkpoint import write_text_atomic
+from .plots import plot_curves, plot_lr_steps  # noqa: F401 (re-exported: scripts/plot_schedule.py)
 
 log = logging.getLogger(__name__)
 
@@ -46,44 +53,75 @@ def _csv_text(rows: Sequence[Row]) -> str:
     return buf.getvalue()
 
 
-class RunOutputs:
-    """Writes the per-epoch and final files of one run into ``run_dir``."""
+def flat_metrics(metrics: dict[str, Any]) -> Row:
+    """metrics.json as one flat row: a list ``key`` paired with ``horizons`` becomes ``key@<h>`` columns."""
+    at = metrics.get("horizons") or []
+    row: Row = {}
+    for key, value in metrics.items():
+        if isinstance(value, list) and key != "horizons" and len(value) == len(at):
+            row.update({f"{key}@{h:g}": v for h, v in zip(at, value)})
+        elif isinstance(value, list):
+            row.update({f"{key}[{i}]": v for i, v in enumerate(value)})
+        else:
+            row[key] = value
+    return row
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True, purge_epoch: int | None = None) -> None:
+
+#: metrics.json figures that go to TensorBoard at the best epoch (with every ``*@<horizon>`` td-AUC).
+TB_FINAL = ("test_cindex", "test_uno_cindex", "test_ibs", "test_td_auc_mean", "val_uno_cindex", "val_ibs",
+            "val_td_auc_mean")
+
+
+class RunOutputs:
+    """Writes the per-epoch and final files of one run into ``run_dir``.
+
+    ``tensorboard``/``plots``: ``trainer.tensorboard``/``trainer.plots`` (both off by default)."""
+
+    def __init__(self, run_dir: Path, purge_epoch: int | None = None, *, tensorboard: bool = False,
+                 plots: bool = False) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.plots = plots
         self._tb = self._open_tensorboard(purge_epoch) if tensorboard else None
 
     def _open_tensorboard(self, purge_epoch: int | None) -> Any:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # optional: pip install tensorboard
-            log.info("tensorboard not installed; no TensorBoard scalars")
+        from ..monitors import SinkUnavailableError, TensorBoardSink
+
+        try:  # purge_step drops events a killed run logged after its last checkpoint
+            return TensorBoardSink(self.run_dir / "tb", step_key="epoch", purge_step=purge_epoch)
+        except SinkUnavailableError:
+            log.warning("trainer.tensorboard: the tensorboard package is not installed (pip install tensorboard); "
+                        "no TensorBoard scalars, epochs.csv and metrics.csv hold the same figures")
             return None
-        # purge_step drops events a killed run logged after its last checkpoint
-        return SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_epoch)
 
     def epoch_end(self, history: Sequence[Row]) -> None:
         write_text_atomic(_csv_text(history), self.run_dir / "epochs.csv", durable=False)
         if self._tb is not None and history:
-            row = history[-1]
-            for key, value in row.items():
-                if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
-                    self._tb.add_scalar(key, value, global_step=row["epoch"])
+            self._tb(history[-1])
 
     def write_lr_steps(self, lr_steps: Sequence[Row]) -> None:
         write_text_atomic(_csv_text(lr_steps), self.run_dir / "lr_steps.csv", durable=False)
 
     def finish(self, metrics: dict[str, Any], history: Sequence[Row], lr_steps: Sequence[Row]) -> None:
         self.write_lr_steps(lr_steps)
+        flat = flat_metrics(metrics)
+        write_text_atomic(_csv_text([flat]), self.run_dir / "metrics.csv", durable=False)
         write_text_atomic(json.dumps(metrics, indent=2, sort_keys=True) + "\n", self.run_dir / "metrics.json")
         if self._tb is not None:
-            self._tb.add_scalar("test_cindex", metrics["test_cindex"], global_step=metrics["best_epoch"])
+            final = {k: v for k, v in flat.items() if k in TB_FINAL or k.startswith(("test_td_auc@", "val_td_auc@"))}
+            self._tb({**final, "epoch": metrics["best_epoch"]})
+            self._tb.flush()
+        if self.plots:
+            self.render()
+
+    def render(self) -> None:
+        """The PNG plots (:func:`.plots.render_run`); a broken matplotlib costs the plots, never the results."""
+        from .plots import render_run
+
         try:
-            plot_curves(history, self.run_dir / "curves.png")
-            plot_lr_steps(lr_steps, self.run_dir / "lr_schedule.png")
-        except ImportError:  # matplotlib is a dependency, but keep training results if it is broken
-            log.warning("matplotlib unavailable; no plots")
+            render_run(self.run_dir)
+        except ImportError as exc:
+            log.warning("trainer.plots: matplotlib unavailable (%s); no plots", exc)
 
     def close(self) -> None:
         if self._tb is not None:
@@ -95,7 +133,7 @@ class RunOutputs:
 #: by :func:`archive_old_results` before a fresh start, so old results never sit beside new ones.
 RESULT_FILES = ("last.pt", "last.prev.pt", "best.pt", "metrics.json", "epochs.csv", "lr_steps.csv", "monitors.csv",
                 "curves.png", "lr_schedule.png", "tb", "status.json", "predictor.json", "calibration.png",
-                "risk_groups.png")
+                "risk_groups.png", "metrics.csv", "test_predictions.csv")
 RESULT_PATTERNS = ("last.pt.shards-*", "last.prev.pt.shards-*", ".*.pt.*.tmp")
 
 
@@ -139,49 +177,3 @@ def best_problem(path: Path, weights: dict[str, Any], epoch: int) -> str | None:
             or not all(torch.equal(model[k], weights[k].to(model[k].device)) for k in weights)):
         return f"{path}: its weights are not the best epoch's"
     return None
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_curves(history: Sequence[Row], path: Path) -> None:
-    """Train loss, validation loss and validation C-index against the epoch."""
-    plt = _pyplot()
-    epochs = [r["epoch"] for r in history]
-    fig, (ax_loss, ax_c) = plt.subplots(1, 2, figsize=(10, 3.8))
-    ax_loss.plot(epochs, [r["train_loss"] for r in history], label="train")
-    ax_loss.plot(epochs, [r["val_loss"] for r in history], label="validation")
-    ax_loss.set(xlabel="epoch", ylabel="Cox partial likelihood loss", title="Loss")
-    ax_loss.legend()
-    ax_c.plot(epochs, [r["val_cindex"] for r in history], color="tab:green")
-    if history:
-        best = max(history, key=lambda r: r["val_cindex"] if math.isfinite(r["val_cindex"]) else -1.0)
-        ax_c.axvline(best["epoch"], color="grey", linestyle=":", label=f"best epoch {best['epoch']}")
-        ax_c.legend()
-    ax_c.set(xlabel="epoch", ylabel="C-index", title="Validation C-index")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_lr_steps(lr_steps: Sequence[Row], path: Path, title: str = "LR applied per optimizer step") -> None:
-    """One line per param group: the LR each applied optimizer step used."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    groups = [k for k in (lr_steps[0] if lr_steps else {}) if k.startswith("lr/")]
-    for key in groups:
-        ax.plot([r["step"] for r in lr_steps], [r[key] for r in lr_steps], label=key[3:])
-    ax.set(xlabel="optimizer step", ylabel="learning rate", title=title)
-    if groups:
-        ax.legend()
-    if lr_steps and all(r[k] > 0 for r in lr_steps for k in groups):
-        ax.set_yscale("log")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -86,10 +86,12 @@ def split_metrics(name: str, risk: torch.Tensor, split: Split, train: Split, bas
 
 
 def finish_run(model: nn.Module, cohort: Cohort, config: dict[str, Any], best_epoch: int, ctx: Any = None,
-               plots_dir: Path | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+               run_dir: Path | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(extra metrics, predictor artefact or None for image data) for a run's best model.
 
-    With ``plots_dir`` (rank 0 only) the test-set calibration and risk-group plots go there."""
+    With ``run_dir`` (rank 0 only) the test rows' durations, events, risks and predicted S(h | x)
+    at the horizons go to ``test_predictions.csv``: the data behind the survival plots
+    (:func:`.plots.plot_survival`), a few milliseconds to write."""
     train_risk = split_risks(model, cohort.train, ctx)
     base = BreslowBaseline.fit(train_risk, cohort.train.durations, cohort.train.events)
     at = horizons(cohort.train)
@@ -97,10 +99,8 @@ def finish_run(model: nn.Module, cohort: Cohort, config: dict[str, Any], best_ep
     for name, split in (("test", cohort.test), ("val", cohort.val)):
         risk = split_risks(model, split, ctx)
         metrics.update(split_metrics(name, risk, split, cohort.train, base, at))
-        if name == "test" and plots_dir is not None:
-            from .survival_plots import write_survival_plots
-
-            write_survival_plots(Path(plots_dir), risk, split.durations, split.events, base, at)
+        if name == "test" and run_dir is not None:
+            write_test_predictions(Path(run_dir), risk, split, base, at)
     schema = cohort.extra.get("schema")
     if schema is None or cohort.standardizer is None:
         return metrics, None
@@ -109,6 +109,19 @@ def finish_run(model: nn.Module, cohort: Cohort, config: dict[str, Any], best_ep
                 "standardizer": {k: v.tolist() for k, v in sd.items()}, "baseline": base.to_dict(),
                 "best_epoch": best_epoch, "horizons": at, "model": config["model"], "data_source": cohort.source}
     return metrics, artefact
+
+
+def write_test_predictions(run_dir: Path, risk: torch.Tensor, split: Split, base: BreslowBaseline,
+                           at: list[float]) -> None:
+    """``test_predictions.csv``: duration, event, risk and ``surv@<h>`` = S(h | x) per test row."""
+    from .checkpoint import write_text_atomic
+    from .plots import PREDICTIONS, SURV_PREFIX
+
+    risk = risk.detach().cpu().double()
+    cols = [split.durations.cpu().double(), split.events.cpu().double(), risk, *base.survival(risk, at).T]
+    header = ",".join(["duration", "event", "risk", *(f"{SURV_PREFIX}{h:g}" for h in at)])
+    body = "\n".join(",".join(map(repr, row)) for row in torch.stack(cols, 1).tolist())
+    write_text_atomic(f"{header}\n{body}\n", run_dir / PREDICTIONS, durable=False)
 
 
 def write_predictor(run_dir: Path, artefact: dict[str, Any] | None) -> None:

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 # differs only in these still resumes (e.g. without the stop_after_epochs of the first try,
 # or with a higher max_nonfinite_steps after a divergence stop).
 OPERATIONAL_KEYS = ("trainer.stop_after_epochs", "trainer.progress_bar", "trainer.debug", "trainer.resume",
-                    "trainer.checkpoint_every", "trainer.checkpoint_every_s", "trainer.max_nonfinite_steps", "trainer.fault_injection")
+                    "trainer.checkpoint_every", "trainer.checkpoint_every_s", "trainer.plots", "trainer.tensorboard",
+                    "trainer.max_nonfinite_steps", "trainer.fault_injection")
 # Keys a resume may increase (train longer); a decrease is refused.
 GROWABLE_KEYS = ("trainer.max_epochs",)
 

@@ -146,7 +146,8 @@ class Trainer:
         if main and monitors.exists():  # drop rows an earlier try logged after its checkpoint
             with monitors.open("r+b") as handle:
                 handle.truncate(self.resumed["monitor_bytes"] if self.resumed is not None else 0)
-        self.outputs = RunOutputs(self.run_dir, purge_epoch=start + 1) if main else _Nothing()
+        self.outputs = (RunOutputs(self.run_dir, purge_epoch=start + 1, tensorboard=self.t["tensorboard"],
+                                   plots=self.t["plots"]) if main else _Nothing())
         self.sink = CSVSink(monitors) if main else None
         self.opt_monitor = OptimizerMonitor(self.optimizer, self.t["log_interval"], self.sink)
         # GradientMonitor reads full gradients (.tolist()); FSDP's are sharded DTensors: off under fsdp

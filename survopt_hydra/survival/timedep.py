@@ -63,7 +63,7 @@ def uno_cindex(risk: ArrayLike, durations: ArrayLike, events: ArrayLike, train_d
     if bool((g[keep] == 0).any()):
         raise ValueError("uno_cindex: the censoring survival function is zero at an event time; lower tau")
     w = torch.where(keep, 1.0 / g.clamp(min=1e-300) ** 2, torch.zeros_like(g))
-    rows = torch.nonzero(e).squeeze(1)
+    rows = torch.nonzero(keep).squeeze(1)  # other rows weigh 0: skip their O(n) comparisons
     num = den = torch.zeros((), dtype=torch.float64)
     step = max(1, _BLOCK_ELEMS // max(t.numel(), 1))
     for a in range(0, rows.numel(), step):

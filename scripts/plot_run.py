@@ -1,0 +1,31 @@
+"""Draw a run's PNG plots from the CSVs in its run dir: ``python scripts/plot_run.py RUN_DIR [RUN_DIR ...]``.
+
+Writes ``curves.png`` (epochs.csv), ``lr_schedule.png`` (lr_steps.csv), ``calibration.png`` and
+``risk_groups.png`` (test_predictions.csv) into each run dir - the same plots as a run with
+``trainer.plots=true``, which a default run skips (matplotlib would cost more than its training).
+Works on a finished run and on a running or interrupted one (what its CSVs hold so far).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    args = parser.parse_args(argv)
+    from survopt_hydra.app.plots import render_run
+
+    for run_dir in args.run_dirs:
+        try:
+            for path in render_run(run_dir):
+                print(path)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
