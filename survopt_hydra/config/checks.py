@@ -84,6 +84,11 @@ def each_value(check: Check) -> Check:
     return run
 
 
+#: How +infinity is written where a field allows it: Python/YAML spellings, as a number or as text
+#: (Hydra hands ``norm_type=.inf`` from the command line over as the string ``'.inf'``).
+INF_SPELLINGS = ("inf", ".inf", "+inf", "+.inf", "infinity", "+infinity")
+
+
 def _coerce(key: str, value: Any, tp: Any, allow_inf: bool = False) -> Any:
     """Coerce YAML/CLI values to the schema's type (``'1e-4'`` -> 1e-4), or refuse."""
     if tp is Any:
@@ -93,7 +98,7 @@ def _coerce(key: str, value: Any, tp: Any, allow_inf: bool = False) -> Any:
         if value is None:
             return None
         inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
-        return _coerce(key, value, inner)
+        return _coerce(key, value, inner, allow_inf)
     if value is None:
         raise ConfigError(key, "must not be null")
     if origin in (list, tuple) or tp in (list, tuple):
@@ -115,6 +120,8 @@ def _coerce(key: str, value: Any, tp: Any, allow_inf: bool = False) -> Any:
     if tp in (int, float):
         if isinstance(value, bool):
             raise ConfigError(key, f"must be a number, got {value!r}")
+        if allow_inf and isinstance(value, str) and value.strip().lower() in INF_SPELLINGS:
+            return math.inf
         try:
             num = float(value)
         except (TypeError, ValueError):
