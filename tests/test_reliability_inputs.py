@@ -108,6 +108,22 @@ CATALOGUE: list[tuple[str, list[str], tuple[str, ...]]] = [
      ("{data}/bad_event.csv: event value '2' in column 'event' at row 2; allowed: 0, 1",)),
     ("data_empty", ["data=csv", "data.path={data}/empty.csv"], ("{data}/empty.csv: file is empty",)),
     ("data_no_events", ["data=csv", "data.path={data}/no_events.csv"], ("{data}/no_events.csv: no events",)),
+    ("data_dur_1e39", ["data=csv", "data.path={data}/dur_1e39.csv"],
+     ("{data}/dur_1e39.csv: value '1e+39' in column 'time' at row 2 overflows float32",)),
+    ("data_feat_neg_inf", ["data=csv", "data.path={data}/feat_neg_inf.csv"],
+     ("{data}/feat_neg_inf.csv: non-finite value '-inf' in column 'age' at row 2",)),
+    ("data_dur_infinity_text", ["data=csv", "data.path={data}/dur_inf_text.csv"],
+     ("{data}/dur_inf_text.csv: non-finite value 'Infinity' in column 'time' at row 2",)),
+    ("data_comma_decimal", ["data=csv", "data.path={data}/comma_decimal.csv"],
+     ("{data}/comma_decimal.csv: column 'age' is numeric except for 1 of 30 cells, first '61,5' at row 6",)),
+    ("data_event_words", ["data=csv", "data.path={data}/event_yes.csv"],
+     ("{data}/event_yes.csv: non-numeric value 'no' in column 'event' at row 1",)),
+    ("lr_underflow", ["optimizer.lr=1e-320"], ("optimizer.lr: must be >= 1.175e-38 (smaller underflows in float32",)),
+    ("lr_nan_text", ["optimizer.lr='NaN'"], ("optimizer.lr: must be a finite number, got nan",)),
+    ("split_too_few_to_rank", ["data=gbsg2", "data.val_fraction=0.003"],
+     ("pkg://lifelines/datasets/gbsg2.csv: the validation split has 2 row(s), 1 event(s) and 1 comparable pair(s): "
+      "too few to rank",)),
+    ("sweep_dir_empty", ["-m", "hydra.sweep.dir=", "optimizer.lr=1e-3,2e-3"], ("hydra.sweep.dir: is empty",)),
     # -- resuming the existing run with a different computation
     ("resume_changed", ["optimizer.lr=0.5"], ("trainer.resume:", "different config (optimizer.lr: 0.01 -> 0.5)")),
 ]
@@ -143,6 +159,12 @@ def _data_files(folder: Path) -> None:
     _write(folder / "bad_event.csv", [good[0], [2.0, 2, 60, "II"], *good[2:]])
     _write(folder / "no_events.csv", [[r[0], 0, r[2], r[3]] for r in good])
     (folder / "empty.csv").write_text("")
+    # re-probe of issue 13 (defects 4, 5): other overflow spellings, other mixed-type cells
+    _write(folder / "dur_1e39.csv", [good[0], [1e39, 1, 60, "II"], *good[2:]])
+    _write(folder / "feat_neg_inf.csv", [good[0], [2.0, 1, "-inf", "II"], *good[2:]])
+    _write(folder / "dur_inf_text.csv", [good[0], ["Infinity", 1, 60, "II"], *good[2:]])
+    _write(folder / "comma_decimal.csv", [*good[:5], [2.0, 1, "61,5", "II"], *good[6:]])
+    _write(folder / "event_yes.csv", [[r[0], "yes" if r[1] else "no", r[2], r[3]] for r in good])
 
 
 @pytest.fixture(scope="module")

@@ -201,6 +201,7 @@ class _Composer:
         self.loader, self.config_name, self.swept = loader, config_name, swept
         self.parser = OverridesParser.create(config_loader=loader)
         self.bases: dict[tuple[str, ...], Any] = {}
+        self.sweep_dir: str | None = None
         self.remote = False  # a launcher that runs the jobs elsewhere (Slurm): data and device are checked there
 
     def _late(self, override: Any) -> bool:
@@ -225,6 +226,7 @@ class _Composer:
         base = tuple(o.input_line for o in parsed if not self._late(o))
         if base not in self.bases:
             cfg = _compose(self.loader, self.config_name, list(base))
+            self.sweep_dir = self.sweep_dir or _check_sweep_dir(cfg)  # a file ...: before Hydra's launcher
             launcher = OmegaConf.select(cfg, "hydra.launcher._target_", default="") or ""
             self.remote = self.remote or not launcher.endswith("BasicLauncher")
             self.bases[base] = _task_config(cfg)
@@ -307,7 +309,7 @@ def check_jobs(overrides: list[str], multirun: bool = False, config_name: str = 
             cohort = load_cohort_once(settings["data"])
             rows = math.ceil(len(cohort.train) / world)
             check_run(task, t, batches_per_rank(len(cohort.train), t["batch_size"], world), rows)
-            run_dir = None if multirun else OmegaConf.select(cfg, "hydra.run.dir", throw_on_resolution_failure=False)
+            run_dir = None if multirun else _output_dir(cfg, "hydra.run.dir")
             if run_dir:
                 check_run_dir(run_dir)  # a file, /proc, an unwritable parent: before Hydra tries to create it
             state = None
@@ -316,7 +318,45 @@ def check_jobs(overrides: list[str], multirun: bool = False, config_name: str = 
                 state = resume_state(Path(str(run_dir)), config, verify=False, mmap=True)  # type: ignore[arg-type]
             if claim and run_dir:
                 claim_run_dir(Path(str(run_dir)), state[0] if state else None, _pinned(cfg))
+    if compose is not None and compose.sweep_dir:
+        _make_sweep_dir(compose.sweep_dir)  # the last step: every job passed
     return len(jobs)
+
+
+def _output_dir(cfg: Any, key: str) -> str | None:
+    """``hydra.run.dir`` / ``hydra.sweep.dir`` resolved; an empty one is refused (Hydra would write the
+    run's checkpoints, logs and plots straight into the current directory, among the user's files)."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.select(cfg, "hydra") is None:
+        return None  # a sweep job's task config: its dir is the sweep's
+    value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+    if value is not None and not str(value).strip():
+        raise ConfigError(key, "is empty, so the run would write into the current directory; give a directory, "
+                               f"e.g. {key}=outputs/run1 (or {key}=. to mean the current one)")
+    return value
+
+
+def _check_sweep_dir(cfg: Any) -> str | None:
+    """The sweep's parent dir: not a file, creatable (the jobs' own dirs are created beneath it)."""
+    sweep_dir = _output_dir(cfg, "hydra.sweep.dir")
+    if not sweep_dir:
+        return None
+    try:
+        check_run_dir(sweep_dir)
+    except ConfigError as exc:
+        raise ConfigError("hydra.sweep.dir", str(exc).removeprefix("hydra.run.dir: ")) from None
+    return str(sweep_dir)
+
+
+def _make_sweep_dir(sweep_dir: str) -> None:
+    """Create the sweep dir once every job passed (Hydra's launcher creates it next anyway): a place
+    no permission bit reveals (``/proc``, ``/sys``) fails here in one line, not in the launcher."""
+    try:
+        Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("hydra.sweep.dir", f"{sweep_dir}: cannot create it ({exc.strerror or exc}); "
+                                             "choose a writable directory") from None
 
 
 #: The single run's composed config, handed to ``hydra.main`` by :func:`hand_over` (composing ~0.1-0.2 s).

@@ -30,6 +30,17 @@ def gt(lo: float) -> Check:
     return lambda v: None if v > lo else f"must be > {lo:g}"
 
 
+#: float32's smallest normal number: a positive setting below it (an LR of 1e-320) is 0 or denormal
+#: once it meets float32 parameters, so the run would silently train nothing.
+FLOAT32_TINY = 1.1754943508222875e-38
+
+
+def positive_f32(v: float) -> str | None:
+    if v <= 0:
+        return "must be > 0"
+    return None if v >= FLOAT32_TINY else f"must be >= {FLOAT32_TINY:.4g} (smaller underflows in float32: nothing trains)"
+
+
 def ge(lo: float) -> Check:
     return lambda v: None if v >= lo else f"must be >= {lo:g}"
 
