@@ -160,6 +160,19 @@ def test_swapped_columns_without_pairs_are_refused(tmp_path):
 
 
 # ------------------------------------------------------------------ defect 9: paths and test files
+def test_data_path_that_is_no_regular_file_is_named_as_such(tmp_path):
+    """A FIFO would block the read, /dev/zero never ends, a directory is no CSV: refused by kind."""
+    import os
+
+    os.mkfifo(tmp_path / "pipe.csv")
+    (tmp_path / "dir.csv").mkdir()
+    for bad in (tmp_path / "pipe.csv", tmp_path / "dir.csv", Path("/dev/zero")):
+        with pytest.raises(DataError, match=r"^data.path: .* is not a regular file \(a directory, FIFO or device\)"):
+            resolve_path(str(bad))
+    with pytest.raises(DataError, match=r"^data.path: file not found: "):
+        resolve_path(str(tmp_path / "nope.csv"))
+
+
 def test_pkg_paths_stay_inside_their_package(tmp_path):
     for bad in ("pkg://json/../../x.csv", "pkg://json/../json/__init__.py", "pkg://lifelines//etc/passwd"):
         with pytest.raises(DataError, match=r"leaves the package .*pkg:// paths must stay inside it"):

@@ -71,6 +71,8 @@ def _unknown_key(key: str, cause: BaseException | None) -> ConfigError:
 def _bad_value(key: str, value: str, cause: BaseException | None) -> ConfigError:
     full = getattr(cause, "full_key", None) or key
     text = str(cause or "")
+    if full != key and isinstance(getattr(cause, "value", None), (str, int, float)):
+        value = cause.value  # type: ignore[union-attr]  # the element of a list/mapping, not the whole override
     match = re.search(r"could not be converted to (\w+)", text)
     if match and match.group(1) in _TYPE_WORDS:
         return ConfigError(full, f"{_TYPE_WORDS[match.group(1)]}, got {value!r}")
