@@ -125,25 +125,18 @@ def _fresh_over_old(d: Path, base: Path) -> dict:
     return {"proc": proc, "old": old, "files": sorted(p.name for p in run.iterdir())}
 
 
-def _sweep(d: Path, base: Path) -> dict:
-    sweep = d / "sweep"
-    proc = subprocess.run(_cmd("-m", f"hydra.sweep.dir={sweep}", *RUN, "trainer.max_nonfinite_steps=2",
-                               "trainer.fault_injection=null,nan_loss@1-99,null"),
-                          cwd=ROOT, capture_output=True, text=True, timeout=240, env=_env())
-    status = {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep.glob("*/status.json"))}
-    metrics = sorted(p.parent.name for p in sweep.glob("*/metrics.json"))
-    return {"proc": proc, "status": status, "metrics": metrics}
+def _sweep_with(faults: str) -> Callable[[Path, Path], dict]:
+    """A 3-job sweep whose jobs get ``trainer.fault_injection=<faults>`` (nan_loss@1-99 makes a job diverge)."""
+    def scenario(d: Path, base: Path) -> dict:
+        sweep = d / "sweep"
+        proc = subprocess.run(_cmd("-m", f"hydra.sweep.dir={sweep}", *RUN, "trainer.max_nonfinite_steps=2",
+                                   f"trainer.fault_injection={faults}"),
+                              cwd=ROOT, capture_output=True, text=True, timeout=240, env=_env())
+        status = {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep.glob("*/status.json"))}
+        metrics = sorted(p.parent.name for p in sweep.glob("*/metrics.json"))
+        return {"proc": proc, "status": status, "metrics": metrics}
 
-
-def _sweep_fails_late(d: Path, base: Path) -> dict:
-    """Failing jobs in the middle AND at the end: the last job's failure must still be recorded."""
-    sweep = d / "sweep"
-    proc = subprocess.run(_cmd("-m", f"hydra.sweep.dir={sweep}", *RUN, "trainer.max_nonfinite_steps=2",
-                               "trainer.fault_injection=null,nan_loss@1-99,nan_loss@1-99"),
-                          cwd=ROOT, capture_output=True, text=True, timeout=240, env=_env())
-    status = {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep.glob("*/status.json"))}
-    metrics = sorted(p.parent.name for p in sweep.glob("*/metrics.json"))
-    return {"proc": proc, "status": status, "metrics": metrics}
+    return scenario
 
 
 def _empty_run_dir(d: Path, base: Path) -> dict:
@@ -253,8 +246,8 @@ def _batch(*extra: str) -> Callable[[Path, Path], dict]:
 SCENARIOS: dict[str, Callable[[Path, Path], dict]] = {
     "two_runs": _two_runs,
     "fresh_over_old": _fresh_over_old,
-    "sweep": _sweep,
-    "sweep_fails_late": _sweep_fails_late,
+    "sweep": _sweep_with("null,nan_loss@1-99,null"),
+    "sweep_fails_late": _sweep_with("null,nan_loss@1-99,nan_loss@1-99"),  # the middle AND the last job fail
     "empty_run_dir": _empty_run_dir,
     "sweep_dir_is_file": _sweep_dir("file"),
     "sweep_dir_in_proc": _sweep_dir("proc"),
