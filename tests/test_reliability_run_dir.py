@@ -423,3 +423,27 @@ def test_empty_last_falls_back_and_names_the_file_used(results: dict) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "last.pt: empty (0 bytes)" in proc.stdout and "resuming from last.prev.pt instead" in proc.stdout
     assert f"resuming from {r['run'] / 'last.prev.pt'} after epoch 1" in proc.stdout
+
+
+@pytest.mark.parametrize("kind, fragment", [
+    ("garbage", "last.pt: unreadable (1024 bytes, not a torch zip archive); truncated or not a checkpoint"),
+    ("foreign", "last.pt is not a survopt-train checkpoint"),
+])
+def test_bad_checkpoint_shapes_are_named_plainly(tmp_path: Path, kind: str, fragment: str) -> None:
+    """Re-probe of defect 8: random bytes as ``last.pt`` (no torch's "mmap can only be used" text) and a plain
+    torch file claiming an empty config (no "different config (: {} -> '<unset>')")."""
+    import torch
+
+    from survopt_hydra.app.rules import resume_state
+    from survopt_hydra.errors import ConfigError
+
+    if kind == "garbage":
+        (tmp_path / "last.pt").write_bytes(bytes(range(256)) * 4)
+    else:
+        torch.save({"progress": {"epoch": 1}, "config": {}}, tmp_path / "last.pt")
+    before = snapshot(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        resume_state(tmp_path, {"data": {}, "model": {}, "trainer": {}}, verify=False, mmap=True)
+    assert str(err.value).startswith("trainer.resume: cannot resume: ") and fragment in str(err.value)
+    assert "mmap" not in str(err.value) and "\n" not in str(err.value)
+    assert snapshot(tmp_path) == before
