@@ -4,16 +4,17 @@ Each probe is a fresh interpreter that first imports what the run imports anyway
 Hydra, the app's modules incl. the trainer: ``import_s``, not counted), then times one
 ``preflight(["hydra.run.dir=<fresh tmp dir>"])``, split into:
 
-* ``compose``: Hydra's composition of ``train.yaml`` (the pre-flight's own; ``hydra.main``
-  composes again afterwards - ``recompose_s`` times that second composition in the same
-  process);
+* ``compose``: Hydra's composition of ``train.yaml``, which the pre-flight hands over to
+  ``hydra.main`` (``recompose_s`` times hydra.main's composition afterwards in the same
+  process, through Hydra's own ``load_configuration``: ~0 when the hand-over works);
 * ``data``: loading and checking the cohort, which the trainer takes over from the
   pre-flight (``take_cohort``), so the run does not pay it twice;
 * the rest: schema and cross-group checks, the run-length check on a dummy optimizer and
   scheduler, run dir, resume and lock.
 
-``preflight_s`` is the median over ``repeats`` probes of the whole call;
-``preflight_own_s`` the same minus the data load (the pre-flight's cost on top of the run).
+``preflight_s`` is the median over ``repeats`` probes of the whole call; ``preflight_extra_s``
+the median of the rest plus ``recompose_s``: what the pre-flight adds to a run, since the run
+would compose the config and load the data without it too.
 ``dynamo_imported`` / ``fsdp_imported``: whether ``torch._dynamo`` / ``torch.distributed.fsdp``
 were in ``sys.modules`` afterwards (both must be false: they cost seconds).
 
@@ -80,10 +81,10 @@ def run(quick: bool = False, repeats: int | None = None) -> dict[str, Any]:
 
     return {
         "preflight_s": median("total"),
-        "preflight_own_s": round(statistics.median(p["total"] - p["data"] for p in probes), 4),
+        "preflight_extra_s": round(statistics.median(p["total"] - p["data"] - p["compose"] + p["recompose"]
+                                                     for p in probes), 4),
         "preflight_compose_s": median("compose"),
         "preflight_data_s": median("data"),
-        "preflight_rest_s": round(statistics.median(p["total"] - p["data"] - p["compose"] for p in probes), 4),
         "recompose_s": median("recompose"),
         "import_s": median("import"),
         "dynamo_imported": any(p["dynamo"] for p in probes),
