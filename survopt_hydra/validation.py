@@ -3,11 +3,16 @@
 Hydra's structured configs already refuse unknown keys and wrong types at composition;
 this adds the range checks and cross-group checks (warmup longer than the run, a
 scheduler that needs a run length) by running the same validators and builders the
-real run will use, on a one-parameter dummy optimizer: no second copy of any rule.
+real run will use, on a two-parameter dummy optimizer: no second copy of any rule
+(torch's own constructor checks included). The dummy is built without importing
+``torch._dynamo`` (:func:`dynamo_free`), which would cost seconds (it pulls in sympy
+and FSDP) for an object that is never stepped.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+import contextlib
+import sys
+from typing import Any, Iterator, Mapping
 
 from .config import GROUPS
 from .config.checks import schema_fields, validate
@@ -66,8 +71,33 @@ def validate_groups(cfg: Mapping[str, Any], epochs: int | None = None, steps_per
         opt_values = plain_values(cfg["optimizer"])
         for key in ("lr_mult", "layer_decay", "layers"):  # patterns and depths need real parameter names
             opt_values.pop(key, None)
-        dummy = build_optimizer(torch.nn.Sequential(torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)), **opt_values)
-        build_scheduler(dummy, epochs=epochs, steps_per_epoch=steps_per_epoch, **plain_values(cfg["scheduler"]))
+        with dynamo_free():
+            dummy = build_optimizer(torch.nn.Sequential(torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)), **opt_values)
+            build_scheduler(dummy, epochs=epochs, steps_per_epoch=steps_per_epoch, **plain_values(cfg["scheduler"]))
+
+
+@contextlib.contextmanager
+def dynamo_free() -> Iterator[None]:
+    """Build throwaway optimizers without the first-call ``import torch._dynamo`` (~1-3 s).
+
+    torch wraps ``Optimizer.add_param_group`` (called by every optimizer's constructor) in
+    ``torch._disable_dynamo``, which imports dynamo on its first call and caches
+    ``torch._dynamo.disable(fn)`` on ``fn.__dynamo_disable``. Inside this block that cache
+    holds the plain function, so the constructor runs unchanged (all of torch's checks) and
+    nothing is imported; the cache is cleared on exit, so the real optimizer a run builds
+    later gets dynamo's wrapper as usual. Only for objects that are never compiled or stepped.
+    """
+    import torch
+
+    raw = getattr(torch.optim.Optimizer.add_param_group, "__wrapped__", None)
+    if raw is None or "torch._dynamo" in sys.modules or hasattr(raw, "__dynamo_disable"):
+        yield  # another torch, or dynamo already paid for: nothing to save
+        return
+    setattr(raw, "__dynamo_disable", raw)
+    try:
+        yield
+    finally:
+        delattr(raw, "__dynamo_disable")
 
 
 #: What a ``_target_`` override of each group may name besides the schema's own target: a

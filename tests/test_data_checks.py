@@ -133,7 +133,13 @@ def test_constant_columns_are_dropped_with_a_warning(tmp_path, caplog):
     (["data.test_path=null", "data.test_fraction=0.0001"],
      ["the test split has 1 row(s) and 1 event(s) but no comparable pair", "raise data.test_fraction (now 0.0001)"]),
     (["data.duration_col=event"], ["data.duration_col and data.event_col are both 'event'"]),
-    (["data=synthetic_images", "model=cnn", "data.n=16"], ["split has", "no comparable pair", "data.n (now 16)"]),
+    (["data=synthetic_images", "model=cnn", "data.n=16"], ["the validation split has 3 row(s), 2 event(s) and 2 "
+                                                            "comparable pair(s): too few to rank", "data.n (now 16)"]),
+    # scorable on paper, but one pair: the C-index is 0 or 1 and selection picks on noise (re-probe of defect 3)
+    (["data=gbsg2", "data.val_fraction=0.003"], ["the validation split has 2 row(s), 1 event(s) and 1 comparable "
+                                                 "pair(s): too few to rank", "raise data.val_fraction (now 0.003)"]),
+    (["data=gbsg2", "data.test_path=null", "data.test_fraction=0.004"], ["the test split has", "too few to rank",
+                                                                         "raise data.test_fraction (now 0.004)"]),
 ])
 def test_unscorable_splits_are_refused_at_load_time(overrides, pieces):
     message = refused(*overrides)
@@ -155,6 +161,19 @@ def test_swapped_columns_without_pairs_are_refused(tmp_path):
 
 
 # ------------------------------------------------------------------ defect 9: paths and test files
+def test_data_path_that_is_no_regular_file_is_named_as_such(tmp_path):
+    """A FIFO would block the read, /dev/zero never ends, a directory is no CSV: refused by kind."""
+    import os
+
+    os.mkfifo(tmp_path / "pipe.csv")
+    (tmp_path / "dir.csv").mkdir()
+    for bad in (tmp_path / "pipe.csv", tmp_path / "dir.csv", Path("/dev/zero")):
+        with pytest.raises(DataError, match=r"^data.path: .* is not a regular file \(a directory, FIFO or device\)"):
+            resolve_path(str(bad))
+    with pytest.raises(DataError, match=r"^data.path: file not found: "):
+        resolve_path(str(tmp_path / "nope.csv"))
+
+
 def test_pkg_paths_stay_inside_their_package(tmp_path):
     for bad in ("pkg://json/../../x.csv", "pkg://json/../json/__init__.py", "pkg://lifelines//etc/passwd"):
         with pytest.raises(DataError, match=r"leaves the package .*pkg:// paths must stay inside it"):
@@ -295,7 +314,8 @@ def test_lung_trains_with_drop_rows_and_impute(tmp_path, policy):
     (csv_run(LUNG, "data.event_col=status"), "missing values in 6 column(s)"),
     (["data=csv", "data.path=pkg://json/../../x.csv", "data.duration_col=t", "data.event_col=e"],
      "leaves the package 'json'"),
-    (["data=synthetic_images", "model=cnn", "data.n=16"], "no comparable pair"),
+    (["data=synthetic_images", "model=cnn", "data.n=16"], "too few to rank"),
+    (["data=gbsg2", "data.val_fraction=0.003"], "the validation split has 2 row(s), 1 event(s) and 1 comparable pair"),
     (["data.test_path={tmp}/utf16.csv"], "utf16.csv: not UTF-8 text (byte 0xff"),
     (["data.test_path={tmp}/big.csv"], "big.csv: value '1e300' in column 'age' at row 1 overflows float32"),
 ])

@@ -72,6 +72,10 @@ CATALOGUE: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("range_ema_decay", ["ema=ema", "ema.decay=1.5"], ("ema.decay: must be in the open interval (0, 1), got 1.5",)),
     ("cross_ema_fsdp", ["ema=ema", "distributed=fsdp"], ("ema.mode: 'ema' averages whole parameters, but "
                                                           "distributed=fsdp shards them",)),
+    ("amp_init_scale_overflow", ["amp=fp16", "amp.init_scale=1e300"],
+     ("amp.init_scale: must be > 0 and fit in float32 (<= 3.403e+38", "got 1e+300")),
+    ("amp_init_scale_inf", ["amp=fp16", "amp.init_scale=.inf"], ("amp.init_scale: must be a finite number, got inf",)),
+    ("norm_type_negative_inf", ["clipping.norm_type=-.inf"], ("clipping.norm_type: must be a finite number, got -inf",)),
     ("range_accumulate", ["trainer.accumulate_grad_batches=0"], ("trainer.accumulate_grad_batches: must be >= 1",)),
     ("range_val_fraction", ["data.val_fraction=1.5"], ("data.val_fraction: must be in the open interval (0, 1)",)),
     ("range_fault_spec", ["trainer.fault_injection=explode@3"], ("trainer.fault_injection: 'explode@3' is not a fault",)),
@@ -104,6 +108,22 @@ CATALOGUE: list[tuple[str, list[str], tuple[str, ...]]] = [
      ("{data}/bad_event.csv: event value '2' in column 'event' at row 2; allowed: 0, 1",)),
     ("data_empty", ["data=csv", "data.path={data}/empty.csv"], ("{data}/empty.csv: file is empty",)),
     ("data_no_events", ["data=csv", "data.path={data}/no_events.csv"], ("{data}/no_events.csv: no events",)),
+    ("data_dur_1e39", ["data=csv", "data.path={data}/dur_1e39.csv"],
+     ("{data}/dur_1e39.csv: value '1e+39' in column 'time' at row 2 overflows float32",)),
+    ("data_feat_neg_inf", ["data=csv", "data.path={data}/feat_neg_inf.csv"],
+     ("{data}/feat_neg_inf.csv: non-finite value '-inf' in column 'age' at row 2",)),
+    ("data_dur_infinity_text", ["data=csv", "data.path={data}/dur_inf_text.csv"],
+     ("{data}/dur_inf_text.csv: non-finite value 'Infinity' in column 'time' at row 2",)),
+    ("data_comma_decimal", ["data=csv", "data.path={data}/comma_decimal.csv"],
+     ("{data}/comma_decimal.csv: column 'age' is numeric except for 1 of 30 cells, first '61,5' at row 6",)),
+    ("data_event_words", ["data=csv", "data.path={data}/event_yes.csv"],
+     ("{data}/event_yes.csv: non-numeric value 'no' in column 'event' at row 1",)),
+    ("lr_underflow", ["optimizer.lr=1e-320"], ("optimizer.lr: must be >= 1.175e-38 (smaller underflows in float32",)),
+    ("lr_nan_text", ["optimizer.lr='NaN'"], ("optimizer.lr: must be a finite number, got nan",)),
+    ("split_too_few_to_rank", ["data=gbsg2", "data.val_fraction=0.003"],
+     ("pkg://lifelines/datasets/gbsg2.csv: the validation split has 2 row(s), 1 event(s) and 1 comparable pair(s): "
+      "too few to rank",)),
+    ("sweep_dir_empty", ["-m", "hydra.sweep.dir=", "optimizer.lr=1e-3,2e-3"], ("hydra.sweep.dir: is empty",)),
     # -- resuming the existing run with a different computation
     ("resume_changed", ["optimizer.lr=0.5"], ("trainer.resume:", "different config (optimizer.lr: 0.01 -> 0.5)")),
 ]
@@ -139,6 +159,12 @@ def _data_files(folder: Path) -> None:
     _write(folder / "bad_event.csv", [good[0], [2.0, 2, 60, "II"], *good[2:]])
     _write(folder / "no_events.csv", [[r[0], 0, r[2], r[3]] for r in good])
     (folder / "empty.csv").write_text("")
+    # re-probe of issue 13 (defects 4, 5): other overflow spellings, other mixed-type cells
+    _write(folder / "dur_1e39.csv", [good[0], [1e39, 1, 60, "II"], *good[2:]])
+    _write(folder / "feat_neg_inf.csv", [good[0], [2.0, 1, "-inf", "II"], *good[2:]])
+    _write(folder / "dur_inf_text.csv", [good[0], ["Infinity", 1, 60, "II"], *good[2:]])
+    _write(folder / "comma_decimal.csv", [*good[:5], [2.0, 1, "61,5", "II"], *good[6:]])
+    _write(folder / "event_yes.csv", [[r[0], "yes" if r[1] else "no", r[2], r[3]] for r in good])
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +276,36 @@ def test_remote_launcher_sweeps_check_config_only() -> None:
     assert preflight.check_jobs(remote, multirun=True) == 2
     with pytest.raises(ConfigError, match="optimizer.lr: must be > 0"):
         preflight.check_jobs(["hydra/launcher=survopt_slurm", "optimizer.lr=1e-3,-1"], multirun=True)
+
+
+def test_preflight_imports_neither_dynamo_nor_fsdp(tmp_path: Path) -> None:
+    """Issue 16 item 2: the pre-flight (run-length check on a dummy optimizer included) imports neither
+    ``torch._dynamo`` nor FSDP (seconds each), and hands its composition over to hydra.main."""
+    probe = (
+        "import sys\n"
+        "from survopt_hydra.app import preflight as P\n"
+        f"P.preflight(['hydra.run.dir={tmp_path / 'run'}'])\n"
+        "print(sorted(m for m in ('torch._dynamo', 'torch.distributed.fsdp', 'sympy') if m in sys.modules))\n"
+        "print('torch' in sys.modules, len(P._COMPOSED))\n"
+        "from hydra.types import RunMode\n"
+        "(key, cfg), = P._COMPOSED.items()\n"
+        "print(P._loader(None).load_configuration('train', list(key[2]), RunMode.RUN) is cfg)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[:3] == ["[]", "True 1", "True"]  # Hydra's next composition: the same object
+
+
+def test_yaml_spelling_of_infinity_on_the_command_line_trains_with_the_max_norm(tmp_path: Path) -> None:
+    """Issue 13 defect 9: ``clipping.norm_type=.inf`` (as written in YAML) works on the command line."""
+    import math
+
+    import yaml
+
+    run_dir = tmp_path / "run"
+    proc = _app(f"hydra.run.dir={run_dir}", "trainer.max_epochs=1", "clipping.norm_type=.inf", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "clipping.norm_type=inf" in yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+    assert yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["clipping"]["norm_type"] == math.inf
+    assert (run_dir / "metrics.json").is_file()

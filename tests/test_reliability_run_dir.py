@@ -125,14 +125,39 @@ def _fresh_over_old(d: Path, base: Path) -> dict:
     return {"proc": proc, "old": old, "files": sorted(p.name for p in run.iterdir())}
 
 
-def _sweep(d: Path, base: Path) -> dict:
-    sweep = d / "sweep"
-    proc = subprocess.run(_cmd("-m", f"hydra.sweep.dir={sweep}", *RUN, "trainer.max_nonfinite_steps=2",
-                               "trainer.fault_injection=null,nan_loss@1-99,null"),
-                          cwd=ROOT, capture_output=True, text=True, timeout=240, env=_env())
-    status = {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep.glob("*/status.json"))}
-    metrics = sorted(p.parent.name for p in sweep.glob("*/metrics.json"))
-    return {"proc": proc, "status": status, "metrics": metrics}
+def _sweep_with(faults: str) -> Callable[[Path, Path], dict]:
+    """A 3-job sweep whose jobs get ``trainer.fault_injection=<faults>`` (nan_loss@1-99 makes a job diverge)."""
+    def scenario(d: Path, base: Path) -> dict:
+        sweep = d / "sweep"
+        proc = subprocess.run(_cmd("-m", f"hydra.sweep.dir={sweep}", *RUN, "trainer.max_nonfinite_steps=2",
+                                   f"trainer.fault_injection={faults}"),
+                              cwd=ROOT, capture_output=True, text=True, timeout=240, env=_env())
+        status = {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep.glob("*/status.json"))}
+        metrics = sorted(p.parent.name for p in sweep.glob("*/metrics.json"))
+        return {"proc": proc, "status": status, "metrics": metrics}
+
+    return scenario
+
+
+def _empty_run_dir(d: Path, base: Path) -> dict:
+    """``hydra.run.dir=`` would write checkpoints, logs and plots into the current directory."""
+    d.mkdir()
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "hydra.run.dir=", *RUN], cwd=d,
+                          capture_output=True, text=True, timeout=120, env=_env())
+    return {"proc": proc, "files": sorted(p.name for p in d.iterdir())}
+
+
+def _sweep_dir(where: str) -> Callable[[Path, Path], dict]:
+    def scenario(d: Path, base: Path) -> dict:
+        d.mkdir()
+        target = d / "a_file"
+        target.write_text("keep me\n")
+        sweep_dir = {"file": target, "proc": Path("/proc/survopt-sweep-dir-test"), "empty": ""}[where]
+        proc = subprocess.run(_cmd("-m", f"hydra.sweep.dir={sweep_dir}", *RUN, "optimizer.lr=1e-3,2e-3"),
+                              cwd=ROOT, capture_output=True, text=True, timeout=120, env=_env())
+        return {"proc": proc, "content": target.read_text()}
+
+    return scenario
 
 
 def _disk_full_fault(d: Path, base: Path) -> dict:
@@ -221,7 +246,12 @@ def _batch(*extra: str) -> Callable[[Path, Path], dict]:
 SCENARIOS: dict[str, Callable[[Path, Path], dict]] = {
     "two_runs": _two_runs,
     "fresh_over_old": _fresh_over_old,
-    "sweep": _sweep,
+    "sweep": _sweep_with("null,nan_loss@1-99,null"),
+    "sweep_fails_late": _sweep_with("null,nan_loss@1-99,nan_loss@1-99"),  # the middle AND the last job fail
+    "empty_run_dir": _empty_run_dir,
+    "sweep_dir_is_file": _sweep_dir("file"),
+    "sweep_dir_in_proc": _sweep_dir("proc"),
+    "sweep_dir_empty": _sweep_dir("empty"),
     "disk_full_fault": _disk_full_fault,
     "disk_full_tmpfs": _disk_full_tmpfs,
     "run_dir_is_file": _run_dir_is_file,
@@ -302,6 +332,33 @@ def test_sweep_runs_every_job_and_records_the_failed_one(results: dict) -> None:
     assert "#1 (" in last and "nan_loss@1-99" in last and "Traceback" not in proc.stderr
 
 
+def test_sweep_failing_in_the_middle_and_at_the_end_records_both(results: dict) -> None:
+    r = _result(results, "sweep_fails_late")
+    proc = r["proc"]
+    assert r["status"]["0"] == {"status": "ok"} and r["metrics"] == ["0"]
+    for job in ("1", "2"):
+        assert r["status"][job]["status"] == "failed" and "training diverged" in r["status"][job]["error"]
+    last = lines(proc.stderr)[-1]
+    assert proc.returncode == 1 and last.startswith("error: 2 of 3 sweep jobs failed"), proc.stderr[-2000:]
+    assert "#1 (" in last and "#2 (" in last and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name, fragments", [
+    ("sweep_dir_is_file", ("hydra.sweep.dir:", "a_file exists and is not a directory")),
+    ("sweep_dir_in_proc", ("hydra.sweep.dir:", "/proc/survopt-sweep-dir-test: cannot create it")),
+    ("sweep_dir_empty", ("hydra.sweep.dir: is empty",)),
+    ("empty_run_dir", ("hydra.run.dir: is empty", "would write into the current directory")),
+])
+def test_empty_or_unusable_output_dirs_are_one_line_and_write_nothing(results: dict, name: str,
+                                                                     fragments: tuple) -> None:
+    r = _result(results, name)
+    assert_one_line(r["proc"], *fragments)
+    if "content" in r:
+        assert r["content"] == "keep me\n"
+    if "files" in r:
+        assert r["files"] == []  # nothing landed in the current directory
+
+
 def test_full_disk_is_one_line_and_checkpoints_stay_usable(results: dict) -> None:
     r = _result(results, "disk_full_fault")
     assert_one_line(r["proc"], "last.pt: disk full", "checkpoints already written are intact")
@@ -366,3 +423,27 @@ def test_empty_last_falls_back_and_names_the_file_used(results: dict) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "last.pt: empty (0 bytes)" in proc.stdout and "resuming from last.prev.pt instead" in proc.stdout
     assert f"resuming from {r['run'] / 'last.prev.pt'} after epoch 1" in proc.stdout
+
+
+@pytest.mark.parametrize("kind, fragment", [
+    ("garbage", "last.pt: unreadable (1024 bytes, not a torch zip archive); truncated or not a checkpoint"),
+    ("foreign", "last.pt is not a survopt-train checkpoint"),
+])
+def test_bad_checkpoint_shapes_are_named_plainly(tmp_path: Path, kind: str, fragment: str) -> None:
+    """Re-probe of defect 8: random bytes as ``last.pt`` (no torch's "mmap can only be used" text) and a plain
+    torch file claiming an empty config (no "different config (: {} -> '<unset>')")."""
+    import torch
+
+    from survopt_hydra.app.rules import resume_state
+    from survopt_hydra.errors import ConfigError
+
+    if kind == "garbage":
+        (tmp_path / "last.pt").write_bytes(bytes(range(256)) * 4)
+    else:
+        torch.save({"progress": {"epoch": 1}, "config": {}}, tmp_path / "last.pt")
+    before = snapshot(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        resume_state(tmp_path, {"data": {}, "model": {}, "trainer": {}}, verify=False, mmap=True)
+    assert str(err.value).startswith("trainer.resume: cannot resume: ") and fragment in str(err.value)
+    assert "mmap" not in str(err.value) and "\n" not in str(err.value)
+    assert snapshot(tmp_path) == before

@@ -72,3 +72,78 @@ def test_inf_norm_accepted_and_overflowing_init_scale_refused():
         validate_groups({**BASE, "clipping": {"mode": "norm", "norm_type": float("nan")}}, epochs=10)
     with pytest.raises(ConfigError, match=r"^amp.init_scale: must be > 0 and fit in float32"):
         validate_groups({**BASE, "amp": {"dtype": "fp16", "init_scale": 1e300}}, epochs=10)
+
+
+@pytest.mark.parametrize("spelling", [float("inf"), "inf", ".inf", "+inf", "+.inf", "Infinity", "INF", " .Inf "])
+def test_every_spelling_of_infinity_is_the_max_norm(spelling):
+    """Issue 13 defect 9: inf / .inf / +inf / Infinity, as a float or as text, mean float('inf')."""
+    import math
+
+    import torch
+
+    from survopt_hydra.clipping import GradientClipper
+    from survopt_hydra.config.checks import validate
+    from survopt_hydra.config.clipping import NormClippingConfig
+
+    assert validate(NormClippingConfig, {"norm_type": spelling}, "clipping")["norm_type"] == math.inf
+    validate_groups({**BASE, "clipping": {"mode": "norm", "norm_type": spelling}}, epochs=10)
+    grads = torch.tensor([3.0, -4.0, 1.0])
+    ours, reference = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
+    ours.grad, reference.grad = grads.clone(), grads.clone()
+    norm = GradientClipper(mode="norm", norm_type=spelling, max_norm=0.5).clip_gradients([ours])
+    expected = torch.nn.utils.clip_grad_norm_([reference], 0.5, norm_type=float("inf"))
+    assert float(norm) == float(expected) == 4.0  # the max norm, not the L2 norm (5.1)
+    torch.testing.assert_close(ours.grad, reference.grad)
+
+
+@pytest.mark.parametrize("spelling", ["-inf", "-.inf", "nan", ".nan", "infinite", float("-inf")])
+def test_negative_infinity_and_nan_norms_are_refused(spelling):
+    with pytest.raises(ConfigError, match=r"^clipping.norm_type: must be a"):
+        validate_groups({**BASE, "clipping": {"mode": "norm", "norm_type": spelling}}, epochs=10)
+
+
+def test_command_line_yaml_infinity_reaches_the_schema_as_inf():
+    """Hydra's grammar reads `.inf` as text, which the float field of the composed config refuses:
+    the pre-flight rewrites YAML's spelling to `inf` for the checks and for hydra.main (sys.argv)."""
+    import math
+
+    from survopt_hydra.app.preflight import CONFIG_NAME, _compose, _loader, _task_config, yaml_infinity
+    from survopt_hydra.app.rules import check_config
+
+    argv = yaml_infinity(["clipping.norm_type=.inf", "clipping.max_norm=+.inf", "x=-.INF", "y=a.inf", "-m"])
+    assert argv == ["clipping.norm_type=inf", "clipping.max_norm=+inf", "x=-inf", "y=a.inf", "-m"]
+    from survopt_hydra.app.config import register_app_configs
+    from survopt_hydra.config import register_configs
+
+    register_configs(), register_app_configs()
+    task = _task_config(_compose(_loader(None), CONFIG_NAME, argv[:1]))
+    check_config(task)
+    from survopt_hydra.config.checks import validate
+    from survopt_hydra.config.clipping import NormClippingConfig
+    from survopt_hydra.validation import plain_values
+
+    assert validate(NormClippingConfig, plain_values(task.clipping), "clipping")["norm_type"] == math.inf
+    with pytest.raises(ConfigError, match=r"^clipping.max_norm: must be a finite number, got inf"):
+        validate_groups({**BASE, "clipping": {**plain_values(task.clipping), "max_norm": math.inf}}, epochs=10)
+
+
+def test_dummy_optimizer_keeps_torchs_own_checks_without_importing_dynamo():
+    """The run-length check builds its throwaway optimizer with torch's constructor (torch's value
+    checks: one copy of the rules) but without the first-call ``import torch._dynamo``; afterwards
+    torch's lazy dynamo wrapper is back in place for the run's real optimizer."""
+    import torch
+
+    from survopt_hydra.validation import dynamo_free
+
+    raw = torch.optim.Optimizer.add_param_group.__wrapped__
+    cfg = {**BASE, "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": True}}
+    with pytest.raises(ConfigError, match=r"^optimizer: SGD refused the settings: Nesterov momentum requires"):
+        validate_groups(cfg, epochs=10)
+    with pytest.raises(ConfigError, match=r"^optimizer: Adam refused the settings: .*fused.*differentiable"):
+        validate_groups({**BASE, "optimizer": {"name": "adam", "lr": 0.1, "differentiable": True,
+                                               "fused": True}}, epochs=10)
+    assert "__dynamo_disable" not in vars(raw) or "torch._dynamo" in __import__("sys").modules
+    with dynamo_free():
+        opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    assert opt.param_groups[0]["lr"] == 0.1 and "__dynamo_disable" not in vars(raw) \
+        or "torch._dynamo" in __import__("sys").modules

@@ -76,26 +76,37 @@ def _tensors(x: np.ndarray, durations: np.ndarray, events: np.ndarray, idx: np.n
     return Split(as_t(x), as_t(durations), as_t(events))
 
 
-def check_scorable(label: str, name: str, split: Split, hint: str) -> None:
-    """Refuse a split whose C-index (and Cox loss) is undefined whatever the model.
+#: A validation or test split ranks at least this many events over this many comparable pairs: with
+#: fewer its C-index takes a handful of values (one pair: 0 or 1), so model selection picks on noise.
+MIN_EVENTS_TO_RANK, MIN_PAIRS_TO_RANK = 2, 3
+
+
+def check_scorable(label: str, name: str, split: Split, hint: str, rank: bool = False) -> None:
+    """Refuse a split whose C-index (and Cox loss) is undefined whatever the model; with ``rank`` (a
+    validation or test split) also one with too few events or pairs to rank (:data:`MIN_EVENTS_TO_RANK`).
 
     Found at load time, i.e. by the pre-flight before anything is written, not after training."""
-    if comparable_pairs(split.durations, split.events) == 0:
-        n, e = len(split), int(split.events.sum())
+    pairs = comparable_pairs(split.durations, split.events)
+    n, e = len(split), int(split.events.sum())
+    if pairs == 0:
         raise DataError(f"{label}: the {name} split has {n} row(s) and {e} event(s) but no comparable pair (an event "
                         f"before another row's exit), so it cannot be scored; {hint}")
+    if rank and (e < MIN_EVENTS_TO_RANK or pairs < MIN_PAIRS_TO_RANK):
+        raise DataError(f"{label}: the {name} split has {n} row(s), {e} event(s) and {pairs} comparable pair(s): too "
+                        f"few to rank (at least {MIN_EVENTS_TO_RANK} events and {MIN_PAIRS_TO_RANK} pairs; its C-index "
+                        f"could take only a few values); {hint}")
 
 
 def _check_splits(label: str, cohort: "Cohort", data: Mapping[str, Any]) -> None:
     times = "events at distinct times (all at time 0? data.duration_col and data.event_col swapped?)"
     check_scorable(label, "training", cohort.train, f"the data needs more {times}")
     check_scorable(label, "validation", cohort.val, f"raise data.val_fraction (now {data['val_fraction']:g})"
-                   + (f" or data.n (now {data['n']})" if "n" in data else ""))
+                   + (f" or data.n (now {data['n']})" if "n" in data else ""), rank=True)
     if data.get("test_path"):
-        check_scorable(str(data["test_path"]), "test", cohort.test, f"the test file needs more {times}")
+        check_scorable(str(data["test_path"]), "test", cohort.test, f"the test file needs more {times}", rank=True)
     else:
         check_scorable(label, "test", cohort.test, f"raise data.test_fraction (now {data['test_fraction']:g})"
-                       + (f" or data.n (now {data['n']})" if "n" in data else ""))
+                       + (f" or data.n (now {data['n']})" if "n" in data else ""), rank=True)
 
 
 def _finite(label: str, x: np.ndarray, names: list[str]) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -134,7 +135,10 @@ def resume_state(run_dir: Path, config: Mapping[str, Any], verify: bool = True,
     try:
         found = load_latest(Path(run_dir) / "last.pt", verify=verify, mmap=mmap)
     except CheckpointError as exc:
-        raise ConfigError("trainer.resume", f"cannot resume: {exc}; {hint}") from None
+        # torch's complaint when mmap meets a file that is no zip archive names mmap, not the file's problem
+        why = re.sub(r"RuntimeError: mmap can only be used with files saved with .*?\.\)", "not a torch zip archive)",
+                     str(exc))
+        raise ConfigError("trainer.resume", f"cannot resume: {why}; {hint}") from None
     if found is None:
         return None
     state, path, problems = found
@@ -142,7 +146,8 @@ def resume_state(run_dir: Path, config: Mapping[str, Any], verify: bool = True,
     kind = file_kind(best)
     if kind not in ("file", "missing"):
         raise ConfigError("trainer.resume", f"cannot resume: {best} is {kind}, not a checkpoint file; move it away")
-    if not isinstance(state.get("config"), Mapping) or "progress" not in state:
+    written = state.get("config")
+    if not isinstance(written, Mapping) or "progress" not in state or not all(g in written for g in REQUIRED):
         raise ConfigError("trainer.resume", f"cannot resume: {path} is not a survopt-train checkpoint; {hint}")
     diff = config_difference(state["config"], config)
     if diff:

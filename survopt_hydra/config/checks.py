@@ -30,6 +30,17 @@ def gt(lo: float) -> Check:
     return lambda v: None if v > lo else f"must be > {lo:g}"
 
 
+#: float32's smallest normal number: a positive setting below it (an LR of 1e-320) is 0 or denormal
+#: once it meets float32 parameters, so the run would silently train nothing.
+FLOAT32_TINY = 1.1754943508222875e-38
+
+
+def positive_f32(v: float) -> str | None:
+    if v <= 0:
+        return "must be > 0"
+    return None if v >= FLOAT32_TINY else f"must be >= {FLOAT32_TINY:.4g} (smaller underflows in float32: nothing trains)"
+
+
 def ge(lo: float) -> Check:
     return lambda v: None if v >= lo else f"must be >= {lo:g}"
 
@@ -84,6 +95,11 @@ def each_value(check: Check) -> Check:
     return run
 
 
+#: How +infinity is written where a field allows it: Python/YAML spellings, as a number or as text
+#: (Hydra hands ``norm_type=.inf`` from the command line over as the string ``'.inf'``).
+INF_SPELLINGS = ("inf", ".inf", "+inf", "+.inf", "infinity", "+infinity")
+
+
 def _coerce(key: str, value: Any, tp: Any, allow_inf: bool = False) -> Any:
     """Coerce YAML/CLI values to the schema's type (``'1e-4'`` -> 1e-4), or refuse."""
     if tp is Any:
@@ -93,7 +109,7 @@ def _coerce(key: str, value: Any, tp: Any, allow_inf: bool = False) -> Any:
         if value is None:
             return None
         inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
-        return _coerce(key, value, inner)
+        return _coerce(key, value, inner, allow_inf)
     if value is None:
         raise ConfigError(key, "must not be null")
     if origin in (list, tuple) or tp in (list, tuple):
@@ -115,6 +131,8 @@ def _coerce(key: str, value: Any, tp: Any, allow_inf: bool = False) -> Any:
     if tp in (int, float):
         if isinstance(value, bool):
             raise ConfigError(key, f"must be a number, got {value!r}")
+        if allow_inf and isinstance(value, str) and value.strip().lower() in INF_SPELLINGS:
+            return math.inf
         try:
             num = float(value)
         except (TypeError, ValueError):

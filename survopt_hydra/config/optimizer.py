@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from .checks import betas, each, fld, ge, gt, one_of, optional
+from .checks import betas, each, fld, ge, gt, one_of, optional, positive_f32
 
 IMPLEMENTATIONS = ("auto", "fused", "foreach", "for_loop")
 BUILDER = "survopt_hydra.optimizer.build_optimizer"
@@ -31,7 +31,7 @@ class OptimizerConfig:
     _target_: str = BUILDER
     _partial_: bool = False
     name: str = "adamw"
-    lr: float = fld(1e-3, gt(0), "base learning rate")
+    lr: float = fld(1e-3, positive_f32, "base learning rate")
     weight_decay: float = fld(0.0, ge(0), "L2 / decoupled decay for decayed groups")
     no_weight_decay_1d: bool = fld(True, doc="no decay on biases, norm weights, 1-D params and "
                                              "model.no_weight_decay() names; also splits given param-group dicts")
@@ -49,7 +49,7 @@ def _etas(v: Any) -> str | None:
 
 #: Range checks by keyword name, applied wherever a class has that keyword (torch checks the rest).
 KEYWORD_CHECKS: dict[str, Any] = {
-    "lr": gt(0), "weight_decay": ge(0), "eps": gt(0), "betas": betas, "momentum": ge(0), "dampening": ge(0),
+    "lr": positive_f32, "weight_decay": ge(0), "eps": gt(0), "betas": betas, "momentum": ge(0), "dampening": ge(0),
     "alpha": gt(0), "rho": lambda v: None if 0 <= v <= 1 else "must be in [0, 1]", "lr_decay": ge(0),
     "initial_accumulator_value": ge(0), "momentum_decay": ge(0), "lambd": ge(0), "t0": ge(0),
     "max_iter": ge(1), "history_size": ge(1), "etas": _etas, "step_sizes": each(gt(0)), "d": gt(0),
@@ -64,7 +64,7 @@ _LISTS = ("betas", "etas", "step_sizes", "adjust_lr_fn", "line_search_fn")  # ch
 class MuonRecipeConfig(OptimizerConfig):
     """Muon's recipe: the AdamW half for embeddings, the head, biases and norms."""
 
-    aux_lr: Optional[float] = fld(None, optional(gt(0)), "AdamW's LR; default: optimizer.lr")
+    aux_lr: Optional[float] = fld(None, optional(positive_f32), "AdamW's LR; default: optimizer.lr")
     aux_betas: List[float] = fld([0.9, 0.95], betas, "AdamW's betas")
     aux_weight_decay: Optional[float] = fld(None, optional(ge(0)), "AdamW's weight decay; default: weight_decay")
     aux_patterns: List[str] = fld(["*embed*", "*head*"], doc="fnmatch names AdamW gets besides non-2-D params, "

@@ -73,6 +73,8 @@ def resolve_path(path: str | Path, key: str = "data.path") -> Path:
         raise DataError(f"{key}: file not found: {text} ({why})")
     resolved = Path(text).expanduser()
     if not resolved.is_file():
+        if resolved.exists():  # a directory, a FIFO (reading would block), a device (/dev/zero never ends)
+            raise DataError(f"{key}: {text} is not a regular file (a directory, FIFO or device); give a CSV file")
         raise DataError(f"{key}: file not found: {text}")
     return resolved
 
