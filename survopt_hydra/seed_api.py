@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from .config.checks import _coerce, schema_fields, validate
+from .config.checks import coerce, schema_fields, validate
 from .config.clipping import CLIPPING
 from .config.optimizer import OptimizerConfig
 from .config.scheduler import SchedulerConfig
@@ -169,7 +169,7 @@ def _optimizer(params: Any, opts: Mapping[str, Any]) -> Optimizer:
 def _scheduler(optimizer: Optimizer, opts: Mapping[str, Any]) -> LRScheduler:
     opts = dict(opts)
     name = _name(opts.pop("name", SchedulerConfig.name), "scheduler.name")
-    run = {k: _coerce(f"scheduler.{k}", opts.pop(k), Optional[int]) for k in _RUN if k in opts}
+    run = {k: coerce(f"scheduler.{k}", opts.pop(k), Optional[int]) for k in _RUN if k in opts}
     return build_scheduler(optimizer, name=name, **run, **opts)
 
 
@@ -232,8 +232,8 @@ class OptimizerFactory:
             block = {"enabled": False} if value is None else {"max_norm": value}
         else:
             block, prefix = (dict(cfg) if cfg and set(cfg) <= _CLIP_KEYS else {"enabled": False}), "gradient_clipping"
-        enabled = _coerce(f"{prefix}.enabled", block.pop("enabled", True), bool)
-        adaptive = _coerce(f"{prefix}.adaptive", block.pop("adaptive", False), bool)
+        enabled = coerce(f"{prefix}.enabled", block.pop("enabled", True), bool)
+        adaptive = coerce(f"{prefix}.adaptive", block.pop("adaptive", False), bool)
         mode = _name(block.pop("mode", "adaptive" if adaptive else "norm"), f"{prefix}.mode")
         if adaptive and mode != "adaptive":
             raise ConfigError(f"{prefix}.adaptive", f"conflicts with mode '{mode}'; allowed: mode adaptive")

@@ -20,11 +20,8 @@ PACKAGE = "survopt_hydra"
 #: Import circles still to break: none (the app's config/preflight/rules/trainer/predictor circle
 #: went with app/components.py and app/compose.py). Kept so a new entry needs a reason here.
 KNOWN_CYCLES: set[frozenset[str]] = set()
-#: (importer, imported module, private name) left to other owners, to be removed under issue 15.
-KNOWN_PRIVATE: set[tuple[str, str, str]] = {
-    ("survopt_hydra.app.rules", "survopt_hydra.distributed.launch", "_torchrun_env"),
-    ("survopt_hydra.seed_api", "survopt_hydra.config.checks", "_coerce"),
-}
+#: (importer, imported module, private name) still to make public: none.
+KNOWN_PRIVATE: set[tuple[str, str, str]] = set()
 
 
 def _module_name(path: Path) -> str:

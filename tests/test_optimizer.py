@@ -359,3 +359,12 @@ def test_plan_then_construct_with_a_factory_is_the_one_builder(tiny_model):
         [(g["name"], g["lr"], g["weight_decay"]) for g in ref.param_groups]
     with pytest.raises(ConfigError, match="^optimizer.name: muon is two torch optimizers"):
         plan_optimizer(tiny_model, "muon")
+
+
+def test_an_optimizer_missing_from_the_installed_torch_is_one_line(tiny_model, monkeypatch):
+    """The records follow a newer torch than the oldest supported (2.4 has no Adafactor): a clear
+    ConfigError naming the option and the installed version, not an AttributeError."""
+    monkeypatch.delattr(torch.optim, "Adafactor")
+    with pytest.raises(ConfigError, match=r"optimizer.name: 'adafactor' needs torch.optim.Adafactor, which torch .* "
+                                          r"does not have"):
+        build_optimizer(tiny_model, "adafactor", lr=1e-3)

@@ -246,14 +246,6 @@ def test_good_sweep_passes_preflight_and_every_value_is_checked() -> None:
     assert {j[1] for j in many} == {"trainer.seed=1", "trainer.seed=2", "trainer.seed=3"}
 
 
-def test_name_fields_match_the_library() -> None:
-    """The pre-flight derives each group's name field without importing torch; same as validation's."""
-    from survopt_hydra.app.preflight import NAME_FIELDS
-    from survopt_hydra.validation import NAME_FIELDS as LIBRARY
-
-    assert NAME_FIELDS == LIBRARY
-
-
 def test_plateau_reads_only_metrics_the_trainer_computes(tmp_path: Path) -> None:
     """EPOCH_METRICS (what the pre-flight allows) is what the trainer hands to end_epoch."""
     import inspect

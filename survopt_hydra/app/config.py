@@ -1,8 +1,8 @@
 """Schemas of the app-only config groups ``data``, ``model`` and ``trainer``.
 
 Same pattern as the library groups (:mod:`survopt_hydra.config`): each option is a
-dataclass registered as ``survopt/<group>/<option>``; ``conf/<group>/<option>.yaml``
-only selects it. Range checks live on the fields (``fld``) so :func:`check_app_config`
+dataclass stored in Hydra's ConfigStore as ``<group>/<option>`` (``data/gbsg2``), which the
+app's ``train.yaml`` defaults list picks by name. Range checks live on the fields (``fld``) so :func:`check_app_config`
 can refuse a bad value with one line naming the key, before anything is written.
 """
 from __future__ import annotations

@@ -75,9 +75,9 @@ def check_launch(cfg: Mapping[str, Any]) -> int:
     strategy = (node.get("strategy") if node is not None else None) or "none"
     if strategy == "none" and "WORLD_SIZE" not in os.environ:
         return 1  # the common case, without importing torch
-    from ..distributed.launch import TORCHRUN_HINT, _torchrun_env
+    from ..distributed.launch import TORCHRUN_HINT, torchrun_env
 
-    env = _torchrun_env()  # ConfigError for a malformed launcher environment
+    env = torchrun_env()  # ConfigError for a malformed launcher environment
     world = env["world_size"] if env is not None else 1
     if strategy == "none":
         if world > 1:

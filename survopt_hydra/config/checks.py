@@ -100,7 +100,7 @@ def each_value(check: Check) -> Check:
 INF_SPELLINGS = ("inf", ".inf", "+inf", "+.inf", "infinity", "+infinity")
 
 
-def _coerce(key: str, value: Any, tp: Any, allow_inf: bool = False) -> Any:
+def coerce(key: str, value: Any, tp: Any, allow_inf: bool = False) -> Any:
     """Coerce YAML/CLI values to the schema's type (``'1e-4'`` -> 1e-4), or refuse."""
     if tp is Any:
         return value
@@ -109,19 +109,19 @@ def _coerce(key: str, value: Any, tp: Any, allow_inf: bool = False) -> Any:
         if value is None:
             return None
         inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
-        return _coerce(key, value, inner, allow_inf)
+        return coerce(key, value, inner, allow_inf)
     if value is None:
         raise ConfigError(key, "must not be null")
     if origin in (list, tuple) or tp in (list, tuple):
         if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
             raise ConfigError(key, f"must be a list, got {value!r}")
         args = typing.get_args(tp)
-        return [_coerce(f"{key}[{i}]", v, args[0] if args else Any) for i, v in enumerate(value)]
+        return [coerce(f"{key}[{i}]", v, args[0] if args else Any) for i, v in enumerate(value)]
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(key, f"must be a mapping, got {value!r}")
         kt, vt = (typing.get_args(tp) or (Any, Any))
-        return {str(k): _coerce(f"{key}.{k}", v, vt) for k, v in value.items()}
+        return {str(k): coerce(f"{key}.{k}", v, vt) for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -178,7 +178,7 @@ def validate(schema: type, values: Mapping[str, Any], prefix: str) -> dict[str, 
             from omegaconf import OmegaConf  # only when handed OmegaConf nodes
 
             raw = OmegaConf.to_container(raw, resolve=True)
-        value = _coerce(key, raw, hints[name], f.metadata.get("allow_inf", False))
+        value = coerce(key, raw, hints[name], f.metadata.get("allow_inf", False))
         check = f.metadata.get("check")
         if check is not None and value is not None:
             msg = check(value)

@@ -5,8 +5,9 @@ option live in ONE record. The schema is generated from the torch class's own si
 (so every keyword torch accepts - ``foreach``, ``maximize``, ``capturable`` ... - passes
 through, with torch's defaults) plus the shared grouping fields of
 :class:`OptimizerConfig`, and range-checked by :data:`KEYWORD_CHECKS`. Every optimizer of
-the installed ``torch.optim`` gets a record; adding another (a user's or a third-party
-class) is one :class:`OptimInfo` in :data:`RECORDS` and one test.
+``torch.optim`` (as of the signature table below) gets a record; a user's or a third-party
+class comes in through ``optimizer=custom optimizer.cls=<dotted.path>`` (checked against its
+own signature), or as a new record here when its keywords are in the table.
 
 The signatures are read from :mod:`.torch_signatures`, written from the installed torch by
 ``python -m survopt_hydra.config.torch_signatures`` (a test fails when it drifts), so
@@ -122,7 +123,13 @@ class OptimInfo:
     def torch_class(self) -> type:
         import torch
 
-        return getattr(torch.optim, self.cls)
+        cls = getattr(torch.optim, self.cls, None)
+        if cls is None:  # the record table follows a newer torch than the installed one
+            from ..errors import ConfigError
+
+            raise ConfigError("optimizer.name", f"'{self.name}' needs torch.optim.{self.cls}, which torch "
+                              f"{torch.__version__} does not have; upgrade torch or choose another optimizer")
+        return cls
 
 
 _SCHEMAS: dict[str, type] = {}

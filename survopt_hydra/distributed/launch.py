@@ -146,4 +146,3 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-_torchrun_env = torchrun_env  # old private name, still imported by app/rules.py until the lead switches it (issue 15)
