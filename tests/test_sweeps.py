@@ -64,3 +64,27 @@ def test_parallel_launcher_gives_the_sequential_results(tmp_path: Path) -> None:
             par_rows = (tmp_path / "par" / job / name).read_text().splitlines()
             assert len(seq_rows) == len(par_rows)
     assert len({a[j]["val_cindex"] for j in a}) > 1  # four different LRs: four different runs
+
+
+def test_an_in_process_sweep_composes_each_job_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hydra composes a job to check the batch, then again to launch it: the launcher gets the
+    checked composition (same object), a third request composes anew, other jobs are separate."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    from survopt_hydra.app.preflight import reuse_sweep_compositions
+
+    calls: list[tuple[str, ...]] = []
+
+    def compose(self, master_config, sweep_overrides):  # stands in for Hydra's own composition
+        calls.append(tuple(sweep_overrides))
+        return {"overrides": list(sweep_overrides), "n": len(calls)}
+
+    monkeypatch.setattr(ConfigLoaderImpl, "load_sweep_config", compose)
+    reuse_sweep_compositions()
+    loader, master = object(), {}
+    checked = [ConfigLoaderImpl.load_sweep_config(loader, master, [f"optimizer.lr={lr}"]) for lr in (1, 2)]
+    launched = [ConfigLoaderImpl.load_sweep_config(loader, master, [f"optimizer.lr={lr}"]) for lr in (1, 2)]
+    assert calls == [("optimizer.lr=1",), ("optimizer.lr=2",)]
+    assert all(a is b for a, b in zip(checked, launched)) and checked[0] is not checked[1]
+    again = ConfigLoaderImpl.load_sweep_config(loader, master, ["optimizer.lr=1"])
+    assert again is not checked[0] and again["n"] == 3

@@ -187,17 +187,12 @@ def load_cohort_once(data: Mapping[str, Any]) -> Any:
 
 
 def take_cohort(data: Mapping[str, Any]) -> Any:
-    """The cohort the pre-flight loaded for ``data`` (if its files did not change since), else a fresh load."""
-    from .data import load_cohort
+    """The cohort the pre-flight loaded for ``data`` (if its files did not change since), else a fresh load.
 
-    key, stamps = _data_key(data)
-    cached = _COHORTS.pop(key, None)
-    if cached is not None and cached[1] == stamps:
-        return cached[0]
-    return load_cohort(data)
-
-
-# ================================================================== Hydra's errors as one line
+    Kept for the next job of a sweep with the same data (an LR sweep loads its CSV once); nothing
+    writes into a cohort's tensors, and ``tests/test_sweeps.py`` checks that a sequential sweep's
+    jobs equal the parallel launcher's, whose workers each load their own."""
+    return load_cohort_once(data)
 
 
 # ================================================================== fine-tuning needs something to fine-tune
