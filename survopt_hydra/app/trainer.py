@@ -165,18 +165,11 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
         """Train until done, early stopping or ``trainer.stop_after_epochs``; {} when stopped so."""
-        t, p, ctx = self.t, self.progress, self.ctx
-        if ctx.is_main:
-            lock_run_dir(self.run_dir)  # held since the resume check when the dir existed
-            if self.resumed is None:  # a fresh start: earlier results must not end up beside this run's
-                archive_old_results(self.run_dir)
-            else:  # best.pt must hold the best epoch that last.pt records (a kill may have come between them)
-                self.checkpoints.sync_best()
-        if self.resumed is not None and self.resumed["finished"]:
-            log.info("run already finished; reporting its metrics")
-            return self.resumed["metrics"]
+        if self._claim_run_dir():
+            return self.resumed["metrics"]  # type: ignore[index]
         self._describe()
         self._setup_outputs()
+        t, p, ctx = self.t, self.progress, self.ctx
         end = min(t["max_epochs"], t["stop_after_epochs"] or t["max_epochs"])
         try:
             with self.stop:  # SIGTERM / Ctrl-C: finish the epoch, save last.pt, raise RunInterrupted
@@ -208,6 +201,20 @@ class Trainer:
             raise
         finally:  # never let a failing close (a full disk) hide the error that ended the run
             self._close()
+
+    def _claim_run_dir(self) -> bool:
+        """Lock the run dir; archive an earlier run's results (fresh start) or check best.pt against
+        last.pt (resume: a kill may have come between them). True: the run had already finished."""
+        if self.ctx.is_main:
+            lock_run_dir(self.run_dir)  # held since the resume check when the dir existed
+            if self.resumed is None:
+                archive_old_results(self.run_dir)
+            else:
+                self.checkpoints.sync_best()
+        finished = self.resumed is not None and self.resumed["finished"]
+        if finished:
+            log.info("run already finished; reporting its metrics")
+        return finished
 
     def _epochs(self, start: int, end: int) -> Any:
         """Epoch numbers ``start..end-1``, with a tqdm bar on a terminal (rank 0)."""
