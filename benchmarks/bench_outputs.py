@@ -21,7 +21,7 @@ def main(argv: list[str]) -> dict:
     import torch  # noqa: F401 (outside the clock, like the issue's "beyond importing torch")
 
     from survopt_hydra.app import outputs, predictor
-    from survopt_hydra.app.config import compose_train
+    from survopt_hydra.app.compose import compose_train
     from survopt_hydra.app.trainer import train
 
     spent = {"finish_s": 0.0, "finish_run_s": 0.0}

@@ -69,7 +69,7 @@ def run_torchrun(overrides: list[str]) -> dict[str, Any]:
 
 
 def run_row(overrides: list[str]) -> dict[str, Any]:
-    from survopt_hydra.app.config import compose_train
+    from survopt_hydra.app.compose import compose_train
     from survopt_hydra.app.rules import check_config
     from survopt_hydra.app.trainer import train
 

@@ -253,7 +253,7 @@ def test_finetune_preset_on_a_cnn_without_weights_warns_in_one_line(tmp_path: Pa
 
 def test_finetune_warning_rule() -> None:
     """The documented rule on composed configs: a backbone LR multiplier < 1 needs pretrained weights."""
-    from survopt_hydra.app.config import compose_train
+    from survopt_hydra.app.compose import compose_train
     from survopt_hydra.app.rules import warn_finetune_without_weights as rule
 
     weights = "model.pretrained=pkg://survopt_hydra/app/pretrained/cnn_synthetic32.pt"
@@ -268,7 +268,7 @@ def test_finetune_warning_rule() -> None:
 def test_default_run_imports_no_plotting_and_plot_run_draws_afterwards(tmp_path: Path) -> None:
     """A default in-process run in a fresh interpreter imports neither matplotlib nor tensorboard;
     scripts/plot_run.py then draws the four PNGs from the run dir's CSVs."""
-    code = ("import sys; from pathlib import Path; from survopt_hydra.app.config import compose_train; "
+    code = ("import sys; from pathlib import Path; from survopt_hydra.app.compose import compose_train; "
             "from survopt_hydra.app.trainer import train; "
             f"train(compose_train(['trainer.max_epochs=3', 'trainer.progress_bar=false']), Path({str(tmp_path)!r})); "
             "print(sorted(m for m in ('matplotlib', 'tensorboard', 'torch.utils.tensorboard') if m in sys.modules))")
