@@ -114,7 +114,8 @@ def test_sweep_benchmark_quick_reports_every_figure() -> None:
     import bench_sweep
 
     res = bench_sweep.run(quick=True)
-    for key in ("default_run_wall_s", "sweep6_sequential_wall_s", "sweep6_parallel_wall_s", "parallel_sweep_speedup"):
+    for key in ("default_run_wall_s", "torch_floor_s", "sweep6_sequential_wall_s", "sweep6_parallel_wall_s",
+                "parallel_sweep_speedup"):
         assert isinstance(res[key], float) and res[key] > 0, key
     assert res["default_run_wall_s"] > res["default_run_train_s"] > 0
     assert res["sweep6_sequential_wall_s"] > res["sweep6_train_s_sum"] > 0
