@@ -67,9 +67,11 @@ def test_parallel_launcher_gives_the_sequential_results(tmp_path: Path) -> None:
 
 
 def test_an_in_process_sweep_composes_each_job_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hydra composes a job to check the batch, then again to launch it: the launcher gets the
-    checked composition (same object), a third request composes anew, other jobs are separate."""
+    """Hydra composes each job to check the batch, then again to launch it: the launcher gets the
+    check's composition, in order even when two jobs have the same overrides; calls outside that
+    pattern (no check first, or another launcher) compose as usual."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.plugins.sweeper import Sweeper
 
     from survopt_hydra.app.preflight import reuse_sweep_compositions
 
@@ -79,12 +81,24 @@ def test_an_in_process_sweep_composes_each_job_once(monkeypatch: pytest.MonkeyPa
         calls.append(tuple(sweep_overrides))
         return {"overrides": list(sweep_overrides), "n": len(calls)}
 
+    def check(self, batch):  # Hydra's own check: compose every job of the batch
+        for overrides in batch:
+            ConfigLoaderImpl.load_sweep_config(loader, {}, list(overrides))
+
+    BasicLauncher = type("BasicLauncher", (), {})  # the name is what reuse_sweep_compositions looks at
     monkeypatch.setattr(ConfigLoaderImpl, "load_sweep_config", compose)
+    monkeypatch.setattr(Sweeper, "validate_batch_is_legal", check)
     reuse_sweep_compositions()
-    loader, master = object(), {}
-    checked = [ConfigLoaderImpl.load_sweep_config(loader, master, [f"optimizer.lr={lr}"]) for lr in (1, 2)]
-    launched = [ConfigLoaderImpl.load_sweep_config(loader, master, [f"optimizer.lr={lr}"]) for lr in (1, 2)]
-    assert calls == [("optimizer.lr=1",), ("optimizer.lr=2",)]
-    assert all(a is b for a, b in zip(checked, launched)) and checked[0] is not checked[1]
-    again = ConfigLoaderImpl.load_sweep_config(loader, master, ["optimizer.lr=1"])
-    assert again is not checked[0] and again["n"] == 3
+    loader = object()
+    sweeper = type("S", (), {"launcher": BasicLauncher()})()
+    batch = [["fault=null"], ["fault=nan"], ["fault=null"]]  # jobs 0 and 2 alike
+    Sweeper.validate_batch_is_legal(sweeper, batch)
+    assert len(calls) == 3
+    launched = [ConfigLoaderImpl.load_sweep_config(loader, {}, job) for job in batch]
+    assert len(calls) == 3 and [c["n"] for c in launched] == [1, 2, 3]  # each its own, in order
+    again = ConfigLoaderImpl.load_sweep_config(loader, {}, ["fault=null"])
+    assert again["n"] == 4  # nothing left queued: composed anew
+    other = type("S", (), {"launcher": object()})()  # e.g. the joblib launcher: its workers compose
+    Sweeper.validate_batch_is_legal(other, batch)
+    ConfigLoaderImpl.load_sweep_config(loader, {}, batch[0])
+    assert len(calls) == 8

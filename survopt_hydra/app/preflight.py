@@ -401,29 +401,44 @@ def hand_over() -> None:
 def reuse_sweep_compositions() -> None:
     """Compose each job of an in-process ``-m`` sweep once, not twice.
 
-    Hydra's sweepers first compose every job to check the batch
+    Hydra's sweepers first compose every job of a batch to check it
     (``Sweeper.validate_batch_is_legal``), then the basic launcher composes each job again to run
-    it - identical calls (same loader, same job overrides), ~0.2-0.3 s each here. The launcher's
-    call gets the object the check composed (the check only composed it; the launcher then sets
-    the job's id and runtime fields on it, as on its own). A third call composes anew. Launchers
-    in other processes (joblib, Slurm) compose in their workers as before.
+    it - the same call, ~0.2-0.3 s each here. The check's compositions are queued per job
+    overrides (a sweep may repeat the same overrides: a queue, in order) and the launcher's calls
+    take them; the launcher then sets the job's id and runtime fields on it, as on its own. Only
+    for Hydra's basic launcher: launchers in other processes (joblib, Slurm) compose in their
+    workers, so nothing is queued for them.
     """
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from collections import deque
 
-    original = getattr(ConfigLoaderImpl, "load_sweep_config", None)
-    if original is None or getattr(original, "reuses_compositions", False):
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.plugins.sweeper import Sweeper
+
+    compose = getattr(ConfigLoaderImpl, "load_sweep_config", None)
+    check = getattr(Sweeper, "validate_batch_is_legal", None)
+    if compose is None or check is None or getattr(compose, "reuses_compositions", False):
         return
-    composed: dict[tuple[int, tuple[str, ...]], Any] = {}
+    queued: dict[tuple[int, tuple[str, ...]], deque] = {}
+    checking = [False]
+
+    def validate_batch_is_legal(self: Any, batch: Any) -> None:
+        checking[0] = type(getattr(self, "launcher", None)).__name__ == "BasicLauncher"
+        try:
+            check(self, batch)
+        finally:
+            checking[0] = False
 
     def load_sweep_config(self: Any, master_config: Any, sweep_overrides: list[str]) -> Any:
         key = (id(self), tuple(sweep_overrides))
-        if key in composed:
-            return composed.pop(key)
-        cfg = original(self, master_config, sweep_overrides)
-        composed[key] = cfg
+        if not checking[0] and queued.get(key):
+            return queued[key].popleft()
+        cfg = compose(self, master_config, sweep_overrides)
+        if checking[0]:
+            queued.setdefault(key, deque()).append(cfg)
         return cfg
 
     load_sweep_config.reuses_compositions = True  # type: ignore[attr-defined]
+    Sweeper.validate_batch_is_legal = validate_batch_is_legal  # type: ignore[method-assign]
     ConfigLoaderImpl.load_sweep_config = load_sweep_config  # type: ignore[method-assign]
 
 
