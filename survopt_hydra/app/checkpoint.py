@@ -25,8 +25,7 @@ import torch
 
 from ..durable import fsync_dir, rng_state, save_atomic, set_rng_state, write_text_atomic  # noqa: F401 (re-exported)
 from ..errors import first_line
-from ..integrity import CHECKSUM_KEY, checksum, matches  # one checksum for every checkpoint format
-
+from ..integrity import CHECKSUM_KEY, matches, with_checksum  # one checksum for every checkpoint format
 
 
 class CheckpointError(RuntimeError):
@@ -50,8 +49,7 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike, keep_prev
     ``"rotated"`` (old file moved aside, new one not yet in place).
     """
     path = Path(path)
-    payload = dict(state)
-    payload[CHECKSUM_KEY] = checksum(payload)
+    payload = with_checksum(state)
 
     def rotate(tmp: Path) -> None:
         if before is not None:
