@@ -1,7 +1,7 @@
 """The app's config composed outside a Hydra run: for tools and tests.
 
 ``compose_train`` sits above both the schemas (:mod:`.config`) and the pre-flight's error
-wording (:mod:`.preflight`), so neither has to import the other.
+wording (:mod:`.hydra_errors`), so neither has to import the other.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def compose_train(overrides: list[str] | tuple[str, ...] = ()) -> Any:
     from omegaconf.errors import OmegaConfBaseException
 
     from ..config import register_configs
-    from .preflight import explain
+    from .hydra_errors import explain
 
     register_app_configs()
     register_configs()

@@ -34,8 +34,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..config.checks import schema_fields
-from ..errors import ConfigError, did_you_mean
+from ..errors import ConfigError
+from .hydra_errors import explain
 from .rules import NAME_FIELDS, TOP_LEVEL, batches_per_rank, check_config, check_launch, check_run  # noqa: F401
 from .rules import load_cohort_once, resume_state
 from .state import check_run_dir
@@ -46,92 +46,6 @@ EXIT_USAGE = 2
 #: Sweeps up to this many jobs are checked job by job; larger ones check every swept
 #: value at least once (each job still checks itself before it writes its checkpoint).
 MAX_SWEEP_JOBS = 128
-_TYPE_WORDS = {"Float": "must be a number", "Integer": "must be an integer", "Boolean": "must be true or false",
-               "String": "must be a string"}
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
-def _unknown_key(key: str, cause: BaseException | None) -> ConfigError:
-    full = getattr(cause, "full_key", None) or key
-    parent, _, leaf = full.rpartition(".")
-    schema = getattr(cause, "object_type", None)
-    if not parent:
-        allowed: list[str] = list(TOP_LEVEL)
-    elif isinstance(schema, type) and hasattr(schema, "__dataclass_fields__"):
-        allowed = list(schema_fields(schema))
-    else:  # a free-form mapping such as optimizer.lr_mult
-        return ConfigError(full, f"no such entry; add one with +{key}=<value>")
-    return ConfigError(full, f"unknown key{did_you_mean(leaf, allowed)}; allowed: {', '.join(allowed)}")
-
-
-def _bad_value(key: str, value: str, cause: BaseException | None) -> ConfigError:
-    full = getattr(cause, "full_key", None) or key
-    text = str(cause or "")
-    if full != key and isinstance(getattr(cause, "value", None), (str, int, float)):
-        value = cause.value  # type: ignore[union-attr]  # the element of a list/mapping, not the whole override
-    match = re.search(r"could not be converted to (\w+)", text)
-    if match and match.group(1) in _TYPE_WORDS:
-        return ConfigError(full, f"{_TYPE_WORDS[match.group(1)]}, got {value!r}")
-    if "is not a valid bool" in text:
-        return ConfigError(full, f"must be true or false, got {value!r}")
-    if "is not Optional" in text or "non-optional field" in text:
-        return ConfigError(full, "must not be null; give a value")
-    if "ListConfig" in text:
-        return ConfigError(full, f"must be a list such as [a,b], got {value!r}")
-    if "DictConfig" in text or "Cannot assign" in text:
-        return ConfigError(full, f"must be a mapping such as {{k: v}}, got {value!r}")
-    return ConfigError(full, f"invalid value {value!r} ({_first_line(cause or ValueError(text))})")
-
-
-def explain(exc: BaseException) -> ConfigError:
-    """One-line ConfigError for a Hydra composition / OmegaConf error."""
-    from hydra.errors import MissingConfigException, OverrideParseException
-
-    text = str(exc)
-    cause = exc.__cause__ or exc.__context__
-    if isinstance(exc, MissingConfigException):
-        missing = exc.missing_cfg_file or ""
-        if exc.options is not None and "/" in missing:
-            group, _, name = missing.rpartition("/")
-            options = sorted(exc.options)
-            return ConfigError(group, f"unknown option '{name}'{did_you_mean(name, options)}; "
-                                      f"allowed: {', '.join(options)}")
-        return ConfigError("config", _first_line(exc))
-    if isinstance(exc, OverrideParseException):
-        lexer = re.match(r"(\w*LexerNoViableAltException: )(.*)\n( *)\^", text)
-        if lexer:  # the lexer names no override, only a caret under the character it stopped at
-            line, at = lexer.group(2), len(lexer.group(3)) - len(lexer.group(1))
-            bad = line[at] if 0 <= at < len(line) else "?"
-            key = line.partition("=")[0] or line
-            return ConfigError(key, f"cannot parse the override '{line}': character {bad!r} (position {at + 1}) "
-                                    "is not allowed unquoted; quote the value, e.g. "
-                                    f"'{key}=\"...\"' (see https://hydra.cc/docs/advanced/override_grammar/basic/)")
-        match = re.match(r"Error parsing override '(.*)'", text)
-        lines = [line.strip() for line in text.splitlines()[1:] if line.strip() and not line.startswith("See ")]
-        return ConfigError(match.group(1) if match else "override",
-                           f"cannot parse this override ({lines[0] if lines else 'syntax error'}); "
-                           "see https://hydra.cc/docs/advanced/override_grammar/basic/")
-    match = re.match(r"Could not override '([^']*)'", text)
-    if match:
-        return _unknown_key(match.group(1), cause)
-    match = re.match(r"Error merging override ([^=]*)=(.*)", text)
-    if match:
-        return _bad_value(match.group(1).lstrip("+~"), match.group(2), cause)
-    match = re.match(r"Ambiguous value for argument '([^=]*)=(.*)'", text)
-    if match:
-        return ConfigError(match.group(1), f"ambiguous value '{match.group(2)}': use [a,b] for a list, quote it "
-                                           "for a string, or add --multirun to sweep over it")
-    match = re.match(r"Could not append to config. An item is already at '([^']*)'", text)
-    if match:
-        return ConfigError(match.group(1), "is already set; drop the leading '+' to change it")
-    key = getattr(exc, "full_key", None) or getattr(cause, "full_key", None) or "config"
-    return ConfigError(str(key), _first_line(cause if cause is not None and not text.strip() else exc))
-
-
 # ================================================================== composing like hydra.main
 def _loader(config_dir: str | None) -> Any:
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
