@@ -9,15 +9,20 @@ Protocol (docs/sweeps.md):
 1. **Search, validation only.** Each trial trains the app in-process (the same code as
    ``scripts/train.py``, a throw-away run dir) with overrides drawn by Optuna's TPE sampler
    (``--sampler-seed``): LR, weight decay, width x depth, dropout, batch size and the Cox ties
-   method (:data:`SPACE`). The objective is the run's monitored validation figure
-   (``trainer.monitor``, the value the app hands any sweeper); the trial keeps that figure,
-   the best epoch and the epochs run - the app's test score of the trial is dropped unread and
-   never reaches the sampler, the trial records or the choice.
+   method (:data:`SPACE`). Trial 0 is the base config itself (``--no-baseline`` drops it), so
+   the choice is never a config that validated worse than the untuned one. The objective is the
+   run's monitored validation figure (``trainer.monitor``, the value the app hands any
+   sweeper); with a fixed test file it is the mean over ``--val-splits`` (default 3)
+   validation splits of the training rows (``data.split_seed``), because one small validation
+   set ranks configs by noise. The trial keeps that figure, the best epoch and the epochs run;
+   the app's test score of the trial is dropped unread and never reaches the sampler, the
+   trial records or the choice.
 2. **Choose** the trial with the best validation figure.
 3. **Test once.** Only then the chosen overrides train with ``--final-seeds`` (default 0 1 2)
    in kept run dirs under ``--out``, and their test C-indices are reported (mean and each),
    with the seed ensemble (mean of the seeds' standardized risk scores) scored on validation
-   and test alongside.
+   and test alongside, and with several validation splits the bagged ensemble (seeds x splits,
+   every training row used by some member) on test.
 
 Writes ``trials.csv`` (every trial: overrides, validation figure, best epoch, seconds),
 ``optimization_results.yaml`` (``best_params``/``best_value``, the layout of Hydra's Optuna
@@ -44,8 +49,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plot_schedule import output_path  # noqa: E402
 
 
+WIDTHS = (16, 32, 64, 128, 256)
+
+
 def _hidden(trial: Any) -> str:
-    width = trial.suggest_categorical("width", [16, 32, 64, 128, 256])
+    width = trial.suggest_categorical("width", list(WIDTHS))
     depth = trial.suggest_int("depth", 1, 3)
     return "[" + ",".join([str(width)] * depth) + "]"
 
@@ -69,6 +77,52 @@ def _key(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
 
 
+def baseline_params(cfg: Any, space: dict[str, Callable[[Any], str]]) -> dict[str, Any] | None:
+    """The base config's own values as TPE parameters (trial 0), or None when one is off the grid.
+
+    Why: on small validation sets a handful of random first draws can all rank below the
+    app's defaults; starting from them means the search is compared against what a user
+    gets without tuning, and TPE learns from that point.
+    """
+    get = {"optimizer.lr": ("lr", lambda: float(cfg.optimizer.lr)),
+           "optimizer.weight_decay": ("weight_decay", lambda: float(cfg.optimizer.weight_decay)),
+           "model.dropout": ("dropout", lambda: float(cfg.model.dropout)),
+           "trainer.batch_size": ("batch_size", lambda: int(cfg.trainer.batch_size)),
+           "trainer.ties": ("ties", lambda: str(cfg.trainer.ties))}
+    params: dict[str, Any] = {}
+    for key in space:
+        if key == "model.hidden":
+            hidden = cfg.model.get("hidden")
+            hidden = list(hidden) if not isinstance(hidden, (int, str)) and hidden is not None else []
+            if not hidden or len(set(hidden)) != 1 or hidden[0] not in WIDTHS or not 1 <= len(hidden) <= 3:
+                return None
+            params.update(width=hidden[0], depth=len(hidden))
+        elif key in get:
+            name, value = get[key]
+            try:
+                params[name] = value()
+            except Exception:  # the model or optimizer has no such key (e.g. SGD has no dropout search)
+                return None
+    return params
+
+
+def split_seeds(cfg: Any, val_splits: int) -> list[int]:
+    """``data.split_seed`` values whose validation parts a trial averages over.
+
+    Only with a fixed test file: there the split seed redraws train/validation and never the
+    test rows; without one it would also redraw the test rows, which a search must not move.
+    """
+    from survopt_hydra.errors import ConfigError
+
+    if val_splits < 1:
+        raise ConfigError("--val-splits", f"must be >= 1, got {val_splits}")
+    if val_splits > 1 and not cfg.data.get("test_path"):
+        raise ConfigError("--val-splits", "more than one validation split needs a fixed test file "
+                          "(data.test_path): without it data.split_seed also redraws the test rows")
+    first = int(cfg.data.split_seed)
+    return list(range(first, first + val_splits))
+
+
 def run_validation_only(overrides: list[str]) -> dict[str, Any]:
     """One trial: the app in-process in a throw-away dir; returns only validation-side figures."""
     from survopt_hydra.app.compose import compose_train
@@ -85,8 +139,14 @@ def run_validation_only(overrides: list[str]) -> dict[str, Any]:
 
 
 def search(base: list[str], trials: int | None, seconds: float | None, sampler_seed: int = 0,
-           log: Callable[[str], None] = print) -> tuple[Any, list[dict[str, Any]]]:
-    """Optuna study maximizing (val_cindex) or minimizing (val_loss) the monitored validation figure."""
+           log: Callable[[str], None] = print, val_splits: int = 1,
+           baseline: bool = True) -> tuple[Any, list[dict[str, Any]]]:
+    """Optuna study maximizing (val_cindex) or minimizing (val_loss) the monitored validation figure.
+
+    With ``val_splits`` > 1 a trial's value is the mean over that many validation splits of the
+    training rows (``data.split_seed``, the test file untouched): a 55-228-patient validation
+    C-index alone is too noisy to rank configs. With ``baseline`` the base config itself is trial 0.
+    """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -94,30 +154,54 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
     space = {k: f for k, f in SPACE.items() if k not in fixed}
     from survopt_hydra.app.compose import compose_train
 
-    monitor = str(compose_train([*base, *TRIAL_OVERRIDES]).trainer.monitor)
+    cfg = compose_train([*base, *TRIAL_OVERRIDES])
+    seeds = split_seeds(cfg, val_splits)
+    monitor = str(cfg.trainer.monitor)
     direction = "minimize" if monitor == "val_loss" else "maximize"
     study = optuna.create_study(direction=direction,
                                 sampler=optuna.samplers.TPESampler(seed=sampler_seed, multivariate=True))
+    start = baseline_params(cfg, space) if baseline else None
+    if start is not None:
+        study.enqueue_trial(start)
+    elif baseline:
+        log("the base config is off the search grid (model.hidden not one width x 1-3 layers): no baseline trial")
     records: list[dict[str, Any]] = []
 
     def objective(trial: Any) -> float:
         drawn = [f"{k}={draw(trial)}" for k, draw in space.items()]
-        result = run_validation_only([*base, *drawn])
+        results = [run_validation_only([*base, *drawn, *([f"data.split_seed={s}"] if len(seeds) > 1 else [])])
+                   for s in seeds]
+        result = {"monitor": results[0]["monitor"],
+                  "value": statistics.fmean(r["value"] for r in results),
+                  "val_cindex": statistics.fmean(r["val_cindex"] for r in results),
+                  "val_cindex_splits": " ".join(f"{r['val_cindex']:.4f}" for r in results),
+                  "best_epoch": max(r["best_epoch"] for r in results),
+                  "epochs_run": max(r["epochs_run"] for r in results),
+                  "seconds": round(sum(r["seconds"] for r in results), 3)}
         trial.set_user_attr("overrides", drawn)
         for k in ("best_epoch", "epochs_run", "seconds"):
             trial.set_user_attr(k, result[k])
-        records.append({"trial": trial.number, "overrides": " ".join(drawn), **result})
+        tag = "baseline" if start is not None and trial.number == 0 else ""
+        records.append({"trial": trial.number, "overrides": " ".join(drawn), "baseline": bool(tag), **result})
         best = max(r["value"] for r in records) if direction == "maximize" else min(r["value"] for r in records)
-        log(f"trial {trial.number}: {result['monitor']} {result['value']:.4f} (best {best:.4f}) "
-            f"{result['seconds']:.1f}s  {' '.join(drawn)}")
+        log(f"trial {trial.number}{' (the base config)' if tag else ''}: {result['monitor']} {result['value']:.4f} "
+            f"(best {best:.4f}) {result['seconds']:.1f}s  {' '.join(drawn)}")
         return result["value"]
 
     study.optimize(objective, n_trials=trials, timeout=seconds, catch=())
     return study, records
 
 
-def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path) -> dict[str, Any]:
-    """The chosen config with each seed in a kept run dir; test C-index per seed and of the seed ensemble."""
+def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path,
+               splits: list[int] | None = None) -> dict[str, Any]:
+    """The chosen config with each seed in a kept run dir; test C-index per seed and of the ensembles.
+
+    The seed runs use the base validation split; their mean test C-index is the preset's figure.
+    The seed ensemble averages their risk scores, each standardized by its own validation mean
+    and sd (log-risks of separate fits differ by shift and scale). With more ``splits`` the
+    chosen config also trains on each other validation split, and the bagged ensemble (seeds x
+    splits) is scored on test only: its members saw each other's validation rows.
+    """
     import numpy as np
     import torch
 
@@ -125,26 +209,38 @@ def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path) 
     from survopt_hydra.app.trainer import load_best, train
     from survopt_hydra.survival import concordance_index
 
-    runs, val_risk, test_risk = [], [], []
-    for seed in seeds:
-        run_dir = out / f"final_seed{seed}"
-        cfg = compose_train([*base, *chosen, f"trainer.seed={seed}", *TRIAL_OVERRIDES])
-        with contextlib.redirect_stdout(io.StringIO()):
-            runs.append(train(cfg, run_dir))
-        _, cohort, model, _ = load_best(run_dir)
-        with torch.no_grad():
-            v, t = model(cohort.val.x).double().numpy(), model(cohort.test.x).double().numpy()
-        mu, sd = v.mean(), v.std() or 1.0  # log-risks of separate fits differ by shift and scale
-        val_risk.append((v - mu) / sd)
-        test_risk.append((t - mu) / sd)
+    splits = splits or []
+    runs, val_risk, test_risk, bag = [], [], [], []
+    for split in [None, *splits[1:]]:
+        for seed in seeds:
+            run_dir = out / (f"final_seed{seed}" if split is None else f"final_seed{seed}_split{split}")
+            extra = [] if split is None else [f"data.split_seed={split}"]
+            cfg = compose_train([*base, *chosen, *extra, f"trainer.seed={seed}", *TRIAL_OVERRIDES])
+            with contextlib.redirect_stdout(io.StringIO()):
+                metrics = train(cfg, run_dir)
+            _, cohort, model, _ = load_best(run_dir)
+            with torch.no_grad():
+                v, t = model(cohort.val.x).double().numpy(), model(cohort.test.x).double().numpy()
+            mu, sd = v.mean(), v.std() or 1.0
+            bag.append((t - mu) / sd)
+            if split is None:
+                runs.append(metrics)
+                val_risk.append((v - mu) / sd)
+                test_risk.append((t - mu) / sd)
+                base_cohort = cohort
     tests = [r["test_cindex"] for r in runs]
     ens_val, ens_test = np.mean(val_risk, axis=0), np.mean(test_risk, axis=0)
-    return {"seeds": seeds, "test_cindex_runs": tests, "test_cindex_mean": statistics.fmean(tests),
-            "test_cindex_sd": statistics.stdev(tests) if len(tests) > 1 else 0.0,
-            "val_cindex_runs": [r["val_cindex"] for r in runs], "best_epochs": [r["best_epoch"] for r in runs],
-            "ensemble_val_cindex": concordance_index(ens_val, cohort.val.durations, cohort.val.events),
-            "ensemble_test_cindex": concordance_index(ens_test, cohort.test.durations, cohort.test.events),
-            "run_dirs": [str(out / f"final_seed{s}") for s in seeds]}
+    test = base_cohort.test
+    result = {"seeds": seeds, "test_cindex_runs": tests, "test_cindex_mean": statistics.fmean(tests),
+              "test_cindex_sd": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+              "val_cindex_runs": [r["val_cindex"] for r in runs], "best_epochs": [r["best_epoch"] for r in runs],
+              "ensemble_val_cindex": concordance_index(ens_val, base_cohort.val.durations, base_cohort.val.events),
+              "ensemble_test_cindex": concordance_index(ens_test, test.durations, test.events),
+              "run_dirs": [str(out / f"final_seed{s}") for s in seeds]}
+    if len(bag) > len(runs):
+        result["bagged_models"] = len(bag)
+        result["bagged_test_cindex"] = concordance_index(np.mean(bag, axis=0), test.durations, test.events)
+    return result
 
 
 def write_trials(records: list[dict[str, Any]], path: Path) -> None:
@@ -161,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="search time budget; the running trial finishes")
     parser.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler")
     parser.add_argument("--final-seeds", type=int, nargs="+", default=[0, 1, 2], help="trainer.seed of the test runs")
+    parser.add_argument("--val-splits", type=int, help="validation splits a trial averages over (default 3 with "
+                        "a fixed data.test_path, else 1)")
+    parser.add_argument("--no-baseline", action="store_true", help="do not start the search from the base config")
     parser.add_argument("--out", type=Path, help="output dir (default: a new outputs/tune/<date>/<time>/)")
     parser.add_argument("--quiet", action="store_true", help="no per-trial lines on stderr")
     args = parser.parse_args(argv)
@@ -177,9 +276,12 @@ def main(argv: list[str] | None = None) -> int:
         out = output_path(args.out, "tune", "result.json").parent
         if (out / "result.json").exists():
             raise ConfigError("--out", f"{out} already holds a tuning result; pass another --out")
-        compose_train([*args.overrides, *TRIAL_OVERRIDES])  # a bad override fails here, before any trial
+        cfg = compose_train([*args.overrides, *TRIAL_OVERRIDES])  # a bad override fails here, before any trial
+        val_splits = args.val_splits if args.val_splits is not None else (3 if cfg.data.get("test_path") else 1)
+        splits = split_seeds(cfg, val_splits)
         tic = time.perf_counter()
-        study, records = search(args.overrides, trials, args.seconds, args.sampler_seed, log)
+        study, records = search(args.overrides, trials, args.seconds, args.sampler_seed, log, val_splits,
+                                baseline=not args.no_baseline)
         search_s = time.perf_counter() - tic
         chosen = list(study.best_trial.user_attrs["overrides"])  # the choice: validation only
         out.mkdir(parents=True, exist_ok=True)
@@ -189,13 +291,14 @@ def main(argv: list[str] | None = None) -> int:
         best_params = dict(_o.split("=", 1) for _o in chosen)
         (out / "optimization_results.yaml").write_text(yaml.safe_dump(
             {"name": "survopt-tune", "best_params": best_params, "best_value": float(study.best_value)}))
-        final = final_runs(args.overrides, chosen, args.final_seeds, out)  # the first look at test rows
+        final = final_runs(args.overrides, chosen, args.final_seeds, out, splits)  # the first look at test rows
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     result = {"base_overrides": args.overrides, "chosen_overrides": chosen, "best_trial": study.best_trial.number,
               "best_value": study.best_value, "trials": len(records), "search_seconds": round(search_s, 1),
-              "sampler_seed": args.sampler_seed, **final}
+              "sampler_seed": args.sampler_seed, "val_splits": splits,
+              "baseline_trial": not args.no_baseline and records[0].get("baseline", False), **final}
     (out / "result.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     command = " ".join(["python scripts/train.py", *args.overrides, *chosen])
     print(f"{len(records)} trials in {search_s:.0f} s; best validation {study.best_value:.4f} (trial "
@@ -203,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rerun: {command}")
     print(f"seed ensemble ({len(args.final_seeds)} seeds): val C-index {final['ensemble_val_cindex']:.4f}, "
           f"test C-index {final['ensemble_test_cindex']:.4f}")
+    if "bagged_test_cindex" in final:
+        print(f"bagged ensemble ({final['bagged_models']} models: seeds x validation splits): "
+              f"test C-index {final['bagged_test_cindex']:.4f}")
     print(f"wrote {out / 'result.json'}, {out / 'trials.csv'}")
     runs = ", ".join(f"{c:.4f}" for c in final["test_cindex_runs"])
     print(f"test C-index of the chosen config: {final['test_cindex_mean']:.4f} (seeds "

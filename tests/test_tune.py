@@ -62,3 +62,78 @@ def test_a_bad_override_or_budget_is_one_line(capsys, tmp_path: Path) -> None:
     assert tune.main(["--trials", "0", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("error: --trials/--seconds: the budget must be positive")
     assert not list(tmp_path.iterdir())
+
+
+def _stub(seen: list[list[str]]):
+    """run_validation_only that records its overrides; the value depends on the split seed only."""
+    def run(overrides: list[str]) -> dict:
+        seen.append(overrides)
+        split = [0, *(int(o.split("=")[1]) for o in overrides if o.startswith("data.split_seed="))][-1]  # the last wins
+        value = 0.6 + 0.01 * split
+        return {"monitor": "val_cindex", "value": value, "val_cindex": value, "best_epoch": 1, "epochs_run": 1,
+                "seconds": 0.0}
+    return run
+
+
+def test_trial_zero_is_the_base_config(monkeypatch) -> None:
+    """Trial 0 runs the base config's own values (so the choice never validates below the untuned
+    config); with --no-baseline, or a base off the grid, it is a TPE draw."""
+    from survopt_hydra.app.compose import compose_train
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(tune, "run_validation_only", _stub(seen))
+    base = ["data=gbsg2", "optimizer.lr=0.003", "model.hidden=[64,64]", "model.dropout=0.25"]
+    study, records = tune.search(base, trials=2, seconds=None, log=lambda _: None)
+    cfg = compose_train(seen[0])
+    assert (cfg.optimizer.weight_decay, cfg.trainer.batch_size, cfg.trainer.ties) == (0.01, 512, "breslow")
+    assert records[0]["baseline"] and not records[1]["baseline"]
+    assert seen[0][len(base):] == ["optimizer.weight_decay=0.01", "trainer.batch_size=512", "trainer.ties=breslow"]
+    assert seen[1][len(base):] != seen[0][len(base):]
+    seen.clear()
+    tune.search(base, trials=1, seconds=None, log=lambda _: None, baseline=False)
+    assert seen[0][len(base):] != ["optimizer.weight_decay=0.01", "trainer.batch_size=512", "trainer.ties=breslow"]
+    off_grid = compose_train(["model.hidden=[64,32]"])
+    assert tune.baseline_params(off_grid, tune.SPACE) is None
+    assert tune.baseline_params(compose_train(["model.hidden=[64,64]"]), tune.SPACE)["depth"] == 2
+
+
+def test_a_trial_averages_its_validation_splits_and_never_moves_the_test_rows(monkeypatch, capsys,
+                                                                               tmp_path: Path) -> None:
+    """With a fixed test file each trial runs data.split_seed s0..s0+k-1 and its value is their mean;
+    those seeds redraw validation rows but not one test row. Without a test file it is refused."""
+    import torch
+
+    from survopt_hydra.app.compose import compose_train
+    from survopt_hydra.app.data import load_cohort
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(tune, "run_validation_only", _stub(seen))
+    study, records = tune.search(["data.split_seed=2"], trials=2, seconds=None, log=lambda _: None, val_splits=3)
+    assert [o[-1] for o in seen] == [f"data.split_seed={s}" for s in (2, 3, 4)] * 2
+    assert [t.value for t in study.trials] == pytest.approx([0.63, 0.63])
+    assert records[0]["val_cindex_splits"] == "0.6200 0.6300 0.6400"
+    a, b = (load_cohort(compose_train([f"data.split_seed={s}"]).data) for s in (0, 1))
+    assert torch.equal(a.test.durations, b.test.durations) and torch.equal(a.test.events, b.test.events)
+    assert not torch.equal(a.val.durations, b.val.durations)
+    assert tune.main(["data=gbsg2", "--val-splits", "2", "--trials", "1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --val-splits: more than one validation split needs a fixed "
+                                               "test file")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_bagged_final_runs_train_each_split(tmp_path: Path) -> None:
+    """final_runs with 2 splits x 2 seeds: the seed runs are the base split's (their metrics.json),
+    the bagged ensemble has 4 members, one run dir each, and scores the same test rows."""
+    logging.disable(logging.WARNING)
+    base = ["trainer.max_epochs=3"]
+    final = tune.final_runs(base, ["model.hidden=[8]"], [0, 1], tmp_path, splits=[0, 1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final_seed0", "final_seed0_split1", "final_seed1",
+                                                         "final_seed1_split1"]
+    metrics = [json.loads((tmp_path / f"final_seed{s}" / "metrics.json").read_text()) for s in (0, 1)]
+    assert final["test_cindex_runs"] == [m["test_cindex"] for m in metrics]
+    other = json.loads((tmp_path / "final_seed0_split1" / "metrics.json").read_text())
+    assert other["val_cindex"] != metrics[0]["val_cindex"]
+    assert final["bagged_models"] == 4 and 0.5 < final["bagged_test_cindex"] < 1.0
+    logging.disable(logging.NOTSET)
