@@ -32,6 +32,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -143,7 +144,7 @@ def _peer(name: str, fn: Callable[[Any], list[float]], cohort: Any) -> dict[str,
 
 
 def cohort_row(name: str, out: Path, trials: int | None, seconds: float | None, log: Callable[[str], None],
-               val_splits: int = 3) -> dict:
+               val_splits: int = 3, jobs: int = 1) -> dict:
     from baseline_cox import _tabular_cohort, cox_baseline
 
     from survopt_hydra.app.compose import compose_train
@@ -162,12 +163,12 @@ def cohort_row(name: str, out: Path, trials: int | None, seconds: float | None, 
     log(f"{name}: default {row['default']['test_cindex_mean']:.4f}")
     tic = time.perf_counter()
     study, records = tune.search(base, trials, seconds, 0, log=lambda line: log(f"{name}: {line}"),
-                                 val_splits=val_splits)
+                                 val_splits=val_splits, jobs=jobs)
     search_s = time.perf_counter() - tic
     chosen = list(study.best_trial.user_attrs["overrides"])
     splits = tune.split_seeds(compose_train(base), val_splits)
-    final = tune.final_runs(base, chosen, list(SEEDS), out / f"{name}_tuned", splits)
-    row["tuned"] = {"chosen_overrides": chosen, "trials": len(records), "best_val": study.best_value,
+    final = tune.final_runs(base, chosen, list(SEEDS), out / f"{name}_tuned", splits, jobs)
+    row["tuned"] = {"chosen_overrides": chosen, "trials": len(records), "best_val": study.best_value, "jobs": jobs,
                     "best_trial": study.best_trial.number, "val_splits": splits,
                     "baseline_val": records[0]["value"] if records[0].get("baseline") else None,
                     "search_seconds": search_s, "seconds": time.perf_counter() - tic, **final}
@@ -215,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="search seconds per cohort (the running trial finishes; with the final runs a "
                         "cohort stays within the issue's 5 minutes on an idle 2-core machine)")
     parser.add_argument("--val-splits", type=int, default=3, help="validation splits a trial averages over")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="tuning trainings side by side in worker processes (scripts/tune.py --jobs)")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore", message="Ties in `time` detected")  # torchsurv: it uses Efron, as asked
@@ -222,9 +225,10 @@ def main(argv: list[str] | None = None) -> None:
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     rows = []
     for name in args.datasets:
-        rows.append(cohort_row(name, args.out, args.trials, args.seconds, log, args.val_splits))
+        rows.append(cohort_row(name, args.out, args.trials, args.seconds, log, args.val_splits, args.jobs))
         (args.out / "survival.json").write_text(json.dumps(
-            {"trials": args.trials, "seconds": args.seconds, "val_splits": args.val_splits, "seeds": SEEDS,
+            {"trials": args.trials, "seconds": args.seconds, "val_splits": args.val_splits, "jobs": args.jobs,
+             "seeds": SEEDS,
              "rows": rows}, indent=2, default=str))
     print(table(rows))
 

@@ -38,12 +38,13 @@ import io
 import json
 import logging
 import math
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plot_schedule import output_path  # noqa: E402
@@ -123,6 +124,41 @@ def split_seeds(cfg: Any, val_splits: int) -> list[int]:
     return list(range(first, first + val_splits))
 
 
+def _quiet_worker() -> None:
+    logging.disable(logging.WARNING)  # the app's per-epoch log lines, as in the parent
+
+
+@contextlib.contextmanager
+def workers(jobs: int) -> Iterator[Callable[..., Iterator[Any]]]:
+    """A ``map`` that runs trainings in ``jobs`` worker processes, or the builtin ``map`` for one.
+
+    Why processes: a trial's validation splits and the final runs are independent trainings of
+    a tiny single-threaded model (the app uses one intra-op thread for tables), so a second
+    core is a second training, while threads would share one GIL. Workers are spawned (a fresh
+    interpreter each pays the torch import once, then serves many runs). Each run is seeded and
+    single-threaded, so its figures do not depend on the process it ran in (a test compares).
+    """
+    if jobs <= 1:
+        yield map
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_quiet_worker) as pool:
+        yield pool.map
+
+
+def train_kept(overrides: list[str], run_dir: Path) -> dict[str, Any]:
+    """One final run in a kept run dir (``load_best`` reads it afterwards); its metrics."""
+    from survopt_hydra.app.compose import compose_train
+    from survopt_hydra.app.trainer import train
+
+    cfg = compose_train([*overrides, *TRIAL_OVERRIDES])
+    with contextlib.redirect_stdout(io.StringIO()):
+        return train(cfg, run_dir)
+
+
 def run_validation_only(overrides: list[str]) -> dict[str, Any]:
     """One trial: the app in-process in a throw-away dir; returns only validation-side figures."""
     from survopt_hydra.app.compose import compose_train
@@ -140,12 +176,13 @@ def run_validation_only(overrides: list[str]) -> dict[str, Any]:
 
 def search(base: list[str], trials: int | None, seconds: float | None, sampler_seed: int = 0,
            log: Callable[[str], None] = print, val_splits: int = 1,
-           baseline: bool = True) -> tuple[Any, list[dict[str, Any]]]:
+           baseline: bool = True, jobs: int = 1) -> tuple[Any, list[dict[str, Any]]]:
     """Optuna study maximizing (val_cindex) or minimizing (val_loss) the monitored validation figure.
 
     With ``val_splits`` > 1 a trial's value is the mean over that many validation splits of the
     training rows (``data.split_seed``, the test file untouched): a 55-228-patient validation
     C-index alone is too noisy to rank configs. With ``baseline`` the base config itself is trial 0.
+    ``jobs`` > 1 trains a trial's splits side by side in worker processes (:func:`workers`).
     """
     import optuna
 
@@ -169,8 +206,9 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
 
     def objective(trial: Any) -> float:
         drawn = [f"{k}={draw(trial)}" for k, draw in space.items()]
-        results = [run_validation_only([*base, *drawn, *([f"data.split_seed={s}"] if len(seeds) > 1 else [])])
-                   for s in seeds]
+        results = list(run_all(run_validation_only,
+                               [[*base, *drawn, *([f"data.split_seed={s}"] if len(seeds) > 1 else [])]
+                                for s in seeds]))
         result = {"monitor": results[0]["monitor"],
                   "value": statistics.fmean(r["value"] for r in results),
                   "val_cindex": statistics.fmean(r["val_cindex"] for r in results),
@@ -188,12 +226,13 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
             f"(best {best:.4f}) {result['seconds']:.1f}s  {' '.join(drawn)}")
         return result["value"]
 
-    study.optimize(objective, n_trials=trials, timeout=seconds, catch=())
+    with workers(min(jobs, len(seeds))) as run_all:
+        study.optimize(objective, n_trials=trials, timeout=seconds, catch=())
     return study, records
 
 
 def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path,
-               splits: list[int] | None = None) -> dict[str, Any]:
+               splits: list[int] | None = None, jobs: int = 1) -> dict[str, Any]:
     """The chosen config with each seed in a kept run dir; test C-index per seed and of the ensembles.
 
     The seed runs use the base validation split; their mean test C-index is the preset's figure.
@@ -205,29 +244,27 @@ def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path,
     import numpy as np
     import torch
 
-    from survopt_hydra.app.compose import compose_train
-    from survopt_hydra.app.trainer import load_best, train
+    from survopt_hydra.app.trainer import load_best
     from survopt_hydra.survival import concordance_index
 
-    splits = splits or []
+    plan = [(split, seed) for split in [None, *(splits or [])[1:]] for seed in seeds]
+    dirs = [out / (f"final_seed{seed}" if split is None else f"final_seed{seed}_split{split}") for split, seed in plan]
+    overrides = [[*base, *chosen, *([] if split is None else [f"data.split_seed={split}"]), f"trainer.seed={seed}"]
+                 for split, seed in plan]
+    with workers(jobs) as run_all:
+        all_metrics = list(run_all(train_kept, overrides, dirs))
     runs, val_risk, test_risk, bag = [], [], [], []
-    for split in [None, *splits[1:]]:
-        for seed in seeds:
-            run_dir = out / (f"final_seed{seed}" if split is None else f"final_seed{seed}_split{split}")
-            extra = [] if split is None else [f"data.split_seed={split}"]
-            cfg = compose_train([*base, *chosen, *extra, f"trainer.seed={seed}", *TRIAL_OVERRIDES])
-            with contextlib.redirect_stdout(io.StringIO()):
-                metrics = train(cfg, run_dir)
-            _, cohort, model, _ = load_best(run_dir)
-            with torch.no_grad():
-                v, t = model(cohort.val.x).double().numpy(), model(cohort.test.x).double().numpy()
-            mu, sd = v.mean(), v.std() or 1.0
-            bag.append((t - mu) / sd)
-            if split is None:
-                runs.append(metrics)
-                val_risk.append((v - mu) / sd)
-                test_risk.append((t - mu) / sd)
-                base_cohort = cohort
+    for (split, _), run_dir, metrics in zip(plan, dirs, all_metrics):
+        _, cohort, model, _ = load_best(run_dir)
+        with torch.no_grad():
+            v, t = model(cohort.val.x).double().numpy(), model(cohort.test.x).double().numpy()
+        mu, sd = v.mean(), v.std() or 1.0
+        bag.append((t - mu) / sd)
+        if split is None:
+            runs.append(metrics)
+            val_risk.append((v - mu) / sd)
+            test_risk.append((t - mu) / sd)
+            base_cohort = cohort
     tests = [r["test_cindex"] for r in runs]
     ens_val, ens_test = np.mean(val_risk, axis=0), np.mean(test_risk, axis=0)
     test = base_cohort.test
@@ -259,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--final-seeds", type=int, nargs="+", default=[0, 1, 2], help="trainer.seed of the test runs")
     parser.add_argument("--val-splits", type=int, help="validation splits a trial averages over (default 3 with "
                         "a fixed data.test_path, else 1)")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="trainings side by side in worker processes (default: 2 on a machine with 2+ cores)")
     parser.add_argument("--no-baseline", action="store_true", help="do not start the search from the base config")
     parser.add_argument("--out", type=Path, help="output dir (default: a new outputs/tune/<date>/<time>/)")
     parser.add_argument("--quiet", action="store_true", help="no per-trial lines on stderr")
@@ -280,8 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         val_splits = args.val_splits if args.val_splits is not None else (3 if cfg.data.get("test_path") else 1)
         splits = split_seeds(cfg, val_splits)
         tic = time.perf_counter()
+        if args.jobs < 1:
+            raise ConfigError("--jobs", f"must be >= 1, got {args.jobs}")
         study, records = search(args.overrides, trials, args.seconds, args.sampler_seed, log, val_splits,
-                                baseline=not args.no_baseline)
+                                baseline=not args.no_baseline, jobs=args.jobs)
         search_s = time.perf_counter() - tic
         chosen = list(study.best_trial.user_attrs["overrides"])  # the choice: validation only
         out.mkdir(parents=True, exist_ok=True)
@@ -291,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         best_params = dict(_o.split("=", 1) for _o in chosen)
         (out / "optimization_results.yaml").write_text(yaml.safe_dump(
             {"name": "survopt-tune", "best_params": best_params, "best_value": float(study.best_value)}))
-        final = final_runs(args.overrides, chosen, args.final_seeds, out, splits)  # the first look at test rows
+        final = final_runs(args.overrides, chosen, args.final_seeds, out, splits, args.jobs)  # the first look at test rows
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

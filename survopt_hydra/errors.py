@@ -17,8 +17,13 @@ class ConfigError(ValueError):
     """
 
     def __init__(self, key: str, message: str) -> None:
-        self.key = key
+        self.key, self.message = key, message
         super().__init__(f"{key}: {message}")
+
+    def __reduce__(self) -> tuple:
+        # rebuilt from (key, message), not from the joined text: an error raised in a worker
+        # process (a parallel sweep or tuning job) reaches the parent as the same one line
+        return type(self), (self.key, self.message)
 
 
 def _edit_distance(a: str, b: str) -> int:

@@ -368,3 +368,16 @@ def test_an_optimizer_missing_from_the_installed_torch_is_one_line(tiny_model, m
     with pytest.raises(ConfigError, match=r"optimizer.name: 'adafactor' needs torch.optim.Adafactor, which torch .* "
                                           r"does not have"):
         build_optimizer(tiny_model, "adafactor", lr=1e-3)
+
+
+def test_config_errors_cross_a_process_boundary_intact() -> None:
+    """A ConfigError raised in a worker process (parallel sweep or tuning job) is pickled back to the
+    parent: it must arrive with the same key and one-line message, subclasses included."""
+    import pickle
+
+    from survopt_hydra.errors import ConfigError
+    from survopt_hydra.monitors import SinkUnavailableError
+
+    for err in (ConfigError("optimizer.lr", "must be > 0, got -1"), SinkUnavailableError("monitor.tb", "no tb")):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and back.key == err.key and str(back) == str(err)

@@ -123,17 +123,31 @@ def test_a_trial_averages_its_validation_splits_and_never_moves_the_test_rows(mo
 
 
 @pytest.mark.slow
-def test_bagged_final_runs_train_each_split(tmp_path: Path) -> None:
-    """final_runs with 2 splits x 2 seeds: the seed runs are the base split's (their metrics.json),
-    the bagged ensemble has 4 members, one run dir each, and scores the same test rows."""
+def test_bagged_final_runs_train_each_split_in_two_workers(tmp_path: Path) -> None:
+    """final_runs with 2 splits x 2 seeds in 2 worker processes: the seed runs are the base split's
+    (their metrics.json), equal to the same config trained in this process; the bagged ensemble
+    has 4 members, one run dir each."""
     logging.disable(logging.WARNING)
     base = ["trainer.max_epochs=3"]
-    final = tune.final_runs(base, ["model.hidden=[8]"], [0, 1], tmp_path, splits=[0, 1])
+    final = tune.final_runs(base, ["model.hidden=[8]"], [0, 1], tmp_path, splits=[0, 1], jobs=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final_seed0", "final_seed0_split1", "final_seed1",
                                                          "final_seed1_split1"]
     metrics = [json.loads((tmp_path / f"final_seed{s}" / "metrics.json").read_text()) for s in (0, 1)]
     assert final["test_cindex_runs"] == [m["test_cindex"] for m in metrics]
+    here = select_defaults.run_once([*base, "model.hidden=[8]", "trainer.seed=1"])
+    assert (here["val_cindex"], here["test_cindex"]) == (metrics[1]["val_cindex"], metrics[1]["test_cindex"])
     other = json.loads((tmp_path / "final_seed0_split1" / "metrics.json").read_text())
     assert other["val_cindex"] != metrics[0]["val_cindex"]
     assert final["bagged_models"] == 4 and 0.5 < final["bagged_test_cindex"] < 1.0
+    logging.disable(logging.NOTSET)
+
+
+@pytest.mark.slow
+def test_a_trial_in_two_workers_gets_the_sequential_values() -> None:
+    """The same trials with each split in its own worker process: identical objective values."""
+    logging.disable(logging.WARNING)
+    base = ["trainer.max_epochs=2"]
+    values = [[t.value for t in tune.search(base, trials=2, seconds=None, log=lambda _: None, val_splits=2,
+                                            jobs=jobs)[0].trials] for jobs in (1, 2)]
+    assert values[0] == values[1] and values[0][0] != values[0][1]
     logging.disable(logging.NOTSET)
