@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["trainer.max_epochs=3"]
@@ -287,6 +289,60 @@ def test_preflight_imports_neither_dynamo_nor_fsdp(tmp_path: Path) -> None:
                           env=_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split("\n")[:3] == ["[]", "True 1", "True"]  # Hydra's next composition: the same object
+
+
+_COUNTING_APP = (
+    "import sys\n"
+    "from hydra._internal.config_loader_impl import ConfigLoaderImpl\n"
+    "from survopt_hydra.app import preflight\n"
+    "calls = []\n"
+    "impl = ConfigLoaderImpl._load_configuration_impl\n"
+    "def counted(self, *a, **k):\n"
+    "    calls.append(1)\n"
+    "    return impl(self, *a, **k)\n"
+    "ConfigLoaderImpl._load_configuration_impl = counted\n"
+    "if sys.argv[1] == 'no-hand-over':\n"
+    "    preflight.hand_over = lambda: None\n"
+    "import atexit\n"
+    "atexit.register(lambda: print('compositions', len(calls), file=sys.stderr))\n"
+    "sys.argv = ['train.py', *sys.argv[2:]]\n"
+    "from survopt_hydra.app.train import main\n"
+    "main()\n"
+)
+
+
+@pytest.mark.parametrize("extra", [[], ["optimizer=sgd", "hydra.job.name=mine"]])
+def test_a_run_composes_its_config_once_and_records_what_hydra_would(tmp_path: Path, extra: list[str]) -> None:
+    """Issue 16 item 2: a whole ``scripts/train.py`` run composes its config once (the pre-flight's,
+    handed to Hydra's ``get_mode`` and run), not three times; its ``.hydra/`` files and metrics
+    are byte-identical to a run where Hydra composes for itself."""
+    outputs = {}
+    for mode in ("hand-over", "no-hand-over"):
+        run_dir = tmp_path / "run"
+        proc = subprocess.run([sys.executable, "-c", _COUNTING_APP, mode, f"hydra.run.dir={run_dir}",
+                               "trainer.max_epochs=1", *extra],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300, env=_env())
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outputs[mode] = (proc.stderr.splitlines()[-1],
+                         {f: (run_dir / ".hydra" / f).read_text() for f in ("config.yaml", "hydra.yaml", "overrides.yaml")},
+                         {k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items()
+                          if "seconds" not in k})
+        run_dir.rename(tmp_path / mode)
+    assert outputs["hand-over"][0] == "compositions 1" and outputs["no-hand-over"][0] == "compositions 3"
+    assert outputs["hand-over"][1:] == outputs["no-hand-over"][1:]
+    assert ("name: mine" in outputs["hand-over"][1]["hydra.yaml"]) == bool(extra)
+
+
+def test_a_sweep_set_by_hydra_mode_still_sweeps(tmp_path: Path) -> None:
+    """``hydra.mode=MULTIRUN`` without ``-m``: every job runs, each composed by Hydra."""
+    sweep = subprocess.run([sys.executable, "-c", _COUNTING_APP, "hand-over", "hydra.mode=MULTIRUN",
+                            f"hydra.sweep.dir={tmp_path / 'sw'}", "trainer.max_epochs=1", "optimizer.lr=1e-3,2e-3"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300, env=_env())
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    lrs = [yaml.safe_load((tmp_path / "sw" / j / ".hydra" / "config.yaml").read_text())["optimizer"]["lr"]
+           for j in ("0", "1")]
+    assert lrs == [1e-3, 2e-3]
+    assert all(json.loads((tmp_path / "sw" / j / "metrics.json").read_text())["epochs_run"] == 1 for j in ("0", "1"))
 
 
 def test_yaml_spelling_of_infinity_on_the_command_line_trains_with_the_max_norm(tmp_path: Path) -> None:

@@ -292,21 +292,45 @@ def hand_over() -> None:
     composed and checked, when its search path, config name and overrides are the same (a key
     of all three: anything else composes as usual). One use only; Hydra then adds its runtime
     fields to it as to its own. Only Hydra's composition is skipped, not any of its steps after.
+
+    Before that call Hydra composes the same config once more only to read ``hydra.mode``
+    (``Hydra.get_mode``: multirun mode, which only skips missing defaults and sweep checks - a
+    config the pre-flight composed as a run has neither). That first multirun-mode call gets the
+    same config, read-only and unconsumed; a second one (a config that sets ``hydra.mode:
+    MULTIRUN`` itself) composes as usual. Hydra's run then asks for the overrides plus
+    ``hydra.mode=RUN`` (the mode left unset): it gets the config with that override applied as
+    composing would apply it. Two compositions (~0.3 s each here) saved per run.
     """
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.utils import JobRuntime
     from hydra.types import RunMode
+    from omegaconf import open_dict
 
     if not _COMPOSED:
         return
     original = ConfigLoaderImpl.load_configuration
+    mode_read = [False]
+    early_name = JobRuntime().get("name")  # what composing put in hydra.job.name before hydra.main named the task
 
     def load_configuration(self: Any, config_name: Any, overrides: list[str], run_mode: Any,
                            *args: Any, **kwargs: Any) -> Any:
+        key = _compose_key(self, config_name, list(overrides))
+        if run_mode == RunMode.MULTIRUN and not mode_read[0] and key in _COMPOSED:
+            mode_read[0] = True  # Hydra.get_mode: it reads cfg.hydra.mode and drops the config
+            return _COMPOSED[key]
         ConfigLoaderImpl.load_configuration = original  # type: ignore[method-assign]
-        cfg = _COMPOSED.pop(_compose_key(self, config_name, list(overrides)), None)
+        # Hydra's run appends "hydra.mode=RUN" to the overrides when the config leaves the mode unset.
+        mode_added = list(overrides[-1:]) == ["hydra.mode=RUN"] and key not in _COMPOSED
+        cfg = _COMPOSED.pop(_compose_key(self, config_name, list(overrides[:-1])) if mode_added else key, None)
         _COMPOSED.clear()
         if cfg is None or run_mode != RunMode.RUN:
             return original(self, config_name, overrides, run_mode, *args, **kwargs)
+        with open_dict(cfg.hydra):
+            if mode_added:  # what composing with that override does: the value, and the override on record
+                cfg.hydra.mode = RunMode.RUN
+                cfg.hydra.overrides.hydra.append("hydra.mode=RUN")
+            if cfg.hydra.job.name == early_name:  # not set by the user: the task's name, as composing now gives
+                cfg.hydra.job.name = JobRuntime().get("name")
         return cfg
 
     ConfigLoaderImpl.load_configuration = load_configuration  # type: ignore[method-assign]
