@@ -20,6 +20,11 @@ counted with ``searchsorted``; only the few columns where the chunk's suffixes
 differ are compared pairwise, in blocks of at most ~4M elements. So memory
 stays bounded and n ~ 50k takes well under a second on a CPU. Tensors on a
 CUDA device are evaluated there.
+
+Chunk size: the pairwise part grows with the chunk (chunk x the span of its
+suffixes), the sorted part with the number of chunks. On a CPU 128 rows is the
+sweet spot (a 1,064-patient validation set: 5 ms instead of 30 ms with 1024, the
+app scores one per epoch); on CUDA each chunk also costs host syncs, so 1024.
 """
 
 from __future__ import annotations
@@ -43,9 +48,13 @@ def _as_1d(name: str, value: ArrayLike | list[float], device: torch.device) -> T
     return t
 
 
-def concordance_index(risk: ArrayLike, durations: ArrayLike, events: ArrayLike, chunk_rows: int = 1024) -> float:
-    """Fraction of comparable pairs ordered correctly (higher risk = earlier event); ties in risk count 0.5."""
+def concordance_index(risk: ArrayLike, durations: ArrayLike, events: ArrayLike,
+                      chunk_rows: int | None = None) -> float:
+    """Fraction of comparable pairs ordered correctly (higher risk = earlier event); ties in risk count 0.5.
+
+    ``chunk_rows``: events per chunk (default 128 on a CPU, 1024 on CUDA; any value gives the same result)."""
     on_cuda = isinstance(risk, Tensor) and risk.device.type == "cuda"
+    chunk_rows = chunk_rows or (1024 if on_cuda else 128)
     device = risk.device if on_cuda else torch.device("cpu")
     risk_t, time_t = _as_1d("risk", risk, device), _as_1d("durations", durations, device)
     event_t = _as_1d("events", events, device) > 0
