@@ -218,14 +218,19 @@ def infer_schema(label: str, column: dict[str, list[str]], rows: Sequence[int], 
     for name in features:
         cells = column[name]
         has_missing = any(is_missing(cell) for cell in set(cells))
+        fast = fast_numbers(cells) if not has_missing else None
+        if fast is not None:  # every cell a finite number, checked in numpy: no per-cell Python objects
+            if len(np.unique(fast)) > 1:
+                specs.append(ColumnSpec(name, "number"))
+            else:
+                dropped.append(name)  # constant
+            continue
         present = ([(rows[i], cell) for i, cell in enumerate(cells) if not is_missing(cell)] if has_missing
                    else list(zip(rows, cells)))
         if not present:
             raise DataError(f"{label}: column {name!r} has no values (all {len(cells)} cells missing); "
                             "leave it out with data.feature_cols")
-        fast = fast_numbers(cells) if not has_missing else None
-        numbers = (fast.tolist() if fast is not None
-                   else [parse_number(label, name, row, cell) for row, cell in present])
+        numbers = [parse_number(label, name, row, cell) for row, cell in present]
         bad = [(row, cell) for (row, cell), value in zip(present, numbers) if value is None]
         if not bad:
             spec = ColumnSpec(name, "number", indicator=indicator and has_missing and missing == "impute")
