@@ -304,6 +304,8 @@ _COUNTING_APP = (
     "if sys.argv[1] == 'no-hand-over':\n"
     "    preflight.hand_over = lambda: None\n"
     "import atexit\n"
+    "import gc\n"
+    "atexit.register(lambda: print('gc', gc.isenabled(), gc.get_freeze_count() > 100_000, file=sys.stderr))\n"
     "atexit.register(lambda: print('compositions', len(calls), file=sys.stderr))\n"
     "sys.argv = ['train.py', *sys.argv[2:]]\n"
     "from survopt_hydra.app.train import main\n"
@@ -315,7 +317,8 @@ _COUNTING_APP = (
 def test_a_run_composes_its_config_once_and_records_what_hydra_would(tmp_path: Path, extra: list[str]) -> None:
     """Issue 16 item 2: a whole ``scripts/train.py`` run composes its config once (the pre-flight's,
     handed to Hydra's ``get_mode`` and run), not three times; its ``.hydra/`` files and metrics
-    are byte-identical to a run where Hydra composes for itself."""
+    are byte-identical to a run where Hydra composes for itself. The garbage collector is on
+    again after start-up, with start-up's objects frozen (``_startup_without_gc``)."""
     outputs = {}
     for mode in ("hand-over", "no-hand-over"):
         run_dir = tmp_path / "run"
@@ -323,7 +326,8 @@ def test_a_run_composes_its_config_once_and_records_what_hydra_would(tmp_path: P
                                "trainer.max_epochs=1", *extra],
                               cwd=ROOT, capture_output=True, text=True, timeout=300, env=_env())
         assert proc.returncode == 0, proc.stderr[-2000:]
-        outputs[mode] = (proc.stderr.splitlines()[-1],
+        assert proc.stderr.splitlines()[-1] == "gc True True"  # collection back on, start-up's objects frozen
+        outputs[mode] = (proc.stderr.splitlines()[-2],
                          {f: (run_dir / ".hydra" / f).read_text() for f in ("config.yaml", "hydra.yaml", "overrides.yaml")},
                          {k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items()
                           if "seconds" not in k})

@@ -19,13 +19,15 @@ and the sweep ends with one line naming the failed jobs and the exit status of t
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import gc
 import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import hydra
 from omegaconf import DictConfig
@@ -172,13 +174,32 @@ def _quiet_rank(argv: list[str]) -> list[str]:
     return [*argv, "hydra.output_subdir=null", "hydra/job_logging=stdout"]
 
 
+@contextlib.contextmanager
+def _startup_without_gc() -> Iterator[None]:
+    """No cyclic garbage collection during start-up, and what start-up built is frozen after it.
+
+    Importing torch and composing the config leave ~10^6 long-lived objects, and every full
+    collection rescans all of them: 5 passes, ~1 s of a default run here. Start-up makes little
+    cyclic garbage (peak memory is lower, not higher, without those passes), so none is collected
+    until it ends; ``gc.freeze`` then moves its objects out of the collector's sight, as the gc
+    docs suggest for long-lived start-up state. Collection is back on for training in any case.
+    """
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def main() -> None:
     """Console-script entry point (``survopt-train``): pre-flight, then Hydra."""
     from survopt_hydra.app.preflight import preflight
 
     sys.argv[1:] = _quiet_rank(sys.argv[1:])
     try:
-        preflight()
+        with _startup_without_gc():
+            preflight()
         _main()
         _sweep_summary()
     except KeyboardInterrupt:  # Ctrl-C before training started, or twice: nothing half-written to keep
