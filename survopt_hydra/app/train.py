@@ -181,8 +181,8 @@ def _startup_without_gc() -> Iterator[None]:
     Importing torch and composing the config leave ~10^6 long-lived objects, and every full
     collection rescans all of them: 5 passes, ~1 s of a default run here. Start-up makes little
     cyclic garbage (peak memory is lower, not higher, without those passes), so none is collected
-    until it ends; ``gc.freeze`` then moves its objects out of the collector's sight, as the gc
-    docs suggest for long-lived start-up state. Collection is back on for training in any case.
+    until it ends; ``gc.freeze`` then moves its objects to the permanent generation, which later
+    collections skip. Collection is back on for training in any case (even when start-up fails).
     """
     gc.disable()
     try:
