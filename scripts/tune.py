@@ -256,18 +256,16 @@ def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path,
     with workers(jobs) as run_all:
         all_metrics = list(run_all(train_kept, overrides, dirs))
     runs, val_risk, test_risk, bag = [], [], [], []
-    bag_by_seed: dict[int, list[Any]] = {seed: [] for seed in seeds}
-    for (split, seed), run_dir, metrics in zip(plan, dirs, all_metrics):
+    for (split, _), run_dir, metrics in zip(plan, dirs, all_metrics):
         _, cohort, model, _ = load_best(run_dir)
         with torch.no_grad():
             v, t = model(cohort.val.x).double().numpy(), model(cohort.test.x).double().numpy()
         mu, sd = v.mean(), v.std() or 1.0
         bag.append((t - mu) / sd)
-        bag_by_seed[seed].append((t - mu) / sd)
         if split is None:
             runs.append(metrics)
             val_risk.append((v - mu) / sd)
-            test_risk.append((t - mu) / sd)
+            test_risk.append(bag[-1])
             base_cohort = cohort
     tests = [r["test_cindex"] for r in runs]
     ens_val, ens_test = np.mean(val_risk, axis=0), np.mean(test_risk, axis=0)
@@ -281,7 +279,8 @@ def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path,
     if len(bag) > len(runs):
         result["bagged_models"] = len(bag)
         result["bagged_test_cindex"] = concordance_index(np.mean(bag, axis=0), test.durations, test.events)
-        per_seed = [concordance_index(np.mean(bag_by_seed[s], axis=0), test.durations, test.events) for s in seeds]
+        per_seed = [concordance_index(np.mean([z for (_, seed), z in zip(plan, bag) if seed == s], axis=0),
+                                      test.durations, test.events) for s in seeds]
         result["bagged_seed_test_cindex_runs"] = per_seed
         result["bagged_seed_test_cindex_mean"] = statistics.fmean(per_seed)
     return result

@@ -205,6 +205,38 @@ class FeatureSchema:
             j += len(col.feature_names())
 
 
+def _column_spec(label: str, name: str, cells: list[str], rows: Sequence[int], has_missing: bool, missing: str,
+                 max_levels: int, indicator: bool) -> tuple[ColumnSpec, int]:
+    """One training column's spec and its number of distinct values (see :func:`infer_schema`)."""
+    fast = fast_numbers(cells) if not has_missing else None
+    if fast is not None:  # every cell a finite number, checked in numpy: no per-cell Python objects
+        return ColumnSpec(name, "number"), len(np.unique(fast))
+    present = ([(rows[i], cell) for i, cell in enumerate(cells) if not is_missing(cell)] if has_missing
+               else list(zip(rows, cells)))
+    if not present:
+        raise DataError(f"{label}: column {name!r} has no values (all {len(cells)} cells missing); "
+                        "leave it out with data.feature_cols")
+    numbers = [parse_number(label, name, row, cell) for row, cell in present]
+    bad = [(row, cell) for (row, cell), value in zip(present, numbers) if value is None]
+    if not bad:
+        return (ColumnSpec(name, "number", indicator=indicator and has_missing and missing == "impute"),
+                len(set(numbers)))
+    if len(bad) * 2 <= len(present):
+        row, cell = bad[0]
+        raise DataError(f"{label}: column {name!r} is numeric except for {len(bad)} of {len(present)} cells, "
+                        f"first {cell!r} at row {row}; fix those cells, blank them (data.missing), or leave the "
+                        "column out with data.feature_cols")
+    levels = sorted({cell for _, cell in present})
+    if len(levels) > max_levels or (len(levels) == len(present) >= ID_MIN_ROWS):
+        why = "a different value in every row" if len(levels) == len(present) else f"{len(levels)} levels"
+        raise DataError(f"{label}: text column {name!r} has {why} (limit data.max_levels={max_levels}): an "
+                        "identifier or free text? leave it out with data.feature_cols=[...], or raise "
+                        "data.max_levels")
+    if has_missing and missing == "impute" and MISSING_LEVEL not in levels:
+        levels.append(MISSING_LEVEL)
+    return ColumnSpec(name, "category", levels), len(levels)
+
+
 def infer_schema(label: str, column: dict[str, list[str]], rows: Sequence[int], features: Sequence[str],
                  duration_col: str, event_col: str, missing: str, unseen: str, max_levels: int,
                  indicator: bool) -> FeatureSchema:
@@ -218,39 +250,7 @@ def infer_schema(label: str, column: dict[str, list[str]], rows: Sequence[int], 
     for name in features:
         cells = column[name]
         has_missing = any(is_missing(cell) for cell in set(cells))
-        fast = fast_numbers(cells) if not has_missing else None
-        if fast is not None:  # every cell a finite number, checked in numpy: no per-cell Python objects
-            if len(np.unique(fast)) > 1:
-                specs.append(ColumnSpec(name, "number"))
-            else:
-                dropped.append(name)  # constant
-            continue
-        present = ([(rows[i], cell) for i, cell in enumerate(cells) if not is_missing(cell)] if has_missing
-                   else list(zip(rows, cells)))
-        if not present:
-            raise DataError(f"{label}: column {name!r} has no values (all {len(cells)} cells missing); "
-                            "leave it out with data.feature_cols")
-        numbers = [parse_number(label, name, row, cell) for row, cell in present]
-        bad = [(row, cell) for (row, cell), value in zip(present, numbers) if value is None]
-        if not bad:
-            spec = ColumnSpec(name, "number", indicator=indicator and has_missing and missing == "impute")
-            distinct = len(set(numbers))
-        elif len(bad) * 2 <= len(present):
-            row, cell = bad[0]
-            raise DataError(f"{label}: column {name!r} is numeric except for {len(bad)} of {len(present)} cells, "
-                            f"first {cell!r} at row {row}; fix those cells, blank them (data.missing), or leave the "
-                            "column out with data.feature_cols")
-        else:
-            levels = sorted({cell for _, cell in present})
-            if len(levels) > max_levels or (len(levels) == len(present) >= ID_MIN_ROWS):
-                why = "a different value in every row" if len(levels) == len(present) else f"{len(levels)} levels"
-                raise DataError(f"{label}: text column {name!r} has {why} (limit data.max_levels={max_levels}): an "
-                                "identifier or free text? leave it out with data.feature_cols=[...], or raise "
-                                "data.max_levels")
-            if has_missing and missing == "impute" and MISSING_LEVEL not in levels:
-                levels.append(MISSING_LEVEL)
-            spec = ColumnSpec(name, "category", levels)
-            distinct = len(levels)
+        spec, distinct = _column_spec(label, name, cells, rows, has_missing, missing, max_levels, indicator)
         if distinct <= 1 and not (has_missing and missing == "impute"):
             dropped.append(name)
             continue
