@@ -12,17 +12,18 @@ Protocol (docs/sweeps.md):
    method (:data:`SPACE`). Trial 0 is the base config itself (``--no-baseline`` drops it), so
    the choice is never a config that validated worse than the untuned one. The objective is the
    run's monitored validation figure (``trainer.monitor``, the value the app hands any
-   sweeper); with a fixed test file it is the mean over ``--val-splits`` (default 3)
-   validation splits of the training rows (``data.split_seed``), because one small validation
-   set ranks configs by noise. The trial keeps that figure, the best epoch and the epochs run;
-   the app's test score of the trial is dropped unread and never reaches the sampler, the
-   trial records or the choice.
+   sweeper), averaged over ``--folds`` (default 5) event-stratified folds of the non-test rows
+   (``data.folds``/``data.fold``: every such row validates once; the test rows never move),
+   because one small validation split ranks configs by noise. The trial keeps that figure, the
+   best epoch and the epochs run; the app's test score of the trial is dropped unread and never
+   reaches the sampler, the trial records or the choice.
 2. **Choose** the trial with the best validation figure.
-3. **Test once.** Only then the chosen overrides train with ``--final-seeds`` (default 0 1 2)
-   in kept run dirs under ``--out``, and their test C-indices are reported (mean and each),
-   with the seed ensemble (mean of the seeds' standardized risk scores) scored on validation
-   and test alongside, and with several validation splits the bagged ensemble (seeds x splits,
-   every training row used by some member) on test.
+3. **Test once.** Only then the chosen overrides train with each of ``--final-seeds`` (default
+   0 1 2) on each fold, in kept run dirs under ``--out``. The preset's model for a seed is the
+   bag of its K fold models (together they trained on every non-test row); the mean over seeds
+   of the bags' test C-index is the preset's figure, decided before any test row was read.
+   Reported beside it: each single model's test C-index, the bag of all seeds x folds, and the
+   bags' out-of-fold validation C-index.
 
 Writes ``trials.csv`` (every trial: overrides, validation figure, best epoch, seconds),
 ``optimization_results.yaml`` (``best_params``/``best_value``, the layout of Hydra's Optuna
@@ -107,21 +108,19 @@ def baseline_params(cfg: Any, space: dict[str, Callable[[Any], str]]) -> dict[st
     return params
 
 
-def split_seeds(cfg: Any, val_splits: int) -> list[int]:
-    """``data.split_seed`` values whose validation parts a trial averages over.
+def fold_overrides(cfg: Any, folds: int) -> list[list[str]]:
+    """The overrides of each validation fold a trial averages over (``[[]]``: the app's one split).
 
-    Only with a fixed test file: there the split seed redraws train/validation and never the
-    test rows; without one it would also redraw the test rows, which a search must not move.
+    K-fold (``data.folds``/``data.fold``) validates on every non-test row once, and the test rows
+    stay those of ``data.split_seed`` whichever fold validates, with or without a test file.
     """
     from survopt_hydra.errors import ConfigError
 
-    if val_splits < 1:
-        raise ConfigError("--val-splits", f"must be >= 1, got {val_splits}")
-    if val_splits > 1 and not cfg.data.get("test_path"):
-        raise ConfigError("--val-splits", "more than one validation split needs a fixed test file "
-                          "(data.test_path): without it data.split_seed also redraws the test rows")
-    first = int(cfg.data.split_seed)
-    return list(range(first, first + val_splits))
+    if folds < 1:
+        raise ConfigError("--folds", f"must be >= 1, got {folds}")
+    if cfg.data.get("folds") is not None:
+        raise ConfigError("data.folds", "is set by scripts/tune.py (--folds); drop the override")
+    return [[]] if folds == 1 else [[f"data.folds={folds}", f"data.fold={k}"] for k in range(folds)]
 
 
 def _quiet_worker() -> None:
@@ -132,7 +131,7 @@ def _quiet_worker() -> None:
 def workers(jobs: int) -> Iterator[Callable[..., Iterator[Any]]]:
     """A ``map`` that runs trainings in ``jobs`` worker processes, or the builtin ``map`` for one.
 
-    Why processes: a trial's validation splits and the final runs are independent trainings of
+    Why processes: a trial's validation folds and the final runs are independent trainings of
     a tiny single-threaded model (the app uses one intra-op thread for tables), so a second
     core is a second training, while threads would share one GIL. Workers are spawned (a fresh
     interpreter each pays the torch import once, then serves many runs). Each run is seeded and
@@ -175,14 +174,14 @@ def run_validation_only(overrides: list[str]) -> dict[str, Any]:
 
 
 def search(base: list[str], trials: int | None, seconds: float | None, sampler_seed: int = 0,
-           log: Callable[[str], None] = print, val_splits: int = 1,
+           log: Callable[[str], None] = print, folds: int = 5,
            baseline: bool = True, jobs: int = 1) -> tuple[Any, list[dict[str, Any]]]:
     """Optuna study maximizing (val_cindex) or minimizing (val_loss) the monitored validation figure.
 
-    With ``val_splits`` > 1 a trial's value is the mean over that many validation splits of the
-    training rows (``data.split_seed``, the test file untouched): a 55-228-patient validation
-    C-index alone is too noisy to rank configs. With ``baseline`` the base config itself is trial 0.
-    ``jobs`` > 1 trains a trial's splits side by side in worker processes (:func:`workers`).
+    With ``folds`` > 1 a trial's value is the mean over K validation folds of the non-test rows
+    (:func:`fold_overrides`): one 55-230-patient validation C-index alone is too noisy to rank
+    configs. With ``baseline`` the base config itself is trial 0. ``jobs`` > 1 trains a trial's
+    folds side by side in worker processes (:func:`workers`).
     """
     import optuna
 
@@ -192,7 +191,7 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
     from survopt_hydra.app.compose import compose_train
 
     cfg = compose_train([*base, *TRIAL_OVERRIDES])
-    seeds = split_seeds(cfg, val_splits)
+    parts = fold_overrides(cfg, folds)
     monitor = str(cfg.trainer.monitor)
     direction = "minimize" if monitor == "val_loss" else "maximize"
     study = optuna.create_study(direction=direction,
@@ -206,13 +205,11 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
 
     def objective(trial: Any) -> float:
         drawn = [f"{k}={draw(trial)}" for k, draw in space.items()]
-        results = list(run_all(run_validation_only,
-                               [[*base, *drawn, *([f"data.split_seed={s}"] if len(seeds) > 1 else [])]
-                                for s in seeds]))
+        results = list(run_all(run_validation_only, [[*base, *drawn, *part] for part in parts]))
         result = {"monitor": results[0]["monitor"],
                   "value": statistics.fmean(r["value"] for r in results),
                   "val_cindex": statistics.fmean(r["val_cindex"] for r in results),
-                  "val_cindex_splits": " ".join(f"{r['val_cindex']:.4f}" for r in results),
+                  "val_cindex_folds": " ".join(f"{r['val_cindex']:.4f}" for r in results),
                   "best_epoch": max(r["best_epoch"] for r in results),
                   "epochs_run": max(r["epochs_run"] for r in results),
                   "seconds": round(sum(r["seconds"] for r in results), 3)}
@@ -226,64 +223,64 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
             f"(best {best:.4f}) {result['seconds']:.1f}s  {' '.join(drawn)}")
         return result["value"]
 
-    with workers(min(jobs, len(seeds))) as run_all:
+    with workers(min(jobs, len(parts))) as run_all:
         study.optimize(objective, n_trials=trials, timeout=seconds, catch=())
     return study, records
 
 
-def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path,
-               splits: list[int] | None = None, jobs: int = 1) -> dict[str, Any]:
-    """The chosen config with each seed in a kept run dir; test C-index per seed and of the ensembles.
+def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path, folds: int = 5,
+               jobs: int = 1) -> dict[str, Any]:
+    """The chosen config trained with each seed on each fold in kept run dirs; then, once, the test rows.
 
-    The seed runs use the base validation split; their mean test C-index is the preset's figure.
-    The seed ensemble averages their risk scores, each standardized by its own validation mean
-    and sd (log-risks of separate fits differ by shift and scale). With more ``splits`` the
-    chosen config also trains on each other validation split, and the bagged ensemble (seeds x
-    splits) is scored on test only: its members saw each other's validation rows. So is each
-    seed's own bag (its run on every split): the model a user gets from one seed of the preset
-    when every training row should count, whose mean over seeds compares with the single runs'.
+    The preset's model for one seed is the bag of its K fold models: each member early-stopped on
+    its own fold, together they trained on every non-test row. The bag averages the members' risk
+    scores, each standardized by its own validation mean and sd (log-risks of separate fits differ
+    by shift and scale). Its test C-index, mean over ``seeds``, is the preset's figure; beside it
+    each member's own figure ("single runs"), the bag of all seeds x folds, and the bags'
+    out-of-fold validation C-index (every non-test row scored by the member it validated), the
+    figure a user can check without the test rows. With ``folds`` 1 a seed's bag is its one run.
     """
     import numpy as np
     import torch
 
+    from survopt_hydra.app.compose import compose_train
     from survopt_hydra.app.trainer import load_best
     from survopt_hydra.survival import concordance_index
 
-    plan = [(split, seed) for split in [None, *(splits or [])[1:]] for seed in seeds]
-    dirs = [out / (f"final_seed{seed}" if split is None else f"final_seed{seed}_split{split}") for split, seed in plan]
-    overrides = [[*base, *chosen, *([] if split is None else [f"data.split_seed={split}"]), f"trainer.seed={seed}"]
-                 for split, seed in plan]
+    parts = fold_overrides(compose_train([*base, *TRIAL_OVERRIDES]), folds)
+    plan = [(k, seed) for k in range(len(parts)) for seed in seeds]
+    dirs = [out / (f"final_seed{seed}" if len(parts) == 1 else f"final_seed{seed}_fold{k}") for k, seed in plan]
+    overrides = [[*base, *chosen, *parts[k], f"trainer.seed={seed}"] for k, seed in plan]
     with workers(jobs) as run_all:
-        all_metrics = list(run_all(train_kept, overrides, dirs))
-    runs, val_risk, test_risk, bag = [], [], [], []
-    for (split, _), run_dir, metrics in zip(plan, dirs, all_metrics):
+        members = list(run_all(train_kept, overrides, dirs))
+    val_z, test_z, val_rows = {}, {}, {}
+    for (k, seed), run_dir in zip(plan, dirs):
         _, cohort, model, _ = load_best(run_dir)
         with torch.no_grad():
             v, t = model(cohort.val.x).double().numpy(), model(cohort.test.x).double().numpy()
         mu, sd = v.mean(), v.std() or 1.0
-        bag.append((t - mu) / sd)
-        if split is None:
-            runs.append(metrics)
-            val_risk.append((v - mu) / sd)
-            test_risk.append(bag[-1])
-            base_cohort = cohort
-    tests = [r["test_cindex"] for r in runs]
-    ens_val, ens_test = np.mean(val_risk, axis=0), np.mean(test_risk, axis=0)
-    test = base_cohort.test
-    result = {"seeds": seeds, "test_cindex_runs": tests, "test_cindex_mean": statistics.fmean(tests),
-              "test_cindex_sd": statistics.stdev(tests) if len(tests) > 1 else 0.0,
-              "val_cindex_runs": [r["val_cindex"] for r in runs], "best_epochs": [r["best_epoch"] for r in runs],
-              "ensemble_val_cindex": concordance_index(ens_val, base_cohort.val.durations, base_cohort.val.events),
-              "ensemble_test_cindex": concordance_index(ens_test, test.durations, test.events),
-              "run_dirs": [str(out / f"final_seed{s}") for s in seeds]}
-    if len(bag) > len(runs):
-        result["bagged_models"] = len(bag)
-        result["bagged_test_cindex"] = concordance_index(np.mean(bag, axis=0), test.durations, test.events)
-        per_seed = [concordance_index(np.mean([z for (_, seed), z in zip(plan, bag) if seed == s], axis=0),
-                                      test.durations, test.events) for s in seeds]
-        result["bagged_seed_test_cindex_runs"] = per_seed
-        result["bagged_seed_test_cindex_mean"] = statistics.fmean(per_seed)
-    return result
+        val_z[k, seed], test_z[k, seed], val_rows[k], test = (v - mu) / sd, (t - mu) / sd, cohort.val, cohort.test
+    folds_seen = range(len(parts))
+    durations = torch.cat([val_rows[k].durations for k in folds_seen])
+    events = torch.cat([val_rows[k].events for k in folds_seen])
+
+    def test_c(members: list[tuple[int, int]]) -> float:
+        return concordance_index(np.mean([test_z[m] for m in members], axis=0), test.durations, test.events)
+
+    def oof_c(bag_seeds: list[int]) -> float:  # each fold's rows scored by that fold's members only
+        risk = np.concatenate([np.mean([val_z[k, s] for s in bag_seeds], axis=0) for k in folds_seen])
+        return concordance_index(risk, durations, events)
+
+    bags = ([m["test_cindex"] for m in members] if len(parts) == 1  # the run's own figure, as the app scored it
+            else [test_c([(k, s) for k in folds_seen]) for s in seeds])
+    singles = [m["test_cindex"] for m in members]
+    return {"seeds": seeds, "folds": len(parts), "test_cindex_runs": bags, "test_cindex_mean": statistics.fmean(bags),
+            "test_cindex_sd": statistics.stdev(bags) if len(bags) > 1 else 0.0,
+            "oof_val_cindex_runs": [oof_c([s]) for s in seeds],
+            "single_test_cindex_runs": singles, "single_test_cindex_mean": statistics.fmean(singles),
+            "single_val_cindex_runs": [m["val_cindex"] for m in members], "best_epochs": [m["best_epoch"] for m in members],
+            "bagged_models": len(plan), "bagged_test_cindex": test_c(plan), "bagged_oof_val_cindex": oof_c(seeds),
+            "run_dirs": [str(d) for d in dirs]}
 
 
 def write_trials(records: list[dict[str, Any]], path: Path) -> None:
@@ -300,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="search time budget; the running trial finishes")
     parser.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler")
     parser.add_argument("--final-seeds", type=int, nargs="+", default=[0, 1, 2], help="trainer.seed of the test runs")
-    parser.add_argument("--val-splits", type=int, help="validation splits a trial averages over (default 3 with "
-                        "a fixed data.test_path, else 1)")
+    parser.add_argument("--folds", type=int, default=5, help="K validation folds of the non-test rows a trial "
+                        "averages over, and members of each seed's final bag (default 5; 1: the app's one split)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="trainings side by side in worker processes (default: 2 on a machine with 2+ cores)")
     parser.add_argument("--no-baseline", action="store_true", help="do not start the search from the base config")
@@ -318,16 +315,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if (trials is not None and trials < 1) or (args.seconds is not None and args.seconds <= 0):
             raise ConfigError("--trials/--seconds", "the budget must be positive")
+        if args.jobs < 1:
+            raise ConfigError("--jobs", f"must be >= 1, got {args.jobs}")
         out = output_path(args.out, "tune", "result.json").parent
         if (out / "result.json").exists():
             raise ConfigError("--out", f"{out} already holds a tuning result; pass another --out")
         cfg = compose_train([*args.overrides, *TRIAL_OVERRIDES])  # a bad override fails here, before any trial
-        val_splits = args.val_splits if args.val_splits is not None else (3 if cfg.data.get("test_path") else 1)
-        splits = split_seeds(cfg, val_splits)
+        fold_overrides(cfg, args.folds)  # a bad --folds fails here too
         tic = time.perf_counter()
-        if args.jobs < 1:
-            raise ConfigError("--jobs", f"must be >= 1, got {args.jobs}")
-        study, records = search(args.overrides, trials, args.seconds, args.sampler_seed, log, val_splits,
+        study, records = search(args.overrides, trials, args.seconds, args.sampler_seed, log, args.folds,
                                 baseline=not args.no_baseline, jobs=args.jobs)
         search_s = time.perf_counter() - tic
         chosen = list(study.best_trial.user_attrs["overrides"])  # the choice: validation only
@@ -338,30 +334,31 @@ def main(argv: list[str] | None = None) -> int:
         best_params = dict(_o.split("=", 1) for _o in chosen)
         (out / "optimization_results.yaml").write_text(yaml.safe_dump(
             {"name": "survopt-tune", "best_params": best_params, "best_value": float(study.best_value)}))
-        final = final_runs(args.overrides, chosen, args.final_seeds, out, splits, args.jobs)  # the first look at test rows
+        final = final_runs(args.overrides, chosen, args.final_seeds, out, args.folds, args.jobs)  # first look at test
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     result = {"base_overrides": args.overrides, "chosen_overrides": chosen, "best_trial": study.best_trial.number,
               "best_value": study.best_value, "trials": len(records), "search_seconds": round(search_s, 1),
-              "sampler_seed": args.sampler_seed, "val_splits": splits,
+              "sampler_seed": args.sampler_seed,
               "baseline_trial": not args.no_baseline and records[0].get("baseline", False), **final}
     (out / "result.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     command = " ".join(["python scripts/train.py", *args.overrides, *chosen])
     print(f"{len(records)} trials in {search_s:.0f} s; best validation {study.best_value:.4f} (trial "
           f"{study.best_trial.number}): {' '.join(chosen)}")
-    print(f"rerun: {command}")
-    print(f"seed ensemble ({len(args.final_seeds)} seeds): val C-index {final['ensemble_val_cindex']:.4f}, "
-          f"test C-index {final['ensemble_test_cindex']:.4f}")
-    if "bagged_test_cindex" in final:
-        per_seed = ", ".join(f"{c:.4f}" for c in final["bagged_seed_test_cindex_runs"])
-        print(f"bagged ensemble ({final['bagged_models']} models: seeds x validation splits): "
-              f"test C-index {final['bagged_test_cindex']:.4f}; one seed's bag over the {len(splits)} splits: "
-              f"mean {final['bagged_seed_test_cindex_mean']:.4f} ({per_seed})")
-    print(f"wrote {out / 'result.json'}, {out / 'trials.csv'}")
+    print(f"rerun one model: {command}")
+    print(f"wrote {out / 'result.json'}, {out / 'trials.csv'} and the {final['bagged_models']} final run dirs")
     runs = ", ".join(f"{c:.4f}" for c in final["test_cindex_runs"])
-    print(f"test C-index of the chosen config: {final['test_cindex_mean']:.4f} (seeds "
-          f"{' '.join(map(str, args.final_seeds))}: {runs})")
+    seeds = " ".join(map(str, args.final_seeds))
+    if final["folds"] > 1:
+        oof = ", ".join(f"{c:.4f}" for c in final["oof_val_cindex_runs"])
+        print(f"each seed's bag of its {final['folds']} fold models: out-of-fold validation C-index {oof}; "
+              f"single models' mean test C-index {final['single_test_cindex_mean']:.4f}; "
+              f"the bag of all {final['bagged_models']}: test {final['bagged_test_cindex']:.4f}")
+        print(f"test C-index of the preset (each seed's bag): {final['test_cindex_mean']:.4f} (seeds {seeds}: {runs})")
+    else:
+        print(f"seed ensemble: test C-index {final['bagged_test_cindex']:.4f}")
+        print(f"test C-index of the chosen config: {final['test_cindex_mean']:.4f} (seeds {seeds}: {runs})")
     return 0 if all(math.isfinite(c) for c in final["test_cindex_runs"]) else 1
 
 

@@ -30,6 +30,10 @@ class DataConfig:
     val_fraction: float = fld(0.15, open_unit, "fraction of rows for early stopping / model selection")
     test_fraction: float = fld(0.15, open_unit, "fraction held out, scored once (ignored with test_path)")
     split_seed: int = fld(0, ge(0), "seed of the event-stratified split (independent of trainer.seed)")
+    folds: Optional[int] = fld(None, optional(ge(2)), "K-fold validation: K event-stratified folds of the "
+                               "non-test rows (seeded by split_seed), fold data.fold validates; "
+                               "replaces val_fraction, the test rows stay those of split_seed")
+    fold: int = fld(0, ge(0), "the validating fold with data.folds (0 .. folds-1)")
 
 
 @dataclass
@@ -212,6 +216,11 @@ def check_app_config(cfg: Any) -> dict[str, dict[str, Any]]:
             f"val_fraction + test_fraction must leave at least 10% for training, got "
             f"{data['val_fraction']:g} + {data['test_fraction']:g}",
         )
+    if data["folds"] is None and data["fold"] != 0:
+        raise ConfigError("data.fold", f"has no effect without data.folds (K-fold validation); got {data['fold']}")
+    if data["folds"] is not None and data["fold"] >= data["folds"]:
+        raise ConfigError("data.fold", f"must be in 0..{data['folds'] - 1} (data.folds={data['folds']}), "
+                          f"got {data['fold']}")
     if out["model"]["name"] == "cnn" and data["name"] != "synthetic_images":
         raise ConfigError("model.name", f"cnn needs image data (data=synthetic_images), got data={data['name']}")
     if out["model"]["name"] != "cnn" and data["name"] == "synthetic_images":

@@ -15,7 +15,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ..survival.data import DataError, Standardizer, load_csv, make_synthetic_images, resolve_path, split_indices
+from ..survival.data import (DataError, Standardizer, fold_indices, load_csv, make_synthetic_images, resolve_path,
+                             split_indices)
 from ..survival.metrics import comparable_pairs
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,25 @@ def _split(events: np.ndarray, fractions: tuple[float, float, float], seed: int,
         raise DataError(f"{label}: {str(exc).removeprefix('split_indices: ')}") from None
 
 
+def _parts(events: np.ndarray, data: Mapping[str, Any], label: str, test_in_file: bool):
+    """Train/val/test row indices. The test rows are split off by ``data.split_seed`` (none when
+    the test rows come from ``data.test_path``); with ``data.folds`` the other rows form K
+    event-stratified folds (same seed) and fold ``data.fold`` validates, so moving the fold
+    never moves a test row."""
+    test = data["test_fraction"] if test_in_file else 0.0
+    tr, va, te = _split(events, (1.0 - data["val_fraction"] - test, data["val_fraction"], test), data["split_seed"], label)
+    if data.get("folds"):
+        rest = np.sort(np.concatenate([tr, va]))
+        try:
+            folds = fold_indices(events[rest], data["folds"], data["split_seed"])
+        except ValueError as exc:
+            raise DataError(f"{label}: data.folds={data['folds']}: {str(exc).removeprefix('fold_indices: ')}; "
+                            "lower data.folds") from None
+        va = rest[folds[data["fold"]]]
+        tr = rest[np.sort(np.concatenate([f for k, f in enumerate(folds) if k != data["fold"]]))]
+    return tr, va, te
+
+
 def _tensors(x: np.ndarray, durations: np.ndarray, events: np.ndarray, idx: np.ndarray | None = None) -> Split:
     if idx is not None:
         x, durations, events = x[idx], durations[idx], events[idx]
@@ -100,8 +120,10 @@ def check_scorable(label: str, name: str, split: Split, hint: str, rank: bool = 
 def _check_splits(label: str, cohort: "Cohort", data: Mapping[str, Any]) -> None:
     times = "events at distinct times (all at time 0? data.duration_col and data.event_col swapped?)"
     check_scorable(label, "training", cohort.train, f"the data needs more {times}")
-    check_scorable(label, "validation", cohort.val, f"raise data.val_fraction (now {data['val_fraction']:g})"
-                   + (f" or data.n (now {data['n']})" if "n" in data else ""), rank=True)
+    more = (f"lower data.folds (now {data['folds']})" if data.get("folds")
+            else f"raise data.val_fraction (now {data['val_fraction']:g})")
+    check_scorable(label, "validation", cohort.val, more + (f" or data.n (now {data['n']})" if "n" in data else ""),
+                   rank=True)
     if data.get("test_path"):
         check_scorable(str(data["test_path"]), "test", cohort.test, f"the test file needs more {times}", rank=True)
     else:
@@ -136,8 +158,7 @@ def load_cohort(data: Mapping[str, Any]) -> Cohort:
     if data["name"] == "synthetic_images":
         x, durations, events = make_synthetic_images(data["n"], data["size"], data["seed"], signal=data["signal"])
         label = f"synthetic_images(n={data['n']}, size={data['size']}, seed={data['seed']}, signal={data['signal']})"
-        fr = (1.0 - data["val_fraction"] - data["test_fraction"], data["val_fraction"], data["test_fraction"])
-        tr, va, te = _split(events, fr, data["split_seed"], label)
+        tr, va, te = _parts(events, data, label, test_in_file=True)
         cohort = Cohort(_tensors(x, durations, events, tr), _tensors(x, durations, events, va),
                         _tensors(x, durations, events, te), ["image"], label, label)
         _check_splits(label, cohort, data)
@@ -150,11 +171,7 @@ def load_cohort(data: Mapping[str, Any]) -> Cohort:
         if resolve_path(test_path, "data.test_path").resolve() == resolve_path(path).resolve():
             log.warning("data.test_path is the training file %s: the test rows are training rows, so the test "
                         "C-index is not a held-out figure", path)
-        fr = (1.0 - data["val_fraction"], data["val_fraction"], 0.0)
-        tr, va, _ = _split(table.events, fr, data["split_seed"], path)
-    else:
-        fr = (1.0 - data["val_fraction"] - data["test_fraction"], data["val_fraction"], data["test_fraction"])
-        tr, va, te = _split(table.events, fr, data["split_seed"], path)
+    tr, va, te = _parts(table.events, data, path, test_in_file=not test_path)
     schema = table.schema
     if schema.missing == "impute":
         schema.fit_fill(table.x[tr].astype(np.float64), path)
