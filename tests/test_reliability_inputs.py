@@ -91,6 +91,12 @@ CATALOGUE: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("fractions", ["data=gbsg2", "data.val_fraction=0.5", "data.test_fraction=0.45"], ("data.test_fraction: val_fraction + test_fraction",)),
     ("fraction_with_test_file", ["data.test_fraction=0.3"], ("data.test_fraction: has no effect: data.test_path",
                                                           "data.test_path=null")),
+    ("fold_without_folds", ["data.fold=2"], ("data.fold: has no effect without data.folds",)),
+    ("fold_out_of_range", ["data.folds=5", "data.fold=5"], ("data.fold: must be in 0..4 (data.folds=5), got 5",)),
+    ("folds_one", ["data.folds=1"], ("data.folds: must be >= 2",)),
+    ("folds_more_than_events", ["data=gbsg2", "data.folds=400"],
+     ("pkg://lifelines/datasets/gbsg2.csv: data.folds=400: ", "event(s) cannot give each of 400 folds an event",
+      "lower data.folds")),
     ("no_optimizer", ["~optimizer"], ("optimizer: no option selected",)),
     ("csv_without_path", ["data=csv"], ("data.path: is required",)),
     # -- syntax and sweeps

@@ -24,7 +24,7 @@ def test_objective_values_are_the_validation_figures(tmp_path: Path) -> None:
     (and differs from its test C-index), no trial record holds a test figure, the choice is the best
     validation figure, and the final runs report the test C-index of the kept run dirs."""
     logging.disable(logging.WARNING)
-    study, records = tune.search(BASE, trials=3, seconds=None, sampler_seed=1, log=lambda _: None)
+    study, records = tune.search(BASE, trials=3, seconds=None, sampler_seed=1, log=lambda _: None, folds=1)
     assert len(records) == len(study.trials) == 3
     for trial, record in zip(study.trials, records):
         assert not any("test" in k for k in record) and not any("test" in k for k in trial.user_attrs)
@@ -33,11 +33,12 @@ def test_objective_values_are_the_validation_figures(tmp_path: Path) -> None:
     assert study.best_value == max(r["value"] for r in records)
     chosen = study.best_trial.user_attrs["overrides"]
     assert {o.split("=")[0] for o in chosen} == set(tune.SPACE)
-    final = tune.final_runs(BASE, chosen, [0, 1], tmp_path)
+    final = tune.final_runs(BASE, chosen, [0, 1], tmp_path, folds=1)
     metrics = [json.loads((tmp_path / f"final_seed{s}" / "metrics.json").read_text()) for s in (0, 1)]
-    assert final["test_cindex_runs"] == [m["test_cindex"] for m in metrics]
+    assert final["test_cindex_runs"] == final["single_test_cindex_runs"] == [m["test_cindex"] for m in metrics]
     assert final["test_cindex_mean"] == pytest.approx(sum(final["test_cindex_runs"]) / 2)
-    assert 0.5 < final["ensemble_test_cindex"] < 1.0 and 0.5 < final["ensemble_val_cindex"] < 1.0
+    assert final["oof_val_cindex_runs"] == pytest.approx([m["val_cindex"] for m in metrics], abs=1e-6)
+    assert final["folds"] == 1 and 0.5 < final["bagged_test_cindex"] < 1.0
     logging.disable(logging.NOTSET)
 
 
@@ -65,11 +66,11 @@ def test_a_bad_override_or_budget_is_one_line(capsys, tmp_path: Path) -> None:
 
 
 def _stub(seen: list[list[str]]):
-    """run_validation_only that records its overrides; the value depends on the split seed only."""
+    """run_validation_only that records its overrides; the value depends on the fold only."""
     def run(overrides: list[str]) -> dict:
         seen.append(overrides)
-        split = [0, *(int(o.split("=")[1]) for o in overrides if o.startswith("data.split_seed="))][-1]  # the last wins
-        value = 0.6 + 0.01 * split
+        fold = [0, *(int(o.split("=")[1]) for o in overrides if o.startswith("data.fold="))][-1]  # the last wins
+        value = 0.6 + 0.01 * fold
         return {"monitor": "val_cindex", "value": value, "val_cindex": value, "best_epoch": 1, "epochs_run": 1,
                 "seconds": 0.0}
     return run
@@ -87,90 +88,130 @@ def test_trial_zero_is_the_base_config(monkeypatch) -> None:
     cfg = compose_train(seen[0])
     assert (cfg.optimizer.weight_decay, cfg.trainer.batch_size, cfg.trainer.ties) == (0.01, 512, "breslow")
     assert records[0]["baseline"] and not records[1]["baseline"]
-    assert seen[0][len(base):] == ["optimizer.weight_decay=0.01", "trainer.batch_size=512", "trainer.ties=breslow"]
-    assert seen[1][len(base):] != seen[0][len(base):]
+    assert seen[0][len(base):] == ["optimizer.weight_decay=0.01", "trainer.batch_size=512", "trainer.ties=breslow",
+                                   "data.folds=5", "data.fold=0"]
+    assert seen[5][len(base):] != seen[0][len(base):]
     seen.clear()
-    tune.search(base, trials=1, seconds=None, log=lambda _: None, baseline=False)
+    tune.search(base, trials=1, seconds=None, log=lambda _: None, baseline=False, folds=1)
     assert seen[0][len(base):] != ["optimizer.weight_decay=0.01", "trainer.batch_size=512", "trainer.ties=breslow"]
     off_grid = compose_train(["model.hidden=[64,32]"])
     assert tune.baseline_params(off_grid, tune.SPACE) is None
     assert tune.baseline_params(compose_train(["model.hidden=[64,64]"]), tune.SPACE)["depth"] == 2
 
 
-def test_a_trial_averages_its_validation_splits_and_never_moves_the_test_rows(monkeypatch, capsys,
-                                                                               tmp_path: Path) -> None:
-    """With a fixed test file each trial runs data.split_seed s0..s0+k-1 and its value is their mean;
-    those seeds redraw validation rows but not one test row. Without a test file it is refused."""
-    import torch
-
-    from survopt_hydra.app.compose import compose_train
-    from survopt_hydra.app.data import load_cohort
-
+def test_a_trial_averages_its_folds_and_a_fixed_fold_is_refused(monkeypatch, capsys, tmp_path: Path) -> None:
+    """Each trial runs data.fold 0..K-1 of data.folds=K and its value is their mean (the folds'
+    row partition and the fixed test rows are tests/test_folds.py's). --folds 1 is the app's one
+    split; --folds 0 and a data.folds override are refused in one line, before any trial."""
     seen: list[list[str]] = []
     monkeypatch.setattr(tune, "run_validation_only", _stub(seen))
-    study, records = tune.search(["data.split_seed=2"], trials=2, seconds=None, log=lambda _: None, val_splits=3)
-    assert [o[-1] for o in seen] == [f"data.split_seed={s}" for s in (2, 3, 4)] * 2
-    assert [t.value for t in study.trials] == pytest.approx([0.63, 0.63])
-    assert records[0]["val_cindex_splits"] == "0.6200 0.6300 0.6400"
-    a, b = (load_cohort(compose_train([f"data.split_seed={s}"]).data) for s in (0, 1))
-    assert torch.equal(a.test.durations, b.test.durations) and torch.equal(a.test.events, b.test.events)
-    assert not torch.equal(a.val.durations, b.val.durations)
-    assert tune.main(["data=gbsg2", "--val-splits", "2", "--trials", "1", "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: --val-splits: more than one validation split needs a fixed "
-                                               "test file")
+    study, records = tune.search(["data.split_seed=2"], trials=2, seconds=None, log=lambda _: None, folds=3)
+    assert [o[-2:] for o in seen] == [["data.folds=3", f"data.fold={k}"] for k in (0, 1, 2)] * 2
+    assert all(o[0] == "data.split_seed=2" for o in seen)
+    assert [t.value for t in study.trials] == pytest.approx([0.61, 0.61])
+    assert records[0]["val_cindex_folds"] == "0.6000 0.6100 0.6200"
+    seen.clear()
+    tune.search([], trials=1, seconds=None, log=lambda _: None, folds=1)
+    assert len(seen) == 1 and not any(o.startswith("data.fold") for o in seen[0])
+    for args, line in ((["--folds", "0"], "error: --folds: must be >= 1, got 0"),
+                       (["data.folds=3"], "error: data.folds: is set by scripts/tune.py (--folds); drop the override")):
+        assert tune.main(["data=gbsg2", *args, "--trials", "1", "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [line]
     assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.slow
-def test_bagged_final_runs_train_each_split_in_two_workers(tmp_path: Path) -> None:
-    """final_runs with 2 splits x 2 seeds in 2 worker processes: the seed runs are the base split's
-    (their metrics.json), equal to the same config trained in this process; the bagged ensemble
-    has 4 members, one run dir each."""
+def test_bagged_final_runs_train_each_fold_in_two_workers(tmp_path: Path) -> None:
+    """final_runs with 2 folds x 2 seeds in 2 worker processes: one kept run dir per member, each
+    equal to the same config trained in this process; each seed's bag, the bag of all and their
+    out-of-fold validation C-index recomputed from the run dirs and scored by lifelines."""
     logging.disable(logging.WARNING)
-    base = ["trainer.max_epochs=3"]
-    final = tune.final_runs(base, ["model.hidden=[8]"], [0, 1], tmp_path, splits=[0, 1], jobs=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["final_seed0", "final_seed0_split1", "final_seed1",
-                                                         "final_seed1_split1"]
-    metrics = [json.loads((tmp_path / f"final_seed{s}" / "metrics.json").read_text()) for s in (0, 1)]
-    assert final["test_cindex_runs"] == [m["test_cindex"] for m in metrics]
-    here = select_defaults.run_once([*base, "model.hidden=[8]", "trainer.seed=1"])
-    assert (here["val_cindex"], here["test_cindex"]) == (metrics[1]["val_cindex"], metrics[1]["test_cindex"])
-    other = json.loads((tmp_path / "final_seed0_split1" / "metrics.json").read_text())
-    assert other["val_cindex"] != metrics[0]["val_cindex"]
-    assert final["bagged_models"] == 4
-    # the bags, recomputed from the kept run dirs and scored by lifelines
+    base = ["data=gbsg2", "trainer.max_epochs=3"]
+    final = tune.final_runs(base, ["model.hidden=[8]"], [0, 1], tmp_path, folds=2, jobs=2)
+    names = [f"final_seed{s}_fold{k}" for k in (0, 1) for s in (0, 1)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names, "bags.json"])
+    metrics = {n: json.loads((tmp_path / n / "metrics.json").read_text()) for n in names}
+    assert final["single_test_cindex_runs"] == [metrics[n]["test_cindex"] for n in names]
+    here = select_defaults.run_once([*base, "model.hidden=[8]", "data.folds=2", "data.fold=1", "trainer.seed=1"])
+    assert (here["val_cindex"], here["test_cindex"]) == (metrics["final_seed1_fold1"]["val_cindex"],
+                                                         metrics["final_seed1_fold1"]["test_cindex"])
+    assert final["bagged_models"] == 4 and final["folds"] == 2
+    import numpy as np
     import torch
     from lifelines.utils import concordance_index as lifelines_cindex
 
     from survopt_hydra.app.trainer import load_best
 
-    scores = {}
-    for name in ("final_seed0", "final_seed0_split1", "final_seed1", "final_seed1_split1"):
+    val, test_z, val_rows = {}, {}, {}
+    bags = json.loads((tmp_path / "bags.json").read_text())["bags"]
+    assert sorted(bags) == ["0", "1"]
+    for name in names:
         _, cohort, model, _ = load_best(tmp_path / name)
         with torch.no_grad():
             v, t = model(cohort.val.x).double().numpy(), model(cohort.test.x).double().numpy()
-        scores[name] = (t - v.mean()) / v.std()
+        val[name], test_z[name] = (v - v.mean()) / v.std(), (t - v.mean()) / v.std()
+        val_rows[name[-1]] = cohort.val
+        member = bags[name[len("final_seed")]][int(name[-1])]  # what a user rebuilds the bag from
+        assert member["run_dir"] == name and (member["val_mean"], member["val_sd"]) == pytest.approx((v.mean(), v.std()))
     test = cohort.test
 
-    def c(names: list[str]) -> float:
-        risk = sum(scores[n] for n in names) / len(names)
-        return lifelines_cindex(test.durations, -risk, test.events)
+    def c(members: list[str]) -> float:
+        return lifelines_cindex(test.durations, -sum(test_z[n] for n in members) / len(members), test.events)
 
-    assert final["bagged_test_cindex"] == pytest.approx(c(list(scores)), abs=1e-12)
-    per_seed = [c([f"final_seed{s}", f"final_seed{s}_split1"]) for s in (0, 1)]
-    assert final["bagged_seed_test_cindex_runs"] == pytest.approx(per_seed, abs=1e-12)
-    assert final["bagged_seed_test_cindex_mean"] == pytest.approx(sum(per_seed) / 2, abs=1e-12)
+    def oof(seeds: list[int]) -> float:
+        risk = np.concatenate([sum(val[f"final_seed{s}_fold{k}"] for s in seeds) / len(seeds) for k in (0, 1)])
+        durations = np.concatenate([val_rows[str(k)].durations.numpy() for k in (0, 1)])
+        events = np.concatenate([val_rows[str(k)].events.numpy() for k in (0, 1)])
+        return lifelines_cindex(durations, -risk, events)
+
+    per_seed = [c([f"final_seed{s}_fold{k}" for k in (0, 1)]) for s in (0, 1)]
+    assert final["test_cindex_runs"] == pytest.approx(per_seed, abs=1e-12)
+    assert final["test_cindex_mean"] == pytest.approx(sum(per_seed) / 2, abs=1e-12)
+    assert final["bagged_test_cindex"] == pytest.approx(c(names), abs=1e-12)
+    assert final["oof_val_cindex_runs"] == pytest.approx([oof([0]), oof([1])], abs=1e-12)
+    assert final["bagged_oof_val_cindex"] == pytest.approx(oof([0, 1]), abs=1e-12)
     assert len(set(per_seed + [final["bagged_test_cindex"]])) > 1  # distinct bags, not one figure thrice
+    assert len(val_rows["0"]) + len(val_rows["1"]) == len(cohort.train) + len(cohort.val)
     logging.disable(logging.NOTSET)
 
 
 @pytest.mark.slow
 def test_a_trial_in_two_workers_gets_the_sequential_values() -> None:
-    """The same trials with each split in its own worker process: identical objective values."""
+    """The same trials with each fold in its own worker process: identical objective values."""
     logging.disable(logging.WARNING)
     base = ["trainer.max_epochs=2"]
-    values = [[t.value for t in tune.search(base, trials=2, seconds=None, log=lambda _: None, val_splits=2,
+    values = [[t.value for t in tune.search(base, trials=2, seconds=None, log=lambda _: None, folds=2,
                                             jobs=jobs)[0].trials] for jobs in (1, 2)]
     assert values[0] == values[1] and values[0][0] != values[0][1]
     logging.disable(logging.NOTSET)
+
+
+def test_pruned_trials_stop_early_and_are_never_chosen(monkeypatch) -> None:
+    """With the MedianPruner a trial that trails after its first folds stops there: recorded as
+    pruned with the mean of the folds it ran, never the choice; complete trials average all K
+    folds. Without pruning every trial runs every fold. (A stub app: LR > 0.01 validates 0.05 higher.)"""
+    seen: list[list[str]] = []
+
+    def run(overrides: list[str]) -> dict:
+        seen.append(overrides)
+        value = dict(o.split("=", 1) for o in overrides)
+        value = 0.6 + 0.01 * int(value["data.fold"]) + (0.05 if float(value["optimizer.lr"]) > 0.01 else 0.0)
+        return {"monitor": "val_cindex", "value": value, "val_cindex": value, "best_epoch": 1, "epochs_run": 1,
+                "seconds": 0.0}
+
+    monkeypatch.setattr(tune, "run_validation_only", run)
+    study, records = tune.search(["data=gbsg2"], trials=16, seconds=None, log=lambda _: None, folds=5)
+    pruned = [r for r in records if r["pruned"]]
+    assert pruned and not any(r["pruned"] for r in records[:5])  # the first 5 trials set the medians
+    assert len(seen) == sum(len(r["val_cindex_folds"].split()) for r in records) < 16 * 5
+    for r in records:
+        folds = [float(v) for v in r["val_cindex_folds"].split()]
+        assert len(folds) < 5 if r["pruned"] else len(folds) == 5
+        assert r["value"] == pytest.approx(sum(folds) / len(folds))
+    assert all("optimizer.lr=0.0" in r["overrides"] and float(r["overrides"].split("optimizer.lr=")[1].split()[0]) <= 0.01
+               for r in pruned)
+    assert study.best_value == pytest.approx(0.67) and not records[study.best_trial.number]["pruned"]
+    seen.clear()
+    _, records = tune.search(["data=gbsg2"], trials=8, seconds=None, log=lambda _: None, folds=5, prune=False)
+    assert len(seen) == 8 * 5 and not any(r["pruned"] for r in records)
