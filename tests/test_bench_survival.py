@@ -1,0 +1,46 @@
+"""benchmarks/bench_survival.py: the rows each peer fits on, and the verdict column of its table."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import bench_survival  # noqa: E402
+
+
+def test_peers_without_model_selection_fit_on_train_and_validation_rows() -> None:
+    import torch
+
+    from survopt_hydra.app.compose import compose_train
+    from survopt_hydra.app.config import check_app_config
+    from survopt_hydra.app.data import load_cohort
+
+    cohort = load_cohort(check_app_config(compose_train(["data=gbsg2"]))["data"])
+    joined = bench_survival.all_rows(cohort)
+    assert len(joined.train) == len(cohort.train) + len(cohort.val)
+    assert torch.equal(joined.train.x, torch.cat([cohort.train.x, cohort.val.x]))
+    assert torch.equal(joined.train.events, torch.cat([cohort.train.events, cohort.val.events]))
+    assert joined.test is cohort.test and joined.val is cohort.val and len(cohort.train) < len(joined.train)
+
+
+def _row(tuned: float, published: float | None, **peers: float) -> dict:
+    row = {"dataset": "x", "n_train": 80, "n_val": 20, "n_test": 50, "deepsurv_published": published,
+           "tuned": {"test_cindex_mean": tuned, "single_test_cindex_mean": 0.6, "bagged_test_cindex": 0.61}}
+    row.update({m: {"test_cindex_mean": v} for m, v in peers.items()})
+    return row
+
+
+@pytest.mark.parametrize("row,verdict", [
+    (_row(0.66, 0.654, default=0.645, default_bag=0.652, rsf=0.645), "yes"),
+    (_row(0.65, 0.654, default=0.645, rsf=0.645), "no (best other 0.654)"),
+    (_row(0.70, None, default=0.72, gbsa=0.75), "no (best other 0.750)"),
+    (_row(0.70, None, default=0.70), "no (best other 0.700)"),  # a tie is not a win
+])
+def test_the_verdict_is_the_preset_against_every_other_figure(row: dict, verdict: str) -> None:
+    line = bench_survival.table([row]).splitlines()[-1]
+    assert line.endswith(f"| {verdict} |") and "| 100 / 50 |" in line
+    assert ("skipped" in line) == ("torchsurv" not in row)
