@@ -63,9 +63,10 @@ def _hidden(trial: Any) -> str:
 # key -> how a trial draws its value (a string, as on the command line). Why each is here:
 # LR and weight decay matter most for an MLP under AdamW (LR from 1e-3: in 359 trials of two
 # bench_survival runs on the four DeepSurv cohorts, 2026-12-01, no LR below 1e-3 came within 0.005
-# of a cohort's best validation figure, and those trials took 1.5-2.6x as long); width x depth with dropout lets large
-# cohorts use a larger, more regularised model; the batch size sets the Cox risk sets (a batch is
-# a risk set) and the update noise; Efron ties are the better partial likelihood on tied times.
+# of a cohort's best validation figure, and those trials took 1.5-2.6x as long); width x depth
+# with dropout lets large cohorts use a larger, more regularised model; the batch size sets the
+# Cox risk sets (a batch is a risk set) and the update noise; Efron ties are the better partial
+# likelihood on tied times.
 SPACE: dict[str, Callable[[Any], str]] = {
     "optimizer.lr": lambda t: f"{t.suggest_float('lr', 1e-3, 1e-1, log=True):.6g}",
     "optimizer.weight_decay": lambda t: f"{t.suggest_float('weight_decay', 1e-5, 0.3, log=True):.6g}",
@@ -306,7 +307,8 @@ def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path, 
             "test_cindex_sd": statistics.stdev(bags) if len(bags) > 1 else 0.0,
             "oof_val_cindex_runs": [oof_c([s]) for s in seeds],
             "single_test_cindex_runs": singles, "single_test_cindex_mean": statistics.fmean(singles),
-            "single_val_cindex_runs": [m["val_cindex"] for m in members], "best_epochs": [m["best_epoch"] for m in members],
+            "single_val_cindex_runs": [m["val_cindex"] for m in members],
+            "best_epochs": [m["best_epoch"] for m in members],
             "bagged_models": len(plan), "bagged_test_cindex": test_c(plan), "bagged_oof_val_cindex": oof_c(seeds),
             "run_dirs": [str(d) for d in dirs]}
 

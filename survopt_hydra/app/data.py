@@ -76,7 +76,8 @@ def _parts(events: np.ndarray, data: Mapping[str, Any], label: str, test_in_file
     event-stratified folds (same seed) and fold ``data.fold`` validates, so moving the fold
     never moves a test row."""
     test = data["test_fraction"] if test_in_file else 0.0
-    tr, va, te = _split(events, (1.0 - data["val_fraction"] - test, data["val_fraction"], test), data["split_seed"], label)
+    val = data["val_fraction"]
+    tr, va, te = _split(events, (1.0 - val - test, val, test), data["split_seed"], label)
     if data.get("folds"):
         rest = np.sort(np.concatenate([tr, va]))
         try:
