@@ -15,6 +15,11 @@ shows both C-indices against each swept key: with several swept keys each point 
 mean over the jobs with that value (the other keys vary), categorical values are not
 joined by lines. Every YAML file is read with ``yaml.safe_load``: a file that needs
 anything more (a Python tag, say) is refused in one line.
+
+A sweep over ``data.fold`` (K-fold validation, ``data.folds=K data.fold=0,...,K-1``) validates
+each job on other rows, so jobs are not ranked one by one: a second table gives each setting of
+the other swept keys the mean (and sd) of its folds' validation C-index, and the best mean is
+marked; a setting missing a fold is listed but not ranked.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import argparse
 import csv
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,7 @@ from typing import Any
 import yaml
 
 METRICS = ("val_cindex", "test_cindex", "best_epoch", "epochs_run", "train_seconds")
+FOLD_KEY = "data.fold"  # K-fold validation (data.folds): jobs of one setting validate on different rows
 SWEEPER_RESULTS = "optimization_results.yaml"  # written by hydra-optuna-sweeper (and scripts/tune.py)
 
 
@@ -156,8 +163,62 @@ def _fmt(value: Any) -> str:
 
 
 def best_by_validation(jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The finished job with the best validation C-index; None in a fold sweep, where each job
+    validated on other rows (:func:`cross_validation` ranks the settings there)."""
+    if FOLD_KEY in split_keys(jobs)[0]:
+        return None
     done = [r for r in jobs if r["status"] == "done" and _finite(r.get("val_cindex"))]
     return max(done, key=lambda r: r["val_cindex"]) if done else None
+
+
+def cross_validation(jobs: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]], dict[str, Any] | None]:
+    """With ``data.fold`` swept: (other swept keys, one row per setting of them, the best complete row).
+
+    A row holds the setting, how many of the sweep's folds finished, and the mean and sd over
+    them of the validation C-index (and the mean test C-index of the single fold models, which
+    is reported, never ranked on). Only a setting with every fold finished is ranked: a mean over
+    fewer folds is over other rows.
+    """
+    keys = split_keys(jobs)[0]
+    if FOLD_KEY not in keys:
+        return [], [], None
+    others = [k for k in keys if k != FOLD_KEY]
+    folds = {str(r.get(FOLD_KEY)) for r in jobs}
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in jobs:
+        groups.setdefault(tuple(str(row.get(k)) for k in others), []).append(row)
+    rows = []
+    for setting, members in groups.items():
+        done = [r for r in members if r["status"] == "done" and _finite(r.get("val_cindex"))]
+        vals = [r["val_cindex"] for r in done]
+        tests = [r["test_cindex"] for r in done if _finite(r.get("test_cindex"))]
+        rows.append({**dict(zip(others, setting)), "folds": f"{len(done)} of {len(folds)}",
+                     "complete": {str(r.get(FOLD_KEY)) for r in done} == folds,
+                     "val_cindex_mean": statistics.fmean(vals) if vals else None,
+                     "val_cindex_sd": statistics.stdev(vals) if len(vals) > 1 else None,
+                     "test_cindex_mean": statistics.fmean(tests) if tests else None})
+    ranked = [r for r in rows if r["complete"]]
+    return others, rows, max(ranked, key=lambda r: r["val_cindex_mean"]) if ranked else None
+
+
+def _cv_lines(jobs: list[dict[str, Any]]) -> list[str]:
+    others, rows, best = cross_validation(jobs)
+    if not rows:
+        return []
+    columns = [*others, "folds", "val_cindex_mean", "val_cindex_sd", "test_cindex_mean"]
+    lines = ["", f"Cross-validation over `{FOLD_KEY}`: each job validated on another fold, so settings are "
+             "ranked by the mean validation C-index over their folds (test: the single fold models' mean, "
+             "not ranked on); a setting missing a fold is not ranked.", "",
+             "| " + " | ".join([*columns, ""]) + " |", "|" + "---|" * (len(columns) + 1)]
+    for row in rows:
+        lines.append("| " + " | ".join([*(_fmt(row[c]) for c in columns), "**best mean val**" if row is best else ""])
+                     + " |")
+    if best is not None:
+        setting = " ".join(f"{k}={best[k]}" for k in others) or "(the one setting)"
+        test = f"{best['test_cindex_mean']:.4f}" if best["test_cindex_mean"] is not None else "none"
+        lines += ["", f"Best by mean validation C-index over folds: {setting}: val {best['val_cindex_mean']:.4f}, "
+                  f"test (mean of the fold models) {test}."]
+    return lines
 
 
 def _finite(value: Any) -> bool:
@@ -191,6 +252,7 @@ def write_tables(jobs: list[dict[str, Any]], out: Path, chosen: dict[str, Any] |
         lines += ["", "Jobs without results:", ""]
         lines += [f"- job {r['job']} ({' '.join(f'{k}={r[k]}' for k in keys if k in r)}): {r['status']}: "
                   f"{r.get('reason', '')}" for r in failed]
+    lines += _cv_lines(jobs)
     for label, row in (("Best by validation C-index", best), ("Chosen by the sweeper", chosen)):
         if row is not None:
             setting = " ".join(f"{k}={row[k]}" for k in keys if k in row) or "(no swept key)"

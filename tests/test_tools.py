@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -407,3 +408,29 @@ def test_tools_refuse_a_bad_override_in_the_apps_words(tool: list[str]) -> None:
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "optimizer.lrr: unknown key (did you mean 'lr'?)" in lines[0], proc.stderr
+
+
+def test_sweep_report_ranks_a_fold_sweep_by_the_mean_over_folds(tmp_path: Path) -> None:
+    """LR x data.fold: no job is ranked alone (each validated on other rows); each LR gets the mean
+    and sd of its folds, the best complete mean is marked, and an LR missing a fold is not ranked
+    even with the best mean of what finished."""
+    vals = {0.001: [0.60, 0.80, 0.61], 0.01: [0.70, 0.71, 0.72], 0.1: [0.90, 0.90, None]}
+    job = 0
+    for lr, folds in vals.items():
+        for fold, val in enumerate(folds):
+            metrics = None if val is None else {"val_cindex": val, "test_cindex": val - 0.05, "best_epoch": 2,
+                                                "epochs_run": 5, "train_seconds": 0.1}
+            _fake_job(tmp_path, str(job), [f"optimizer.lr={lr}", "data.folds=3", f"data.fold={fold}"], metrics)
+            job += 1
+    assert sweep_report.main([str(tmp_path)]) == 0
+    markdown = (tmp_path / "sweep_report.md").read_text()
+    assert "(best val)" not in markdown and "Best by validation C-index:" not in markdown
+    others, rows, best = sweep_report.cross_validation(sweep_report.collect(tmp_path))
+    assert others == ["optimizer.lr"] and [r["folds"] for r in rows] == ["3 of 3", "3 of 3", "2 of 3"]
+    assert best is rows[1] and best["val_cindex_mean"] == pytest.approx(0.71)
+    assert rows[0]["val_cindex_mean"] == pytest.approx(2.01 / 3) and rows[0]["val_cindex_sd"] == pytest.approx(
+        statistics.stdev([0.60, 0.80, 0.61]))
+    assert rows[1]["test_cindex_mean"] == pytest.approx(0.66) and not rows[2]["complete"]
+    assert "| 0.01 | 3 of 3 | 0.7100 | 0.0100 | 0.6600 | **best mean val** |" in markdown
+    assert ("Best by mean validation C-index over folds: optimizer.lr=0.01: val 0.7100, test (mean of the fold "
+            "models) 0.6600.") in markdown
