@@ -194,8 +194,9 @@ def cohort_row(name: str, out: Path, trials: int | None, seconds: float | None, 
                     "baseline_val": records[0]["value"] if records[0].get("baseline") else None,
                     "search_seconds": search_s, "seconds": time.perf_counter() - tic, **final}
     log(f"{name}: tuned {final['test_cindex_mean']:.4f} ({' '.join(chosen)})")
-    row["coxph"] = {"test_cindex_mean": cindex(_fit_cox(all_rows(cohort), 0.01)(cohort.test), cohort.test)}
-    for peer, fn, rows in (("rsf", rsf, all_rows(cohort)), ("gbsa", gbsa, all_rows(cohort)),
+    joined = all_rows(cohort)
+    row["coxph"] = {"test_cindex_mean": cindex(_fit_cox(joined, 0.01)(cohort.test), cohort.test)}
+    for peer, fn, rows in (("rsf", rsf, joined), ("gbsa", gbsa, joined),
                            ("torchsurv", torchsurv_mlp, cohort)):  # torchsurv early-stops on the validation rows
         row[peer] = _peer(peer, fn, rows)
         log(f"{name}: {peer} {row[peer].get('test_cindex_mean', row[peer].get('skipped'))}")
