@@ -44,3 +44,33 @@ def test_the_verdict_is_the_preset_against_every_other_figure(row: dict, verdict
     line = bench_survival.table([row]).splitlines()[-1]
     assert line.endswith(f"| {verdict} |") and "| 100 / 50 |" in line
     assert ("skipped" in line) == ("torchsurv" not in row)
+
+
+def test_outer_folds_put_every_patient_in_one_test_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"event": (rng.random(53) < 0.4).astype(int), "duration": rng.random(53) * 100,
+                          "age": np.arange(53)})
+    monkeypatch.setitem(bench_survival.deepsurv_benchmark.SOURCES, "toy", lambda: (frame[:40], frame[40:]))
+    pairs = bench_survival.outer_exports("toy", tmp_path, 5)
+    tests = [pd.read_csv(test) for _, test in pairs]
+    assert sorted(np.concatenate([t["age"].to_numpy() for t in tests]).tolist()) == list(range(53))
+    for (train, _), test in zip(pairs, tests):
+        train = pd.read_csv(train)
+        assert len(train) + len(test) == 53 and not set(train["age"]) & set(test["age"])
+        assert list(train.columns) == ["event", "duration", "age"]
+    events = [int(t["event"].sum()) for t in tests]
+    assert max(events) - min(events) <= 1 and sum(events) == int(frame["event"].sum())
+
+
+def test_outer_summary_is_the_mean_over_folds_with_its_own_verdict() -> None:
+    rows = [_row(0.70, None, default=0.72, gbsa=0.75), _row(0.80, None, default=0.70, gbsa=0.71)]
+    summary = bench_survival.outer_summary("whas500", rows)
+    assert summary["tuned"]["test_cindex_mean"] == pytest.approx(0.75)
+    assert summary["gbsa"]["test_cindex_folds"] == [0.75, 0.71]
+    assert summary["tuned"]["bagged_test_cindex"] == pytest.approx(0.61)
+    assert "torchsurv" not in summary  # missing in a fold: no mean
+    line = bench_survival.table([summary]).splitlines()[-1]
+    assert line.startswith("| whas500: mean of 2 outer folds | 100 / 50 |") and line.endswith("| yes |")
