@@ -74,3 +74,14 @@ def test_outer_summary_is_the_mean_over_folds_with_its_own_verdict() -> None:
     assert "torchsurv" not in summary  # missing in a fold: no mean
     line = bench_survival.table([summary]).splitlines()[-1]
     assert line.startswith("| whas500: mean of 2 outer folds | 100 / 50 |") and line.endswith("| yes |")
+
+
+def test_validation_table_names_who_leads_on_validation_and_on_test() -> None:
+    row = _row(0.70, None, default_bag=0.71, coxph=0.72, rsf=0.73, gbsa=0.75)
+    row["validation"] = {"default": 0.79, "tuned": 0.80, "coxph": 0.78, "rsf": 0.785, "gbsa": 0.77}
+    line = bench_survival.validation_table([row, _row(0.7, None)]).splitlines()
+    assert len(line) == 3  # a row without a validation view is left out
+    assert line[-1] == "| x | 0.790 | 0.800 | 0.780 | 0.785 | 0.770 | default | gbsa |"
+    row["validation"].pop("gbsa")
+    row["default_bag"]["test_cindex_mean"] = 0.80  # the defaults' test figure is their bag's
+    assert bench_survival.validation_table([row]).splitlines()[-1].endswith("| skipped | default | default |")
