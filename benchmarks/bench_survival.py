@@ -239,7 +239,8 @@ def cohort_row(name: str, out: Path, trials: int | None, seconds: float | None, 
     _, cohort = _tabular_cohort(compose_train(base))
     name = label or name
     row: dict[str, Any] = {"dataset": name, "n_train": len(cohort.train), "n_val": len(cohort.val),
-                           "n_test": len(cohort.test), "deepsurv_published": None if label else deepsurv_benchmark.PUBLISHED[name]}
+                           "n_test": len(cohort.test),
+                           "deepsurv_published": None if label else deepsurv_benchmark.PUBLISHED[name]}
     tic = time.perf_counter()
     runs = app_runs(base)
     row["default"] = {"test_cindex_runs": [r["test_cindex"] for r in runs],
