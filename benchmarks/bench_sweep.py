@@ -3,9 +3,13 @@
 * ``default_run_wall_s``: ``python scripts/train.py hydra.run.dir=<tmp>`` (fresh dir), whole
   process, median of ``repeats``; ``default_run_train_s`` its ``train_seconds``.
 * ``torch_floor_s``: what any torch training script pays before its first epoch, measured the
-  same way: a fresh ``python -c`` that imports torch, builds an AdamW and takes one step (torch
-  imports ``torch._dynamo`` at the first optimizer, ~1-3 s on this machine). Then
+  same way: a fresh ``python -c`` that imports torch, builds an AdamW and takes one step. Then
   ``default_run_overhead_s`` = wall - floor - train: what the app adds (issue 16: <= ~0.5 s).
+  ``torch_import_s``: a fresh ``python -c "import torch"``; the rest of the floor is torch
+  building its first optimizer: ``Optimizer.add_param_group`` is wrapped by
+  ``torch._disable_dynamo``, which imports ``torch._dynamo`` (sympy, FSDP, inductor config) on
+  its first call. ``default_run_beyond_import_s`` = wall - import - train is the issue's
+  "beyond importing torch and training", that import included.
 * ``sweep6_sequential_wall_s`` / ``sweep6_parallel_wall_s``: ``python scripts/train.py -m
   data=gbsg2 optimizer.lr=<6 values>`` with Hydra's basic (in-process, sequential) launcher and
   with ``hydra/launcher=survopt_parallel`` (joblib, one process per core), whole process, median
@@ -51,9 +55,9 @@ FLOOR = ("import torch; p = torch.nn.Parameter(torch.zeros(3)); o = torch.optim.
          "p.sum().backward(); o.step()")
 
 
-def _floor() -> float:
+def _floor(code: str = FLOOR) -> float:
     tic = time.perf_counter()
-    subprocess.run([sys.executable, "-c", FLOOR], check=True, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
     return time.perf_counter() - tic
 
 
@@ -86,10 +90,11 @@ def run(quick: bool = False, repeats: int | None = None) -> dict[str, Any]:
         tmp = Path(tmp_name)
         for i in range(repeats):
             run_dir = tmp / f"default{i}"
-            floor = _floor()
+            floor, imported = _floor(), _floor("import torch")
             wall = _train([f"hydra.run.dir={run_dir}", *extra])
             train = json.loads((run_dir / "metrics.json").read_text())["train_seconds"]
-            default.append({"wall": wall, "train": train, "floor": floor, "overhead": wall - floor - train})
+            default.append({"wall": wall, "train": train, "floor": floor, "overhead": wall - floor - train,
+                            "import": imported, "beyond_import": wall - imported - train})
             seq.append(sweep(tmp, f"seq{i}", False, extra))
             par.append(sweep(tmp, f"par{i}", True, extra))
 
@@ -104,6 +109,8 @@ def run(quick: bool = False, repeats: int | None = None) -> dict[str, Any]:
         "default_run_train_s": med(default, "train"),
         "torch_floor_s": med(default, "floor"),
         "default_run_overhead_s": med(default, "overhead"),
+        "torch_import_s": med(default, "import"),
+        "default_run_beyond_import_s": med(default, "beyond_import"),
         "sweep6_sequential_wall_s": med(seq, "wall"),
         "sweep6_parallel_wall_s": med(par, "wall"),
         "parallel_sweep_speedup": round(med(seq, "wall") / med(par, "wall"), 3),

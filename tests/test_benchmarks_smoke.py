@@ -118,6 +118,9 @@ def test_sweep_benchmark_quick_reports_every_figure() -> None:
                 "parallel_sweep_speedup"):
         assert isinstance(res[key], float) and res[key] > 0, key
     assert res["default_run_wall_s"] > res["default_run_train_s"] > 0
+    assert 0 < res["torch_import_s"] < res["default_run_wall_s"]
+    run = res["runs"]["default"][0]
+    assert run["beyond_import"] == pytest.approx(run["wall"] - run["import"] - run["train"])
     assert res["sweep6_sequential_wall_s"] > res["sweep6_train_s_sum"] > 0
     assert res["parallel_sweep_speedup"] == pytest.approx(
         res["sweep6_sequential_wall_s"] / res["sweep6_parallel_wall_s"], rel=1e-2)
