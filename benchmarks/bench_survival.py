@@ -25,6 +25,10 @@ Per cohort, all in one process and one run:
   seeds 0 1 2.
 
 Harrell's C-index on the test rows (the project's ``concordance_index``), mean over seeds.
+A second table, the validation view, gives each method's validation C-index averaged over the
+folds the preset searched on (``validation_view``): what a protocol that may not read test rows
+sees. ``--outer K`` runs all of it on K event-stratified outer folds of the whole cohort instead
+of the fixed test file, and adds their mean (``outer_exports``, ``outer_summary``).
 pycox is not installed here (its pinned dependencies do not install next to this torch and
 numpy); a peer that cannot be imported is reported as ``skipped``. The CPU is shared, so the
 budgets are small; ``--trials``/``--seconds`` say how small, and the JSON records them.
@@ -367,6 +371,8 @@ def main(argv: list[str] | None = None) -> None:
                         "cohort (each fold the test rows once), then their mean; for a cohort whose test split is "
                         "small and our own (whas500)")
     args = parser.parse_args(argv)
+    if args.outer is not None and args.outer < 2:
+        parser.error(f"--outer must be >= 2 (one fold cannot hold out every patient once), got {args.outer}")
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore", message="Ties in `time` detected")  # torchsurv: it uses Efron, as asked
     args.out.mkdir(parents=True, exist_ok=True)

@@ -85,3 +85,10 @@ def test_validation_table_names_who_leads_on_validation_and_on_test() -> None:
     row["validation"].pop("gbsa")
     row["default_bag"]["test_cindex_mean"] = 0.80  # the defaults' test figure is their bag's
     assert bench_survival.validation_table([row]).splitlines()[-1].endswith("| skipped | default | default |")
+
+
+def test_outer_below_two_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        bench_survival.main(["--out", "/nonexistent/never-made", "--outer", "1"])
+    assert exc.value.code == 2
+    assert "--outer must be >= 2" in capsys.readouterr().err
