@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -70,8 +71,6 @@ def cindex(risk: np.ndarray, split: Any) -> float:
 def all_rows(cohort: Any) -> Any:
     """The cohort with its validation rows added to the training rows: what a method that does
     not select on validation fits on (the K-fold bags train on every non-test row too)."""
-    import dataclasses
-
     import torch
 
     from survopt_hydra.app.data import Split
@@ -93,13 +92,14 @@ def app_runs(overrides: list[str]) -> list[dict[str, Any]]:
     return runs
 
 
-def _sksurv(make: Callable[[int], Any], cohort: Any) -> list[float]:
+def _sksurv(make: Callable[[int], Any], cohort: Any, seeds: tuple[int, ...] = SEEDS) -> list[float]:
+    """Test C-index of a scikit-survival model fitted on the cohort's training rows, per seed."""
     from sksurv.util import Surv
 
     tr = cohort.train
     y = Surv.from_arrays(tr.events.numpy() > 0, tr.durations.numpy())
     out = []
-    for seed in SEEDS:
+    for seed in seeds:
         model = make(seed).fit(tr.x.numpy(), y)
         out.append(cindex(model.predict(cohort.test.x.numpy()), cohort.test))
     return out
@@ -145,14 +145,12 @@ def validation_view(base: list[str], folds: int, row: dict[str, Any]) -> dict[st
             per["coxph"].append(cindex(_fit_cox(c, 0.01)(c.val), c.val))
         except ConfigError as exc:  # lifelines did not converge on this fold's rows
             view["skipped"] = f"coxph: {exc}"
+        scored_on_val = dataclasses.replace(c, test=c.val)
         try:
-            from sksurv.util import Surv
+            for peer, make in (("rsf", _rsf_model), ("gbsa", _gbsa_model)):
+                per[peer] += _sksurv(make, scored_on_val, seeds=(0,))
         except ImportError as exc:
             view["skipped"] = f"rsf, gbsa: {exc}"
-            continue
-        y = Surv.from_arrays(c.train.events.numpy() > 0, c.train.durations.numpy())
-        for peer, make in (("rsf", _rsf_model), ("gbsa", _gbsa_model)):
-            per[peer].append(cindex(make(0).fit(c.train.x.numpy(), y).predict(c.val.x.numpy()), c.val))
     view.update({peer: statistics.fmean(v) for peer, v in per.items() if len(v) == folds})
     view["default"] = statistics.fmean(row["default_bag"]["single_val_cindex_runs"])
     view["tuned"] = statistics.fmean(row["tuned"]["single_val_cindex_runs"])
