@@ -29,7 +29,7 @@ import numpy as np
 
 def _require_tabular(settings) -> None:
     """CoxPH needs a table; the options listed come from the app's data registry."""
-    from survopt_hydra.app.config import DATA
+    from survopt_hydra.app.schemas import DATA
 
     if settings["data"]["name"] == "synthetic_images":
         tables = ", ".join(f"data={name}" for name in DATA if name != "synthetic_images")
@@ -37,7 +37,7 @@ def _require_tabular(settings) -> None:
 
 
 def _tabular_cohort(cfg):
-    from survopt_hydra.app.config import check_app_config
+    from survopt_hydra.app.schemas import check_app_config
     from survopt_hydra.app.data import load_cohort
 
     settings = check_app_config(cfg)

@@ -27,8 +27,8 @@ BEGIN, END = "<!-- options table: begin (python tests/test_docs_library.py) -->"
 
 
 def render_tables() -> str:
-    from survopt_hydra.config.optimizer import OPTIM_INFO
-    from survopt_hydra.config.scheduler import SCHEDULERS
+    from survopt_hydra.schemas.optimizer import OPTIM_INFO
+    from survopt_hydra.schemas.scheduler import SCHEDULERS
 
     rows = ["| `optimizer=` | builds | fused | foreach | notes |", "|---|---|---|---|---|"]
     for name, info in OPTIM_INFO.items():
@@ -163,7 +163,7 @@ def test_architecture_doc_layers_are_the_enforced_ones():
     from test_imports import LAYERS  # tests/ is on sys.path (rootdir conftest)
 
     documented = doc_layers(ARCHITECTURE_DOC.read_text())
-    assert len(documented) == len(LAYERS) == 6
+    assert len(documented) == len(LAYERS) == 7
     assert documented == [set(layer) for layer in LAYERS]
 
 

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from survopt_hydra import ConfigError, StepEngine, build_optimizer, build_scheduler
-from survopt_hydra.amp import AmpSettings
-from survopt_hydra.config.amp import AMP
+from survopt_hydra.engine.amp import AmpSettings
+from survopt_hydra.schemas.amp import AMP
 
 
 def _model(seed=0):
@@ -282,8 +282,8 @@ def test_from_config_reads_only_library_groups():
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({
-        "optimizer": {"_target_": "survopt_hydra.optimizer.build_optimizer", "name": "sgd", "lr": 0.1},
-        "scheduler": {"_target_": "survopt_hydra.scheduler.build_scheduler", "name": "onecycle"},
+        "optimizer": {"_target_": "survopt_hydra.optim.build_optimizer", "name": "sgd", "lr": 0.1},
+        "scheduler": {"_target_": "survopt_hydra.optim.build_scheduler", "name": "onecycle"},
         "trainer": {"accumulate_grad_batches": 7},  # an app's node: ignored
     })
     engine = StepEngine.from_config(cfg, _model(), batches_per_epoch=10, epochs=2, accumulate_grad_batches=4)

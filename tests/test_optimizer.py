@@ -6,8 +6,8 @@ from hydra.utils import instantiate
 from torch import nn
 
 from survopt_hydra import ConfigError, build_optimizer
-from survopt_hydra.config import register_configs
-from survopt_hydra.config.optimizer import OPTIM_INFO
+from survopt_hydra.schemas import register_configs
+from survopt_hydra.schemas.optimizer import OPTIM_INFO
 
 CONF = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "conf")
 
@@ -140,9 +140,9 @@ def test_explicit_fused_without_a_kernel_is_refused(tiny_model):
 
 # ------------------------------------------------------------------ open surface (issue 14, item 5)
 def test_every_torch_optimizer_has_a_record_and_the_signature_table_is_current():
-    from survopt_hydra.config.torch_signatures import SIGNATURES, read_signatures
+    from survopt_hydra.schemas.torch_signatures import SIGNATURES, read_signatures
 
-    assert SIGNATURES == read_signatures(), "run: python -m survopt_hydra.config.torch_signatures"
+    assert SIGNATURES == read_signatures(), "run: python -m survopt_hydra.schemas.torch_signatures"
     classes = {n for n, c in vars(torch.optim).items()
                if isinstance(c, type) and issubclass(c, torch.optim.Optimizer) and c is not torch.optim.Optimizer}
     assert {info.cls for info in OPTIM_INFO.values()} == classes
@@ -343,7 +343,7 @@ def test_plan_then_construct_with_a_factory_is_the_one_builder(tiny_model):
     """What ZeRO needs: the plan (class, groups, keywords) and the implementation choice, with its own factory."""
     import functools
 
-    from survopt_hydra.optimizer import construct, plan_optimizer
+    from survopt_hydra.optim.optimizer import construct, plan_optimizer
 
     plan = plan_optimizer(tiny_model, "adamw", lr=0.02, weight_decay=0.1)
     seen = {}
@@ -376,7 +376,7 @@ def test_config_errors_cross_a_process_boundary_intact() -> None:
     import pickle
 
     from survopt_hydra.errors import ConfigError
-    from survopt_hydra.monitors import SinkUnavailableError
+    from survopt_hydra.engine.monitors import SinkUnavailableError
 
     for err in (ConfigError("optimizer.lr", "must be > 0, got -1"), SinkUnavailableError("monitor.tb", "no tb")):
         back = pickle.loads(pickle.dumps(err))

@@ -6,7 +6,7 @@ import torch
 from torch.optim import lr_scheduler as tls
 
 from survopt_hydra import ConfigError, build_optimizer, build_scheduler
-from survopt_hydra.config import SCHEDULERS
+from survopt_hydra.schemas import SCHEDULERS
 
 
 def _opt(lr=0.1):

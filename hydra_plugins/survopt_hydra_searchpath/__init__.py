@@ -9,7 +9,7 @@ app's ``data``/``model``/``trainer`` or ``train.yaml``.
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
-from survopt_hydra.config import register_configs
+from survopt_hydra.schemas import register_configs
 
 
 class SurvoptSearchPathPlugin(SearchPathPlugin):

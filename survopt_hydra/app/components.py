@@ -19,7 +19,7 @@ from ..distributed import DistContext, eval_indices, gather_by_index
 from ..errors import ConfigError
 from ..survival import LinearCox, MLP, SmallCNN, concordance_index, cox_ph_loss
 from ..survival.data import resolve_path
-from .config import check_app_config
+from .schemas import check_app_config
 from .data import Cohort, Split
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import register_app_configs
+from .schemas import register_app_configs
 
 
 def compose_train(overrides: list[str] | tuple[str, ...] = ()) -> Any:
@@ -21,12 +21,12 @@ def compose_train(overrides: list[str] | tuple[str, ...] = ()) -> Any:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from ..config import register_configs
+    from ..schemas import register_configs
     from .hydra_errors import explain
 
     register_app_configs()
     register_configs()
-    with initialize_config_module("survopt_hydra.app.conf", version_base=None):
+    with initialize_config_module("survopt_hydra.app.train_conf", version_base=None):
         try:
             return compose("train", overrides=list(overrides))
         except (HydraException, OmegaConfBaseException) as exc:  # the app's one-line wording

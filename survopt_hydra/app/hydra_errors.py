@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ..config.checks import schema_fields
+from ..schemas.checks import schema_fields
 from ..errors import ConfigError, did_you_mean, first_line
 from .rules import TOP_LEVEL
 

@@ -85,7 +85,7 @@ class RunOutputs:
         self._tb = self._open_tensorboard(purge_epoch) if tensorboard else None
 
     def _open_tensorboard(self, purge_epoch: int | None) -> Any:
-        from ..monitors import SinkUnavailableError, TensorBoardSink
+        from ..engine.monitors import SinkUnavailableError, TensorBoardSink
 
         try:  # purge_step drops events a killed run logged after its last checkpoint
             return TensorBoardSink(self.run_dir / "tb", step_key="epoch", purge_step=purge_epoch)

@@ -40,7 +40,7 @@ from .rules import NAME_FIELDS, TOP_LEVEL, batches_per_rank, check_config, check
 from .rules import load_cohort_once, resume_state
 from .state import check_run_dir
 
-CONFIG_PATH = "pkg://survopt_hydra.app.conf"
+CONFIG_PATH = "pkg://survopt_hydra.app.train_conf"
 CONFIG_NAME = "train"
 EXIT_USAGE = 2
 #: Sweeps up to this many jobs are checked job by job; larger ones check every swept
@@ -190,8 +190,8 @@ def check_jobs(overrides: list[str], multirun: bool = False, config_name: str = 
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
 
-    from ..config import register_configs
-    from .config import register_app_configs
+    from ..schemas import register_configs
+    from .schemas import register_app_configs
 
     register_configs(), register_app_configs()  # idempotent; the app module did it already
     setup_globals()  # the ${now:...} resolver of the default run dir

@@ -13,10 +13,10 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..config import GROUPS
+from ..schemas import GROUPS
 from ..errors import ConfigError, did_you_mean
-from ..validation import NAME_FIELDS, validate_groups  # noqa: F401 (NAME_FIELDS re-exported)
-from .config import APP_GROUPS, check_app_config
+from ..api.validation import NAME_FIELDS, validate_groups  # noqa: F401 (NAME_FIELDS re-exported)
+from .schemas import APP_GROUPS, check_app_config
 from .state import EPOCH_METRICS, config_difference
 
 #: Top-level keys of a composed config: one per config group.
@@ -44,7 +44,7 @@ def check_monitor(cfg: Mapping[str, Any]) -> None:
 def check_config(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Everything about a composed config that needs neither torch nor the data.
 
-    Returns :func:`~survopt_hydra.app.config.check_app_config`'s plain settings.
+    Returns :func:`~survopt_hydra.app.schemas.check_app_config`'s plain settings.
     """
     for key in cfg:
         if key not in TOP_LEVEL:
@@ -95,7 +95,7 @@ def check_run(cfg: Any, trainer: Mapping[str, Any], n_batches: int, rows: int | 
 
     ``n_batches``: training batches per epoch on one rank (:func:`batches_per_rank`);
     ``rows``: training rows per rank, to check the smallest batch (:func:`check_batch_rows`)."""
-    from ..validation import validate_groups
+    from ..api.validation import validate_groups
 
     if rows is not None:
         check_batch_rows(rows, n_batches, trainer["batch_size"])

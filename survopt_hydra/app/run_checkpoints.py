@@ -32,7 +32,7 @@ from torch import nn
 
 from ..distributed import engine_state_dict, load_engine_state, load_model_state_dict, model_state_dict
 from ..distributed.checkpoint import load_shards, prune_shards, save_shards
-from ..engine import StepEngine
+from ..engine.step_engine import StepEngine
 from ..errors import ConfigError
 from .checkpoint import rng_state, save_checkpoint, set_rng_state
 from .outputs import best_problem

@@ -8,7 +8,7 @@
 * :class:`FaultInjection` - ``trainer.fault_injection``, a TEST-ONLY switch that makes
   the failure windows (NaN losses, a kill mid-epoch or mid-checkpoint) hittable.
 
-No torch import at module level: :mod:`survopt_hydra.app.config` uses the fault spec
+No torch import at module level: :mod:`survopt_hydra.app.schemas` uses the fault spec
 check, and the pre-flight must stay cheap on bad input.
 """
 from __future__ import annotations

@@ -32,8 +32,8 @@ from typing import Any, Iterator
 import hydra
 from omegaconf import DictConfig
 
-from survopt_hydra.app.config import register_app_configs
-from survopt_hydra.config import register_configs
+from survopt_hydra.app.schemas import register_app_configs
+from survopt_hydra.schemas import register_configs
 
 register_app_configs()
 register_configs()
@@ -51,7 +51,7 @@ def _user_error(exc: BaseException) -> BaseException | None:
     """The ConfigError/DataError behind ``exc`` (Hydra wraps errors raised in a _target_)."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from survopt_hydra.clipping import ClippingConfigError
+    from survopt_hydra.engine.clipping import ClippingConfigError
     from survopt_hydra.errors import ConfigError
     from survopt_hydra.survival.data import DataError
 
@@ -103,7 +103,7 @@ def _job_status(run_dir: Path, status: dict[str, Any]) -> None:
         log.warning("could not write %s: %s", run_dir / "status.json", exc)
 
 
-@hydra.main(config_path="pkg://survopt_hydra.app.conf", config_name="train", version_base=None)
+@hydra.main(config_path="pkg://survopt_hydra.app.train_conf", config_name="train", version_base=None)
 def _main(cfg: DictConfig) -> Any:
     from hydra.core.hydra_config import HydraConfig
 

@@ -19,7 +19,7 @@ on (seed, epoch) and ``last.pt`` holds every other piece of state, a run killed 
 rerun ends exactly where an uninterrupted one does.
 
 With ``ema=ema`` the validation C-index, early stopping, ``best.pt`` and the test score all
-use the weight average (:mod:`survopt_hydra.ema`); training steps the raw weights.
+use the weight average (:mod:`survopt_hydra.engine.ema`); training steps the raw weights.
 
 Under torchrun (``distributed=ddp|zero|fsdp``) every rank runs this same sequence on its own
 shard of every epoch; evaluation is gathered so every rank computes the same C-index, and
@@ -40,12 +40,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..distributed import DistributedSettings, load_model_state_dict, model_state_dict, shard_indices, sync_buffers
-from ..engine import StepEngine, compile_model, unwrap_model
-from ..monitors import CSVSink, GradientMonitor, OptimizerMonitor
+from ..engine.step_engine import StepEngine, compile_model, unwrap_model
+from ..engine.monitors import CSVSink, GradientMonitor, OptimizerMonitor
 from ..survival import cox_ph_loss
 from .checkpoint import epoch_seed, seed_everything
 from .components import build_model, evaluate, load_best, pick_device, set_threads  # noqa: F401 (tools import them here)
-from .config import check_app_config
+from .schemas import check_app_config
 from .data import Cohort
 from .outputs import RunOutputs, archive_old_results, summary_line
 from .rules import batches_per_rank, check_run, take_cohort

@@ -9,7 +9,7 @@ from .checks import fld, gt
 
 @dataclass
 class ClippingConfig:
-    _target_: str = "survopt_hydra.clipping.GradientClipper"
+    _target_: str = "survopt_hydra.engine.GradientClipper"
     _partial_: bool = False  # true: instantiate gives a functools.partial
     mode: str = "none"
 

@@ -10,7 +10,7 @@ class comes in through ``optimizer=custom optimizer.cls=<dotted.path>`` (checked
 own signature), or as a new record here when its keywords are in the table.
 
 The signatures are read from :mod:`.torch_signatures`, written from the installed torch by
-``python -m survopt_hydra.config.torch_signatures`` (a test fails when it drifts), so
+``python -m survopt_hydra.schemas.torch_signatures`` (a test fails when it drifts), so
 composing and checking a config never imports torch.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional
 from .checks import betas, each, fld, ge, gt, one_of, optional, positive_f32
 
 IMPLEMENTATIONS = ("auto", "fused", "foreach", "for_loop")
-BUILDER = "survopt_hydra.optimizer.build_optimizer"
+BUILDER = "survopt_hydra.optim.build_optimizer"
 
 
 @dataclass
@@ -96,7 +96,7 @@ class OptimInfo:
     cls: str  # class name in torch.optim
     defaults: Dict[str, Any] = dataclasses.field(default_factory=dict)  # where the library's differ from torch's
     closure: bool = False  # step(closure) re-evaluates the loss several times (LBFGS): needs your own loop
-    recipe: Optional[str] = None  # "muon": survopt_hydra.muon splits the model between Muon and AdamW
+    recipe: Optional[str] = None  # "muon": survopt_hydra.optim.muon splits the model between Muon and AdamW
     doc: str = ""
 
     @property

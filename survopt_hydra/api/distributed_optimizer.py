@@ -1,7 +1,7 @@
 """The seed's ``DistributedOptimizer``: one object that wraps the model and builds its optimizer.
 
 Kept apart because it is a compatibility surface (the seed's constructor signature
-and its spellings, via :mod:`survopt_hydra.seed_api`) layered on
+and its spellings, via :mod:`survopt_hydra.api.factory`) layered on
 :class:`~survopt_hydra.distributed.DistributedSettings`, not part of the config path.
 """
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import Any, Mapping
 from torch import nn
 
 from ..errors import ConfigError
-from .context import current_context
-from .optim import is_zero
-from .settings import DistributedSettings
-from .state import consolidated_optimizer_state, load_optimizer_state
-from .wrap import is_fsdp
+from ..distributed.context import current_context
+from ..distributed.optim import is_zero
+from ..distributed.settings import DistributedSettings
+from ..distributed.state import consolidated_optimizer_state, load_optimizer_state
+from ..distributed.wrap import is_fsdp
 
 
 class DistributedOptimizer:
@@ -38,7 +38,7 @@ class DistributedOptimizer:
         lr_scaling: str = "none",
         **optimizer_kwargs: Any,
     ) -> None:
-        from ..seed_api import seed_optimizer_options
+        from .factory import seed_optimizer_options
 
         ctx = current_context(strategy)
         initialized = ctx.distributed

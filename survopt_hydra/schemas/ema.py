@@ -8,7 +8,7 @@ from .checks import fld, ge, open_unit
 
 @dataclass
 class EMAConfig:
-    _target_: str = "survopt_hydra.ema.WeightAverager"
+    _target_: str = "survopt_hydra.engine.WeightAverager"
     _partial_: bool = False  # true: instantiate gives a functools.partial
     mode: str = "none"
 

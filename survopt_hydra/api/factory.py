@@ -5,7 +5,7 @@ Seed code passes its own spellings (``optimizer_type``, ``learning_rate``, ``max
 as kwargs, flat dicts, nested ``{optimizer:, scheduler:, gradient_clipping:}`` dicts or a
 YAML ``training:`` block. This module only maps them onto schema fields and calls
 ``build_optimizer`` / ``build_scheduler``, so defaults, coercion (``'1e-4'``) and range
-checks live in :mod:`survopt_hydra.config` alone. Decisions: no optimizer name means the
+checks live in :mod:`survopt_hydra.schemas` alone. Decisions: no optimizer name means the
 schema default (``adamw``), no scheduler name means ``none``; two spellings of one
 setting with different values are an error; a key starting with ``_`` (``_target_``) is
 refused at any depth, so a plain dict never instantiates anything. ``config=`` may carry
@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from .config.checks import coerce, schema_fields, validate
-from .config.clipping import CLIPPING
-from .config.optimizer import OptimizerConfig
-from .config.scheduler import SchedulerConfig
-from .errors import ConfigError, did_you_mean, unknown_name
-from .optimizer import build_optimizer, optimizer_options
-from .scheduler import build_scheduler, scheduler_options
+from ..schemas.checks import coerce, schema_fields, validate
+from ..schemas.clipping import CLIPPING
+from ..schemas.optimizer import OptimizerConfig
+from ..schemas.scheduler import SchedulerConfig
+from ..errors import ConfigError, did_you_mean, unknown_name
+from ..optim.optimizer import build_optimizer, optimizer_options
+from ..optim.scheduler import build_scheduler, scheduler_options
 
 if TYPE_CHECKING:
-    from .clipping import GradientClipper
+    from ..engine.clipping import GradientClipper
 
 __all__ = ["create_optimizer", "create_scheduler", "create_optimizer_and_scheduler", "OptimizerFactory"]
 
@@ -176,7 +176,7 @@ def _scheduler(optimizer: Optimizer, opts: Mapping[str, Any]) -> LRScheduler:
 def seed_optimizer_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The seed's optimizer keywords (any spelling: ``optimizer_type``, ``learning_rate`` ...) as
     the ``optimizer`` group's fields; ConfigError naming the key for a bad or conflicting one.
-    Shared with :class:`survopt_hydra.distributed.seed_api.DistributedOptimizer`."""
+    Shared with :class:`survopt_hydra.api.distributed_optimizer.DistributedOptimizer`."""
     return _canon(_plain(kwargs, "optimizer"), _OPT, "optimizer.")
 
 
@@ -220,7 +220,7 @@ class OptimizerFactory:
     def create_gradient_clipper(self, config: Any = None) -> "GradientClipper":
         """From ``gradient_clipping: {enabled, max_norm, ...}``, a training block's
         ``max_grad_norm``, or the block itself; nothing configured means no clipping."""
-        from .clipping import GradientClipper
+        from ..engine.clipping import GradientClipper
 
         cfg, top = _mapping(config, ""), ""
         if isinstance(cfg.get("training"), Mapping):

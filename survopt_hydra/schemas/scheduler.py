@@ -19,8 +19,8 @@ INTERVALS = ("epoch", "step")
 class SchedulerConfig:
     """Fields every scheduler shares: when it steps and the optional linear warmup."""
 
-    _target_: str = "survopt_hydra.scheduler.build_scheduler"
-    # the record (not config fields): builder in survopt_hydra.scheduler, what it builds, flags
+    _target_: str = "survopt_hydra.optim.build_scheduler"
+    # the record (not config fields): builder in survopt_hydra.optim.scheduler, what it builds, flags
     build: ClassVar[str] = ""
     torch_class: ClassVar[str] = ""
     needs_run_length: ClassVar[bool] = False  # needs epochs= at instantiate

@@ -1,7 +1,7 @@
 """The seed's one-object AMP optimizer, kept as a thin shell over :class:`StepEngine`.
 
-Its own module (not :mod:`survopt_hydra.amp`) because it needs both the engine and the
-seed API, while the engine needs :mod:`~survopt_hydra.amp`: living in ``amp`` made an
+Its own module (not :mod:`survopt_hydra.engine.amp`) because it needs both the engine and the
+seed API, while the engine needs :mod:`~survopt_hydra.engine.amp`: living in ``amp`` made an
 import circle.
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any, ContextManager
 import torch
 from torch import nn
 
-from .amp import AmpSettings
-from .engine import StepEngine
-from .seed_api import create_optimizer
+from ..engine.amp import AmpSettings
+from ..engine.step_engine import StepEngine
+from .factory import create_optimizer
 
 
 class MixedPrecisionOptimizer:

@@ -11,7 +11,7 @@ tensor, so a log step costs one device sync, not one per parameter.
 
 Records are flat ``dict[str, float]`` with a ``"step"`` key, handed to *sinks*
 (any callable taking the record) and always to the
-``logging.getLogger("survopt_hydra.monitors")`` logger.  Flat string keys such
+``logging.getLogger("survopt_hydra.engine.monitors")`` logger.  Flat string keys such
 as ``"grad_norm/encoder.0.weight"`` map directly onto TensorBoard tags, CSV rows
 and experiment-tracker metric names.
 """
@@ -29,7 +29,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "CSVSink",
@@ -43,7 +43,7 @@ __all__ = [
     "TensorBoardSink",
 ]
 
-logger = logging.getLogger("survopt_hydra.monitors")
+logger = logging.getLogger("survopt_hydra.engine.monitors")
 
 Record = dict[str, Any]
 #: A sink is any callable taking one record.

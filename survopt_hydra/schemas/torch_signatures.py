@@ -1,6 +1,6 @@
 """Keyword signatures of the installed ``torch.optim`` classes, as the optimizer schemas read them.
 
-Written by ``python -m survopt_hydra.config.torch_signatures`` from the installed torch
+Written by ``python -m survopt_hydra.schemas.torch_signatures`` from the installed torch
 (``tests/test_optimizer.py`` fails when it no longer matches), so that composing and
 checking a config never imports torch. Types are OmegaConf-friendly: torch's
 ``float | Tensor`` is ``float``, tuples are lists.

@@ -13,9 +13,9 @@ from typing import Any, ContextManager
 
 import torch
 
-from .config.amp import AMP
-from .config.checks import validate
-from .errors import unknown_name
+from ..schemas.amp import AMP
+from ..schemas.checks import validate
+from ..errors import unknown_name
 
 _DTYPES = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 _warned: set[str] = set()

@@ -14,7 +14,7 @@ The global-norm and value modes are thin wrappers over torch's own
 ``clip_grad_norm_`` / ``clip_grad_value_`` / ``get_total_norm`` with the
 ``foreach`` kernels.  Adaptive gradient clipping (Brock et al. 2021, "High-Performance
 Large-Scale Image Recognition Without Normalization", NFNets) has no torch
-implementation; its vectorised implementation lives in :mod:`survopt_hydra.agc`
+implementation; its vectorised implementation lives in :mod:`survopt_hydra.engine.agc`
 and :func:`adaptive_clip_grad_` is re-exported here.
 
 Non-finite gradients are never repaired here: they propagate into the returned
@@ -35,9 +35,9 @@ from torch import Tensor, nn
 from torch.utils._foreach_utils import _has_foreach_support  # torch's own test, as clip_grad_norm_ uses
 
 from .agc import adaptive_clip, adaptive_clip_grad_, combine_norms, PlanCache
-from .config.checks import validate
-from .config.clipping import CLIPPING
-from .errors import ConfigError, unknown_name
+from ..schemas.checks import validate
+from ..schemas.clipping import CLIPPING
+from ..errors import ConfigError, unknown_name
 
 __all__ = [
     "CLIPPING_MODES",
@@ -156,7 +156,7 @@ class GradientClipper:
     deleting its other settings.  ``mode`` defaults to ``"norm"`` (the seed's
     ``GradientClipper(max_norm=1.0)``); the config group's default option is
     ``none`` because there it means "no clipping selected".  Every other default
-    is the schema's (:mod:`survopt_hydra.config.clipping`).
+    is the schema's (:mod:`survopt_hydra.schemas.clipping`).
 
     ``norm_type`` is the norm of the returned total (and the clipped norm in
     ``"norm"`` mode).  AGC itself always uses L2 unit norms; in adaptive mode a

@@ -2,9 +2,9 @@
 
 ``build_optimizer`` is the ``_target_`` of every ``optimizer`` option, so Hydra's
 ``instantiate(cfg.optimizer, params=model)`` returns e.g. a plain ``torch.optim.AdamW``
-(not a wrapper), with param groups from :mod:`survopt_hydra.param_groups` and the
+(not a wrapper), with param groups from :mod:`survopt_hydra.optim.param_groups` and the
 fastest implementation torch supports. Which class an option builds, and what it
-accepts, is its record in :mod:`survopt_hydra.config.optimizer`.
+accepts, is its record in :mod:`survopt_hydra.schemas.optimizer`.
 
 A ``_target_`` override naming an optimizer class (``optimizer._target_=torch.optim.Adamax``)
 is honoured by the builder like ``optimizer=custom``; any other target is refused before
@@ -18,9 +18,9 @@ from typing import Any, Callable, Iterable, NamedTuple
 import torch
 from torch import nn
 
-from .config.checks import validate
-from .config.optimizer import BUILDER, OPTIM_INFO, OPTIMIZERS, CustomConfig
-from .errors import ConfigError, unknown_name
+from ..schemas.checks import validate
+from ..schemas.optimizer import BUILDER, OPTIM_INFO, OPTIMIZERS, CustomConfig
+from ..errors import ConfigError, unknown_name
 from .param_groups import build_param_groups
 
 #: option name -> torch.optim class name (read off the records).
@@ -82,7 +82,7 @@ def _class_kwargs(key: str, cls: type, kwargs: dict[str, Any]) -> dict[str, Any]
     allowed = [k for k in params if k not in ("self", "params")]
     for k in kwargs:
         if k not in allowed:
-            from .errors import did_you_mean
+            from ..errors import did_you_mean
 
             raise ConfigError(f"{key}.{k}", f"not a keyword of {cls.__name__}{did_you_mean(k, allowed)}; "
                                             f"allowed: {', '.join(allowed)}")

@@ -3,7 +3,7 @@
 Why this module exists
 ----------------------
 Torch has global-norm and value clipping but no AGC, so it is implemented here,
-apart from :mod:`survopt_hydra.clipping` (the config-facing ``GradientClipper``)
+apart from :mod:`survopt_hydra.engine.clipping` (the config-facing ``GradientClipper``)
 because the vectorisation is its own machinery: parameters are bucketed once per
 (device, dtype) and the plan is cached, whole-tensor units go through
 ``torch._foreach_norm``, small same-shaped tensors are stacked so one kernel
@@ -13,7 +13,7 @@ as one vector and applied with a single ``torch._foreach_mul_``.
 Nothing here calls ``.item()`` or branches on a tensor value (except with
 ``error_if_nonfinite``), so on an accelerator AGC never forces a host sync.
 Non-finite gradients are never repaired: they make the returned norm non-finite.
-:func:`adaptive_clip_grad_` is re-exported by :mod:`survopt_hydra.clipping`.
+:func:`adaptive_clip_grad_` is re-exported by :mod:`survopt_hydra.engine.clipping`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .config.checks import validate
-from .config.clipping import AdaptiveClippingConfig
+from ..schemas.checks import validate
+from ..schemas.clipping import AdaptiveClippingConfig
 
 __all__ = ["adaptive_clip", "adaptive_clip_grad_", "combine_norms", "PlanCache"]
 

@@ -4,7 +4,7 @@ Lightning passes the monitored metric only to schedulers it believes are plateau
 (``reduce_on_plateau``, by default ``isinstance(s, ReduceLROnPlateau)``), so a warmup
 wrapped around a plateau would be stepped without it. :func:`lightning_optimizers` says so
 explicitly, and reads ``interval`` and ``monitor`` off the scheduler
-(:func:`~survopt_hydra.scheduler.build_scheduler` sets them), so the LR follows exactly
+(:func:`~survopt_hydra.optim.build_scheduler` sets them), so the LR follows exactly
 the trajectory the :class:`~survopt_hydra.engine.StepEngine` gives.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def steps_on_metric(scheduler: Any) -> bool:

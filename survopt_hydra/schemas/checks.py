@@ -186,3 +186,12 @@ def validate(schema: type, values: Mapping[str, Any], prefix: str) -> dict[str, 
                 raise ConfigError(key, f"{msg}, got {value!r}")
         out[name] = value
     return out
+
+
+def plain_values(node: Any) -> dict[str, Any]:
+    """A group node (OmegaConf or mapping) as a plain dict without ``_target_``-style keys."""
+    if hasattr(node, "_metadata"):
+        from omegaconf import OmegaConf
+
+        node = OmegaConf.to_container(node, resolve=True)
+    return {k: v for k, v in dict(node).items() if not str(k).startswith("_")}

@@ -14,9 +14,9 @@ import contextlib
 import sys
 from typing import Any, Iterator, Mapping
 
-from .config import GROUPS
-from .config.checks import schema_fields, validate
-from .errors import ConfigError, unknown_name
+from ..schemas import GROUPS
+from ..schemas.checks import plain_values, schema_fields, validate
+from ..errors import ConfigError, unknown_name
 
 
 def _name_field(options: Mapping[str, type]) -> str:
@@ -30,15 +30,6 @@ def _name_field(options: Mapping[str, type]) -> str:
 
 #: The field that names the option within each group's node, read off the schemas.
 NAME_FIELDS = {group: _name_field(options) for group, options in GROUPS.items()}
-
-
-def plain_values(node: Any) -> dict[str, Any]:
-    """A group node (OmegaConf or mapping) as a plain dict without ``_target_``-style keys."""
-    if hasattr(node, "_metadata"):
-        from omegaconf import OmegaConf
-
-        node = OmegaConf.to_container(node, resolve=True)
-    return {k: v for k, v in dict(node).items() if not str(k).startswith("_")}
 
 
 def validate_groups(cfg: Mapping[str, Any], epochs: int | None = None, steps_per_epoch: int | None = None) -> None:
@@ -65,8 +56,8 @@ def validate_groups(cfg: Mapping[str, Any], epochs: int | None = None, steps_per
     if cfg.get("optimizer") is not None and cfg.get("scheduler") is not None and epochs is not None:
         import torch
 
-        from .optimizer import build_optimizer
-        from .scheduler import build_scheduler
+        from ..optim.optimizer import build_optimizer
+        from ..optim.scheduler import build_scheduler
 
         opt_values = plain_values(cfg["optimizer"])
         for key in ("lr_mult", "layer_decay", "layers"):  # patterns and depths need real parameter names
@@ -104,9 +95,9 @@ def dynamo_free() -> Iterator[None]:
 #: subclass of this (dotted path), so Hydra never calls an arbitrary callable from a config.
 TARGET_KINDS = {
     "optimizer": ("torch.optim.Optimizer", "a torch.optim.Optimizer subclass"),
-    "clipping": ("survopt_hydra.clipping.GradientClipper", "survopt_hydra.clipping.GradientClipper"),
-    "amp": ("survopt_hydra.amp.AmpSettings", "survopt_hydra.amp.AmpSettings"),
-    "ema": ("survopt_hydra.ema.WeightAverager", "survopt_hydra.ema.WeightAverager"),
+    "clipping": ("survopt_hydra.engine.GradientClipper", "survopt_hydra.engine.GradientClipper"),
+    "amp": ("survopt_hydra.engine.AmpSettings", "survopt_hydra.engine.AmpSettings"),
+    "ema": ("survopt_hydra.engine.WeightAverager", "survopt_hydra.engine.WeightAverager"),
     "distributed": ("survopt_hydra.distributed.DistributedSettings", "survopt_hydra.distributed.DistributedSettings"),
 }
 
@@ -115,15 +106,15 @@ def check_target(group: str, node: Any, schema: type) -> None:
     """Refuse a ``<group>._target_`` override that is not the right kind, without calling it.
 
     Only a changed target is imported (so the usual check stays torch-free); an optimizer
-    class is then built by :func:`~survopt_hydra.optimizer.build_optimizer` with the
+    class is then built by :func:`~survopt_hydra.optim.build_optimizer` with the
     option's settings.
     """
     target = node.get("_target_") if hasattr(node, "get") else None
     default = schema._target_ if hasattr(schema, "_target_") else None
     if target is None or target == default:
         return
-    from .optimizer import import_object as get_object
-    from .optimizer import locate_class
+    from ..optim.optimizer import import_object as get_object
+    from ..optim.optimizer import locate_class
 
     if group == "scheduler" and target != default:
         # Hydra calls a scheduler target with this option's fields (name, interval, warmup ...), which no torch
@@ -141,7 +132,7 @@ def _check_closure(cfg: Mapping[str, Any]) -> None:
     node = cfg.get("optimizer")
     if node is None:
         return
-    from .config.optimizer import OPTIM_INFO
+    from ..schemas.optimizer import OPTIM_INFO
 
     info = OPTIM_INFO.get(plain_values(node).get("name"))
     if info is not None and info.closure:

@@ -21,9 +21,9 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .config.checks import validate
-from .config.ema import EMA
-from .errors import ConfigError, unknown_name
+from ..schemas.checks import validate
+from ..schemas.ema import EMA
+from ..errors import ConfigError, unknown_name
 
 
 class WeightAverager:

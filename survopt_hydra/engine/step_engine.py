@@ -13,7 +13,7 @@ What hand-written loops (and several peers) get wrong, and this object does not:
   :attr:`diverged`);
 * step-interval schedulers advance once per *applied* optimizer step, epoch-interval
   ones and plateau in :meth:`end_epoch`, plateau reading its ``monitor`` metric;
-* an optional weight average (``ema`` group, :mod:`survopt_hydra.ema`) follows the
+* an optional weight average (``ema`` group, :mod:`survopt_hydra.engine.ema`) follows the
   *applied* steps only;
 * the loss reaches the host with the step's one existing transfer (the gradient-norm
   check), not through a ``float(loss)`` sync per batch; :meth:`read_loss` gives the mean
@@ -38,7 +38,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from .amp import AmpSettings, autocast
 from .clipping import total_norm
 from .ema import WeightAverager
-from .errors import ConfigError, did_you_mean
+from ..errors import ConfigError, did_you_mean
 
 _COUNTERS = ("global_step", "epoch", "micro_step", "skipped_steps", "nonfinite_steps", "consecutive_nonfinite")
 

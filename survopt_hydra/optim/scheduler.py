@@ -20,9 +20,9 @@ from typing import Any, Callable
 from torch.optim import Optimizer, lr_scheduler
 from torch.optim.lr_scheduler import LRScheduler
 
-from .config.checks import validate
-from .config.scheduler import SCHEDULERS
-from .errors import ConfigError, unknown_name
+from ..schemas.checks import validate
+from ..schemas.scheduler import SCHEDULERS
+from ..errors import ConfigError, unknown_name
 
 
 class CosineAnnealingLR(lr_scheduler.CosineAnnealingLR):

@@ -10,7 +10,7 @@ FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max, without i
 
 @dataclass
 class AmpConfig:
-    _target_: str = "survopt_hydra.amp.AmpSettings"
+    _target_: str = "survopt_hydra.engine.AmpSettings"
     _partial_: bool = False  # true: instantiate gives a functools.partial
     dtype: str = "none"
 

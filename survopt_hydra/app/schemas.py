@@ -1,6 +1,6 @@
 """Schemas of the app-only config groups ``data``, ``model`` and ``trainer``.
 
-Same pattern as the library groups (:mod:`survopt_hydra.config`): each option is a
+Same pattern as the library groups (:mod:`survopt_hydra.schemas`): each option is a
 dataclass stored in Hydra's ConfigStore as ``<group>/<option>`` (``data/gbsg2``), which the
 app's ``train.yaml`` defaults list picks by name. Range checks live on the fields (``fld``) so :func:`check_app_config`
 can refuse a bad value with one line naming the key, before anything is written.
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
-from ..config.checks import each, fld, ge, one_of, open_unit, optional, unit_closed_open, validate
+from ..schemas.checks import each, fld, ge, one_of, open_unit, optional, unit_closed_open, validate
 from ..errors import ConfigError, unknown_name
 from .state import check_fault_spec
 
@@ -163,8 +163,8 @@ def register_app_configs() -> None:
     plateau: the library's has no metric, this app watches the validation C-index."""
     from hydra.core.config_store import ConfigStore
 
-    from ..config import register_configs, store_groups
-    from ..config.scheduler import PlateauConfig
+    from ..schemas import register_configs, store_groups
+    from ..schemas.scheduler import PlateauConfig
 
     store_groups(APP_GROUPS)
     register_configs()  # first, so the app's plateau below replaces the library's
