@@ -32,8 +32,9 @@ def render_tables() -> str:
 
     rows = ["| `optimizer=` | builds | fused | foreach | notes |", "|---|---|---|---|---|"]
     for name, info in OPTIM_INFO.items():
-        builds = "`MuonWithAdamW` (torch `Muon` + `AdamW`)" if info.recipe == "muon" else f"`torch.optim.{info.cls}`"
+        builds = "`MuonWithAdamW` (torch `Muon` + `AdamW`)" if info.recipe == "muon" else f"`{info.module}.{info.cls}`"
         notes = info.doc + ("; the engine and the app refuse it" if info.closure else "")
+        notes += f"; needs `pip install \"survopt-hydra[{info.extra}]\"` ({info.package})" if info.package else ""
         rows.append(f"| `{name}` | {builds} | {'yes' if info.fused else ''} | {'yes' if info.foreach else ''} | {notes} |")
     rows.append("| `custom` | `optimizer.cls` (any `torch.optim.Optimizer` subclass) | | | "
                 "`+optimizer.kwargs.<k>=<v>`, checked against its signature |")

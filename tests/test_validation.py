@@ -107,16 +107,13 @@ def test_command_line_yaml_infinity_reaches_the_schema_as_inf():
     the pre-flight rewrites YAML's spelling to `inf` for the checks and for hydra.main (sys.argv)."""
     import math
 
-    from survopt_hydra.app.preflight import CONFIG_NAME, _compose, _loader, _task_config, yaml_infinity
+    from survopt_hydra.app.compose import compose_train
+    from survopt_hydra.app.preflight import yaml_infinity
     from survopt_hydra.app.rules import check_config
 
     argv = yaml_infinity(["clipping.norm_type=.inf", "clipping.max_norm=+.inf", "x=-.INF", "y=a.inf", "-m"])
     assert argv == ["clipping.norm_type=inf", "clipping.max_norm=+inf", "x=-inf", "y=a.inf", "-m"]
-    from survopt_hydra.app.schemas import register_app_configs
-    from survopt_hydra.schemas import register_configs
-
-    register_configs(), register_app_configs()
-    task = _task_config(_compose(_loader(None), CONFIG_NAME, argv[:1]))
+    task = compose_train(argv[:1])
     check_config(task)
     from survopt_hydra.schemas.checks import validate
     from survopt_hydra.schemas.clipping import NormClippingConfig

@@ -1,7 +1,7 @@
-"""Validate a composed config before anything is built, run or written.
+"""Validate a composed config's library nodes before anything is built, run or written.
 
-Hydra's structured configs already refuse unknown keys and wrong types at composition;
-this adds the range checks and cross-group checks (warmup longer than the run, a
+Composition already refuses a misspelt key (Hydra's struct mode) or option name; this adds
+types, ranges and cross-group checks (warmup longer than the run, a
 scheduler that needs a run length) by running the same validators and builders the
 real run will use, on a two-parameter dummy optimizer: no second copy of any rule
 (torch's own constructor checks included). The dummy is built without importing
@@ -32,12 +32,18 @@ def _name_field(options: Mapping[str, type]) -> str:
 NAME_FIELDS = {group: _name_field(options) for group, options in GROUPS.items()}
 
 
-def validate_groups(cfg: Mapping[str, Any], epochs: int | None = None, steps_per_epoch: int | None = None) -> None:
-    """Check every survopt group present in ``cfg``; raise ConfigError on the first problem.
+def validate_groups(cfg: Mapping[str, Any], epochs: int | None = None,
+                    steps_per_epoch: int | None = None) -> dict[str, dict[str, Any]]:
+    """Check every library group present in ``cfg`` (at the top level) before anything is built.
 
-    With ``epochs`` (and ``steps_per_epoch`` for step schedules) the scheduler is also
-    built on a dummy optimizer, so run-length checks fire now rather than mid-run.
+    The one call a Hydra app makes up front: each node against its option's schema (names,
+    ranges, unknown keys; ``_partial_`` and hydra-zen nodes alike), a ``_target_`` of the wrong
+    kind, and the cross-group rules; with ``epochs`` (and ``steps_per_epoch`` for step
+    schedules) also :func:`check_run_length`. Raises a one-line ConfigError naming the key;
+    returns each group's checked, coerced values. For nodes elsewhere (``cfg.model.optimizer``)
+    pass a mapping: ``validate_groups({"optimizer": cfg.model.optimizer, ...})``.
     """
+    checked: dict[str, dict[str, Any]] = {}
     for group, options in GROUPS.items():
         node = cfg.get(group)
         if node is None:
@@ -49,22 +55,32 @@ def validate_groups(cfg: Mapping[str, Any], epochs: int | None = None, steps_per
             raise ConfigError(group, f"no option selected; add {group}=<option>; allowed: {', '.join(sorted(options))}")
         if name not in options:
             raise unknown_name(f"{group}.{field}", str(name), options)
-        validate(options[name], values, group)
+        checked[group] = validate(options[name], values, group)
         check_target(group, node, options[name])
     _check_closure(cfg)
     _check_ema_strategy(cfg)
-    if cfg.get("optimizer") is not None and cfg.get("scheduler") is not None and epochs is not None:
-        import torch
+    if epochs is not None:
+        check_run_length(cfg, epochs, steps_per_epoch)
+    return checked
 
-        from ..optim.optimizer import build_optimizer
-        from ..optim.scheduler import build_scheduler
 
-        opt_values = plain_values(cfg["optimizer"])
-        for key in ("lr_mult", "layer_decay", "layers"):  # patterns and depths need real parameter names
-            opt_values.pop(key, None)
-        with dynamo_free():
-            dummy = build_optimizer(torch.nn.Sequential(torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)), **opt_values)
-            build_scheduler(dummy, epochs=epochs, steps_per_epoch=steps_per_epoch, **plain_values(cfg["scheduler"]))
+def check_run_length(cfg: Mapping[str, Any], epochs: int, steps_per_epoch: int | None = None) -> None:
+    """The checks that need the run length (a warmup longer than the run, a cosine floor above the LR,
+    a schedule that needs ``epochs``): the scheduler is built on a throwaway two-parameter optimizer
+    with the config's settings, by the builders the run will use - no second copy of any rule."""
+    if cfg.get("optimizer") is None or cfg.get("scheduler") is None:
+        return
+    import torch
+
+    from ..optim.optimizer import build_optimizer
+    from ..optim.scheduler import build_scheduler
+
+    opt_values = plain_values(cfg["optimizer"])
+    for key in ("lr_mult", "layer_decay", "layers"):  # patterns and depths need real parameter names
+        opt_values.pop(key, None)
+    with dynamo_free():
+        dummy = build_optimizer(torch.nn.Sequential(torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)), **opt_values)
+        build_scheduler(dummy, epochs=epochs, steps_per_epoch=steps_per_epoch, **plain_values(cfg["scheduler"]))
 
 
 @contextlib.contextmanager
@@ -150,4 +166,4 @@ def _check_ema_strategy(cfg: Mapping[str, Any]) -> None:
                                       "use distributed=ddp or zero with ema=ema, or ema=none with fsdp")
 
 
-__all__ = ["validate_groups", "plain_values", "check_target", "ConfigError", "NAME_FIELDS"]
+__all__ = ["validate_groups", "check_run_length", "plain_values", "check_target", "ConfigError", "NAME_FIELDS"]

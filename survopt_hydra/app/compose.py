@@ -1,13 +1,12 @@
 """The app's config composed outside a Hydra run: for tools and tests.
 
-``compose_train`` sits above both the schemas (:mod:`.config`) and the pre-flight's error
+``compose_train`` sits above both the schemas (:mod:`.schemas`) and the pre-flight's error
 wording (:mod:`.hydra_errors`), so neither has to import the other.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from .schemas import register_app_configs
 
 
 def compose_train(overrides: list[str] | tuple[str, ...] = ()) -> Any:
@@ -21,11 +20,8 @@ def compose_train(overrides: list[str] | tuple[str, ...] = ()) -> Any:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from ..schemas import register_configs
     from .hydra_errors import explain
 
-    register_app_configs()
-    register_configs()
     with initialize_config_module("survopt_hydra.app.train_conf", version_base=None):
         try:
             return compose("train", overrides=list(overrides))

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from ..schemas import GROUPS
 from ..errors import ConfigError, did_you_mean
-from ..api.validation import NAME_FIELDS, validate_groups  # noqa: F401 (NAME_FIELDS re-exported)
+from ..api.validation import NAME_FIELDS, check_run_length, validate_groups  # noqa: F401 (NAME_FIELDS re-exported)
 from .schemas import APP_GROUPS, check_app_config
 from .state import EPOCH_METRICS, config_difference
 
@@ -42,9 +42,11 @@ def check_monitor(cfg: Mapping[str, Any]) -> None:
 
 
 def check_config(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Everything about a composed config that needs neither torch nor the data.
+    """Everything about a composed config that needs neither torch nor the data, each rule once:
+    top-level keys, the groups the app needs, the app's and the library's schemas, cross-group
+    rules, the plateau monitor, the fine-tuning warning.
 
-    Returns :func:`~survopt_hydra.app.schemas.check_app_config`'s plain settings.
+    Returns the checked values: the app's ``data``/``model``/``trainer`` and the library's groups.
     """
     for key in cfg:
         if key not in TOP_LEVEL:
@@ -53,7 +55,7 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if cfg.get(group) is None:
             raise ConfigError(group, f"missing config group; add '{group}: <option>' to the defaults list")
     settings = check_app_config(cfg)
-    validate_groups(cfg)  # every library group against its schema; run length comes later
+    settings.update(validate_groups(cfg))  # every library group against its schema; the run length comes later
     check_monitor(cfg)
     warn_finetune_without_weights(cfg)
     return settings
@@ -91,17 +93,13 @@ def check_launch(cfg: Mapping[str, Any]) -> int:
 
 
 def check_run(cfg: Any, trainer: Mapping[str, Any], n_batches: int, rows: int | None = None) -> None:
-    """The checks that need the run length: schedules are built on a dummy optimizer.
+    """The checks that need the data's size: every batch holds a pair, the schedules fit the run.
 
     ``n_batches``: training batches per epoch on one rank (:func:`batches_per_rank`);
     ``rows``: training rows per rank, to check the smallest batch (:func:`check_batch_rows`)."""
-    from ..api.validation import validate_groups
-
     if rows is not None:
         check_batch_rows(rows, n_batches, trainer["batch_size"])
-    k = trainer["accumulate_grad_batches"]
-    validate_groups(cfg, trainer["max_epochs"], math.ceil(n_batches / k))
-    check_monitor(cfg)
+    check_run_length(cfg, trainer["max_epochs"], math.ceil(n_batches / trainer["accumulate_grad_batches"]))
 
 
 def check_batch_rows(rows: int, n_batches: int, batch_size: int) -> None:
@@ -175,7 +173,10 @@ def _data_key(data: Mapping[str, Any]) -> tuple[str, Any]:
 
 
 def load_cohort_once(data: Mapping[str, Any]) -> Any:
-    """Load (and check) a cohort, remembering it for :func:`take_cohort`."""
+    """Load (and check) a cohort once per process: the next job of a sweep with the same data (an LR
+    sweep) reuses it while its files are unchanged. Nothing writes into a cohort's tensors, and
+    ``tests/test_sweeps.py`` checks that a sequential sweep's jobs equal the parallel launcher's,
+    whose workers each load their own."""
     from .data import load_cohort
 
     key, stamps = _data_key(data)
@@ -184,15 +185,6 @@ def load_cohort_once(data: Mapping[str, Any]) -> Any:
     cohort = load_cohort(data)
     _COHORTS[key] = (cohort, stamps)
     return cohort
-
-
-def take_cohort(data: Mapping[str, Any]) -> Any:
-    """The cohort the pre-flight loaded for ``data`` (if its files did not change since), else a fresh load.
-
-    Kept for the next job of a sweep with the same data (an LR sweep loads its CSV once); nothing
-    writes into a cohort's tensors, and ``tests/test_sweeps.py`` checks that a sequential sweep's
-    jobs equal the parallel launcher's, whose workers each load their own."""
-    return load_cohort_once(data)
 
 
 # ================================================================== fine-tuning needs something to fine-tune

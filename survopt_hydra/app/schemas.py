@@ -1,8 +1,8 @@
 """Schemas of the app-only config groups ``data``, ``model`` and ``trainer``.
 
 Same pattern as the library groups (:mod:`survopt_hydra.schemas`): each option is a
-dataclass stored in Hydra's ConfigStore as ``<group>/<option>`` (``data/gbsg2``), which the
-app's ``train.yaml`` defaults list picks by name. Range checks live on the fields (``fld``) so :func:`check_app_config`
+dataclass, written as ``train_conf/<group>/<option>.yaml`` (``data/gbsg2.yaml``) by
+``python -m survopt_hydra.app.schemas``, which the app's ``train.yaml`` defaults list picks by name. Range checks live on the fields (``fld``) so :func:`check_app_config`
 can refuse a bad value with one line naming the key, before anything is written.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, List, Optional
 
 from ..schemas.checks import each, fld, ge, one_of, open_unit, optional, unit_closed_open, validate
+from ..schemas.scheduler import PlateauConfig as LibraryPlateauConfig
 from ..errors import ConfigError, unknown_name
 from .state import check_fault_spec
 
@@ -148,6 +149,14 @@ class TrainerConfig:
                                          "TEST ONLY: inject faults, e.g. nan_loss@4-6 (see app/state.py FAULTS)")
 
 
+@dataclass
+class PlateauConfig(LibraryPlateauConfig):
+    """scheduler=plateau in this app: halve the LR when the validation C-index stalls."""
+
+    monitor: Optional[str] = fld("val_cindex", doc="train_loss, val_cindex or val_loss (see EPOCH_METRICS)")
+    mode: Optional[str] = fld("max", optional(one_of("min", "max")), "max for val_cindex, min for the losses")
+
+
 DATA: dict[str, type] = {
     "support": SupportDataConfig,
     "gbsg2": GBSG2DataConfig,
@@ -158,17 +167,16 @@ MODELS: dict[str, type] = {"linear": LinearModelConfig, "mlp": MLPModelConfig, "
 TRAINERS: dict[str, type] = {"default": TrainerConfig}
 APP_GROUPS: dict[str, dict[str, type]] = {"data": DATA, "model": MODELS, "trainer": TRAINERS}
 
-def register_app_configs() -> None:
-    """Store the app schemas as ``<group>/<option>`` in the ConfigStore (idempotent), and the app's
-    plateau: the library's has no metric, this app watches the validation C-index."""
-    from hydra.core.config_store import ConfigStore
+#: The app's own plateau: the library's watches no metric; this app's watches the validation C-index.
+APP_PLATEAU = {"scheduler": {"plateau": PlateauConfig}}
 
-    from ..schemas import register_configs, store_groups
-    from ..schemas.scheduler import PlateauConfig
 
-    store_groups(APP_GROUPS)
-    register_configs()  # first, so the app's plateau below replaces the library's
-    ConfigStore.instance().store(group="scheduler", name="plateau", node=PlateauConfig(monitor="val_cindex", mode="max"))
+def conf_files() -> dict[str, str]:
+    """``<group>/<option>.yaml`` -> text of the app's own options, written from the schemas above
+    (``python -m survopt_hydra.app.schemas``; ``tests/test_conf_files.py`` fails on drift)."""
+    from ..schemas.render import render_groups
+
+    return render_groups({**APP_GROUPS, **APP_PLATEAU}, "survopt_hydra.app.schemas")
 
 
 def _plain(node: Any, group: str) -> dict[str, Any]:
@@ -226,3 +234,12 @@ def check_app_config(cfg: Any) -> dict[str, dict[str, Any]]:
     if out["model"]["name"] != "cnn" and data["name"] == "synthetic_images":
         raise ConfigError("model.name", f"data=synthetic_images holds images; use model=cnn, got {out['model']['name']}")
     return out
+
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    from survopt_hydra.app.schemas import conf_files as files  # the module's own name in the headers, not __main__
+    from survopt_hydra.schemas.render import write_files
+
+    write_files(files(), Path(__file__).with_name("train_conf"))

@@ -45,10 +45,10 @@ from ..engine.monitors import CSVSink, GradientMonitor, OptimizerMonitor
 from ..survival import cox_ph_loss
 from .checkpoint import epoch_seed, seed_everything
 from .components import build_model, evaluate, load_best, pick_device, set_threads  # noqa: F401 (tools import them here)
-from .schemas import check_app_config
+from ..errors import ConfigError
 from .data import Cohort
 from .outputs import RunOutputs, archive_old_results, summary_line
-from .rules import batches_per_rank, check_run, take_cohort
+from .run_plan import RunPlan, plan_run
 from .run_checkpoints import RunCheckpoints
 from .state import FaultInjection, GracefulStop, Progress, RunInterrupted, lock_run_dir, unlock_run_dir
 
@@ -79,24 +79,23 @@ class _Nothing:
 class Trainer:
     """One run: ``__init__`` builds and checks everything, :meth:`train` trains and writes."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+    def __init__(self, cfg: DictConfig, run_dir: Path, plan: RunPlan | None = None) -> None:
         from hydra.utils import instantiate
 
-        settings = check_app_config(cfg)
-        self.t = t = settings["trainer"]
+        plan = plan or plan_run(cfg)  # the one validation pass (the pre-flight hands over its own)
+        self.t = t = plan.settings["trainer"]
         self.dist = instantiate(cfg.distributed) if cfg.get("distributed") is not None else DistributedSettings()
         self.ctx = self.dist.setup(device=pick_device(t["device"]))  # one-line ConfigError without torchrun
         try:
             self.run_dir = Path(self.ctx.broadcast_object(str(run_dir)))  # rank 0's: Hydra run dirs may differ by rank
             if not self.ctx.is_main:
                 logging.getLogger().setLevel(logging.WARNING)
-            set_threads(t, settings["data"], self.ctx.device)
-            self.cohort: Cohort = self._setup_data(settings["data"])
-            check_run(cfg, t, self.n_batches, self.rows_per_rank)  # run-length checks, plateau monitor
+            set_threads(t, plan.settings["data"], self.ctx.device)
+            self.cohort: Cohort = self._setup_data(plan)
             seed_everything(t["seed"])
-            self.model = self.dist.wrap_model(build_model(settings["model"], self.cohort.input_shape), self.ctx)
+            self.model = self.dist.wrap_model(build_model(plan.settings["model"], self.cohort.input_shape), self.ctx)
             self.optimizer = self._setup_optimizer(cfg.optimizer)
-            self.engine = self._setup_engine(cfg, instantiate)
+            self.engine = self._setup_engine(cfg, instantiate, plan.steps_per_epoch)
             self.progress = Progress()
             self.config = OmegaConf.to_container(cfg, resolve=True)
             self.faults = FaultInjection(t["fault_injection"])  # test-only; nothing when unset
@@ -112,13 +111,13 @@ class Trainer:
             raise
 
     # -- set-up ------------------------------------------------------------------------
-    def _setup_data(self, data: dict[str, Any]) -> Cohort:
-        """The cohort the pre-flight loaded (``data`` group), on the device; batches per rank."""
-        cohort = take_cohort(data).to(self.ctx.device)
-        n_train, ws = len(cohort.train), self.ctx.world_size
-        self.rows_per_rank = math.ceil(n_train / ws)  # DistributedSampler's count, the same on every rank
-        self.n_batches = batches_per_rank(n_train, self.t["batch_size"], ws)
-        return cohort
+    def _setup_data(self, plan: RunPlan) -> Cohort:
+        """The cohort the plan loaded (``data`` group), on the device; batches per rank."""
+        if plan.world_size != self.ctx.world_size:  # the launch the plan read is the one setup() joined
+            raise ConfigError("distributed.strategy", f"planned for {plan.world_size} ranks but the process group "
+                                                      f"has {self.ctx.world_size}")
+        self.rows_per_rank, self.n_batches = plan.rows_per_rank, plan.n_batches
+        return plan.cohort.to(self.ctx.device)
 
     def _setup_optimizer(self, node: DictConfig) -> torch.optim.Optimizer:
         """``optimizer`` group through the distributed strategy (ZeRO wraps it; LR scaled, recorded)."""
@@ -126,10 +125,10 @@ class Trainer:
         return self.dist.build_optimizer(node, self.model, self.ctx, global_batch=min(bs, self.rows_per_rank) * k * ws,
                                          base_batch=min(bs, len(self.cohort.train)) * k)
 
-    def _setup_engine(self, cfg: DictConfig, instantiate: Any) -> StepEngine:
+    def _setup_engine(self, cfg: DictConfig, instantiate: Any, steps_per_epoch: int) -> StepEngine:
         """``scheduler``, ``clipping``, ``amp`` and ``ema`` groups, one instantiate each, in the step engine."""
         t, k = self.t, self.t["accumulate_grad_batches"]
-        steps_per_epoch = math.ceil(self.n_batches / k)  # applied optimizer steps: step schedules end with the run
+        # steps_per_epoch counts applied optimizer steps, so step schedules end with the run
         scheduler = instantiate(cfg.scheduler, optimizer=self.optimizer, epochs=t["max_epochs"],
                                 steps_per_epoch=steps_per_epoch)
         clipper = instantiate(cfg.clipping) if cfg.get("clipping") else None
@@ -339,10 +338,13 @@ class Trainer:
                 log.warning("could not close an output file: %s", exc)
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Build (and check) everything, then train; returns metrics ({} when stopped by stop_after_epochs)."""
+def train(cfg: DictConfig, run_dir: Path, trainer: Trainer | None = None) -> dict[str, Any]:
+    """Build (and check) everything, then train; returns metrics ({} when stopped by stop_after_epochs).
+
+    ``trainer``: one already built for ``cfg`` and ``run_dir`` (the app's pre-flight builds it
+    before Hydra writes anything, so a refused run leaves no trace)."""
     try:
-        trainer = Trainer(cfg, run_dir)
+        trainer = trainer if trainer is not None else Trainer(cfg, run_dir)
         ctx = trainer.ctx
         try:
             metrics = trainer.train()

@@ -18,16 +18,17 @@ from typing import Any, Callable, Iterable, NamedTuple
 import torch
 from torch import nn
 
-from ..schemas.checks import validate
+from ..schemas.checks import schema_fields, validate
 from ..schemas.optimizer import BUILDER, OPTIM_INFO, OPTIMIZERS, CustomConfig
-from ..errors import ConfigError, unknown_name
+from ..errors import ConfigError, did_you_mean, unknown_name
 from .param_groups import build_param_groups
 
 #: option name -> torch.optim class name (read off the records).
 TORCH_CLASSES: dict[str, str] = {name: info.cls for name, info in OPTIM_INFO.items()}
 #: Schema fields that shape the param groups or pick the kernel, not keywords of the torch class.
 _GROUPING = ("name", "lr", "weight_decay", "no_weight_decay_1d", "lr_mult", "layer_decay", "layers",
-             "implementation", "foreach", "fused", "aux_lr", "aux_betas", "aux_weight_decay", "aux_patterns")
+             "implementation", "if_supported", "foreach", "fused", "aux_lr", "aux_betas", "aux_weight_decay",
+             "aux_patterns")
 
 
 def optimizer_options(name: str, key: str = "optimizer.name") -> type:
@@ -133,17 +134,41 @@ def _resolve(name: str, options: dict[str, Any]) -> tuple[dict[str, Any], type, 
         cls = target or check_target(cfg["cls"], "optimizer.cls")
         kwargs = _class_kwargs("optimizer.kwargs", cls, dict(cfg["kwargs"]))
     else:
-        cfg = validate(optimizer_options(name), options, "optimizer")
+        schema = optimizer_options(name)
+        cfg = validate(schema, options, "optimizer")
         cls = target or OPTIM_INFO[name].torch_class()
         kwargs = {k: v for k, v in cfg.items() if k not in _GROUPING}
         kwargs.update({k: cfg[k] for k in ("foreach", "fused") if cfg.get(k) is not None})
-        if target is not None:  # the option's keywords the class lacks are dropped while at their defaults
-            accepted = inspect.signature(cls.__init__).parameters
-            defaults = optimizer_options(name)()
-            kwargs = {k: v for k, v in kwargs.items() if k in accepted or v != getattr(defaults, k, v)}
-            kwargs = _class_kwargs("optimizer", cls, kwargs)
+        defaults = schema()
+        kwargs.update(_if_supported(cls, cfg, defaults))
+        # the option's keywords the class lacks (an older torch, a _target_ class) are dropped while at their defaults
+        accepted = inspect.signature(cls.__init__).parameters
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted or v != getattr(defaults, k, v)}
+        kwargs = _class_kwargs("optimizer", cls, kwargs)
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}  # betas, etas: torch wants tuples
     return cfg, cls, kwargs, target
+
+
+def _if_supported(cls: type, cfg: dict[str, Any], defaults: Any) -> dict[str, Any]:
+    """``optimizer.if_supported``: each keyword the class takes and the config leaves at its default, checked
+    like a direct setting; a keyword no optimizer has is refused (a typo), one this class lacks is skipped."""
+    from ..schemas.optimizer import OPTIMIZERS
+
+    wanted = cfg.get("if_supported") or {}
+    if not wanted:
+        return {}
+    accepted = inspect.signature(cls.__init__).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+    known = {f for schema in OPTIMIZERS.values() for f in schema_fields(schema)}
+    out: dict[str, Any] = {}
+    for key, value in wanted.items():
+        if key not in known:
+            raise ConfigError(f"optimizer.if_supported.{key}", f"not a keyword of any optimizer{did_you_mean(key, known)}")
+        if (key in accepted or takes_any) and cfg.get(key, value) == getattr(defaults, key, None) and key not in _GROUPING:
+            schema = type(defaults)
+            out[key] = validate(schema, {key: value}, "optimizer.if_supported")[key] if key in schema_fields(schema) \
+                else value
+    return out
 
 
 def construct(plan: OptimizerPlan, factory: Callable[..., torch.optim.Optimizer] | None = None) -> torch.optim.Optimizer:

@@ -1,10 +1,11 @@
-"""Structured-config schemas for every library config group, and their ConfigStore registration.
+"""The schema of every library config option: one dataclass per option, with defaults and checks.
 
-Each option's schema is stored in Hydra's ConfigStore directly as ``<group>/<option>``
-(``optimizer/adamw``): the option IS its schema (defaults, types and checks live in the
-dataclass, so they apply to command-line overrides too) and no YAML stub repeats its name.
-Only these groups reach other apps' search paths; ``conf/`` (``pkg://survopt_hydra.conf``)
-adds the presets.
+These are real, importable and picklable classes (``from survopt_hydra.schemas.optimizers
+import AdamWConfig``; ``survopt_hydra.schemas.scheduler.WarmupCosineConfig``;
+``survopt_hydra.schemas.clipping.NormClippingConfig`` ...) that hydra-zen or a ConfigStore
+entry of your own can build on. Hydra apps that opt in read them as YAML files written from
+these classes (``conf/``, :mod:`.render`); nothing here touches Hydra's global ConfigStore.
+No torch import.
 """
 from __future__ import annotations
 
@@ -25,23 +26,3 @@ GROUPS: dict[str, Mapping[str, type]] = {
     "distributed": DISTRIBUTED,
     "ema": EMA,
 }
-
-_stored: set[str] = set()
-
-
-def store_groups(groups: Mapping[str, Mapping[str, type]]) -> None:
-    """Store each option's schema as ``<group>/<option>`` in Hydra's ConfigStore (idempotent)."""
-    from hydra.core.config_store import ConfigStore
-
-    cs = ConfigStore.instance()
-    for group, options in groups.items():
-        if group in _stored:
-            continue
-        for name, schema in options.items():
-            cs.store(group=group, name=name, node=schema)
-        _stored.add(group)
-
-
-def register_configs() -> None:
-    """Store the library's options (optimizer, scheduler, clipping, amp, distributed, ema)."""
-    store_groups(GROUPS)

@@ -136,7 +136,7 @@ def coerce(key: str, value: Any, tp: Any, allow_inf: bool = False) -> Any:
         try:
             num = float(value)
         except (TypeError, ValueError):
-            raise ConfigError(key, f"must be a number, got {value!r}") from None
+            raise ConfigError(key, f"must be {'an integer' if tp is int else 'a number'}, got {value!r}") from None
         if not math.isfinite(num) and not (allow_inf and num == math.inf):
             raise ConfigError(key, f"must be a finite number, got {value!r}")
         if tp is int:
