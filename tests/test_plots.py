@@ -276,3 +276,42 @@ def test_app_with_plots_writes_images_and_plot_run_redraws_them(tmp_path):
     assert proc.stdout.split() == [str(run / n) for n in sizes]
     for name, data in drawn.items():
         assert (run / name).read_bytes() == data, name
+
+
+def _plot_run_main():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plot_run_under_test", ROOT / "scripts" / "plot_run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_plot_run_refuses_a_bad_csv_in_one_line_naming_it(gbsg2_rows, tmp_path, capsys):
+    main = _plot_run_main()
+    (tmp_path / "test_predictions.csv").write_text("duration,event,risk\n1,x,2\n")
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "test_predictions.csv") in err[0] and "'x'" in err[0]
+    (tmp_path / "test_predictions.csv").write_text("duration,event\n1,1\n")  # no risk column
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "test_predictions.csv" in err[0] and "risk" in err[0]
+
+
+def test_plots_never_write_through_a_link(gbsg2_rows, tmp_path):
+    """A run dir is untrusted: a ``risk_groups.png`` that links elsewhere is replaced or refused, never
+    followed (the file it points to keeps its bytes)."""
+    from survopt_hydra.app.plots import render_run
+
+    rows = gbsg2_rows[0]
+    _write_predictions(tmp_path / "test_predictions.csv", [r["duration"] for r in rows], [r["event"] for r in rows],
+                       [r["risk"] for r in rows], [], [[] for _ in rows])
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.txt"
+    outside.write_text("keep")
+    (tmp_path / "risk_groups.png").symlink_to(outside)
+    try:
+        render_run(tmp_path)
+    except OSError:
+        pass  # refusing the link is as good as replacing it
+    assert outside.read_text() == "keep"

@@ -48,10 +48,17 @@ def _pyplot() -> Any:
 
 
 def _save(plt: Any, fig: Any, path: Path) -> Any:
-    """Write ``fig`` and close it; returned (closed, its artists intact) so callers and tests can read what
-    was drawn."""
-    fig.savefig(path, dpi=100)
+    """Write ``fig`` as a PNG and close it; returned (closed, its artists intact) so callers and tests can
+    read what was drawn. Written through a temporary file and a rename, as the run's other results: a
+    ``path`` that is a link (a run dir is untrusted) is replaced, never followed, and never left torn."""
+    import io
+
+    from ..durable import write_atomic
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
+    write_atomic(buffer.getbuffer(), path, durable=False)
     return fig
 
 
@@ -248,24 +255,36 @@ def plot_risk_groups(rows: Sequence[Row], path: Path) -> Any:
 
 
 def plot_survival(rows: Sequence[Row], run_dir: Path) -> list[Path]:
-    """``calibration.png`` and ``risk_groups.png`` from ``test_predictions.csv``'s rows."""
+    """``calibration.png`` and ``risk_groups.png`` from ``test_predictions.csv``'s rows (none without rows)."""
+    if not rows:
+        return []
     plot_calibration(rows, run_dir / "calibration.png")
     plot_risk_groups(rows, run_dir / "risk_groups.png")
     return [run_dir / "calibration.png", run_dir / "risk_groups.png"]
 
 
+def _plot_epochs(rows: Sequence[Row], run_dir: Path) -> list[Path]:
+    plot_curves(rows, run_dir / "curves.png")
+    return [run_dir / "curves.png"]
+
+
+def _plot_lr(rows: Sequence[Row], run_dir: Path) -> list[Path]:
+    plot_lr_steps(rows, run_dir / "lr_schedule.png")
+    return [run_dir / "lr_schedule.png"]
+
+
 def render_run(run_dir: str | Path) -> list[Path]:
-    """Every plot whose CSV exists in ``run_dir``; returns the PNGs written (FileNotFoundError: no CSV)."""
+    """Every plot whose CSV exists in ``run_dir``; returns the PNGs written (FileNotFoundError: no CSV;
+    ValueError naming the CSV: one without the columns or numbers its plot needs)."""
     run_dir = Path(run_dir)
-    written = []
-    if (run_dir / "epochs.csv").is_file():
-        plot_curves(read_rows(run_dir / "epochs.csv"), run_dir / "curves.png")
-        written.append(run_dir / "curves.png")
-    if (run_dir / "lr_steps.csv").is_file():
-        plot_lr_steps(read_rows(run_dir / "lr_steps.csv"), run_dir / "lr_schedule.png")
-        written.append(run_dir / "lr_schedule.png")
-    if (run_dir / PREDICTIONS).is_file():
-        written += plot_survival(read_rows(run_dir / PREDICTIONS), run_dir)
+    written: list[Path] = []
+    for name, draw in (("epochs.csv", _plot_epochs), ("lr_steps.csv", _plot_lr), (PREDICTIONS, plot_survival)):
+        if (run_dir / name).is_file():
+            try:
+                written += draw(read_rows(run_dir / name), run_dir)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ValueError(f"{run_dir / name}: not a survopt-train {name} ({type(exc).__name__}: {exc})") \
+                    from None
     if not written:
         raise FileNotFoundError(f"{run_dir}: no epochs.csv, lr_steps.csv or {PREDICTIONS}; pass a survopt-train "
                                 "run directory")
