@@ -315,3 +315,14 @@ def test_plots_never_write_through_a_link(gbsg2_rows, tmp_path):
     except OSError:
         pass  # refusing the link is as good as replacing it
     assert outside.read_text() == "keep"
+
+
+@pytest.mark.parametrize("kind", ["ties", "ends_at_zero"])
+def test_kaplan_meier_equals_the_metrics_one(kind):
+    """The plots' KM and the time-dependent metrics' (survival/timedep.py) are one estimate."""
+    from survopt_hydra.survival.timedep import kaplan_meier
+
+    t, e = _data(kind, 5)
+    times, surv = kaplan_meier(t, e)
+    km = KaplanMeier.fit(t, e)
+    assert torch.equal(km.times, times[1:]) and torch.allclose(km.survival, surv[1:], rtol=0, atol=1e-12)

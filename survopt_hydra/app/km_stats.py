@@ -11,11 +11,12 @@ Conventions are lifelines' defaults, and tests/test_plots.py holds them to lifel
 * log-rank: the k-group statistic (O - E)' V^-1 (O - E) over the first k - 1 groups, chi-square
   with k - 1 degrees of freedom (hypergeometric variance; ties as one step).
 
-Why not call lifelines: these few tensor ops are all the plots need, and lifelines drags in
-pandas, scipy and autograd (~1 s of imports, a third of what ``trainer.plots=true`` costs); the
-p-value's chi-square tail is ``torch.special.gammaincc``. The app's KM point estimate itself is
-:func:`survopt_hydra.survival.timedep.kaplan_meier`'s (the same product), extended here with the
-counts the bands and tables need.
+Why not call lifelines: these few tensor ops are all the plots need, and importing lifelines drags
+in pandas, scipy and autograd: 0.9-1.3 s on top of torch and matplotlib (2-core EPYC, Dec 2026),
+about as much as importing matplotlib and drawing all four plots. The p-value's chi-square tail
+is ``torch.special.gammaincc``. :func:`survopt_hydra.survival.timedep.kaplan_meier` (the
+metrics' censoring weights) computes the same product without the counts and bands; a test keeps
+the two equal.
 """
 from __future__ import annotations
 
