@@ -30,6 +30,7 @@ durations themselves as ``times`` makes the lookup exact.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -40,6 +41,8 @@ _BLOCK_ELEMS = 4_000_000
 
 
 def _f64(value: ArrayLike | list[float]) -> Tensor:
+    if isinstance(value, np.ndarray):
+        value = np.ascontiguousarray(value)  # a reversed view has negative strides, which torch refuses
     return torch.as_tensor(value).detach().cpu().to(torch.float64)
 
 
@@ -103,7 +106,7 @@ def cause_specific_brier(cif: ArrayLike, times: ArrayLike, durations: ArrayLike,
     y, d = _f64(durations).reshape(-1), _f64(events).reshape(-1)
     if f.shape != (y.numel(), tk.numel()):
         raise ValueError(f"cause_specific_brier: cif must have shape ({y.numel()}, {tk.numel()}), got {tuple(f.shape)}")
-    gt, gv = kaplan_meier(train_durations, _f64(train_events).reshape(-1) > 0, reverse=True)
+    gt, gv = kaplan_meier(_f64(train_durations).reshape(-1), _f64(train_events).reshape(-1) > 0, reverse=True)
     g_y, g_t = step_at(gt, gv, y), step_at(gt, gv, tk)
     inv_y = torch.where(g_y > 0, 1.0 / g_y.clamp(min=1e-300), torch.zeros_like(g_y))
     inv_t = torch.where(g_t > 0, 1.0 / g_t.clamp(min=1e-300), torch.zeros_like(g_t))
