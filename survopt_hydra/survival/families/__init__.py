@@ -8,6 +8,7 @@ from a predictor file (plain numbers only; every value is checked).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from .aft import LogNormalAFT, WeibullAFT
@@ -23,12 +24,12 @@ FAMILIES: dict[str, type[SurvivalFamily]] = {
 }
 
 
-def make_family(name: str, **options: Any) -> SurvivalFamily:
+def make_family(name: str, /, **options: Any) -> SurvivalFamily:
     """The family ``name`` with its options (unknown names or options: one-line ValueError)."""
     if name not in FAMILIES:
         raise ValueError(f"family: unknown {name!r}; allowed: {', '.join(FAMILIES)}")
     cls = FAMILIES[name]
-    allowed = [f for f in cls.__dataclass_fields__]
+    allowed = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"family {name}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")

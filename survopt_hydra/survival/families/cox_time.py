@@ -47,9 +47,11 @@ class CaseControl(NamedTuple):
 
 def sample_controls(time: Tensor, n_control: int, generator: torch.Generator | None = None
                     ) -> tuple[Tensor, Tensor]:
-    """(n, n_control) row indices drawn uniformly from {j != i: time_j >= time_i}, and (n,) whether that set is non-empty.
+    """(n, n_control) row indices drawn uniformly from {j != i: time_j >= time_i}, and (n,) whether
+    that set is non-empty. Rows without a control get their own index (masked out by ``valid``).
 
-    Rows without a control get their own index (masked out by ``valid``). No host sync."""
+    Sorting by time once makes every risk set a prefix, so a draw is an index below its size
+    (shifted past the case itself): O(n log n), no host sync."""
     n = time.shape[0]
     order = torch.argsort(time, descending=True, stable=True)
     position = torch.empty_like(order)
