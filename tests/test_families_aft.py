@@ -28,6 +28,24 @@ def aft_cohort(seed, n=400):
     return x, np.round(np.minimum(t, c), 3) + 1e-3, (t <= c).astype(np.int64)
 
 
+def test_loss_by_hand():
+    """sigma = 1 (raw 0), mu = 0: an event at u = 0 and a censoring at u = log 2."""
+    outputs = torch.zeros(2, 2, dtype=torch.float64)
+    target = {"u": torch.tensor([0.0, math.log(2.0)], dtype=torch.float64), "event": torch.tensor([1.0, 0.0])}
+    weibull = WeibullAFT(log_loc=0.0, log_scale=1.0)
+    # event: -(z - e^z) = 1; censoring: e^z = 2
+    assert float(weibull.loss(outputs, target)) == pytest.approx((1.0 + 2.0) / 2, rel=1e-12)
+    lognormal = LogNormalAFT(log_loc=0.0, log_scale=1.0)
+    # event: z^2/2 + log sqrt(2 pi) at z = 0; censoring: -log(1 - Phi(log 2))
+    censored = -math.log(0.5 * math.erfc(math.log(2.0) / math.sqrt(2.0)))
+    assert float(lognormal.loss(outputs, target)) == pytest.approx(
+        (0.5 * math.log(2 * math.pi) + censored) / 2, rel=1e-12)
+    # S(t) at t = e (u = 1, z = 1): exp(-e) and 1 - Phi(1)
+    assert float(weibull.survival(outputs[:1], [math.e])) == pytest.approx(math.exp(-math.e), rel=1e-12)
+    assert float(lognormal.survival(outputs[:1], [math.e])) == pytest.approx(0.5 * math.erfc(1 / math.sqrt(2)),
+                                                                             rel=1e-12)
+
+
 @pytest.mark.parametrize("cls", [WeibullAFT, LogNormalAFT])
 def test_loss_is_the_censored_log_likelihood(cls):
     x, durations, events = aft_cohort(0, n=50)

@@ -13,7 +13,8 @@ CIF is F_k(tau_j | x) = sum_{l <= j} y_{k,l}; S(tau_j | x) = 1 - sum_k F_k(tau_j
 * L2 (the paper's ranking loss): sum_k sum_{i,j} A_{k,i,j} exp(-(F_k(s_i|x_i) - F_k(s_i|x_j)) / sigma),
   A_{k,i,j} = 1 when i had cause k at s_i and j outlived s_i: s_i < s_j, or s_i = s_j and j
   censored (a censoring at a cut means alive through it; pycox's ``pair_rank_mat``). It is
-  divided by n^2 (pycox's normalisation) so its size does not grow with the batch.
+  divided by n^2 (pycox's normalisation) so its size does not grow with the batch. Each term
+  is at most exp(1 / sigma), so sigma >= 0.02 keeps it finite in float32.
 * loss = L1 + alpha * L2 (the paper's weighting; pycox's ``alpha'`` in
   alpha' L1 + (1 - alpha') L2 is the same loss times alpha' with alpha = (1 - alpha') / alpha').
 
