@@ -272,6 +272,19 @@ def _builder(name: str) -> Builder:
 
 
 
+def _warmup_steps(cfg: dict, unit: int, total: int | None) -> int:
+    """The warmup in scheduler steps: ``warmup_epochs`` x steps per epoch, or ``warmup_fraction`` of the run."""
+    fraction = cfg["warmup_fraction"]
+    if fraction is None:
+        return round(cfg["warmup_epochs"] * unit)
+    if cfg["warmup_epochs"]:
+        raise ConfigError("scheduler.warmup_fraction", f"set either warmup_epochs ({cfg['warmup_epochs']:g}) or "
+                                                       "warmup_fraction; allowed: warmup_epochs=0 with a fraction")
+    if total is None:
+        raise ConfigError("scheduler.warmup_fraction", "needs the run length: pass epochs= (and steps_per_epoch=)")
+    return max(1, round(fraction * total))
+
+
 def _check_eta_min(optimizer: Optimizer, cfg: dict) -> None:
     """A floor above a group's LR would make the schedule climb instead of decay."""
     eta_min = cfg.get("eta_min")
@@ -312,13 +325,16 @@ def build_scheduler(
         raise ConfigError("scheduler.interval", "interval=step needs steps_per_epoch= at instantiate")
     unit = steps_per_epoch if cfg["interval"] == "step" else 1
     total = epochs * unit if epochs is not None else None
-    warm = round(cfg["warmup_epochs"] * unit)
+    warm = _warmup_steps(cfg, unit, total)
     if total is not None and warm >= total and name != "linear_warmup":
         what = "optimizer steps" if unit > 1 else "epochs"
+        if cfg["warmup_fraction"] is not None:
+            raise ConfigError("scheduler.warmup_fraction", f"{cfg['warmup_fraction']:g} of a {total}-{what[:-1]} run "
+                              f"is {warm} {what} once rounded, not shorter than the run; the run is too short to warm up")
         raise ConfigError(
             "scheduler.warmup_epochs",
             f"warmup of {cfg['warmup_epochs']:g} epochs is {warm} {what} once rounded, not shorter than the run "
-            f"({total} {what}); allowed: at most {(total - 1) / unit:g} epochs",
+            f"({total} {what}); allowed: at most {(total - 1) / unit:g} epochs (or scheduler.warmup_fraction)",
         )
     _check_eta_min(optimizer, cfg)
     if name == "linear_warmup" and warm < 1:

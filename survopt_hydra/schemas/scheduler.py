@@ -29,6 +29,8 @@ class SchedulerConfig:
     name: str = "none"
     interval: str = fld("epoch", one_of(*INTERVALS), "advance per epoch or per optimizer step")
     warmup_epochs: float = fld(0.0, ge(0), "linear warmup length, composes with every option")
+    warmup_fraction: Optional[float] = fld(None, optional(open_unit), "warmup as a fraction of the whole run "
+                                           "instead (fits runs of any length; needs warmup_epochs: 0)")
     warmup_start_factor: float = fld(0.01, open_unit, "warmup starts at this fraction of the LR")
     hparams: Dict[str, float] = fld({}, each_value(ge(0)),
                                     "other param-group hyper-parameters (weight_decay, momentum ...) -> end factor: "
