@@ -41,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..distributed import DistributedSettings, load_model_state_dict, model_state_dict, shard_indices, sync_buffers
 from ..engine.step_engine import StepEngine, compile_model, unwrap_model
+from ..optim.stepping import Stepping
 from ..engine.monitors import CSVSink, GradientMonitor, OptimizerMonitor
 from ..survival import cox_ph_loss
 from .checkpoint import epoch_seed, seed_everything
@@ -136,7 +137,8 @@ class Trainer:
         ema = instantiate(cfg.ema) if cfg.get("ema") else None
         forward = compile_model(self.model) if t["compile"] else self.model
         return StepEngine(forward, self.optimizer, scheduler, clipper, amp, k, self.n_batches, ema,
-                          max_nonfinite_steps=t["max_nonfinite_steps"], any_rank=self.ctx.any_rank)
+                          max_nonfinite_steps=t["max_nonfinite_steps"], any_rank=self.ctx.any_rank,
+                          stepping=Stepping.of(cfg.scheduler))
 
     def _setup_outputs(self) -> None:
         """epochs.csv / TensorBoard / plots (rank 0), monitors.csv rows after last.pt dropped."""
