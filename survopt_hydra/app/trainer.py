@@ -179,6 +179,7 @@ class Trainer:
                     seed_everything(epoch_seed(t["seed"], epoch) + ctx.rank)  # own dropout masks per rank
                     lrs = self.engine.lrs()
                     train_loss = self._train_epoch(epoch)
+                    self._check_loss(epoch, train_loss)
                     val_c, val_loss = self._validate()
                     self.engine.end_epoch({"val_cindex": val_c, "val_loss": val_loss, "train_loss": train_loss})
                     row = {"epoch": epoch + 1, "train_loss": train_loss, "val_cindex": val_c, "val_loss": val_loss,
@@ -261,6 +262,20 @@ class Trainer:
         if n_empty:  # their exact zeros are in the sum but must not be in the mean
             mean = mean * count / (count - n_empty) if count > n_empty else math.nan
         return ctx.all_reduce_mean(mean)
+
+    def _check_loss(self, epoch: int, loss: float) -> None:
+        """An epoch whose training loss exploded against the first epoch's (``trainer.max_loss_ratio``) ends the
+        run as diverged: its weights may still score a C-index, but no sweep may take it for a result."""
+        ratio = self.t["max_loss_ratio"]
+        if ratio is None or not math.isfinite(loss):  # no finite loss at all: the non-finite streak's to judge
+            return
+        first = next((r["train_loss"] for r in self.progress.history if math.isfinite(r["train_loss"])), loss)
+        if abs(loss) > ratio * max(abs(first), 1.0):
+            saved = self.checkpoints.saved_epoch
+            raise TrainingError(f"training diverged: epoch {epoch + 1}'s training loss {loss:.4g} is over "
+                                f"{ratio:g} x the first epoch's ({first:.4g}); "
+                                + (f"last.pt keeps the last good state (epoch {saved}); " if saved else "")
+                                + "lower optimizer.lr, use clipping=norm, or raise trainer.max_loss_ratio")
 
     def _nonfinite(self, batch: int) -> None:
         """The window just ended had a non-finite loss or gradient (step skipped): warn, or stop."""

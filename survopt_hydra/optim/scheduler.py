@@ -285,7 +285,8 @@ def _warmup_steps(cfg: dict, unit: int, total: int | None) -> int:
         return round(cfg["warmup_epochs"] * unit)
     if cfg["warmup_epochs"]:
         raise ConfigError("scheduler.warmup_fraction", f"set either warmup_epochs ({cfg['warmup_epochs']:g}) or "
-                                                       "warmup_fraction; allowed: warmup_epochs=0 with a fraction")
+                          f"warmup_fraction ({fraction:g}), not both: scheduler.warmup_fraction=null counts the "
+                          "warm-up in epochs, scheduler.warmup_epochs=0 as a fraction of the run")
     if total is None:
         raise ConfigError("scheduler.warmup_fraction", "needs the run length: pass epochs= (and steps_per_epoch=)")
     return max(1, round(fraction * total))
