@@ -1,10 +1,12 @@
-"""Survival-analysis building blocks: Cox losses, the C-index and time-dependent metrics,
+"""Survival-analysis building blocks: Cox losses, the C-index and time-dependent metrics (with
+bootstrap intervals),
 the Breslow baseline, data loading (one feature schema per cohort) and models.
 
 Kept free of any config/training logic so each piece can be tested against an
 independent reference (lifelines, plain numpy) on its own.
 """
 
+from survopt_hydra.survival.bootstrap import bootstrap_intervals, bootstrap_metrics
 from survopt_hydra.survival.breslow import BreslowBaseline
 from survopt_hydra.survival.data import (
     DataError,
@@ -17,19 +19,26 @@ from survopt_hydra.survival.data import (
     split_indices,
 )
 from survopt_hydra.survival.losses import CoxPHLoss, cox_ph_loss
-from survopt_hydra.survival.metrics import comparable_pairs, concordance_index
+from survopt_hydra.survival.metrics import ConcordanceCounts, comparable_pairs, concordance_index
 from survopt_hydra.survival.schema import FeatureSchema
 from survopt_hydra.survival.timedep import (
+    brier_contributions,
     brier_scores,
     cumulative_dynamic_auc,
     integrated_brier_score,
     kaplan_meier,
     uno_cindex,
+    uno_weights,
 )
 from survopt_hydra.survival.models import MLP, LinearCox, SmallCNN
 
 __all__ = [
     "BreslowBaseline",
+    "ConcordanceCounts",
+    "bootstrap_intervals",
+    "bootstrap_metrics",
+    "brier_contributions",
+    "uno_weights",
     "CoxPHLoss",
     "FeatureSchema",
     "brier_scores",
