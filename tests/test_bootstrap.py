@@ -55,7 +55,7 @@ def test_chunks_draw_the_same_resamples_as_one_call(monkeypatch):
         np.testing.assert_array_equal(got, expected)
     risk, d, e, _, _ = cohort(2, 80)
     ref = bootstrap_metrics(risk, d, e, resamples=30, seed=4)["cindex"]
-    monkeypatch.setattr(bootstrap_module, "BLOCK_ELEMS", 3 * 80)  # chunks of 3 resamples
+    monkeypatch.setattr(bootstrap_module, "default_chunk", lambda n: 3)  # chunks of 3 resamples
     np.testing.assert_allclose(bootstrap_metrics(risk, d, e, resamples=30, seed=4)["cindex"], ref, atol=1e-15)
 
 
@@ -79,3 +79,16 @@ def test_intervals_are_seeded_and_shrink_with_more_patients():
     assert small[0] < lifelines_ci(d[:400], -risk[:400], e[:400]) < small[1]
     assert large[0] < lifelines_ci(d, -risk, e) < large[1]
     assert 1.4 < (small[1] - small[0]) / (large[1] - large[0]) < 2.8  # ~sqrt(4) = 2: width ~ 1/sqrt(n)
+
+
+def test_a_subset_bootstrap_above_max_rows_approximates_the_full_one():
+    risk, d, e, t_tr, e_tr = cohort(6, 6000)
+    tau = float(np.quantile(d[e], 0.7))
+    w = uno_weights(d, e, t_tr, e_tr, tau)
+    exact = bootstrap_intervals(risk, d, e, uno_weights=w, resamples=300, seed=3)
+    assert bootstrap_intervals(risk, d, e, uno_weights=w, resamples=300, seed=3, max_rows=6000) == exact
+    scaled = bootstrap_intervals(risk, d, e, uno_weights=w, resamples=300, seed=3, max_rows=2000)
+    for key in ("cindex", "uno_cindex"):
+        width = exact[key][1] - exact[key][0]
+        assert scaled[key] == pytest.approx(exact[key], abs=0.25 * width), key  # same interval, up to noise
+    assert scaled["cindex"][0] < lifelines_ci(d, -risk, e) < scaled["cindex"][1]
