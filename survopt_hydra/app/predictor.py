@@ -14,7 +14,7 @@ horizon, the integrated Brier score and the cumulative/dynamic AUC at the horizo
 25/50/75% quantiles of the training rows' event times). The test C-index, Uno's C and IBS
 also get 95% percentile bootstrap intervals (``test_cindex_ci`` ...: 1,000 resamples of the
 test patients, seed 0, :mod:`..survival.bootstrap`; about 0.2 s for SUPPORT's 1,775; above
-20,000 test patients a 20,000-patient subset is bootstrapped and its spread scaled).
+10,000 test patients a 10,000-patient subset is bootstrapped and its spread scaled).
 """
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ FORMAT = "survopt-predictor/1"
 HORIZON_QUANTILES = (0.25, 0.5, 0.75)
 IBS_POINTS = 50
 #: Test patients bootstrapped exactly; a larger test set bootstraps a random subset this large and scales
-#: (:func:`..survival.bootstrap.bootstrap_intervals`), so the intervals cost ~1 s at any n.
-BOOTSTRAP_MAX_ROWS = 20_000
+#: (:func:`..survival.bootstrap.bootstrap_intervals`), so the intervals cost 1-3 s at any n (2-core EPYC).
+BOOTSTRAP_MAX_ROWS = 10_000
 EVAL_ROWS = 4096  # rows per forward pass: the same chunks as the trainer's evaluate(), so the same floats
 
 

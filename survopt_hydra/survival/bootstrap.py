@@ -38,8 +38,8 @@ LEVEL = 0.95
 UNO_TIED_TOL = 1e-8
 
 
-#: Fewest resamples per chunk: rows of fewer than 16 float64 leave the vectorized passes mostly overhead.
-MIN_CHUNK = 16
+#: Fewest resamples per chunk (fewer leave the per-level passes mostly overhead; more spill the caches at 10^5 rows).
+MIN_CHUNK = 4
 #: Most counts per chunk (32 MiB of float64 per (rows x resamples) block).
 MAX_CHUNK_ELEMS = 1 << 22
 

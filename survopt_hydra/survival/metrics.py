@@ -65,21 +65,14 @@ def order_key(x: Tensor) -> Tensor:
     """int64 keys ordered as the float64 values ``x`` (no NaN; -0.0 equals 0.0): integer keys take
     torch's radix sort, several times faster on a CPU than its float sort."""
     bits = (x + 0.0).view(torch.int64)  # + 0.0 turns -0.0 into 0.0
-    return torch.where(bits < 0, bits ^ 0x7FFFFFFFFFFFFFFF, bits)
+    return bits ^ ((bits >> 63) & 0x7FFFFFFFFFFFFFFF)  # negative floats: flip all but the sign bit
 
 
-def _run_bounds(same_as_next: Tensor) -> tuple[Tensor, Tensor]:
-    """For each element of a sorted sequence: (first index, last index + 1) of its run of equal elements;
-    ``same_as_next[k]`` says element k+1 equals element k (length n - 1)."""
-    n = same_as_next.numel() + 1
-    ramp = torch.arange(n, device=same_as_next.device)
-    starts = torch.ones(n, dtype=torch.bool, device=ramp.device)
-    starts[1:] = ~same_as_next
-    ends = torch.ones_like(starts)
-    ends[:-1] = ~same_as_next
-    first = torch.cummax(torch.where(starts, ramp, 0), 0).values
-    stop = torch.flip(torch.cummin(torch.flip(torch.where(ends, ramp + 1, n), [0]), 0).values, [0])
-    return first, stop
+def _run_bounds(sorted_keys: Tensor) -> tuple[Tensor, Tensor]:
+    """For each element of a sorted sequence: (first index, last index + 1) of its run of equal elements."""
+    _, counts = torch.unique_consecutive(sorted_keys, return_counts=True)
+    stop = torch.cumsum(counts, 0)
+    return torch.repeat_interleave(stop - counts, counts), torch.repeat_interleave(stop, counts)
 
 
 def _thresholds(sorted_risk: Tensor, risk: Tensor, tol: float) -> tuple[Tensor, Tensor]:
@@ -128,28 +121,28 @@ class ConcordanceCounts:
         self.n, self.device, self.tols = n, device, len(tied_tols)
         # Time order, events before censored rows at equal times: each event's comparable set is a suffix.
         events_first = torch.cat([torch.nonzero(event_t).squeeze(1), torch.nonzero(~event_t).squeeze(1)])
-        time_key, perm = torch.sort(order_key(time_t[events_first]), stable=True)
-        self.order = events_first[perm]
-        risk_s = risk_t[self.order]
+        time_key, perm = torch.sort(order_key(time_t.index_select(0, events_first)), stable=True)
+        self.order = events_first.index_select(0, perm)  # (index_select: several times faster than x[idx])
+        risk_s = risk_t.index_select(0, self.order)
         self.event_pos = torch.nonzero(perm < int(event_t.sum())).squeeze(1)  # events were listed first
         if self.event_pos.numel():  # each event's comparable set starts right after the last event tied with it
-            event_key = time_key[self.event_pos]
-            self.start = self.event_pos[_run_bounds(event_key[1:] == event_key[:-1])[1] - 1] + 1
+            event_key = time_key.index_select(0, self.event_pos)
+            self.start = self.event_pos.index_select(0, _run_bounds(event_key)[1] - 1) + 1
         else:
             self.start = self.event_pos
         risk_key = order_key(risk_s)
         sorted_key, by_risk = torch.sort(risk_key)
         self.rank = torch.empty_like(by_risk)
-        self.rank[by_risk] = torch.arange(n, device=device)
-        own = self.rank[self.event_pos]
+        self.rank.scatter_(0, by_risk, torch.arange(n, device=device))
+        own = self.rank.index_select(0, self.event_pos)
         thresholds: list[Tensor] = []
         for tol in map(float, tied_tols):
             if tol == 0:  # the event's own run of equal risks in rank order
-                first, stop = (_run_bounds(sorted_key[1:] == sorted_key[:-1]) if n else (own, own))
-                thresholds += [first[own], stop[own]]
+                first, stop = _run_bounds(sorted_key)
+                thresholds += [first.index_select(0, own), stop.index_select(0, own)]
             else:
-                v = risk_s[by_risk]  # every row's thresholds in rank order: sorted queries, cache-friendly
-                thresholds += [q[own] for q in _thresholds(v, v, tol)]
+                v = risk_s.index_select(0, by_risk)  # every row's thresholds, in rank order: sorted queries
+                thresholds += [q.index_select(0, own) for q in _thresholds(v, v, tol)]
         # Threshold rank_i or rank_i + 1 counts what rank_i counts (the only row between is i itself, which is
         # not in its own comparable set): one query per event, plus one per threshold that differs.
         self._extra = [torch.nonzero((q != own) & (q != own + 1)).squeeze(1) for q in thresholds]
@@ -186,11 +179,11 @@ class ConcordanceCounts:
             total = int(zeros[-1])
             pos = (zeros[:-1] + (1 - clear) * (total + ramp - 2 * zeros[:-1])).long()  # clear rows first
             takes = (q >> level) & 1
-            z_lo, z_hi = zeros[lo], zeros[hi]
+            z_lo, z_hi = zeros.index_select(0, lo), zeros.index_select(0, hi)
             yield pos, z_lo, z_hi, takes
             lo = z_lo + takes * (total + lo - 2 * z_lo)
             hi = z_hi + takes * (total + hi - 2 * z_hi)
-            value = torch.empty_like(value).index_copy_(0, pos, value)
+            value = torch.empty_like(value).scatter_(0, pos, value)
 
     def _weighted_levels(self) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
         """Per level: (next positions, the queries that count there, the clear rows before their range
@@ -198,7 +191,7 @@ class ConcordanceCounts:
         makes one pass per chunk of resamples)."""
         if self._weighted is not None:
             return iter(self._weighted)
-        levels = ((pos, sel, z_lo[sel].long(), z_hi[sel].long())
+        levels = ((pos, sel, z_lo.index_select(0, sel).long(), z_hi.index_select(0, sel).long())
                   for pos, z_lo, z_hi, takes in self._levels() for sel in [torch.nonzero(takes).squeeze(1)])
         if self.n * max(self.n.bit_length(), 1) > _CACHE_ELEMS:
             return levels
@@ -240,7 +233,11 @@ class ConcordanceCounts:
             raise ValueError(f"ConcordanceCounts.sums: {self.tols} event weights expected, got {len(event_weights)}")
 
         def in_time_order(w: Tensor) -> Tensor:
-            return torch.as_tensor(w, dtype=torch.float64, device=dev).reshape(-1, n)[:, self.order]
+            t = torch.as_tensor(w, dtype=torch.float64, device=dev)
+            if t.dim() > 2 or t.shape[-1] != n:
+                raise ValueError(f"ConcordanceCounts.sums: weights must be (n,) or (B, n) with n = {n}, "
+                                 f"got {tuple(t.shape)}")
+            return (t if t.dim() == 2 else t.reshape(1, n)).index_select(1, self.order)
 
         if row_weights is None:
             later = (n - self.start).double()
