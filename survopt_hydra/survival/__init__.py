@@ -1,6 +1,5 @@
 """Survival-analysis building blocks: Cox losses, the C-index and time-dependent metrics (with
-bootstrap intervals),
-the Breslow baseline, data loading (one feature schema per cohort) and models.
+bootstrap intervals), the Breslow baseline, data loading (one feature schema per cohort) and models.
 
 Kept free of any config/training logic so each piece can be tested against an
 independent reference (lifelines, plain numpy) on its own.
