@@ -13,7 +13,7 @@ time-dependent metrics written to ``metrics.json``: Uno's C truncated at the las
 horizon, the integrated Brier score and the cumulative/dynamic AUC at the horizons (the
 25/50/75% quantiles of the training rows' event times). The test C-index, Uno's C and IBS
 also get 95% percentile bootstrap intervals (``test_cindex_ci`` ...: 1,000 resamples of the
-test patients, seed 0, :mod:`..survival.bootstrap`; about 0.2 s for SUPPORT's 1,775; above
+test patients, seed 0, :mod:`..survival.bootstrap`; 0.1-0.2 s for SUPPORT's 1,775; above
 10,000 test patients a 10,000-patient subset is bootstrapped and its spread scaled).
 """
 from __future__ import annotations
