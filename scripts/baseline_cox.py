@@ -81,41 +81,26 @@ def cox_baseline(cfg, penalizer: float = 0.01) -> dict[str, float]:
     return out
 
 
-def _comparable(t: np.ndarray, e: np.ndarray, rows: slice) -> np.ndarray:
-    """``P[i, j]`` for i in ``rows``: patient i had an event and j was still at risk after it (a later
-    exit, or a censoring at the same time) - the pairs :func:`concordance_index` counts."""
-    ti, ei = t[rows, None], e[rows, None] > 0
-    return ei & ((t[None, :] > ti) | ((t[None, :] == ti) & (e[None, :] <= 0)))
-
-
 def paired_bootstrap(net: np.ndarray, cox: np.ndarray, t: np.ndarray, e: np.ndarray, n_boot: int = 2000,
-                     seed: int = 0, progress: bool = False, block: int = 500) -> np.ndarray:
+                     seed: int = 0, progress: bool = False, block: int | None = None) -> np.ndarray:
     """``C(net) - C(cox)`` on ``n_boot`` resamples of the test patients (both models on each resample).
 
-    Vectorized: a resample is a vector of counts ``w`` (patient i drawn w_i times), and its C-index is
-    ``w' (P * K) w / w' P w`` with ``P`` the comparable pairs and ``K`` 1 / 0.5 / 0 for concordant / tied /
-    discordant risks - the same number the pair count over the resampled rows gives, so the figures equal a
-    loop over resamples drawn with the same seed (``rng.integers(0, n, n)`` per resample). Memory is
-    bounded by ``block`` rows of the n x n matrices at a time; time is O(n_boot n^2)."""
+    The library's bootstrap (:mod:`survopt_hydra.survival.bootstrap`): a resample is a vector of counts
+    (patient i drawn w_i times, from ``rng.integers(0, n, n)`` per resample), and its C-index is a ratio
+    of count-weighted sums over comparable pairs - the same number the pair count over the resampled
+    rows gives - computed in O(n log n) per resample, ``block`` resamples at a time."""
     from tqdm import tqdm
 
-    n = len(t)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, (n_boot, n))
-    w = np.bincount((draws + n * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * n)
-    w = w.reshape(n_boot, n).astype(np.float64)
-    num_net, num_cox, den = np.zeros(n_boot), np.zeros(n_boot), np.zeros(n_boot)
-    starts = range(0, n, block)
-    for a in tqdm(starts, desc="paired bootstrap", unit="block", disable=not progress, file=sys.stderr):
-        rows = slice(a, min(a + block, n))
-        pairs = _comparable(t, e, rows).astype(np.float64)
-        wi = w[:, rows]
-        den += np.einsum("bi,bi->b", wi, w @ pairs.T)
-        for risk, num in ((net, num_net), (cox, num_cox)):
-            kernel = pairs * (0.5 * (1.0 + np.sign(risk[rows, None] - risk[None, :])))
-            num += np.einsum("bi,bi->b", wi, w @ kernel.T)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (num_net - num_cox) / den  # NaN: a resample without a comparable pair has no C-index
+    from survopt_hydra.survival.bootstrap import resample_counts
+    from survopt_hydra.survival.metrics import ConcordanceCounts
+
+    pairs = [ConcordanceCounts(risk, t, e) for risk in (net, cox)]
+    chunks = resample_counts(len(t), n_boot, seed, block)
+    diffs = []
+    for w in tqdm(chunks, desc="paired bootstrap", unit="block", disable=not progress, file=sys.stderr):
+        [(num_net, den)], [(num_cox, _)] = (p.sums(w) for p in pairs)
+        diffs.append(((num_net - num_cox) / den).numpy())  # NaN: a resample without a comparable pair
+    return np.concatenate(diffs)
 
 
 def compare_run(run_dir: str, penalizer: float = 0.01, n_boot: int = 2000, seed: int = 0,

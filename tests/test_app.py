@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SUMMARY = re.compile(r"^test C-index: (0\.\d{4}|1\.0000) \(best epoch (\d+), val C-index (0\.\d{4}|1\.0000)\)$")
+SUMMARY = re.compile(r"^test C-index: (0\.\d{4}|1\.0000) \(95% CI (\d\.\d{3})-(\d\.\d{3})\) "
+                     r"\(best epoch (\d+), val C-index (0\.\d{4}|1\.0000)\)$")
 QUICK = ["trainer.max_epochs=3"]
 
 pytestmark = pytest.mark.slow
@@ -54,7 +55,11 @@ def test_default_run_writes_outputs_and_summary(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert {"test_cindex", "val_cindex", "best_epoch", "epochs_run", "train_seconds"} <= set(metrics)
     assert float(match.group(1)) == pytest.approx(metrics["test_cindex"], abs=5e-5)
-    assert int(match.group(2)) == metrics["best_epoch"] and metrics["epochs_run"] == 5
+    lo, hi = metrics["test_cindex_ci"]  # the bootstrap interval, as printed
+    assert (float(match.group(2)), float(match.group(3))) == pytest.approx((lo, hi), abs=5e-4)
+    assert lo < metrics["test_cindex"] < hi and hi - lo < 0.1  # 1,775 test patients: a few points wide
+    assert metrics["bootstrap_resamples"] == 1000 and metrics["bootstrap_seed"] == 0
+    assert int(match.group(4)) == metrics["best_epoch"] and metrics["epochs_run"] == 5
     assert 0.5 < metrics["test_cindex"] < 1.0
     rows = read_csv(tmp_path / "epochs.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]

@@ -399,8 +399,8 @@ def test_read_only_run_dir(results: dict) -> None:
     assert_one_line(r["fresh"], "hydra.run.dir:", "not writable")
     report = r["report"]  # a finished run is re-reported without writing
     assert report.returncode == 0 and "Traceback" not in report.stderr, report.stderr[-2000:]
-    assert lines(report.stdout)[-1].startswith(f"test C-index: {r['metrics']['test_cindex']:.4f} "
-                                               f"(best epoch {r['metrics']['best_epoch']}")
+    assert lines(report.stdout)[-1].startswith(f"test C-index: {r['metrics']['test_cindex']:.4f} (95% CI ")
+    assert f"(best epoch {r['metrics']['best_epoch']}, " in lines(report.stdout)[-1]
     assert r["same"]
 
 

@@ -5,7 +5,8 @@
   matches ``last.pt`` and a resumed run's file equals an uninterrupted run's;
 * ``lr_steps.csv`` - the LR of every param group at every applied optimizer step;
 * ``metrics.json`` - the final figures, and ``metrics.csv`` - the same figures as one CSV row
-  (lists such as td-AUC flattened to ``test_td_auc@<horizon>``), beside ``epochs.csv``;
+  (lists such as td-AUC flattened to ``test_td_auc@<horizon>``, intervals such as ``test_cindex_ci``
+  to ``test_cindex_ci_lo`` / ``_hi``), beside ``epochs.csv``;
 * ``test_predictions.csv`` (written by :func:`.predictor.finish_run`) - the data behind the
   survival plots;
 * ``tb/`` - TensorBoard scalars, only with ``trainer.tensorboard=true``: each epoch's row at
@@ -36,8 +37,11 @@ Row = dict[str, Any]
 
 
 def summary_line(metrics: dict[str, Any]) -> str:
-    """``test C-index: 0.xxxx (best epoch N, val C-index 0.xxxx)``."""
-    return (f"test C-index: {metrics['test_cindex']:.4f} (best epoch {metrics['best_epoch']}, "
+    """``test C-index: 0.xxxx (95% CI 0.xxx-0.xxx) (best epoch N, val C-index 0.xxxx)``; without the
+    interval when metrics has none (an older run's, or a resample-free split)."""
+    ci = metrics.get("test_cindex_ci")
+    interval = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+    return (f"test C-index: {metrics['test_cindex']:.4f}{interval} (best epoch {metrics['best_epoch']}, "
             f"val C-index {metrics['val_cindex']:.4f})")
 
 
@@ -54,11 +58,14 @@ def _csv_text(rows: Sequence[Row]) -> str:
 
 
 def flat_metrics(metrics: dict[str, Any]) -> Row:
-    """metrics.json as one flat row: a list ``key`` paired with ``horizons`` becomes ``key@<h>`` columns."""
+    """metrics.json as one flat row: a list ``key`` paired with ``horizons`` becomes ``key@<h>`` columns,
+    an interval ``key_ci`` (``[lo, hi]`` or None) ``key_ci_lo`` and ``key_ci_hi``."""
     at = metrics.get("horizons") or []
     row: Row = {}
     for key, value in metrics.items():
-        if isinstance(value, list) and key != "horizons" and len(value) == len(at):
+        if key.endswith("_ci"):
+            row[f"{key}_lo"], row[f"{key}_hi"] = value if isinstance(value, list) else (None, None)
+        elif isinstance(value, list) and key != "horizons" and len(value) == len(at):
             row.update({f"{key}@{h:g}": v for h, v in zip(at, value)})
         elif isinstance(value, list):
             row.update({f"{key}[{i}]": v for i, v in enumerate(value)})
