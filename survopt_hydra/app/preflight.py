@@ -32,6 +32,7 @@ from typing import Any, Iterator
 from hydra.experimental.callback import Callback
 
 from ..errors import ConfigError
+from .rules import check_config
 
 EXIT_USAGE = 2
 #: Sweeps up to this many jobs are checked job by job; larger ones check every swept
@@ -50,9 +51,12 @@ class Preflight(Callback):
         with _refusals(config):
             run_dir = pin_run_dir(config)
             check_hydra_outputs(config, run_dir)
+            task = task_config(config)
+            settings = check_config(task)  # before torch is imported: a bad value is refused in well under a second
+            from .run_plan import plan_run
             from .trainer import Trainer
 
-            trainer = Trainer(task_config(config), run_dir)
+            trainer = Trainer(task, run_dir, plan_run(task, settings))
             if os.environ.get("RANK", "0") in ("", "0"):
                 claim_run_dir(run_dir, trainer)
             PREPARED.append(trainer)
