@@ -351,3 +351,17 @@ def test_yaml_spelling_of_infinity_on_the_command_line_trains_with_the_max_norm(
     assert "clipping.norm_type=inf" in yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
     assert yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["clipping"]["norm_type"] == math.inf
     assert (run_dir / "metrics.json").is_file()
+
+
+def test_a_bad_config_value_is_refused_before_torch_is_imported(tmp_path: Path) -> None:
+    """The pre-flight checks the config before it imports the trainer: a typo costs well under a second."""
+    probe = ("import atexit, sys\n"
+             "atexit.register(lambda: print('torch' in sys.modules, file=sys.stderr))\n"
+             "sys.argv = ['train.py', *sys.argv[1:]]\n"
+             "from survopt_hydra.app.train import main\n"
+             "main()\n")
+    proc = subprocess.run([sys.executable, "-c", probe, f"hydra.run.dir={tmp_path / 'run'}", "optimizer.lr=-1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=_env())
+    assert proc.returncode == 2 and proc.stderr.splitlines()[-1] == "False", proc.stderr
+    assert proc.stderr.splitlines()[0].startswith("error: optimizer.lr: must be > 0")
+    assert not (tmp_path / "run").exists()
