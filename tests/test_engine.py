@@ -310,3 +310,26 @@ def test_accelerator_transfer_path_gives_the_same_counts_and_loss():
     (loss_a, steps_a, bad_a, params_a), (loss_b, steps_b, bad_b, params_b) = results
     assert loss_a == loss_b and loss_a[1] == 5 and (steps_a, bad_a) == (steps_b, bad_b) == (2, 1)
     assert torch.equal(params_a, params_b)
+
+
+def test_schedule_free_optimizer_follows_the_engines_mode():
+    """optimizer=adamw_schedulefree keeps two weight sequences: the engine switches it with the model, so the
+    app validates and saves the averaged weights and trains the other (schedulefree's train()/eval())."""
+    model = _model()
+    optimizer = build_optimizer(model, "adamw_schedulefree", lr=0.01)
+    engine = StepEngine(model, optimizer)
+    engine.train_mode()
+    assert model.training and optimizer.param_groups[0]["train_mode"] is True
+    x, y = _data()
+    for _ in range(3):
+        engine.backward(nn.functional.mse_loss(model(x), y))
+        assert engine.step()
+    trained = _params(model)
+    engine.eval_mode()
+    assert not model.training and optimizer.param_groups[0]["train_mode"] is False
+    assert not torch.equal(_params(model), trained)  # the averaged sequence swapped in
+    engine.train_mode()
+    torch.testing.assert_close(_params(model), trained)  # and back
+    plain = StepEngine(_model(), build_optimizer(_model(), "sgd", lr=0.1))
+    plain.eval_mode()
+    plain.train_mode()  # an optimizer without train()/eval() is left alone

@@ -232,7 +232,7 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> float:
         """One pass over the training rows; the mean loss of the batches that held a comparable pair."""
         e, data, ctx = self.engine, self.cohort.train, self.ctx
-        self.model.train()
+        e.train_mode()
         if ctx.world_size > 1:  # DistributedSampler: a disjoint share per rank, reshuffled per epoch
             perm = shard_indices(len(data), epoch, self.t["seed"], ctx).to(ctx.device)
         else:
@@ -290,6 +290,7 @@ class Trainer:
 
     def _validate(self) -> tuple[float, float]:
         """(C-index, Cox loss) on the validation rows of the model that is selected (EMA: the average)."""
+        self.engine.eval_mode()  # a schedule-free optimizer's averaged weights are the ones to score and keep
         sync_buffers(self.model, self.ctx)  # rank 0's BatchNorm statistics: same eval everywhere, exact resume
         if self.engine.ema is not None:  # its averaged statistics followed each rank's own: same fix
             sync_buffers(self.engine.ema.module, self.ctx)

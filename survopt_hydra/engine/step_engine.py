@@ -154,6 +154,21 @@ class StepEngine:
         return cls(model, optimizer, scheduler, clipper, amp, k, batches_per_epoch, ema,
                    stepping=Stepping.of(cfg.scheduler), **engine_options)
 
+    # -- modes -----------------------------------------------------------------------
+    def train_mode(self) -> None:
+        """The model in train mode, and an optimizer that keeps two weight sequences (schedule-free
+        AdamW: ``optimizer.train()`` / ``eval()``) on its training one."""
+        self.model.train()
+        if callable(getattr(self.optimizer, "train", None)):
+            self.optimizer.train()
+
+    def eval_mode(self) -> None:
+        """The model in eval mode, and a schedule-free optimizer's weights on the averaged sequence: what to
+        validate, select and save (its ``eval()`` swaps them in)."""
+        self.model.eval()
+        if callable(getattr(self.optimizer, "eval", None)):
+            self.optimizer.eval()
+
     # -- per micro-batch -------------------------------------------------------------
     def autocast(self) -> ContextManager:
         """Autocast context for the forward pass (a no-op without AMP)."""
