@@ -8,10 +8,17 @@ moment therefore leaves a complete ``last.pt``, or (between the two renames) a c
 content (``checksum``), so a file damaged *after* it was written (truncated by a copy,
 a bad disk) is detected too, and :func:`load_latest` falls back to ``last.prev.pt``.
 
-Reading: ``torch.load(weights_only=True)`` only, so a checkpoint can hold tensors and
-plain Python data but never pickled code; a file that contains a pickled object is
-refused (:class:`CheckpointError`), never executed. The numpy RNG state is therefore
-stored as a tensor rather than a numpy array.
+Reading: a checkpoint is untrusted data, whoever wrote it. ``torch.load(weights_only=True)``
+only, so a checkpoint can hold tensors and plain Python data but never pickled code; a file
+that contains a pickled object is refused (:class:`CheckpointError`), never executed. The
+numpy RNG state is therefore stored as a tensor rather than a numpy array. Before and after
+``torch.load`` the file is bounded (:func:`survopt_hydra.integrity.load_torch_file`): zip
+members that declare more than the file holds, expanded or overlapping tensors and other
+allocations the file does not justify are refused before the checksum touches them. What a
+checkpoint holds is then checked against what it is used for: weights against the model
+(:func:`check_weights`: names, dtypes, shapes, finite values), a stored config as plain data
+(:func:`stored_config`: never resolved, never a path it names read), and the run state on
+resume (``run_checkpoints.check_run_state``).
 """
 from __future__ import annotations
 
@@ -25,7 +32,8 @@ import torch
 
 from ..durable import fsync_dir, rng_state, save_atomic, set_rng_state, write_text_atomic  # noqa: F401 (re-exported)
 from ..errors import first_line
-from ..integrity import CHECKSUM_KEY, matches, with_checksum  # one checksum for every checkpoint format
+from ..integrity import (CHECKSUM_KEY, NotTorchZipError, UntrustedFileError, load_torch_file, matches,  # one checksum
+                         with_checksum)  # and one bounded reader for every checkpoint format
 
 
 class CheckpointError(RuntimeError):
@@ -76,7 +84,14 @@ def load_checkpoint(path: str | os.PathLike, verify: bool = True, mmap: bool = F
     if path.stat().st_size == 0:  # torch's mmap reader would only say "cannot mmap an empty file"
         raise CheckpointError(f"{path}: empty (0 bytes); truncated or not a checkpoint")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        state = load_torch_file(path, mmap=mmap)
+    except NotTorchZipError:
+        raise CheckpointError(f"{path}: unreadable ({path.stat().st_size} bytes, not a torch zip archive); "
+                              "truncated or not a checkpoint") from None
+    except UntrustedFileError as exc:
+        raise CheckpointError(f"{exc}") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: nested too deeply; not a checkpoint") from None
     except Exception as exc:
         text = str(exc)
         if "Weights only load failed" in text or "Unsupported global" in text:
@@ -93,6 +108,60 @@ def load_checkpoint(path: str | os.PathLike, verify: bool = True, mmap: bool = F
         raise CheckpointError(f"{path}: damaged (checksum mismatch)")
     state.pop(CHECKSUM_KEY, None)
     return state
+
+
+# ------------------------------------------------------------------ what a checkpoint holds
+def weights_problem(weights: Any, reference: Mapping[str, torch.Tensor]) -> str | None:
+    """Why ``weights`` (read from a file) cannot go into a model whose ``state_dict()`` is ``reference``
+    (None: they fit): the same names, and per tensor the same dtype and shape and finite values.
+    ``reference`` may live on the meta device (:func:`..components.model_from_artifact`): only its
+    metadata is read, so a config that describes a huge model is refused before it is built."""
+    if not isinstance(weights, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                   for k, v in weights.items()):
+        return "the weights are not a mapping of names to tensors"
+    missing, unexpected = sorted(set(reference) - set(weights)), sorted(set(weights) - set(reference))
+    if missing or unexpected:
+        return f"the weights do not fit the model (missing: {missing[:3]}, unexpected: {unexpected[:3]})"
+    for name, want in reference.items():
+        got = weights[name]
+        if got.dtype != want.dtype or got.shape != want.shape:
+            return (f"{name} is {got.dtype} {tuple(got.shape)}, the model needs {want.dtype} {tuple(want.shape)}")
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            return f"{name} holds non-finite values (NaN or infinity)"
+    return None
+
+
+def check_weights(weights: Any, reference: Mapping[str, torch.Tensor], where: Any) -> None:
+    """:func:`weights_problem` as a one-line :class:`CheckpointError` naming ``where``."""
+    problem = weights_problem(weights, reference)
+    if problem:
+        raise CheckpointError(f"{where}: {problem}")
+
+
+def stored_config(config: Any, where: Any) -> dict[str, Any]:
+    """The config a checkpoint stores, as plain data: a mapping of string keys whose values are
+    numbers, strings, booleans, None, lists and mappings, with no interpolation (``${...}``) in any
+    string. Nothing is resolved: an artifact never reads an environment variable, a resolver's output
+    or another key through its config. CheckpointError (one line) otherwise."""
+    if not isinstance(config, Mapping):
+        raise CheckpointError(f"{where}: holds no config (a survopt-train checkpoint stores its run's config)")
+    stack: list[tuple[str, Any]] = [("config", config)]
+    while stack:
+        key, value = stack.pop()
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    raise CheckpointError(f"{where}: {key} has a non-string key {k!r}; not a stored config")
+                stack.append((f"{key}.{k}", v))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((f"{key}[{i}]", v) for i, v in enumerate(value))
+        elif isinstance(value, str):
+            if "${" in value:
+                raise CheckpointError(f"{where}: {key} holds the interpolation {value[:80]!r}; a stored config is "
+                                      "plain data and is never resolved (no ${...}, no environment variables)")
+        elif value is not None and not isinstance(value, (bool, int, float)):
+            raise CheckpointError(f"{where}: {key} holds a {type(value).__name__}; not a stored config")
+    return dict(config)
 
 
 def file_kind(path: str | os.PathLike) -> str:

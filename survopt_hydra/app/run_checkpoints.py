@@ -19,27 +19,230 @@ One place for the rules the trainer follows (see ``docs/failure_modes.md``):
   names an epoch ``last.pt`` lacks; on resume and at the end it is checked against the best
   epoch in memory and rebuilt (with a warning) when missing, stale or damaged.
 * **resume** (:meth:`resume`): ``last.pt`` (or ``last.prev.pt`` when ``last.pt`` is damaged)
-  if its config is compatible; only reads files, so a refused resume changes no byte.
+  if its config is compatible; only reads files, so a refused resume changes no byte. A checksum
+  proves a file undamaged, not honest, so what it holds is checked before any of it is used:
+  the progress, metrics, RNG states and ``monitor_bytes`` against the config
+  (:func:`check_run_state`), the weights, optimizer state and the engine's other state against
+  the model and engine this run built (:meth:`RunCheckpoints.resume`). A file that fails is
+  refused in one line (``trainer.resume``), never half-loaded.
 """
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+import torch
 from torch import nn
 
 from ..distributed import engine_state_dict, load_engine_state, load_model_state_dict, model_state_dict
 from ..distributed.checkpoint import load_shards, prune_shards, save_shards
-from ..engine import StepEngine
+from ..durable import rng_problem
+from ..engine import StepEngine, unwrap_model
 from ..errors import ConfigError
-from .checkpoint import rng_state, save_checkpoint, set_rng_state
+from .checkpoint import rng_state, save_checkpoint, set_rng_state, weights_problem
 from .outputs import best_problem
 from .rules import resume_state
 from .state import FaultInjection, Progress, lock_run_dir
 
 log = logging.getLogger(__name__)
+
+RESUME_HINT = "use a new hydra.run.dir or trainer.resume=false"
+_BIG = 2**62  # counters beyond this are no run's
+
+
+# ------------------------------------------------------------------ what last.pt may hold
+def _count(value: Any, low: int = 0, high: int = _BIG) -> bool:
+    return type(value) is int and low <= value <= high
+
+
+def _number(value: Any, finite: bool = True) -> bool:
+    return type(value) in (int, float) and (not finite or math.isfinite(value))
+
+
+def _unit(value: Any) -> bool:
+    return _number(value) and 0.0 <= value <= 1.0
+
+
+def _progress_problem(p: Any, max_epochs: int) -> str | None:
+    fields = Progress._FIELDS
+    if not isinstance(p, Mapping) or not set(fields) <= set(p):
+        return f"progress: expected the fields {', '.join(fields)}"
+    epoch, best = p["epoch"], p["best_epoch"]
+    if not _count(epoch, 0, max_epochs):
+        return f"progress.epoch: {epoch!r} is not an epoch count in 0..{max_epochs} (trainer.max_epochs)"
+    if not _count(best, 0, epoch) or not _count(p["bad_epochs"], 0, epoch):
+        return f"progress: best_epoch {best!r} and bad_epochs {p['bad_epochs']!r} must be counts in 0..epoch ({epoch})"
+    if type(p["done"]) is not bool or type(p["stopped_early"]) is not bool:
+        return "progress: done and stopped_early must be true or false"
+    if not _number(p["train_seconds"]) or p["train_seconds"] < 0:
+        return f"progress.train_seconds: {p['train_seconds']!r} is not a finite number >= 0"
+    score, val_c = p["best_score"], p["best_val_cindex"]
+    if best == 0:
+        if score != -math.inf or p["best_weights"] is not None:
+            return "progress: no best epoch yet, but a best score or best weights"
+    elif not (_number(score) and _unit(val_c) and isinstance(p["best_weights"], Mapping)):
+        return (f"progress: best epoch {best} needs a finite best_score, a best_val_cindex in [0, 1] (got {val_c!r}) "
+                "and its weights")
+    history = p["history"]
+    if not isinstance(history, list) or len(history) != epoch:
+        return f"progress.history: expected one row per epoch ({epoch})"
+    for i, row in enumerate(history):
+        if not isinstance(row, Mapping) or row.get("epoch") != i + 1 or not all(
+                isinstance(k, str) and _number(v, finite=False) for k, v in row.items()):
+            return f"progress.history[{i}]: expected epoch {i + 1} and numbers"
+    steps = p["lr_steps"]
+    if not isinstance(steps, list) or not all(isinstance(r, Mapping) and all(
+            isinstance(k, str) and _number(v, finite=False) for k, v in r.items()) for r in steps):
+        return "progress.lr_steps: expected rows of numbers"
+    return None
+
+
+#: metrics.json figures a finished last.pt must hold, with their kind (the summary line prints them).
+_METRICS = {"test_cindex": _unit, "val_cindex": _unit, "best_epoch": _count, "epochs_run": _count,
+            "stopped_early": lambda v: type(v) is bool}
+
+
+def _metrics_problem(metrics: Any, progress: Mapping[str, Any]) -> str | None:
+    if not isinstance(metrics, Mapping):
+        return "metrics: a finished run must hold its metrics"
+    for key, ok in _METRICS.items():
+        if key not in metrics or not ok(metrics[key]):
+            return f"metrics.{key}: {metrics.get(key, '<missing>')!r} is not a valid figure"
+    if (metrics["best_epoch"], metrics["epochs_run"]) != (progress["best_epoch"], progress["epoch"]):
+        return (f"metrics: best epoch {metrics['best_epoch']} of {metrics['epochs_run']} run disagrees with the "
+                f"progress (best epoch {progress['best_epoch']} of {progress['epoch']})")
+    stack: list[tuple[str, Any]] = [(k, v) for k, v in metrics.items()]
+    while stack:  # every other figure: a finite number, text, true/false, null, or a list of those
+        key, value = stack.pop()
+        if isinstance(value, list):
+            stack.extend((f"{key}[{i}]", v) for i, v in enumerate(value))
+        elif isinstance(value, Mapping):
+            stack.extend((f"{key}.{k}", v) for k, v in value.items())
+        elif not (value is None or isinstance(value, (str, bool)) or _number(value)):
+            return f"metrics.{key}: {value!r} is not a finite number, text, true/false or null"
+    return None
+
+
+def check_run_state(state: Mapping[str, Any], config: Mapping[str, Any], path: Any) -> None:
+    """Refuse (ConfigError ``trainer.resume``, one line) a ``last.pt`` whose run state does not fit
+    ``config`` (the run's checked config): progress counters within ``trainer.max_epochs``, a
+    history row per epoch, metrics of the right kind that agree with the progress, RNG states of
+    the right shapes and dtypes (:func:`survopt_hydra.durable.rng_problem`), a ``monitor_bytes``
+    that is a byte count, a shard folder that is a plain name in the run dir. Needs no model, so
+    the pre-flight can call it before anything is written."""
+    problem = run_state_problem(state, config)
+    if problem:
+        raise ConfigError("trainer.resume", f"cannot resume: {path}: {problem}; {RESUME_HINT}")
+
+
+def run_state_problem(state: Mapping[str, Any], config: Mapping[str, Any]) -> str | None:
+    """:func:`check_run_state`'s finding, or None."""
+    max_epochs = int(config["trainer"]["max_epochs"])
+    progress = state.get("progress")
+    problem = _progress_problem(progress, max_epochs)
+    if problem:
+        return problem
+    if type(state.get("finished")) is not bool:
+        return "finished: must be true or false"
+    if state["finished"]:
+        problem = _metrics_problem(state.get("metrics"), progress)
+        if problem or not progress["done"]:
+            return problem or "finished, but its progress is not done"
+    elif state.get("metrics") is not None:
+        return "metrics: an unfinished run holds none"
+    if not _count(state.get("monitor_bytes"), 0, 2**53):
+        return f"monitor_bytes: {state.get('monitor_bytes')!r} is not a byte count"
+    ranks = state.get("rng_ranks") or []
+    if not isinstance(ranks, list) or len(ranks) > 4096:
+        return "rng_ranks: expected one RNG state per rank"
+    for i, rng in enumerate([state.get("rng"), *ranks]):
+        problem = rng_problem(rng)
+        if problem:
+            return f"{'rng' if i == 0 else f'rng_ranks[{i - 1}]'}: {problem}"
+    shards = state.get("sharded")
+    if shards is not None and (not isinstance(shards, str) or Path(shards).name != shards
+                               or not shards.startswith("last.pt.shards-")):
+        return f"sharded: {str(shards)[:80]!r} is not a shard folder name in the run dir"
+    return None
+
+
+def structure_problem(saved: Any, fresh: Any, key: str) -> str | None:
+    """Why ``saved`` (read from a file) does not have the structure of ``fresh`` (the same object's
+    ``state_dict()`` in this run), or None: the same keys, list lengths, tensor dtypes and shapes
+    (floating tensors finite), and numbers, text and flags where ``fresh`` has them. ``None`` on
+    either side matches a plain value. Torch's schedulers copy every key of their state into their
+    attributes, so only keys the object already has may come from a file."""
+    if saved is None or fresh is None:
+        return None if not isinstance(saved if fresh is None else fresh, (torch.Tensor, Mapping)) else \
+            f"{key}: expected {type(fresh).__name__}, found {type(saved).__name__}"
+    if isinstance(fresh, torch.Tensor):
+        if not isinstance(saved, torch.Tensor) or saved.dtype != fresh.dtype or saved.shape != fresh.shape:
+            got = f"{saved.dtype} {tuple(saved.shape)}" if isinstance(saved, torch.Tensor) else type(saved).__name__
+            return f"{key}: is {got}, expected {fresh.dtype} {tuple(fresh.shape)}"
+        if saved.is_floating_point() and not bool(torch.isfinite(saved).all()):
+            return f"{key}: holds non-finite values"
+        return None
+    if isinstance(fresh, Mapping):
+        if not isinstance(saved, Mapping) or set(saved) != set(fresh):
+            extra = sorted(map(str, set(saved) - set(fresh)))[:3] if isinstance(saved, Mapping) else []
+            return f"{key}: expected the keys {sorted(map(str, fresh))[:6]}" + (f", found {extra}" if extra else "")
+        for k, v in fresh.items():
+            problem = structure_problem(saved[k], v, f"{key}.{k}")
+            if problem:
+                return problem
+        return None
+    if isinstance(fresh, (list, tuple)):
+        if not isinstance(saved, (list, tuple)) or len(saved) != len(fresh):
+            return f"{key}: expected {len(fresh)} entries"
+        for i, (a, b) in enumerate(zip(saved, fresh)):
+            problem = structure_problem(a, b, f"{key}[{i}]")
+            if problem:
+                return problem
+        return None
+    kinds = (bool,) if type(fresh) is bool else (int, float) if type(fresh) in (int, float) else (type(fresh),)
+    if type(saved) not in kinds:
+        return f"{key}: {saved!r} is not a {kinds[0].__name__}"
+    return None
+
+
+def optimizer_problem(saved: Any, optimizer: torch.optim.Optimizer) -> str | None:
+    """Why ``saved`` cannot be this optimizer's state (None: it can): the same param groups holding
+    the same parameters with the same hyper-parameter keys, and per parameter a state of tensors
+    shaped like it (or scalars such as Adam's step), finite. A name-keyed state (FSDP's) is left to
+    torch's own loader."""
+    fresh = optimizer.state_dict()
+    if not isinstance(saved, Mapping) or set(saved) != {"state", "param_groups"}:
+        return "engine.optimizer: expected state and param_groups"
+    groups, state = saved["param_groups"], saved["state"]
+    if not isinstance(groups, list) or len(groups) != len(fresh["param_groups"]):
+        return f"engine.optimizer.param_groups: expected {len(fresh['param_groups'])} groups"
+    shapes: dict[int, torch.Size] = {}
+    for i, (group, want, live) in enumerate(zip(groups, fresh["param_groups"], optimizer.param_groups)):
+        if not isinstance(group, Mapping) or group.get("params") != want["params"]:
+            return f"engine.optimizer.param_groups[{i}]: holds other parameters than this run's model"
+        problem = structure_problem({k: v for k, v in group.items() if k != "params"},
+                                    {k: v for k, v in want.items() if k != "params"}, f"engine.optimizer.param_groups[{i}]")
+        if problem:
+            return problem
+        shapes.update(zip(want["params"], (p.shape for p in live["params"])))
+    if not isinstance(state, Mapping) or not all(type(k) is int for k in state):
+        return None if isinstance(state, Mapping) else "engine.optimizer.state: expected a mapping"
+    for index, entry in state.items():
+        if index not in shapes or not isinstance(entry, Mapping):
+            return f"engine.optimizer.state[{index}]: no such parameter"
+        for name, value in entry.items():
+            where = f"engine.optimizer.state[{index}].{name}"
+            if isinstance(value, torch.Tensor):
+                if value.shape != shapes[index] and value.numel() > 1:
+                    return f"{where}: shape {tuple(value.shape)}, the parameter is {tuple(shapes[index])}"
+                if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                    return f"{where}: holds non-finite values"
+            elif not (value is None or _number(value) or isinstance(value, bool)):
+                return f"{where}: {type(value).__name__} is not optimizer state"
+    return None
 
 
 class RunCheckpoints:
@@ -75,6 +278,9 @@ class RunCheckpoints:
         if found is None:
             return None
         state, path, problems = found
+        problem = run_state_problem(state, self.config) or self._fit_problem(state)
+        if problem:
+            raise ConfigError("trainer.resume", f"cannot resume: {path}: {problem}; {RESUME_HINT}")
         self.resumed_from = path
         if problems:
             log.warning("%s; resuming from %s instead", "; ".join(problems), path.name)
@@ -95,6 +301,34 @@ class RunCheckpoints:
         if state["finished"] and not p.stopped_early and p.epoch < max_epochs:
             state["finished"], p.done = False, False  # trainer.max_epochs was raised: train on
         return state
+
+    def _fit_problem(self, state: Mapping[str, Any]) -> str | None:
+        """Why ``state``'s weights and engine state cannot go into this run's model and engine (None: they
+        fit). FSDP's sharded model and name-keyed optimizer state are left to torch's own loaders."""
+        engine = state.get("engine")
+        if not isinstance(engine, Mapping):
+            return "engine: expected the step engine's state"
+        fresh = self.engine.state_dict()
+        problem = structure_problem({k: v for k, v in engine.items() if k != "optimizer"},
+                                    {k: v for k, v in fresh.items() if k != "optimizer"}, "engine")
+        if problem:
+            return problem
+        counters = engine["counters"]
+        if not all(_count(v) for v in counters.values()) or not _count(engine["window"], 0,
+                                                                         max(self.engine.accumulate - 1, 0)):
+            return "engine: counters must be counts, the accumulation window below trainer.accumulate_grad_batches"
+        if self.dist.strategy == "fsdp":
+            return None
+        reference = unwrap_model(self.model).state_dict()
+        for key, weights in (("model", state.get("model")), ("progress.best_weights", state["progress"]["best_weights"])):
+            if key == "model" and state.get("sharded") is not None:
+                continue
+            problem = weights_problem(weights, reference) if weights is not None or key == "model" else None
+            if problem:
+                return f"{key}: {problem}"
+        if state.get("sharded") is None:
+            return optimizer_problem(engine["optimizer"], self.engine.optimizer)
+        return None
 
     def _load_weights(self, state: dict[str, Any], path: Path) -> None:
         if state.get("sharded") is None:

@@ -205,14 +205,18 @@ def lock_run_dir(run_dir: Any) -> None:
     except ImportError:  # pragma: no cover (Windows): no advisory locks
         return
     check_run_dir(run_dir)
+    from .outputs import check_run_dir_links  # before Hydra opens train.log or .hydra/ through a planted link
+
+    check_run_dir_links(run_dir, also=(LOCK_NAME,))
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
-            fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | nofollow, 0o644)
         except (PermissionError, OSError) as exc:
-            if not (run_dir / LOCK_NAME).is_file():
+            if not (run_dir / LOCK_NAME).is_file() or (run_dir / LOCK_NAME).is_symlink():
                 raise exc
-            fd = os.open(run_dir / LOCK_NAME, os.O_RDONLY)  # a read-only run dir: lock, write nothing
+            fd = os.open(run_dir / LOCK_NAME, os.O_RDONLY | nofollow)  # a read-only run dir: lock, write nothing
     except OSError as exc:
         raise ConfigError("hydra.run.dir", f"{run_dir}: cannot write here ({exc.strerror or exc}); "
                           "choose a writable directory") from None
