@@ -203,3 +203,87 @@ def best_problem(path: Path, weights: dict[str, Any], epoch: int) -> str | None:
             or not all(torch.equal(model[k], weights[k].to(model[k].device)) for k in weights)):
         return f"{path}: its weights are not the best epoch's"
     return None
+
+
+# ------------------------------------------------------------------ the tools' output files
+def tool_output_path(out: Path | None, tool: str, name: str, force: bool = False) -> Path:
+    """Where a tool (``scripts/*.py``) writes ``name``: ``out`` (a file with a suffix, or a directory
+    for ``out/name``), else a fresh ``outputs/<tool>/<date>/<time>/`` under the current directory like
+    the app's run dirs - never the current directory itself, never an installed package.
+
+    Checked before any work is done, each a one-line ConfigError on ``--out``: an existing file
+    (unless ``force``), a directory or a symbolic link where the file goes, a folder that does not exist
+    (only ``out`` itself, a new directory, or the default tree is created), or is not writable."""
+    import datetime
+    import os
+
+    from ..errors import ConfigError
+
+    if out is None:
+        stamp = datetime.datetime.now()
+        base = Path("outputs") / tool / stamp.strftime("%Y-%m-%d") / stamp.strftime("%H-%M-%S")
+        run, n = base, 1
+        while run.exists():  # two calls in one second: a sibling, not the same folder
+            run, n = base.with_name(f"{base.name}_{n}"), n + 1
+        path, creatable = run / name, True
+    else:
+        out = Path(out)
+        path = out / name if out.is_dir() or not out.suffix else out
+        creatable = path.parent == out  # --out DIR may name a new directory (its parent must exist)
+    if path.is_symlink():
+        raise ConfigError("--out", f"{path} is a symbolic link; outputs are never written through a link")
+    if path.is_dir():
+        raise ConfigError("--out", f"{path} is a directory; give a file name or another --out")
+    if path.exists() and not force:
+        raise ConfigError("--out", f"{path} exists; pass another --out or --force to overwrite it")
+    folder = path.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing != folder and not (creatable and (out is None or existing == folder.parent)):
+        raise ConfigError("--out", f"{folder} does not exist; create it first or choose another --out")
+    if not existing.is_dir():
+        raise ConfigError("--out", f"{existing} is not a directory; choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError("--out", f"{existing} is not writable; choose another --out")
+    return path
+
+
+def tool_sibling_path(path: Path, suffix: str, force: bool = False) -> Path:
+    """``path`` with another suffix (the CSV or JSON beside a tool's PNG), checked like
+    :func:`tool_output_path` (its folder already was)."""
+    from ..errors import ConfigError
+
+    other = path.with_suffix(suffix)
+    if other.is_symlink() or other.is_dir():
+        raise ConfigError("--out", f"{other} is a {'symbolic link' if other.is_symlink() else 'directory'}; "
+                          "choose another --out")
+    if other.exists() and not force:
+        raise ConfigError("--out", f"{other} exists; pass another --out or --force to overwrite it")
+    return other
+
+
+def write_tool_output(path: Path, data: str | bytes) -> None:
+    """Write a tool's output file atomically (mode per the umask, never through a link); an OS error
+    (a full disk, a folder that became read-only) is a one-line ConfigError on ``--out``."""
+    from ..durable import write_atomic
+    from ..errors import ConfigError
+
+    try:
+        write_atomic(data.encode("utf-8") if isinstance(data, str) else data, path, durable=False)
+    except OSError as exc:
+        raise ConfigError("--out", f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def draw_tool_output(draw: Any, path: Path) -> None:
+    """``draw(path)`` (a matplotlib figure saved to ``path``), its folder created; an OS error is a
+    one-line ConfigError on ``--out``."""
+    from ..errors import ConfigError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():
+            raise ConfigError("--out", f"{path} is a symbolic link; outputs are never written through a link")
+        draw(path)
+    except OSError as exc:
+        raise ConfigError("--out", f"{path}: cannot write ({exc.strerror or exc})") from None
