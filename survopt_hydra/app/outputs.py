@@ -249,6 +249,24 @@ def tool_output_path(out: Path | None, tool: str, name: str, force: bool = False
     return path
 
 
+def tool_file_path(path: Path, flag: str) -> Path:
+    """A file a tool's ``flag`` names (``--json out.json``), checked before any work: not a directory or a
+    link, in an existing, writable folder (ConfigError on ``flag``, one line). Replaced if it exists."""
+    import os
+
+    from ..errors import ConfigError
+
+    path = Path(path)
+    if path.is_symlink() or path.is_dir():
+        raise ConfigError(flag, f"{path} is a {'symbolic link' if path.is_symlink() else 'directory'}; give a file")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ConfigError(flag, f"{folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(flag, f"{folder} is not writable")
+    return path
+
+
 def tool_sibling_path(path: Path, suffix: str, force: bool = False) -> Path:
     """``path`` with another suffix (the CSV or JSON beside a tool's PNG), checked like
     :func:`tool_output_path` (its folder already was)."""
