@@ -23,11 +23,10 @@ import csv
 import io
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from .checkpoint import write_text_atomic
+from ..durable import write_text_atomic
 from .plots import plot_curves, plot_lr_steps  # noqa: F401 (re-exported: scripts/plot_schedule.py)
 
 log = logging.getLogger(__name__)
@@ -182,27 +181,6 @@ def archive_old_results(run_dir: Path) -> Path | None:
     log.warning("%s held results of an earlier run (%s); moved them to %s", run_dir,
                 ", ".join(p.name for p in old[:4]) + (", ..." if len(old) > 4 else ""), target.name)
     return target
-
-
-def best_problem(path: Path, weights: dict[str, Any], epoch: int) -> str | None:
-    """Why ``best.pt`` at ``path`` does not hold ``weights`` of best epoch ``epoch`` (None: it does)."""
-    import torch
-
-    from .checkpoint import CheckpointError, file_kind, load_checkpoint
-
-    if file_kind(path) == "missing":
-        return f"{path}: missing"
-    try:
-        state = load_checkpoint(path)
-    except CheckpointError as exc:
-        return str(exc)
-    model = state.get("model")
-    if state.get("epoch") != epoch:
-        return f"{path}: holds epoch {state.get('epoch')!r}, but the best epoch is {epoch}"
-    if (not isinstance(model, dict) or model.keys() != weights.keys()
-            or not all(torch.equal(model[k], weights[k].to(model[k].device)) for k in weights)):
-        return f"{path}: its weights are not the best epoch's"
-    return None
 
 
 # ------------------------------------------------------------------ the tools' output files

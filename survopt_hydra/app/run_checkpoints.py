@@ -29,7 +29,6 @@ One place for the rules the trainer follows (see ``docs/failure_modes.md``):
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -39,136 +38,18 @@ from torch import nn
 
 from ..distributed import engine_state_dict, load_engine_state, load_model_state_dict, model_state_dict
 from ..distributed.checkpoint import load_shards, prune_shards, save_shards
-from ..durable import rng_problem
 from ..engine import StepEngine, unwrap_model
 from ..errors import ConfigError
-from .checkpoint import rng_state, save_checkpoint, set_rng_state, weights_problem
-from .outputs import best_problem
+from .checkpoint import (RESUME_HINT, CheckpointError, count, file_kind, load_checkpoint, number, rng_state,
+                         run_state_problem, save_checkpoint, set_rng_state, weights_problem)
 from .rules import resume_state
 from .state import FaultInjection, Progress, lock_run_dir
 
 log = logging.getLogger(__name__)
 
-RESUME_HINT = "use a new hydra.run.dir or trainer.resume=false"
-_BIG = 2**62  # counters beyond this are no run's
 
 
 # ------------------------------------------------------------------ what last.pt may hold
-def _count(value: Any, low: int = 0, high: int = _BIG) -> bool:
-    return type(value) is int and low <= value <= high
-
-
-def _number(value: Any, finite: bool = True) -> bool:
-    return type(value) in (int, float) and (not finite or math.isfinite(value))
-
-
-def _unit(value: Any) -> bool:
-    return _number(value) and 0.0 <= value <= 1.0
-
-
-def _progress_problem(p: Any, max_epochs: int) -> str | None:
-    fields = Progress._FIELDS
-    if not isinstance(p, Mapping) or not set(fields) <= set(p):
-        return f"progress: expected the fields {', '.join(fields)}"
-    epoch, best = p["epoch"], p["best_epoch"]
-    if not _count(epoch, 0, max_epochs):
-        return f"progress.epoch: {epoch!r} is not an epoch count in 0..{max_epochs} (trainer.max_epochs)"
-    if not _count(best, 0, epoch) or not _count(p["bad_epochs"], 0, epoch):
-        return f"progress: best_epoch {best!r} and bad_epochs {p['bad_epochs']!r} must be counts in 0..epoch ({epoch})"
-    if type(p["done"]) is not bool or type(p["stopped_early"]) is not bool:
-        return "progress: done and stopped_early must be true or false"
-    if not _number(p["train_seconds"]) or p["train_seconds"] < 0:
-        return f"progress.train_seconds: {p['train_seconds']!r} is not a finite number >= 0"
-    score, val_c = p["best_score"], p["best_val_cindex"]
-    if best == 0:
-        if score != -math.inf or p["best_weights"] is not None:
-            return "progress: no best epoch yet, but a best score or best weights"
-    elif not (_number(score) and _unit(val_c) and isinstance(p["best_weights"], Mapping)):
-        return (f"progress: best epoch {best} needs a finite best_score, a best_val_cindex in [0, 1] (got {val_c!r}) "
-                "and its weights")
-    history = p["history"]
-    if not isinstance(history, list) or len(history) != epoch:
-        return f"progress.history: expected one row per epoch ({epoch})"
-    for i, row in enumerate(history):
-        if not isinstance(row, Mapping) or row.get("epoch") != i + 1 or not all(
-                isinstance(k, str) and _number(v, finite=False) for k, v in row.items()):
-            return f"progress.history[{i}]: expected epoch {i + 1} and numbers"
-    steps = p["lr_steps"]
-    if not isinstance(steps, list) or not all(isinstance(r, Mapping) and all(
-            isinstance(k, str) and _number(v, finite=False) for k, v in r.items()) for r in steps):
-        return "progress.lr_steps: expected rows of numbers"
-    return None
-
-
-#: metrics.json figures a finished last.pt must hold, with their kind (the summary line prints them).
-_METRICS = {"test_cindex": _unit, "val_cindex": _unit, "best_epoch": _count, "epochs_run": _count,
-            "stopped_early": lambda v: type(v) is bool}
-
-
-def _metrics_problem(metrics: Any, progress: Mapping[str, Any]) -> str | None:
-    if not isinstance(metrics, Mapping):
-        return "metrics: a finished run must hold its metrics"
-    for key, ok in _METRICS.items():
-        if key not in metrics or not ok(metrics[key]):
-            return f"metrics.{key}: {metrics.get(key, '<missing>')!r} is not a valid figure"
-    if (metrics["best_epoch"], metrics["epochs_run"]) != (progress["best_epoch"], progress["epoch"]):
-        return (f"metrics: best epoch {metrics['best_epoch']} of {metrics['epochs_run']} run disagrees with the "
-                f"progress (best epoch {progress['best_epoch']} of {progress['epoch']})")
-    stack: list[tuple[str, Any]] = [(k, v) for k, v in metrics.items()]
-    while stack:  # every other figure: a finite number, text, true/false, null, or a list of those
-        key, value = stack.pop()
-        if isinstance(value, list):
-            stack.extend((f"{key}[{i}]", v) for i, v in enumerate(value))
-        elif isinstance(value, Mapping):
-            stack.extend((f"{key}.{k}", v) for k, v in value.items())
-        elif not (value is None or isinstance(value, (str, bool)) or _number(value)):
-            return f"metrics.{key}: {value!r} is not a finite number, text, true/false or null"
-    return None
-
-
-def check_run_state(state: Mapping[str, Any], config: Mapping[str, Any], path: Any) -> None:
-    """Refuse (ConfigError ``trainer.resume``, one line) a ``last.pt`` whose run state does not fit
-    ``config`` (the run's checked config): progress counters within ``trainer.max_epochs``, a
-    history row per epoch, metrics of the right kind that agree with the progress, RNG states of
-    the right shapes and dtypes (:func:`survopt_hydra.durable.rng_problem`), a ``monitor_bytes``
-    that is a byte count, a shard folder that is a plain name in the run dir. Needs no model, so
-    the pre-flight can call it before anything is written."""
-    problem = run_state_problem(state, config)
-    if problem:
-        raise ConfigError("trainer.resume", f"cannot resume: {path}: {problem}; {RESUME_HINT}")
-
-
-def run_state_problem(state: Mapping[str, Any], config: Mapping[str, Any]) -> str | None:
-    """:func:`check_run_state`'s finding, or None."""
-    max_epochs = int(config["trainer"]["max_epochs"])
-    progress = state.get("progress")
-    problem = _progress_problem(progress, max_epochs)
-    if problem:
-        return problem
-    if type(state.get("finished")) is not bool:
-        return "finished: must be true or false"
-    if state["finished"]:
-        problem = _metrics_problem(state.get("metrics"), progress)
-        if problem or not progress["done"]:
-            return problem or "finished, but its progress is not done"
-    elif state.get("metrics") is not None:
-        return "metrics: an unfinished run holds none"
-    if not _count(state.get("monitor_bytes"), 0, 2**53):
-        return f"monitor_bytes: {state.get('monitor_bytes')!r} is not a byte count"
-    ranks = state.get("rng_ranks") or []
-    if not isinstance(ranks, list) or len(ranks) > 4096:
-        return "rng_ranks: expected one RNG state per rank"
-    for i, rng in enumerate([state.get("rng"), *ranks]):
-        problem = rng_problem(rng)
-        if problem:
-            return f"{'rng' if i == 0 else f'rng_ranks[{i - 1}]'}: {problem}"
-    shards = state.get("sharded")
-    if shards is not None and (not isinstance(shards, str) or Path(shards).name != shards
-                               or not shards.startswith("last.pt.shards-")):
-        return f"sharded: {str(shards)[:80]!r} is not a shard folder name in the run dir"
-    return None
-
-
 def structure_problem(saved: Any, fresh: Any, key: str) -> str | None:
     """Why ``saved`` (read from a file) does not have the structure of ``fresh`` (the same object's
     ``state_dict()`` in this run), or None: the same keys, list lengths, tensor dtypes and shapes
@@ -240,8 +121,25 @@ def optimizer_problem(saved: Any, optimizer: torch.optim.Optimizer) -> str | Non
                     return f"{where}: shape {tuple(value.shape)}, the parameter is {tuple(shapes[index])}"
                 if value.is_floating_point() and not bool(torch.isfinite(value).all()):
                     return f"{where}: holds non-finite values"
-            elif not (value is None or _number(value) or isinstance(value, bool)):
+            elif not (value is None or number(value) or isinstance(value, bool)):
                 return f"{where}: {type(value).__name__} is not optimizer state"
+    return None
+
+
+def best_problem(path: Path, weights: dict[str, Any], epoch: int) -> str | None:
+    """Why ``best.pt`` at ``path`` does not hold ``weights`` of best epoch ``epoch`` (None: it does)."""
+    if file_kind(path) == "missing":
+        return f"{path}: missing"
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as exc:
+        return str(exc)
+    model = state.get("model")
+    if state.get("epoch") != epoch:
+        return f"{path}: holds epoch {state.get('epoch')!r}, but the best epoch is {epoch}"
+    if (not isinstance(model, dict) or model.keys() != weights.keys()
+            or not all(torch.equal(model[k], weights[k].to(model[k].device)) for k in weights)):
+        return f"{path}: its weights are not the best epoch's"
     return None
 
 
@@ -314,7 +212,7 @@ class RunCheckpoints:
         if problem:
             return problem
         counters = engine["counters"]
-        if not all(_count(v) for v in counters.values()) or not _count(engine["window"], 0,
+        if not all(count(v) for v in counters.values()) or not count(engine["window"], 0,
                                                                          max(self.engine.accumulate - 1, 0)):
             return "engine: counters must be counts, the accumulation window below trainer.accumulate_grad_batches"
         if self.dist.strategy == "fsdp":
