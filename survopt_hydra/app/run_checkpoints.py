@@ -176,9 +176,13 @@ class RunCheckpoints:
         if found is None:
             return None
         state, path, problems = found
-        problem = run_state_problem(state, self.config) or self._fit_problem(state)
+        problem = run_state_problem(state, self.config)
         if problem:
             raise ConfigError("trainer.resume", f"cannot resume: {path}: {problem}; {RESUME_HINT}")
+        problem = self._fit_problem(state)
+        if problem:  # before any of it is loaded: a refused resume leaves the model and engine untouched
+            raise ConfigError("trainer.resume", f"{path} does not fit this run's model/optimizer ({problem}); did "
+                              f"the data's columns change? {RESUME_HINT}")
         self.resumed_from = path
         if problems:
             log.warning("%s; resuming from %s instead", "; ".join(problems), path.name)
