@@ -355,12 +355,16 @@ def check_flags(trials: int | None, seconds: float | None, folds: int, jobs: int
     """One-line ConfigError naming the flag for a budget or count the search cannot run with."""
     from survopt_hydra.errors import ConfigError
 
-    if trials is not None and not 1 <= trials <= MAX_TRIALS:
-        raise ConfigError("--trials", f"must be in 1..{MAX_TRIALS}, got {trials}")
-    if seconds is not None and not (math.isfinite(seconds) and 0 < seconds <= MAX_SECONDS):
-        raise ConfigError("--seconds", f"must be a finite number of seconds in (0, {MAX_SECONDS:g}], got {seconds:g}")
-    if not 1 <= folds <= MAX_FOLDS:
-        raise ConfigError("--folds", f"must be in 1..{MAX_FOLDS}, got {folds}")
+    if seconds is not None and not math.isfinite(seconds):
+        raise ConfigError("--seconds", f"must be a finite number of seconds, got {seconds:g}")
+    if (trials is not None and trials < 1) or (seconds is not None and seconds <= 0):
+        raise ConfigError("--trials/--seconds", "the budget must be positive")
+    if (trials or 0) > MAX_TRIALS or (seconds or 0) > MAX_SECONDS:
+        raise ConfigError("--trials/--seconds", f"at most {MAX_TRIALS} trials and {MAX_SECONDS:g} s (a week)")
+    if folds < 1:
+        raise ConfigError("--folds", f"must be >= 1, got {folds}")
+    if folds > MAX_FOLDS:
+        raise ConfigError("--folds", f"at most {MAX_FOLDS}, got {folds}")
     if not 1 <= jobs <= MAX_JOBS:
         raise ConfigError("--jobs", f"must be in 1..{MAX_JOBS}, got {jobs}")
     if not 1 <= len(seeds) <= MAX_SEEDS or not all(0 <= s < 2**32 for s in seeds) or len(set(seeds)) != len(seeds):
