@@ -4,6 +4,8 @@ Writes ``curves.png`` (epochs.csv), ``lr_schedule.png`` (lr_steps.csv), ``calibr
 ``risk_groups.png`` (test_predictions.csv) into each run dir - the same plots as a run with
 ``trainer.plots=true``, which a default run skips (matplotlib would cost more than its training).
 Works on a finished run and on a running or interrupted one (what its CSVs hold so far).
+A run dir is untrusted: a plot name that is a symbolic link there is refused in one line (a drawing
+would be written through it), before anything is drawn.
 """
 from __future__ import annotations
 
@@ -15,9 +17,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     args = parser.parse_args(argv)
+    import os
+    from pathlib import Path
+
+    from survopt_hydra.app.outputs import RESULT_FILES
     from survopt_hydra.app.plots import render_run
 
     for run_dir in args.run_dirs:
+        links = [name for name in RESULT_FILES if name.endswith(".png") and os.path.islink(Path(run_dir) / name)]
+        if links:
+            print(f"error: {Path(run_dir) / links[0]}: a symbolic link; plots are never written through a link "
+                  "(move it away)", file=sys.stderr)
+            return 2
         try:
             for path in render_run(run_dir):
                 print(path)
