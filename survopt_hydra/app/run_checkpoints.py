@@ -210,7 +210,12 @@ class RunCheckpoints:
         engine = state.get("engine")
         if not isinstance(engine, Mapping):
             return "engine: expected the step engine's state"
-        fresh = self.engine.state_dict()
+        optimizer = self.engine.optimizer
+        optimizer.state_dict = lambda: None  # the template needs no optimizer state (ZeRO's is sharded until consolidated)
+        try:
+            fresh = self.engine.state_dict()
+        finally:
+            del optimizer.state_dict
         problem = structure_problem({k: v for k, v in engine.items() if k != "optimizer"},
                                     {k: v for k, v in fresh.items() if k != "optimizer"}, "engine")
         if problem:
@@ -219,7 +224,7 @@ class RunCheckpoints:
         if not all(count(v) for v in counters.values()) or not count(engine["window"], 0,
                                                                          max(self.engine.accumulate - 1, 0)):
             return "engine: counters must be counts, the accumulation window below trainer.accumulate_grad_batches"
-        if self.dist.strategy == "fsdp":
+        if self.dist.strategy == "fsdp":  # sharded weights and a name-keyed optimizer state: torch's loaders check them
             return None
         reference = unwrap_model(self.model).state_dict()
         for key, weights in (("model", state.get("model")), ("progress.best_weights", state["progress"]["best_weights"])):
@@ -228,7 +233,7 @@ class RunCheckpoints:
             problem = weights_problem(weights, reference) if weights is not None or key == "model" else None
             if problem:
                 return f"{key}: {problem}"
-        if state.get("sharded") is None:
+        if state.get("sharded") is None and self.dist.strategy != "zero":  # ZeRO: each rank holds a shard
             return optimizer_problem(engine["optimizer"], self.engine.optimizer)
         return None
 
