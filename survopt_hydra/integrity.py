@@ -83,28 +83,47 @@ def check_payload(obj: Any, budget: int, where: Any = "") -> None:
     stack: list[tuple[Any, int]] = [(obj, 0)]
     while stack:
         item, depth = stack.pop()
-        nodes += 1
         if depth > MAX_DEPTH:
             raise UntrustedFileError(f"{where}: nested deeper than {MAX_DEPTH} levels; not a checkpoint")
-        if isinstance(item, torch.Tensor):
-            if item.layout != torch.strided or item.is_quantized or item.dtype not in TENSOR_DTYPES:
-                raise UntrustedFileError(f"{where}: holds a {item.layout} {item.dtype} tensor; only dense tensors of "
-                                         "plain number types are read")
-            if not item.is_contiguous():
-                raise UntrustedFileError(
-                    f"{where}: holds a non-contiguous tensor of shape {tuple(item.shape)} with strides "
-                    f"{tuple(item.stride())} (an expanded or overlapping view); refused without copying it")
-            tensor_bytes += item.numel() * item.element_size()
-        elif isinstance(item, Mapping):
-            stack.extend((x, depth + 1) for pair in item.items() for x in pair)
-        elif isinstance(item, (list, tuple)):
-            stack.extend((x, depth + 1) for x in item)
-        elif isinstance(item, (str, bytes)):
-            text += len(item)
+        children = item.items() if isinstance(item, dict) else item if isinstance(item, (list, tuple)) else None
+        if children is None:
+            nodes += 1
+            if isinstance(item, torch.Tensor):
+                tensor_bytes += _tensor_bytes(item, where)
+            elif isinstance(item, (str, bytes)):
+                text += len(item)
+            elif isinstance(item, Mapping):  # a Mapping that is no dict (rare): walked like one
+                stack.append((dict(item), depth))
+            continue
+        nodes += 1
+        for child in children:
+            if isinstance(item, dict):  # (key, value): both count
+                nodes += 1
+                stack.extend(((child[0], depth + 1), (child[1], depth + 1)))
+            elif type(child) in _SCALARS:  # numbers, flags, None: counted here, nothing to walk
+                nodes += 1
+            else:
+                stack.append((child, depth + 1))
         if tensor_bytes > budget or nodes + text > budget:
-            raise UntrustedFileError(
-                f"{where}: its tensors and values add up to more than the {budget} bytes the file justifies (a "
-                "tensor or container referenced over and over?); refused")
+            break
+    if tensor_bytes > budget or nodes + text > budget:
+        raise UntrustedFileError(
+            f"{where}: its tensors and values add up to more than the {budget} bytes the file justifies (a "
+            "tensor or container referenced over and over?); refused")
+
+
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
+def _tensor_bytes(item: torch.Tensor, where: Any) -> int:
+    if item.layout != torch.strided or item.is_quantized or item.dtype not in TENSOR_DTYPES:
+        raise UntrustedFileError(f"{where}: holds a {item.layout} {item.dtype} tensor; only dense tensors of "
+                                 "plain number types are read")
+    if not item.is_contiguous():
+        raise UntrustedFileError(
+            f"{where}: holds a non-contiguous tensor of shape {tuple(item.shape)} with strides "
+            f"{tuple(item.stride())} (an expanded or overlapping view); refused without copying it")
+    return item.numel() * item.element_size()
 
 
 def load_torch_file(path: str | os.PathLike, budget: int | None = None, mmap: bool = False) -> Any:
