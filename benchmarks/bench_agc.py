@@ -1,4 +1,4 @@
-"""Vectorised AGC (survopt_hydra.clipping.adaptive_clip_grad_) vs a per-parameter loop.
+"""Vectorised AGC (survopt_hydra.engine.clipping.adaptive_clip_grad_) vs a per-parameter loop.
 
 Why: adaptive clipping runs every step, and the textbook implementation (timm's
 ``adaptive_clip_grad``) launches ~9 kernels and allocates 3 gradient-sized
@@ -28,7 +28,7 @@ from typing import Callable
 
 import torch
 
-from survopt_hydra.clipping import adaptive_clip_grad_
+from survopt_hydra.engine.clipping import adaptive_clip_grad_
 
 CLIP_FACTOR = 0.01
 EPS = 1e-3

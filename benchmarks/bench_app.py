@@ -39,7 +39,7 @@ def available() -> str | None:
     if not APP.is_file():
         return "scripts/train.py not found"
     if not (REPO / "survopt_hydra" / "app" / "conf" / "train.yaml").is_file():
-        return "survopt_hydra/app/conf/train.yaml not found"
+        return "survopt_hydra/app/train_conf/train.yaml not found"
     return None
 
 

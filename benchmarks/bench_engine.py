@@ -52,11 +52,11 @@ def compose_app_config(overrides: list[str] | None = None) -> tuple[Any, str]:
     """
     from hydra import compose, initialize_config_dir
 
-    from survopt_hydra.config import register_configs
+    from survopt_hydra.schemas import register_configs
 
     register_configs()
     try:
-        from survopt_hydra.app.config import register_app_configs
+        from survopt_hydra.app.schemas import register_app_configs
 
         register_app_configs()
     except ImportError:
@@ -71,7 +71,7 @@ def compose_app_config(overrides: list[str] | None = None) -> tuple[Any, str]:
 
 def _app_data(cfg: Any) -> dict[str, Any]:
     """Settings, training split and input shape of the default app (needs train.yaml)."""
-    from survopt_hydra.app.config import check_app_config
+    from survopt_hydra.app.schemas import check_app_config
     from survopt_hydra.app.data import load_cohort
 
     settings = check_app_config(cfg)
@@ -129,7 +129,7 @@ def app_setup(quick: bool = False) -> dict[str, Any]:
 
 def make_engine_step(setup: dict[str, Any]) -> tuple[Callable[[], None], Any]:
     """A fresh model copy driven by ``StepEngine.from_config``; returns (step, engine)."""
-    from survopt_hydra.engine import StepEngine
+    from survopt_hydra.engine.step_engine import StepEngine
 
     model = copy.deepcopy(setup["model"])
     engine = StepEngine.from_config(setup["cfg"], model, setup["n_batches"], setup["epochs"])

@@ -38,7 +38,7 @@ import time
 import torch
 from torch import nn
 
-from survopt_hydra.monitors import GradientMonitor, ListSink, OptimizerMonitor
+from survopt_hydra.engine.monitors import GradientMonitor, ListSink, OptimizerMonitor
 
 LOG_INTERVAL = 100
 WIDTH = 256

@@ -7,7 +7,7 @@ handful of large tensors (5 x ``nn.Linear(1000, 5000)``):
 
 * the in-place triad ``a.add_(b, alpha=s)`` on two arrays of the same total size
   (25M elements each): it reads ``a`` and ``b`` and writes ``a``, **12 B/element**;
-* AdamW steps as :func:`survopt_hydra.optimizer.build_optimizer` builds them
+* AdamW steps as :func:`survopt_hydra.optim.build_optimizer` builds them
   (``implementation: auto`` = fused on CPU), and torch's for-loop and foreach
   implementations: a step must read param, grad, exp_avg, exp_avg_sq and write param,
   exp_avg, exp_avg_sq, **28 B/param** (the step counter is one scalar per tensor);
@@ -42,7 +42,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from survopt_hydra.optimizer import build_optimizer
+from survopt_hydra.optim.optimizer import build_optimizer
 
 TRIAD_BYTES = 12  # read a, read b, write a
 BYTES_PER_PARAM = {"adamw": 28, "sgd": 20}

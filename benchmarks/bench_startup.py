@@ -2,7 +2,7 @@
 
 * ``import_overhead_s``: seconds ``from survopt_hydra import create_optimizer`` adds
   after ``import torch`` (the lazy export forces the real import of
-  ``survopt_hydra.seed_api``, hence of the optimizer/scheduler builders and the
+  ``survopt_hydra.api.factory``, hence of the optimizer/scheduler builders and the
   schemas), timed with ``perf_counter`` inside fresh interpreters, median of 7;
   ``import_bare_s`` is plain ``import survopt_hydra`` (lazy exports only).  One more
   interpreter runs with ``-X importtime`` and ``import_top`` lists what dominates

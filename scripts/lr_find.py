@@ -40,7 +40,7 @@ def lr_range_test(cfg: Any, min_lr: float = 1e-6, max_lr: float = 1.0, steps: in
     from hydra.utils import instantiate
 
     from survopt_hydra.app.checkpoint import seed_everything
-    from survopt_hydra.app.config import check_app_config
+    from survopt_hydra.app.schemas import check_app_config
     from survopt_hydra.app.data import load_cohort
     from survopt_hydra.app.trainer import build_model, set_threads
     from survopt_hydra.survival import cox_ph_loss

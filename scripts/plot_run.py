@@ -1,9 +1,11 @@
 """Draw a run's PNG plots from the CSVs in its run dir: ``python scripts/plot_run.py RUN_DIR [RUN_DIR ...]``.
 
 Writes ``curves.png`` (epochs.csv), ``lr_schedule.png`` (lr_steps.csv), ``calibration.png`` and
-``risk_groups.png`` (test_predictions.csv) into each run dir - the same plots as a run with
-``trainer.plots=true``, which a default run skips (matplotlib would cost more than its training).
-Works on a finished run and on a running or interrupted one (what its CSVs hold so far).
+``risk_groups.png`` (test_predictions.csv) into each run dir - byte for byte the PNGs a run with
+``trainer.plots=true`` draws, which a default run skips (matplotlib would cost more than its
+training). What each shows, and the conventions (lifelines') it follows:
+:mod:`survopt_hydra.app.plots` and docs/prediction.md. Works on a finished run and on a running
+or interrupted one (what its CSVs hold so far).
 A run dir is untrusted: a plot name that is a symbolic link there is refused in one line (a drawing
 would be written through it), before anything is drawn.
 """

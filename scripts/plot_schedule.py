@@ -60,7 +60,7 @@ def compose(overrides: list[str]) -> Any:
 
 def batches_per_epoch(cfg: Any) -> int:
     """ceil(training rows / batch size) for the configured data, as the app computes it."""
-    from survopt_hydra.app.config import check_app_config
+    from survopt_hydra.app.schemas import check_app_config
     from survopt_hydra.app.data import load_cohort
 
     settings = check_app_config(cfg)
@@ -75,9 +75,9 @@ MAX_MICRO_BATCHES = 100_000
 
 def schedule(cfg: Any, batches: int, epochs: int | None = None) -> list[dict[str, float]]:
     """``[{"step", "epoch", "lr/<group>"...}]`` for every applied optimizer step."""
-    from survopt_hydra.engine import StepEngine
+    from survopt_hydra.api.validation import validate_groups
+    from survopt_hydra.engine.step_engine import StepEngine
     from survopt_hydra.errors import ConfigError
-    from survopt_hydra.validation import validate_groups
 
     epochs = epochs or int(cfg.trainer.max_epochs)
     if batches < 1 or epochs * batches > MAX_MICRO_BATCHES:

@@ -77,8 +77,9 @@ def test_overrides_take_effect(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "preset, expect",
-    [("finetune", {"optimizer.lr": 1e-5, "scheduler.name": "warmup_cosine", "clipping.max_norm": 0.5}),
-     ("large_model", {"optimizer.lr": 3e-3, "optimizer.betas": [0.9, 0.95], "scheduler.eta_min": 1e-6})],
+    [("finetune", {"optimizer.lr": 1e-5, "scheduler.name": "warmup_cosine", "scheduler.warmup_fraction": 0.05}),
+     ("large_model", {"optimizer.lr": 3e-3, "optimizer.if_supported": {"betas": [0.9, 0.95]},
+                      "scheduler.eta_min": 1e-6})],
 )
 def test_presets_take_effect(tmp_path: Path, preset: str, expect: dict) -> None:
     train(tmp_path, f"+preset={preset}", "trainer.max_epochs=6")
@@ -87,8 +88,13 @@ def test_presets_take_effect(tmp_path: Path, preset: str, expect: dict) -> None:
         group, field = key.split(".")
         assert cfg[group][field] == value, key
     first_lr = float(read_csv(tmp_path / "epochs.csv")[0]["lr/default"])
-    warm = cfg["scheduler"]["warmup_epochs"] > 0
+    warm = cfg["scheduler"]["warmup_epochs"] > 0 or cfg["scheduler"].get("warmup_fraction") is not None
     assert first_lr == pytest.approx(expect["optimizer.lr"] * (0.01 if warm else 1.0))
+    import torch
+
+    groups = torch.load(tmp_path / "last.pt", weights_only=True)["engine"]["optimizer"]["param_groups"]
+    want_betas = (0.9, 0.95) if preset == "large_model" else (0.9, 0.999)  # if_supported reached AdamW
+    assert all(tuple(g["betas"]) == pytest.approx(want_betas) for g in groups)
 
 
 def test_multirun_and_sweep_report(tmp_path: Path) -> None:
@@ -226,7 +232,8 @@ def test_csv_with_external_test_cohort(tmp_path: Path) -> None:
 
 def test_images_cnn_bf16(tmp_path: Path) -> None:
     train(tmp_path, "data=synthetic_images", "model=cnn", "amp=bf16", "data.n=128", "data.size=16",
-          "trainer.max_epochs=2", "trainer.batch_size=32", "+preset=finetune", "scheduler.warmup_epochs=1")
+          "trainer.max_epochs=2", "trainer.batch_size=32", "+preset=finetune", "scheduler.warmup_epochs=1",
+          "scheduler.warmup_fraction=null")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and 0.0 <= metrics["test_cindex"] <= 1.0
     groups = {k for k in read_csv(tmp_path / "epochs.csv")[0] if k.startswith("lr/")}

@@ -16,7 +16,7 @@ def test_peers_without_model_selection_fit_on_train_and_validation_rows() -> Non
     import torch
 
     from survopt_hydra.app.compose import compose_train
-    from survopt_hydra.app.config import check_app_config
+    from survopt_hydra.app.schemas import check_app_config
     from survopt_hydra.app.data import load_cohort
 
     cohort = load_cohort(check_app_config(compose_train(["data=gbsg2"]))["data"])

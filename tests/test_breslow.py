@@ -56,7 +56,7 @@ def test_predictor_pipeline_matches_lifelines_for_a_linear_model(tmp_path):
     from lifelines import CoxPHFitter
 
     from survopt_hydra.app.compose import compose_train
-    from survopt_hydra.app.config import check_app_config
+    from survopt_hydra.app.schemas import check_app_config
     from survopt_hydra.app.data import _split, load_cohort
     from survopt_hydra.app.predictor import Predictor, split_risks
     from survopt_hydra.survival.models import LinearCox

@@ -1,4 +1,4 @@
-"""Behaviour of survopt_hydra.clipping: every expected number is derived by hand or
+"""Behaviour of survopt_hydra.engine.clipping: every expected number is derived by hand or
 by an independent per-parameter reference written here, never copied from the
 implementation."""
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from survopt_hydra.config.clipping import CLIPPING
-from survopt_hydra.clipping import ClippingConfigError, GradientClipper, adaptive_clip_grad_
+from survopt_hydra.schemas.clipping import CLIPPING
+from survopt_hydra.engine.clipping import ClippingConfigError, GradientClipper, adaptive_clip_grad_
 from survopt_hydra.errors import ConfigError
 
 
@@ -390,7 +390,7 @@ def test_class_defaults_equal_schema_defaults(mode):
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
 def test_total_norm_without_get_total_norm_matches_torch(monkeypatch: pytest.MonkeyPatch, norm_type: float) -> None:
     """torch 2.4/2.5 lack torch.nn.utils.get_total_norm: the written-out reduction gives its figure."""
-    from survopt_hydra.clipping import total_norm
+    from survopt_hydra.engine.clipping import total_norm
 
     gen = torch.Generator().manual_seed(0)
     grads = [torch.randn(7, 3, generator=gen), torch.randn(5, generator=gen) * 10, torch.randn(2, 2, 2, generator=gen)]

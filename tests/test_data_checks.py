@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 def data_of(*overrides: str) -> dict:
     from survopt_hydra.app.compose import compose_train
-    from survopt_hydra.app.config import check_app_config
+    from survopt_hydra.app.schemas import check_app_config
 
     return check_app_config(compose_train(list(overrides)))["data"]
 

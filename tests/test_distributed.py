@@ -261,7 +261,7 @@ def test_fsdp_full_and_sharded_checkpoints_round_trip(fsdp_run):
 @pytest.mark.slow
 def test_fsdp_full_checkpoint_resumes_in_one_process(fsdp_run, no_launcher):
     """FSDP's name-keyed optimizer state loads into a plain optimizer (by parameter name)."""
-    from survopt_hydra.clipping import GradientClipper
+    from survopt_hydra.engine.clipping import GradientClipper
 
     out, results = fsdp_run
     ctx, model, engine = _one_process_engine(clipper=GradientClipper(mode="norm", max_norm=0.05),
@@ -472,7 +472,7 @@ def test_slurm_launcher_config_composes_without_a_cluster():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     from hydra import compose, initialize_config_module
 
-    with initialize_config_module("survopt_hydra.app.conf", version_base="1.3"):
+    with initialize_config_module("survopt_hydra.app.train_conf", version_base="1.3"):
         cfg = compose(overrides=["+distributed=ddp", "hydra/launcher=survopt_slurm", "hydra.launcher.nodes=2",
                                  "hydra.launcher.tasks_per_node=8", "hydra.launcher.partition=gpu"],
                       return_hydra_config=True)
@@ -482,7 +482,7 @@ def test_slurm_launcher_config_composes_without_a_cluster():
     assert launcher.partition == "gpu" and launcher.max_num_timeout == 3
     assert cfg.hydra.runtime.choices["hydra/launcher"] == "survopt_slurm"
     with pytest.raises(Exception, match="tasks_per_nod"):  # the launcher schema checks keys
-        with initialize_config_module("survopt_hydra.app.conf", version_base="1.3"):
+        with initialize_config_module("survopt_hydra.app.train_conf", version_base="1.3"):
             compose(overrides=["hydra/launcher=survopt_slurm", "hydra.launcher.tasks_per_nod=2"],
                     return_hydra_config=True)
 

@@ -16,9 +16,9 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from survopt_hydra import ConfigError, StepEngine
-from survopt_hydra.config.ema import EMA, ExponentialEMAConfig
-from survopt_hydra.ema import WeightAverager
-from survopt_hydra.validation import validate_groups
+from survopt_hydra.schemas.ema import EMA, ExponentialEMAConfig
+from survopt_hydra.engine.ema import WeightAverager
+from survopt_hydra.api.validation import validate_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from survopt_hydra import ConfigError, StepEngine, build_optimizer, build_scheduler
-from survopt_hydra.amp import AmpSettings
-from survopt_hydra.config.amp import AMP
+from survopt_hydra import ConfigError, StepEngine, Stepping, build_optimizer, build_scheduler
+from survopt_hydra.engine.amp import AmpSettings
+from survopt_hydra.schemas.amp import AMP
 
 
 def _model(seed=0):
@@ -24,7 +24,8 @@ def _data(n=64, seed=1):
 def _engine(model, k=1, batches=None, sched=None, amp=None, opt="sgd", **sopts):
     optimizer = build_optimizer(model, opt, lr=0.05, **({"momentum": 0.0} if opt == "sgd" else {}))
     scheduler = build_scheduler(optimizer, name=sched, **sopts) if sched else None
-    return StepEngine(model, optimizer, scheduler, amp=amp, accumulate_grad_batches=k, batches_per_epoch=batches)
+    return StepEngine(model, optimizer, scheduler, amp=amp, accumulate_grad_batches=k, batches_per_epoch=batches,
+                      stepping=Stepping.of({"name": sched, **sopts}) if sched else None)
 
 
 def _params(model):
@@ -98,7 +99,8 @@ def test_onecycle_with_accumulation_ends_exactly_at_its_last_step():
     epochs, batches, k = 3, 10, 4  # 3 optimizer steps per epoch
     optimizer = build_optimizer(model, "sgd", lr=0.05)
     sched = build_scheduler(optimizer, epochs=epochs, steps_per_epoch=3, name="onecycle", max_lr=0.1)
-    engine = StepEngine(model, optimizer, sched, accumulate_grad_batches=k, batches_per_epoch=batches)
+    engine = StepEngine(model, optimizer, sched, accumulate_grad_batches=k, batches_per_epoch=batches,
+                        stepping=Stepping("step"))
     x, y = _data(40)
     for _ in range(epochs):
         for bx, by in zip(x.chunk(batches), y.chunk(batches)):
@@ -203,7 +205,8 @@ def test_split_run_with_save_load_equals_uninterrupted_run(sched, opts):
         model = _model(3)
         optimizer = build_optimizer(model, "adamw", lr=1e-2)
         scheduler = build_scheduler(optimizer, epochs=6, steps_per_epoch=3, name=sched, **opts)
-        return model, StepEngine(model, optimizer, scheduler, amp="bf16", accumulate_grad_batches=2, batches_per_epoch=6)
+        return model, StepEngine(model, optimizer, scheduler, amp="bf16", accumulate_grad_batches=2, batches_per_epoch=6,
+                                 stepping=Stepping.of({"name": sched, **opts}))
 
     model_a, engine_a = fresh()
     lrs_a = []
@@ -282,8 +285,8 @@ def test_from_config_reads_only_library_groups():
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({
-        "optimizer": {"_target_": "survopt_hydra.optimizer.build_optimizer", "name": "sgd", "lr": 0.1},
-        "scheduler": {"_target_": "survopt_hydra.scheduler.build_scheduler", "name": "onecycle"},
+        "optimizer": {"_target_": "survopt_hydra.optim.build_optimizer", "name": "sgd", "lr": 0.1},
+        "scheduler": {"_target_": "survopt_hydra.optim.build_scheduler", "name": "onecycle"},
         "trainer": {"accumulate_grad_batches": 7},  # an app's node: ignored
     })
     engine = StepEngine.from_config(cfg, _model(), batches_per_epoch=10, epochs=2, accumulate_grad_batches=4)

@@ -114,8 +114,8 @@ def test_wheel_ships_config_groups_and_plugin(installed):
     for required in (
         "survopt_hydra/conf/preset/large_model.yaml",
         "survopt_hydra/conf/preset/finetune.yaml",
-        "survopt_hydra/app/conf/train.yaml",
-        "survopt_hydra/app/conf/hydra/launcher/survopt_slurm.yaml",
+        "survopt_hydra/app/train_conf/train.yaml",
+        "survopt_hydra/app/train_conf/hydra/launcher/survopt_slurm.yaml",
         "survopt_hydra/config/torch_signatures.py",
         "hydra_plugins/survopt_hydra_searchpath/__init__.py",
         "survopt_hydra/seed_api.py",

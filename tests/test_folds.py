@@ -33,7 +33,7 @@ def test_fold_indices_refuse_what_cannot_be_scored() -> None:
 
 def _data(*overrides: str) -> dict:
     from survopt_hydra.app.compose import compose_train
-    from survopt_hydra.app.config import check_app_config
+    from survopt_hydra.app.schemas import check_app_config
 
     return check_app_config(compose_train(list(overrides)))["data"]
 

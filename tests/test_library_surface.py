@@ -20,9 +20,9 @@ def test_importing_the_library_pulls_in_no_app_or_plotting_module():
     with it FSDP, so those are only required of the imports)."""
     probe = (
         "import json, sys, torch\n"
-        "import survopt_hydra, survopt_hydra.config, hydra_plugins.survopt_hydra_searchpath\n"
+        "import survopt_hydra, survopt_hydra.schemas, hydra_plugins.survopt_hydra_searchpath\n"
         "from survopt_hydra import build_optimizer, build_scheduler\n"
-        "from survopt_hydra.config import register_configs\n"
+        "from survopt_hydra.schemas import register_configs\n"
         "register_configs()\n"
         "print(json.dumps(sorted(sys.modules)))\n"
         "opt = build_optimizer(torch.nn.Linear(2, 1), 'adamw')\n"
@@ -31,7 +31,7 @@ def test_importing_the_library_pulls_in_no_app_or_plotting_module():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     imported, built = (json.loads(line) for line in out.stdout.splitlines()[-2:])
-    assert "survopt_hydra.optimizer" in imported and "survopt_hydra.optimizer" in built
+    assert "survopt_hydra.optim.optimizer" in imported and "survopt_hydra.optim.optimizer" in built
     bad = [m for m in imported if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]
     assert not bad, bad
     bad = [m for m in built if any(m == f or m.startswith(f + ".") for f in FORBIDDEN if not f.startswith("torch"))]

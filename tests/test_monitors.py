@@ -1,4 +1,4 @@
-"""Behaviour of survopt_hydra.monitors; expected values are recomputed here by hand."""
+"""Behaviour of survopt_hydra.engine.monitors; expected values are recomputed here by hand."""
 from __future__ import annotations
 
 import csv
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from survopt_hydra.errors import ConfigError
-from survopt_hydra.monitors import (
+from survopt_hydra.engine.monitors import (
     CSVSink,
     GradientMonitor,
     ListSink,
@@ -192,7 +192,7 @@ def test_per_layer_false_records_globals_only():
 def test_logger_receives_records(caplog):
     model = _model()
     _backward(model, 0)
-    with caplog.at_level(logging.DEBUG, logger="survopt_hydra.monitors"):
+    with caplog.at_level(logging.DEBUG, logger="survopt_hydra.engine.monitors"):
         GradientMonitor(model, log_interval=1).log_gradients()
     assert any("grad_norm/global" in r.getMessage() for r in caplog.records)
 

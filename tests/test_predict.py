@@ -74,7 +74,7 @@ def test_survival_matches_a_numpy_breslow_of_the_training_rows(gbsg2_run, tmp_pa
     import pandas as pd
 
     from survopt_hydra.app.compose import compose_train
-    from survopt_hydra.app.config import check_app_config
+    from survopt_hydra.app.schemas import check_app_config
     from survopt_hydra.app.data import load_cohort
     from survopt_hydra.app.predictor import split_risks
     from survopt_hydra.app.trainer import load_best

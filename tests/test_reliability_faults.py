@@ -127,7 +127,7 @@ def compose(*overrides: str) -> Any:
 
     import survopt_hydra.app.train  # noqa: F401  (registers the schemas)
 
-    with initialize_config_module("survopt_hydra.app.conf", version_base=None):
+    with initialize_config_module("survopt_hydra.app.train_conf", version_base=None):
         return hydra_compose("train", list(overrides))
 
 

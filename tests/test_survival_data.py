@@ -231,7 +231,7 @@ def test_default_data_is_the_vendored_support_split_on_deepsurvs_rows():
     """``data=support`` (the app default): DeepSurv's 7,098 / 1,775 split, val split off the
     training file by event, standardization fitted on the training rows only."""
     from survopt_hydra.app.compose import compose_train
-    from survopt_hydra.app.config import check_app_config
+    from survopt_hydra.app.schemas import check_app_config
     from survopt_hydra.app.data import load_cohort
 
     data = check_app_config(compose_train())["data"]

@@ -58,8 +58,8 @@ def test_mlp_defaults_and_options_equal_the_app_schema():
     import dataclasses
     import inspect
 
-    from survopt_hydra.app.config import MLPModelConfig
-    from survopt_hydra.config.checks import validate
+    from survopt_hydra.app.schemas import MLPModelConfig
+    from survopt_hydra.schemas.checks import validate
     from survopt_hydra.errors import ConfigError
     from survopt_hydra.survival.models import ACTIVATIONS, NORMS
 

@@ -66,39 +66,21 @@ def test_parallel_launcher_gives_the_sequential_results(tmp_path: Path) -> None:
     assert len({a[j]["val_cindex"] for j in a}) > 1  # four different LRs: four different runs
 
 
-def test_an_in_process_sweep_composes_each_job_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hydra composes each job to check the batch, then again to launch it: the launcher gets the
-    check's composition, in order even when two jobs have the same overrides; calls outside that
-    pattern (no check first, or another launcher) compose as usual."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra.plugins.sweeper import Sweeper
-
-    from survopt_hydra.app.preflight import reuse_sweep_compositions
-
-    calls: list[tuple[str, ...]] = []
-
-    def compose(self, master_config, sweep_overrides):  # stands in for Hydra's own composition
-        calls.append(tuple(sweep_overrides))
-        return {"overrides": list(sweep_overrides), "n": len(calls)}
-
-    def check(self, batch):  # Hydra's own check: compose every job of the batch
-        for overrides in batch:
-            ConfigLoaderImpl.load_sweep_config(loader, {}, list(overrides))
-
-    BasicLauncher = type("BasicLauncher", (), {})  # the name is what reuse_sweep_compositions looks at
-    monkeypatch.setattr(ConfigLoaderImpl, "load_sweep_config", compose)
-    monkeypatch.setattr(Sweeper, "validate_batch_is_legal", check)
-    reuse_sweep_compositions()
-    loader = object()
-    sweeper = type("S", (), {"launcher": BasicLauncher()})()
-    batch = [["fault=null"], ["fault=nan"], ["fault=null"]]  # jobs 0 and 2 alike
-    Sweeper.validate_batch_is_legal(sweeper, batch)
-    assert len(calls) == 3
-    launched = [ConfigLoaderImpl.load_sweep_config(loader, {}, job) for job in batch]
-    assert len(calls) == 3 and [c["n"] for c in launched] == [1, 2, 3]  # each its own, in order
-    again = ConfigLoaderImpl.load_sweep_config(loader, {}, ["fault=null"])
-    assert again["n"] == 4  # nothing left queued: composed anew
-    other = type("S", (), {"launcher": object()})()  # e.g. the joblib launcher: its workers compose
-    Sweeper.validate_batch_is_legal(other, batch)
-    ConfigLoaderImpl.load_sweep_config(loader, {}, batch[0])
-    assert len(calls) == 8
+@pytest.mark.slow
+def test_a_diverged_job_is_failed_and_never_best(tmp_path: Path) -> None:
+    """Issue 25 item 7: an exploding training loss (lr 1e9, no clipping: 1.7e19 against 5.7) ends the job as
+    failed (exit 1, status.json), the sweep says so, and sweep_report never ranks it."""
+    proc = multirun(tmp_path, "data=gbsg2", "trainer.max_epochs=3", "clipping=none", "optimizer.lr=1e9,1e-2")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "1 of 2 sweep jobs failed" in proc.stderr and "training diverged" in proc.stderr
+    status = {j: json.loads((tmp_path / j / "status.json").read_text()) for j in ("0", "1")}
+    assert status["0"]["status"] == "failed" and status["0"]["exit_code"] == 1
+    assert "over 100 x the first epoch's" in status["0"]["error"] and status["1"] == {"status": "ok"}
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import sweep_report
+    finally:
+        sys.path.pop(0)
+    jobs = sweep_report.collect(tmp_path)
+    assert [j["status"] for j in jobs] == ["failed (exit 1)", "done"]
+    assert sweep_report.best_by_validation(jobs)["job"] == "1"

@@ -2,7 +2,7 @@
 import pytest
 
 from survopt_hydra import ConfigError
-from survopt_hydra.validation import validate_groups
+from survopt_hydra.api.validation import validate_groups
 
 BASE = {"optimizer": {"name": "adamw", "lr": 1e-3}, "scheduler": {"name": "cosine"}, "clipping": {"mode": "norm"}}
 
@@ -40,7 +40,7 @@ def test_good_config_passes_and_step_schedules_need_steps_per_epoch():
     [
         ("scheduler", "builtins.dict", "scheduler._target_: 'builtins.dict' cannot take this option's fields"),
         ("scheduler", "torch.optim.lr_scheduler.StepLR", "scheduler._target_: 'torch.optim.lr_scheduler.StepLR' cannot"),
-        ("clipping", "os.system", "clipping._target_: 'os.system' is not survopt_hydra.clipping.GradientClipper"),
+        ("clipping", "os.system", "clipping._target_: 'os.system' is not survopt_hydra.engine.GradientClipper"),
         ("optimizer", "subprocess.run", "optimizer._target_: 'subprocess.run' is not a torch.optim.Optimizer subclass"),
         ("optimizer", "nope.Nope", "optimizer._target_: cannot import 'nope.Nope'"),
     ],
@@ -57,7 +57,7 @@ def test_target_overrides_of_the_wrong_kind_are_refused_without_calling(monkeypa
 
 def test_target_of_the_right_kind_passes():
     validate_groups({**BASE, "optimizer": {**BASE["optimizer"], "_target_": "torch.optim.Adamax"},
-                     "clipping": {**BASE["clipping"], "_target_": "survopt_hydra.clipping.GradientClipper"}}, epochs=10)
+                     "clipping": {**BASE["clipping"], "_target_": "survopt_hydra.engine.GradientClipper"}}, epochs=10)
 
 
 def test_closure_driven_optimizer_is_refused_for_the_engine():
@@ -81,9 +81,9 @@ def test_every_spelling_of_infinity_is_the_max_norm(spelling):
 
     import torch
 
-    from survopt_hydra.clipping import GradientClipper
-    from survopt_hydra.config.checks import validate
-    from survopt_hydra.config.clipping import NormClippingConfig
+    from survopt_hydra.engine.clipping import GradientClipper
+    from survopt_hydra.schemas.checks import validate
+    from survopt_hydra.schemas.clipping import NormClippingConfig
 
     assert validate(NormClippingConfig, {"norm_type": spelling}, "clipping")["norm_type"] == math.inf
     validate_groups({**BASE, "clipping": {"mode": "norm", "norm_type": spelling}}, epochs=10)
@@ -107,20 +107,17 @@ def test_command_line_yaml_infinity_reaches_the_schema_as_inf():
     the pre-flight rewrites YAML's spelling to `inf` for the checks and for hydra.main (sys.argv)."""
     import math
 
-    from survopt_hydra.app.preflight import CONFIG_NAME, _compose, _loader, _task_config, yaml_infinity
+    from survopt_hydra.app.compose import compose_train
+    from survopt_hydra.app.preflight import yaml_infinity
     from survopt_hydra.app.rules import check_config
 
     argv = yaml_infinity(["clipping.norm_type=.inf", "clipping.max_norm=+.inf", "x=-.INF", "y=a.inf", "-m"])
     assert argv == ["clipping.norm_type=inf", "clipping.max_norm=+inf", "x=-inf", "y=a.inf", "-m"]
-    from survopt_hydra.app.config import register_app_configs
-    from survopt_hydra.config import register_configs
-
-    register_configs(), register_app_configs()
-    task = _task_config(_compose(_loader(None), CONFIG_NAME, argv[:1]))
+    task = compose_train(argv[:1])
     check_config(task)
-    from survopt_hydra.config.checks import validate
-    from survopt_hydra.config.clipping import NormClippingConfig
-    from survopt_hydra.validation import plain_values
+    from survopt_hydra.schemas.checks import validate
+    from survopt_hydra.schemas.clipping import NormClippingConfig
+    from survopt_hydra.api.validation import plain_values
 
     assert validate(NormClippingConfig, plain_values(task.clipping), "clipping")["norm_type"] == math.inf
     with pytest.raises(ConfigError, match=r"^clipping.max_norm: must be a finite number, got inf"):
@@ -133,7 +130,7 @@ def test_dummy_optimizer_keeps_torchs_own_checks_without_importing_dynamo():
     torch's lazy dynamo wrapper is back in place for the run's real optimizer."""
     import torch
 
-    from survopt_hydra.validation import dynamo_free
+    from survopt_hydra.api.validation import dynamo_free
 
     raw = torch.optim.Optimizer.add_param_group.__wrapped__
     cfg = {**BASE, "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": True}}

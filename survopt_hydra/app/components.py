@@ -18,7 +18,7 @@ from ..distributed import DistContext, eval_indices, gather_by_index
 from ..errors import ConfigError
 from ..survival import LinearCox, MLP, SmallCNN, concordance_index, cox_ph_loss
 from ..survival.data import resolve_path
-from .config import check_app_config
+from .schemas import check_app_config
 from .data import Cohort, Split
 
 
@@ -61,7 +61,7 @@ def artifact_settings(config: Any, where: Any, data_paths: Mapping[str, str] | N
     """The checked ``data``/``model``/``trainer`` settings of a config stored in an artifact (``best.pt``).
 
     The stored config is plain data (:func:`.checkpoint.stored_config`: no interpolation is resolved)
-    and gets the same checks as a fresh one (:func:`.config.check_app_config`). Opening an artifact never
+    and gets the same checks as a fresh one (:func:`.schemas.check_app_config`). Opening an artifact never
     reads a path it names outside its folder: a ``data.path``/``data.test_path`` is used when it is a
     ``pkg://`` file of an installed package, or when the user passes it in ``data_paths`` (the tool's
     command line: ``data.path=...``); otherwise ConfigError naming the key and how to confirm it. A

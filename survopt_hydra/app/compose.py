@@ -1,16 +1,15 @@
 """The app's config composed outside a Hydra run: for tools and tests.
 
-``compose_train`` sits above both the schemas (:mod:`.config`) and the pre-flight's error
+``compose_train`` sits above both the schemas (:mod:`.schemas`) and the pre-flight's error
 wording (:mod:`.hydra_errors`), so neither has to import the other.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from .config import register_app_configs
 
 
-def compose_train(overrides: list[str] | tuple[str, ...] = ()) -> Any:
+def compose_train(overrides: list[str] | tuple[str, ...] = (), return_hydra_config: bool = False) -> Any:
     """``conf/train.yaml`` composed with command-line style overrides, as ``survopt-train`` sees it.
 
     For tools that must use exactly the app's config (baseline, schedule plot, LR finder,
@@ -21,13 +20,10 @@ def compose_train(overrides: list[str] | tuple[str, ...] = ()) -> Any:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from ..config import register_configs
     from .hydra_errors import explain
 
-    register_app_configs()
-    register_configs()
-    with initialize_config_module("survopt_hydra.app.conf", version_base=None):
+    with initialize_config_module("survopt_hydra.app.train_conf", version_base=None):
         try:
-            return compose("train", overrides=list(overrides))
+            return compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
         except (HydraException, OmegaConfBaseException) as exc:  # the app's one-line wording
             raise explain(exc) from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ..config.checks import schema_fields
+from ..schemas.checks import schema_fields
 from ..errors import ConfigError, did_you_mean, first_line
 from .rules import TOP_LEVEL
 
@@ -20,10 +20,13 @@ def _unknown_key(key: str, cause: BaseException | None) -> ConfigError:
     full = getattr(cause, "full_key", None) or key
     parent, _, leaf = full.rpartition(".")
     schema = getattr(cause, "object_type", None)
+    node = getattr(cause, "parent_node", None)
     if not parent:
         allowed: list[str] = list(TOP_LEVEL)
     elif isinstance(schema, type) and hasattr(schema, "__dataclass_fields__"):
         allowed = list(schema_fields(schema))
+    elif parent in TOP_LEVEL and node is not None and hasattr(node, "keys"):  # a group's option (a YAML node)
+        allowed = [str(k) for k in node.keys() if not str(k).startswith("_")]
     else:  # a free-form mapping such as optimizer.lr_mult
         return ConfigError(full, f"no such entry; add one with +{key}=<value>")
     return ConfigError(full, f"unknown key{did_you_mean(leaf, allowed)}; allowed: {', '.join(allowed)}")

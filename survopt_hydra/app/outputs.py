@@ -84,7 +84,7 @@ class RunOutputs:
         self._tb = self._open_tensorboard(purge_epoch) if tensorboard else None
 
     def _open_tensorboard(self, purge_epoch: int | None) -> Any:
-        from ..monitors import SinkUnavailableError, TensorBoardSink
+        from ..engine.monitors import SinkUnavailableError, TensorBoardSink
 
         try:  # purge_step drops events a killed run logged after its last checkpoint
             return TensorBoardSink(self.run_dir / "tb", step_key="epoch", purge_step=purge_epoch)
@@ -136,26 +136,18 @@ RESULT_FILES = ("last.pt", "last.prev.pt", "best.pt", "metrics.json", "epochs.cs
 RESULT_PATTERNS = ("last.pt.shards-*", "last.prev.pt.shards-*", ".*.pt.*.tmp")
 
 
-#: What Hydra writes in a run dir before the app runs: its config copies and the job's log.
-HYDRA_FILES = (".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
-
-
-def check_run_dir_links(run_dir: Path, also: Sequence[str] = ()) -> None:
-    """ConfigError (``hydra.run.dir``) when a name the app or Hydra writes in ``run_dir`` is a symbolic
-    link: the results (:data:`RESULT_FILES`), ``also`` (the lock file), ``.hydra/`` and its files, and every ``*.log``
-    (Hydra's job log, opened by its logging config, which follows links). A link there would make a
-    write land outside the run dir (truncate, append to or create another file), so the run is refused
-    before Hydra or the app opens any of them. Reads directory entries only."""
+def check_run_dir_links(run_dir: Path) -> None:
+    """ConfigError (``hydra.run.dir``) when a name the app writes in ``run_dir`` (:data:`RESULT_FILES`:
+    ``monitors.csv`` appended to and truncated on resume, ``epochs.csv``, ``metrics.json``, ``tb/``, the
+    plots ...) is a symbolic link: a write there would land outside the run dir, so the run is refused
+    before the app opens any of them (Hydra's own ``.hydra/`` and log: ``preflight.check_hydra_outputs``).
+    Reads directory entries only."""
     import os
 
     from ..errors import ConfigError
 
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return
-    names = [*RESULT_FILES, *also, *HYDRA_FILES]
-    names += [p.name for p in run_dir.glob("*.log")]
-    for name in names:
+    for name in RESULT_FILES:
         if os.path.islink(run_dir / name):
             raise ConfigError("hydra.run.dir", f"{run_dir / name} is a symbolic link; the app never writes through a "
                               "link (it would change a file outside the run dir): move it away or use another "

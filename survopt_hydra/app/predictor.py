@@ -224,9 +224,9 @@ def _checked_baseline(data: Any) -> BreslowBaseline:
 
 def _model_settings(model: Any) -> dict[str, Any]:
     """predictor.json's ``model`` checked by the schema of a tabular model (ValueError, one line)."""
-    from ..config.checks import validate
+    from ..schemas.checks import validate
     from ..errors import ConfigError
-    from .config import MODELS
+    from .schemas import MODELS
 
     if not isinstance(model, dict) or model.get("name") not in TABLE_MODELS:
         name = model.get("name") if isinstance(model, dict) else model

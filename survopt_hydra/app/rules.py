@@ -10,13 +10,14 @@ import json
 import math
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..config import GROUPS
+from ..schemas import GROUPS
 from ..errors import ConfigError, did_you_mean
-from ..validation import NAME_FIELDS, validate_groups  # noqa: F401 (NAME_FIELDS re-exported)
-from .config import APP_GROUPS, check_app_config
+from ..api.validation import NAME_FIELDS, check_run_length, validate_groups  # noqa: F401 (NAME_FIELDS re-exported)
+from .schemas import APP_GROUPS, check_app_config
 from .state import EPOCH_METRICS, config_difference
 
 #: Top-level keys of a composed config: one per config group.
@@ -42,9 +43,11 @@ def check_monitor(cfg: Mapping[str, Any]) -> None:
 
 
 def check_config(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Everything about a composed config that needs neither torch nor the data.
+    """Everything about a composed config that needs neither torch nor the data, each rule once:
+    top-level keys, the groups the app needs, the app's and the library's schemas, cross-group
+    rules, the plateau monitor, the fine-tuning warning.
 
-    Returns :func:`~survopt_hydra.app.config.check_app_config`'s plain settings.
+    Returns the checked values: the app's ``data``/``model``/``trainer`` and the library's groups.
     """
     for key in cfg:
         if key not in TOP_LEVEL:
@@ -53,7 +56,12 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if cfg.get(group) is None:
             raise ConfigError(group, f"missing config group; add '{group}: <option>' to the defaults list")
     settings = check_app_config(cfg)
-    validate_groups(cfg)  # every library group against its schema; run length comes later
+    settings.update(validate_groups(cfg))  # every library group against its schema; the run length comes later
+    for group in GROUPS:
+        node = cfg.get(group)
+        if node is not None and node.get("_partial_") in (True, "true", "True"):
+            raise ConfigError(f"{group}._partial_", "the app builds this group itself, with the run's model and "
+                                                    "length; allowed: false")
     check_monitor(cfg)
     warn_finetune_without_weights(cfg)
     return settings
@@ -91,17 +99,13 @@ def check_launch(cfg: Mapping[str, Any]) -> int:
 
 
 def check_run(cfg: Any, trainer: Mapping[str, Any], n_batches: int, rows: int | None = None) -> None:
-    """The checks that need the run length: schedules are built on a dummy optimizer.
+    """The checks that need the data's size: every batch holds a pair, the schedules fit the run.
 
     ``n_batches``: training batches per epoch on one rank (:func:`batches_per_rank`);
     ``rows``: training rows per rank, to check the smallest batch (:func:`check_batch_rows`)."""
-    from ..validation import validate_groups
-
     if rows is not None:
         check_batch_rows(rows, n_batches, trainer["batch_size"])
-    k = trainer["accumulate_grad_batches"]
-    validate_groups(cfg, trainer["max_epochs"], math.ceil(n_batches / k))
-    check_monitor(cfg)
+    check_run_length(cfg, trainer["max_epochs"], math.ceil(n_batches / trainer["accumulate_grad_batches"]))
 
 
 def check_batch_rows(rows: int, n_batches: int, batch_size: int) -> None:
@@ -175,7 +179,10 @@ def _data_key(data: Mapping[str, Any]) -> tuple[str, Any]:
 
 
 def load_cohort_once(data: Mapping[str, Any]) -> Any:
-    """Load (and check) a cohort, remembering it for :func:`take_cohort`."""
+    """Load (and check) a cohort once per process: the next job of a sweep with the same data (an LR
+    sweep) reuses it while its files are unchanged. Nothing writes into a cohort's tensors, and
+    ``tests/test_sweeps.py`` checks that a sequential sweep's jobs equal the parallel launcher's,
+    whose workers each load their own."""
     from .data import load_cohort
 
     key, stamps = _data_key(data)
@@ -186,16 +193,8 @@ def load_cohort_once(data: Mapping[str, Any]) -> Any:
     return cohort
 
 
-def take_cohort(data: Mapping[str, Any]) -> Any:
-    """The cohort the pre-flight loaded for ``data`` (if its files did not change since), else a fresh load.
-
-    Kept for the next job of a sweep with the same data (an LR sweep loads its CSV once); nothing
-    writes into a cohort's tensors, and ``tests/test_sweeps.py`` checks that a sequential sweep's
-    jobs equal the parallel launcher's, whose workers each load their own."""
-    return load_cohort_once(data)
-
-
 # ================================================================== fine-tuning needs something to fine-tune
+_WARNED: set[str] = set()
 PRETRAINED_CNN = "pkg://survopt_hydra/app/pretrained/cnn_synthetic32.pt"
 
 
@@ -210,7 +209,6 @@ def warn_finetune_without_weights(cfg: Mapping[str, Any]) -> str | None:
     A warning, not a refusal: a short fine-tuning-style run from scratch is legal, only pointless.
     """
     import fnmatch
-    import logging
 
     opt, model = cfg.get("optimizer") or {}, cfg.get("model") or {}
     mults = opt.get("lr_mult") or {}
@@ -227,5 +225,7 @@ def warn_finetune_without_weights(cfg: Mapping[str, Any]) -> str | None:
                "the preset (or use model=cnn model.pretrained=...)")
     else:
         return None
-    logging.getLogger(__name__).warning("%s", msg)
+    if msg not in _WARNED:  # once per process: a sweep's jobs share their config's warning
+        _WARNED.add(msg)
+        print(msg, file=sys.stderr, flush=True)  # one line before Hydra starts writing (a log line would be later)
     return msg

@@ -38,7 +38,7 @@ from torch import nn
 
 from ..distributed import engine_state_dict, load_engine_state, load_model_state_dict, model_state_dict
 from ..distributed.checkpoint import load_shards, prune_shards, save_shards
-from ..engine import StepEngine, unwrap_model
+from ..engine.step_engine import StepEngine, unwrap_model
 from ..errors import ConfigError
 from .checkpoint import (RESUME_HINT, CheckpointError, count, file_kind, load_checkpoint, number, rng_state,
                          run_state_problem, save_checkpoint, set_rng_state, weights_problem)

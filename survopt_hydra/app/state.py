@@ -8,7 +8,7 @@
 * :class:`FaultInjection` - ``trainer.fault_injection``, a TEST-ONLY switch that makes
   the failure windows (NaN losses, a kill mid-epoch or mid-checkpoint) hittable.
 
-No torch import at module level: :mod:`survopt_hydra.app.config` uses the fault spec
+No torch import at module level: :mod:`survopt_hydra.app.schemas` uses the fault spec
 check, and the pre-flight must stay cheap on bad input.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # or with a higher max_nonfinite_steps after a divergence stop).
 OPERATIONAL_KEYS = ("trainer.stop_after_epochs", "trainer.progress_bar", "trainer.debug", "trainer.resume",
                     "trainer.checkpoint_every", "trainer.checkpoint_every_s", "trainer.plots", "trainer.tensorboard",
-                    "trainer.max_nonfinite_steps", "trainer.fault_injection")
+                    "trainer.max_nonfinite_steps", "trainer.max_loss_ratio", "trainer.fault_injection")
 # Keys a resume may increase (train longer); a decrease is refused.
 GROWABLE_KEYS = ("trainer.max_epochs",)
 
@@ -179,16 +179,17 @@ class GracefulStop:
 
 
 # ------------------------------------------------------------------ one run per run dir
-LOCK_NAME = ".survopt.lock"
-_HELD_LOCKS: dict[str, int] = {}  # realpath of a run dir -> the open, flock'ed lock file
+_HELD_LOCKS: dict[str, int] = {}  # realpath of a run dir -> its open, flock'ed directory descriptor
 
 
-def lock_run_dir(run_dir: Any) -> None:
-    """Hold an exclusive advisory lock (``fcntl.flock``) on ``<run_dir>/.survopt.lock`` until this
-    process ends, so a second run in the same dir is refused instead of mixing files with this one.
+def lock_run_dir(run_dir: Any, create: bool = True) -> None:
+    """Hold an exclusive advisory lock (``fcntl.flock``) on the run dir itself until this process
+    ends, so a second run in the same dir is refused instead of mixing files with this one.
 
-    The kernel drops the lock when the process dies (SIGKILL included): a stale lock file is
-    simply locked again. Re-entrant within one process (the pre-flight, then the trainer).
+    The lock is taken on the directory's own descriptor: no lock file is created, so taking it
+    writes nothing (a refused run leaves the dir as it was) and there is no file a link could
+    redirect. The kernel drops it when the process dies (SIGKILL included). Re-entrant within
+    one process. ``create``: make the dir first (a new run); else a missing dir is not locked.
     ConfigError (``hydra.run.dir``) when another live process holds it or the dir is unusable.
     """
     import os
@@ -205,18 +206,14 @@ def lock_run_dir(run_dir: Any) -> None:
     except ImportError:  # pragma: no cover (Windows): no advisory locks
         return
     check_run_dir(run_dir)
-    from .outputs import check_run_dir_links  # before Hydra opens train.log or .hydra/ through a planted link
+    if not create and not run_dir.is_dir():
+        return
+    from .outputs import check_run_dir_links  # before the app appends to or truncates a planted link
 
-    check_run_dir_links(run_dir, also=(LOCK_NAME,))
-    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    check_run_dir_links(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | nofollow, 0o644)
-        except (PermissionError, OSError) as exc:
-            if not (run_dir / LOCK_NAME).is_file() or (run_dir / LOCK_NAME).is_symlink():
-                raise exc
-            fd = os.open(run_dir / LOCK_NAME, os.O_RDONLY | nofollow)  # a read-only run dir: lock, write nothing
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
         raise ConfigError("hydra.run.dir", f"{run_dir}: cannot write here ({exc.strerror or exc}); "
                           "choose a writable directory") from None
@@ -224,9 +221,9 @@ def lock_run_dir(run_dir: Any) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        raise ConfigError("hydra.run.dir", f"{run_dir} is in use by another run that is still running (it holds "
-                          f"{LOCK_NAME}); wait for it to end or use another hydra.run.dir") from None
-    _HELD_LOCKS[key] = fd  # the file stays empty: taking the lock changes no byte in the run dir
+        raise ConfigError("hydra.run.dir", f"{run_dir} is in use by another run that is still running; wait for "
+                          "it to end or use another hydra.run.dir") from None
+    _HELD_LOCKS[key] = fd
 
 
 def unlock_run_dir(run_dir: Any) -> None:

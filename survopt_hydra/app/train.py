@@ -5,8 +5,8 @@ Exit status (see ``docs/failure_modes.md``):
 * 0 - finished (or stopped by ``trainer.stop_after_epochs``; rerun to resume);
 * 2 - bad input: config, data file, incompatible or unusable checkpoint. One line
   ``error: <key or file>: <problem>`` on stderr, no traceback, and - thanks to the
-  pre-flight (:mod:`survopt_hydra.app.preflight`) that runs before ``hydra.main`` -
-  nothing written, not even ``.hydra/`` or ``train.log``;
+  pre-flight (:mod:`survopt_hydra.app.preflight`, a Hydra callback that builds the run
+  before Hydra creates its dir) - nothing written, not even ``.hydra/`` or ``train.log``;
 * 1 - training failed (diverged: ``trainer.max_nonfinite_steps`` non-finite steps in a row);
 * 143 / 130 - stopped by SIGTERM / SIGINT (Ctrl-C) at a safe point with ``last.pt`` saved;
   rerun the same command to resume.
@@ -32,12 +32,6 @@ from typing import Any, Iterator
 import hydra
 from omegaconf import DictConfig
 
-from survopt_hydra.app.config import register_app_configs
-from survopt_hydra.config import register_configs
-
-register_app_configs()
-register_configs()
-
 EXIT_USAGE = 2  # bad config or data: the user can fix the command
 EXIT_FAILED = 1  # training itself failed (diverged)
 EXIT_SIGINT = 130  # 128 + SIGINT
@@ -51,7 +45,7 @@ def _user_error(exc: BaseException) -> BaseException | None:
     """The ConfigError/DataError behind ``exc`` (Hydra wraps errors raised in a _target_)."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from survopt_hydra.clipping import ClippingConfigError
+    from survopt_hydra.engine.clipping import ClippingConfigError
     from survopt_hydra.errors import ConfigError
     from survopt_hydra.survival.data import DataError
 
@@ -103,27 +97,31 @@ def _job_status(run_dir: Path, status: dict[str, Any]) -> None:
         log.warning("could not write %s: %s", run_dir / "status.json", exc)
 
 
-@hydra.main(config_path="pkg://survopt_hydra.app.conf", config_name="train", version_base=None)
+@hydra.main(config_path="pkg://survopt_hydra.app.train_conf", config_name="train", version_base=None)
 def _main(cfg: DictConfig) -> Any:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
+    from survopt_hydra.app.preflight import PREPARED, wants_traceback
     from survopt_hydra.app.state import RunInterrupted
     from survopt_hydra.app.trainer import train
 
-    from hydra.types import RunMode
-
-    debug = os.environ.get("HYDRA_FULL_ERROR") == "1" or bool(cfg.get("trainer", {}).get("debug", False))
+    _training_gc()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
     logging.raiseExceptions = False  # a log file on a full disk must not print "--- Logging error ---" tracebacks
     _JOBS_RUN[0] += 1
     try:
-        metrics = train(cfg, run_dir)
+        # a single run's trainer was built by the pre-flight, before Hydra wrote anything; a sweep job builds its
+        # own. Both read relative paths from where the command was started, also under hydra.job.chdir=true (the
+        # app writes only into the absolute run dir, so the working directory means nothing else to it).
+        with _in_dir(hydra_cfg.runtime.cwd):
+            metrics = train(cfg, run_dir, PREPARED.pop() if PREPARED else None)
     except RunInterrupted as exc:  # not a failure: the checkpoint is saved, the rerun resumes (a sweep stops too)
         _fail(str(exc), exc.exit_code, prefix="stopped: ")
     except Exception as exc:
-        if debug:
+        if wants_traceback(cfg):
             raise
         known = _classify(exc, run_dir)
         if not sweep:
@@ -142,6 +140,20 @@ def _main(cfg: DictConfig) -> Any:
     if sweep:
         _job_status(run_dir, {"status": "ok"})
     return sweep_value(metrics)
+
+
+@contextlib.contextmanager
+def _in_dir(path: str) -> Iterator[None]:
+    """Run the block in ``path`` (the directory the command was started in), then come back."""
+    here = os.getcwd()
+    if os.path.realpath(path) == os.path.realpath(here):
+        yield
+        return
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(here)
 
 
 def _sweep_summary() -> None:
@@ -174,39 +186,45 @@ def _quiet_rank(argv: list[str]) -> list[str]:
     return [*argv, "hydra.output_subdir=null", "hydra/job_logging=stdout"]
 
 
-@contextlib.contextmanager
-def _startup_without_gc() -> Iterator[None]:
-    """No cyclic garbage collection during start-up, and what start-up built is frozen after it.
+def _training_gc() -> None:
+    """Cyclic garbage collection back on for training, with what start-up built frozen.
 
-    Importing torch and composing the config leave ~10^6 long-lived objects, and every full
-    collection rescans all of them: 5 passes, ~1 s of a default run here. Start-up makes little
-    cyclic garbage (peak memory is lower, not higher, without those passes), so none is collected
-    until it ends; ``gc.freeze`` then moves its objects to the permanent generation, which later
-    collections skip. Collection is back on for training in any case (even when start-up fails).
+    :func:`main` starts without collection: importing torch, composing the config and building
+    the run leave ~10^6 long-lived objects, and every full collection rescans all of them (5
+    passes, ~1 s of a default run here), while start-up makes little cyclic garbage (peak memory
+    is lower, not higher, without those passes). ``gc.freeze`` moves start-up's objects to the
+    permanent generation, which later collections skip.
     """
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        gc.enable()
+    gc.freeze()
+    gc.enable()
 
 
 def main() -> None:
-    """Console-script entry point (``survopt-train``): pre-flight, then Hydra."""
-    from survopt_hydra.app.preflight import preflight
+    """Console-script entry point (``survopt-train``): Hydra, with the pre-flight as its callback."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    sys.argv[1:] = _quiet_rank(sys.argv[1:])
+    from survopt_hydra.app.preflight import composition_errors_raised, wants_traceback, yaml_infinity
+
+    sys.argv[1:] = yaml_infinity(_quiet_rank(sys.argv[1:]))
+    gc.disable()  # start-up: see _training_gc
     try:
-        with _startup_without_gc():
-            preflight()
-        _main()
+        with composition_errors_raised():
+            _main()
         _sweep_summary()
+    except (HydraException, OmegaConfBaseException) as exc:  # composing failed: nothing was written
+        if wants_traceback(argv=sys.argv[1:]):
+            raise
+        from survopt_hydra.app.hydra_errors import explain
+
+        _fail(str(explain(exc)), EXIT_USAGE)
     except KeyboardInterrupt:  # Ctrl-C before training started, or twice: nothing half-written to keep
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if wants_traceback(argv=sys.argv[1:]):
             raise
         _fail("interrupted (SIGINT); last.pt, if any, is the last complete checkpoint", EXIT_SIGINT,
               prefix="stopped: ")
+    finally:
+        gc.enable()
 
 
 if __name__ == "__main__":

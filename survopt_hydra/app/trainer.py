@@ -19,7 +19,7 @@ on (seed, epoch) and ``last.pt`` holds every other piece of state, a run killed 
 rerun ends exactly where an uninterrupted one does.
 
 With ``ema=ema`` the validation C-index, early stopping, ``best.pt`` and the test score all
-use the weight average (:mod:`survopt_hydra.ema`); training steps the raw weights.
+use the weight average (:mod:`survopt_hydra.engine.ema`); training steps the raw weights.
 
 Under torchrun (``distributed=ddp|zero|fsdp``) every rank runs this same sequence on its own
 shard of every epoch; evaluation is gathered so every rank computes the same C-index, and
@@ -41,15 +41,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..distributed import DistributedSettings, load_model_state_dict, model_state_dict, shard_indices, sync_buffers
 from ..durable import truncate_file
-from ..engine import StepEngine, compile_model, unwrap_model
-from ..monitors import CSVSink, GradientMonitor, OptimizerMonitor
+from ..engine.step_engine import StepEngine, compile_model, unwrap_model
+from ..optim.stepping import Stepping
+from ..engine.monitors import CSVSink, GradientMonitor, OptimizerMonitor
 from ..survival import cox_ph_loss
 from .checkpoint import epoch_seed, seed_everything
 from .components import build_model, evaluate, load_best, pick_device, set_threads  # noqa: F401 (tools import them here)
-from .config import check_app_config
+from ..errors import ConfigError
 from .data import Cohort
 from .outputs import RunOutputs, archive_old_results, summary_line
-from .rules import batches_per_rank, check_run, take_cohort
+from .run_plan import RunPlan, plan_run
 from .run_checkpoints import RunCheckpoints
 from .state import FaultInjection, GracefulStop, Progress, RunInterrupted, lock_run_dir, unlock_run_dir
 
@@ -80,24 +81,23 @@ class _Nothing:
 class Trainer:
     """One run: ``__init__`` builds and checks everything, :meth:`train` trains and writes."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+    def __init__(self, cfg: DictConfig, run_dir: Path, plan: RunPlan | None = None) -> None:
         from hydra.utils import instantiate
 
-        settings = check_app_config(cfg)
-        self.t = t = settings["trainer"]
+        plan = plan or plan_run(cfg)  # the one validation pass (the pre-flight hands over its own)
+        self.t = t = plan.settings["trainer"]
         self.dist = instantiate(cfg.distributed) if cfg.get("distributed") is not None else DistributedSettings()
         self.ctx = self.dist.setup(device=pick_device(t["device"]))  # one-line ConfigError without torchrun
         try:
             self.run_dir = Path(self.ctx.broadcast_object(str(run_dir)))  # rank 0's: Hydra run dirs may differ by rank
             if not self.ctx.is_main:
                 logging.getLogger().setLevel(logging.WARNING)
-            set_threads(t, settings["data"], self.ctx.device)
-            self.cohort: Cohort = self._setup_data(settings["data"])
-            check_run(cfg, t, self.n_batches, self.rows_per_rank)  # run-length checks, plateau monitor
+            set_threads(t, plan.settings["data"], self.ctx.device)
+            self.cohort: Cohort = self._setup_data(plan)
             seed_everything(t["seed"])
-            self.model = self.dist.wrap_model(build_model(settings["model"], self.cohort.input_shape), self.ctx)
+            self.model = self.dist.wrap_model(build_model(plan.settings["model"], self.cohort.input_shape), self.ctx)
             self.optimizer = self._setup_optimizer(cfg.optimizer)
-            self.engine = self._setup_engine(cfg, instantiate)
+            self.engine = self._setup_engine(cfg, instantiate, plan.steps_per_epoch)
             self.progress = Progress()
             self.config = OmegaConf.to_container(cfg, resolve=True)
             self.faults = FaultInjection(t["fault_injection"])  # test-only; nothing when unset
@@ -113,13 +113,13 @@ class Trainer:
             raise
 
     # -- set-up ------------------------------------------------------------------------
-    def _setup_data(self, data: dict[str, Any]) -> Cohort:
-        """The cohort the pre-flight loaded (``data`` group), on the device; batches per rank."""
-        cohort = take_cohort(data).to(self.ctx.device)
-        n_train, ws = len(cohort.train), self.ctx.world_size
-        self.rows_per_rank = math.ceil(n_train / ws)  # DistributedSampler's count, the same on every rank
-        self.n_batches = batches_per_rank(n_train, self.t["batch_size"], ws)
-        return cohort
+    def _setup_data(self, plan: RunPlan) -> Cohort:
+        """The cohort the plan loaded (``data`` group), on the device; batches per rank."""
+        if plan.world_size != self.ctx.world_size:  # the launch the plan read is the one setup() joined
+            raise ConfigError("distributed.strategy", f"planned for {plan.world_size} ranks but the process group "
+                                                      f"has {self.ctx.world_size}")
+        self.rows_per_rank, self.n_batches = plan.rows_per_rank, plan.n_batches
+        return plan.cohort.to(self.ctx.device)
 
     def _setup_optimizer(self, node: DictConfig) -> torch.optim.Optimizer:
         """``optimizer`` group through the distributed strategy (ZeRO wraps it; LR scaled, recorded)."""
@@ -127,10 +127,10 @@ class Trainer:
         return self.dist.build_optimizer(node, self.model, self.ctx, global_batch=min(bs, self.rows_per_rank) * k * ws,
                                          base_batch=min(bs, len(self.cohort.train)) * k)
 
-    def _setup_engine(self, cfg: DictConfig, instantiate: Any) -> StepEngine:
+    def _setup_engine(self, cfg: DictConfig, instantiate: Any, steps_per_epoch: int) -> StepEngine:
         """``scheduler``, ``clipping``, ``amp`` and ``ema`` groups, one instantiate each, in the step engine."""
         t, k = self.t, self.t["accumulate_grad_batches"]
-        steps_per_epoch = math.ceil(self.n_batches / k)  # applied optimizer steps: step schedules end with the run
+        # steps_per_epoch counts applied optimizer steps, so step schedules end with the run
         scheduler = instantiate(cfg.scheduler, optimizer=self.optimizer, epochs=t["max_epochs"],
                                 steps_per_epoch=steps_per_epoch)
         clipper = instantiate(cfg.clipping) if cfg.get("clipping") else None
@@ -138,7 +138,8 @@ class Trainer:
         ema = instantiate(cfg.ema) if cfg.get("ema") else None
         forward = compile_model(self.model) if t["compile"] else self.model
         return StepEngine(forward, self.optimizer, scheduler, clipper, amp, k, self.n_batches, ema,
-                          max_nonfinite_steps=t["max_nonfinite_steps"], any_rank=self.ctx.any_rank)
+                          max_nonfinite_steps=t["max_nonfinite_steps"], any_rank=self.ctx.any_rank,
+                          stepping=Stepping.of(cfg.scheduler))
 
     def _setup_outputs(self) -> None:
         """epochs.csv / TensorBoard / plots (rank 0), monitors.csv rows after last.pt dropped."""
@@ -178,6 +179,7 @@ class Trainer:
                     seed_everything(epoch_seed(t["seed"], epoch) + ctx.rank)  # own dropout masks per rank
                     lrs = self.engine.lrs()
                     train_loss = self._train_epoch(epoch)
+                    self._check_loss(epoch, train_loss)
                     val_c, val_loss = self._validate()
                     self.engine.end_epoch({"val_cindex": val_c, "val_loss": val_loss, "train_loss": train_loss})
                     row = {"epoch": epoch + 1, "train_loss": train_loss, "val_cindex": val_c, "val_loss": val_loss,
@@ -261,6 +263,20 @@ class Trainer:
             mean = mean * count / (count - n_empty) if count > n_empty else math.nan
         return ctx.all_reduce_mean(mean)
 
+    def _check_loss(self, epoch: int, loss: float) -> None:
+        """An epoch whose training loss exploded against the first epoch's (``trainer.max_loss_ratio``) ends the
+        run as diverged: its weights may still score a C-index, but no sweep may take it for a result."""
+        ratio = self.t["max_loss_ratio"]
+        if ratio is None or not math.isfinite(loss):  # no finite loss at all: the non-finite streak's to judge
+            return
+        first = next((r["train_loss"] for r in self.progress.history if math.isfinite(r["train_loss"])), loss)
+        if abs(loss) > ratio * max(abs(first), 1.0):
+            saved = self.checkpoints.saved_epoch
+            raise TrainingError(f"training diverged: epoch {epoch + 1}'s training loss {loss:.4g} is over "
+                                f"{ratio:g} x the first epoch's ({first:.4g}); "
+                                + (f"last.pt keeps the last good state (epoch {saved}); " if saved else "")
+                                + "lower optimizer.lr, use clipping=norm, or raise trainer.max_loss_ratio")
+
     def _nonfinite(self, batch: int) -> None:
         """The window just ended had a non-finite loss or gradient (step skipped): warn, or stop."""
         e, limit = self.engine, self.t["max_nonfinite_steps"]
@@ -339,10 +355,13 @@ class Trainer:
                 log.warning("could not close an output file: %s", exc)
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Build (and check) everything, then train; returns metrics ({} when stopped by stop_after_epochs)."""
+def train(cfg: DictConfig, run_dir: Path, trainer: Trainer | None = None) -> dict[str, Any]:
+    """Build (and check) everything, then train; returns metrics ({} when stopped by stop_after_epochs).
+
+    ``trainer``: one already built for ``cfg`` and ``run_dir`` (the app's pre-flight builds it
+    before Hydra writes anything, so a refused run leaves no trace)."""
     try:
-        trainer = Trainer(cfg, run_dir)
+        trainer = trainer if trainer is not None else Trainer(cfg, run_dir)
         ctx = trainer.ctx
         try:
             metrics = trainer.train()

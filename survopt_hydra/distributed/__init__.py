@@ -30,8 +30,8 @@ per-rank context and its collectives), :mod:`.launch` (process group from the
 launcher's environment), :mod:`.settings` (:class:`DistributedSettings`),
 :mod:`.wrap` (DDP / FSDP2 wrapping, buffer sync), :mod:`.optim` (LR scaling, ZeRO),
 :mod:`.state` (full model / optimizer / engine state dicts), :mod:`.checkpoint`
-(checkpoint files), :mod:`.data` (samplers, shard / eval indices, gather) and
-:mod:`.seed_api` (:class:`DistributedOptimizer`). Import from the package: the
+(checkpoint files), :mod:`.data` (samplers, shard / eval indices, gather). The seed API's
+:class:`DistributedOptimizer` is in :mod:`survopt_hydra.api`. Import from the package: the
 names below are its API, the module split is not.
 """
 from __future__ import annotations
@@ -41,7 +41,6 @@ from .context import DistContext, current_context, is_main
 from .data import eval_indices, gather_by_index, shard_indices, train_sampler
 from .launch import TORCHRUN_HINT, submitit_env, torchrun_env
 from .optim import lr_scale_factor
-from .seed_api import DistributedOptimizer
 from .settings import DistributedSettings
 from .state import (
     consolidated_optimizer_state, engine_state_dict, load_engine_state, load_model_state_dict, load_optimizer_state,
@@ -52,7 +51,6 @@ from .wrap import fully_shard_available, sync_buffers
 __all__ = [
     "DistContext",
     "DistributedSettings",
-    "DistributedOptimizer",
     "is_main",
     "current_context",
     "train_sampler",

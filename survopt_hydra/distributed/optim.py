@@ -3,7 +3,7 @@
 Split out because building a ``ZeroRedundancyOptimizer`` over the named decay /
 no-decay groups (optionally stepping inside DDP's backward) is its own piece of
 torch plumbing; :meth:`~survopt_hydra.distributed.DistributedSettings.build_optimizer`
-picks between it and the plain :func:`survopt_hydra.optimizer.build_optimizer`.
+picks between it and the plain :func:`survopt_hydra.optim.build_optimizer`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from ..errors import ConfigError, unknown_name
-from ..optimizer import TORCH_CLASSES
+from ..optim.optimizer import TORCH_CLASSES
 
 
 def lr_scale_factor(rule: str, global_batch: float, base_batch: float) -> float:
@@ -63,7 +63,7 @@ def _zero_class() -> type:
 def build_zero_optimizer(plain: Optimizer, model: nn.Module, overlap: bool) -> Optimizer:
     """A ``ZeroRedundancyOptimizer`` sharding ``plain``, the library's optimizer for the model.
 
-    ``plain`` comes from :func:`survopt_hydra.optimizer.build_optimizer` (validation, named
+    ``plain`` comes from :func:`survopt_hydra.optim.build_optimizer` (validation, named
     decay / no-decay / lr_mult groups and the implementation choice happen there, once);
     ZeRO takes its class, its resolved constructor arguments (``defaults``) and its param
     groups, and partitions every group across ranks, so group names, per-group LR and

@@ -15,17 +15,17 @@ from typing import Any, Callable, Mapping
 from torch import nn
 from torch.optim import Optimizer
 
-from ..config.checks import validate
-from ..config.distributed import DISTRIBUTED
+from ..schemas.checks import validate
+from ..schemas.distributed import DISTRIBUTED
 from ..errors import unknown_name
-from ..optimizer import build_optimizer, optimizer_options
-from ..validation import plain_values
+from ..optim.optimizer import build_optimizer, optimizer_options
+from ..schemas.checks import plain_values
 from .checkpoint import load_checkpoint, save_checkpoint
 from .context import DistContext
 from .launch import start as _start
 from .optim import build_zero_optimizer, lr_scale_factor
 from .state import consolidated_optimizer_state, load_optimizer_state
-from ..engine import unwrap_model
+from ..engine.step_engine import unwrap_model
 from .wrap import wrap_model as _wrap_model
 
 log = logging.getLogger(__package__)  # one logger for the whole survopt_hydra.distributed package
@@ -118,7 +118,7 @@ class DistributedSettings:
 
         Build it AFTER :meth:`wrap_model` (FSDP replaces parameters by DTensors).
         ``zero`` with a process group gives a ``ZeroRedundancyOptimizer`` over the same
-        named param groups; otherwise the plain :func:`~survopt_hydra.optimizer.build_optimizer`
+        named param groups; otherwise the plain :func:`~survopt_hydra.optim.build_optimizer`
         result. The factor is in ``self.lr_scale`` / ``self.lr_scale_info`` (log it).
         """
         options = plain_values(cfg_optimizer)

@@ -15,7 +15,7 @@ from torch.optim import Optimizer
 from ..errors import ConfigError
 from .context import DistContext
 from .optim import is_zero
-from ..engine import unwrap_model
+from ..engine.step_engine import unwrap_model
 from .wrap import is_fsdp
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..engine import unwrap_model
+from ..engine.step_engine import unwrap_model
 from .context import DistContext
 
 

@@ -1,11 +1,14 @@
 """Survival-analysis building blocks: Cox losses, the C-index and time-dependent metrics,
-the Breslow baseline, data loading (one feature schema per cohort) and models.
+the Breslow baseline, data loading (one feature schema per cohort) and models; the model
+families beyond Cox (``families``: Logistic-Hazard, PMF, DeepHit, Cox-Time, Weibull and
+log-normal AFT) with their metrics, and a synthetic competing-risks cohort.
 
 Kept free of any config/training logic so each piece can be tested against an
 independent reference (lifelines, plain numpy) on its own.
 """
 
 from survopt_hydra.survival.breslow import BreslowBaseline
+from survopt_hydra.survival.competing import CompetingRisksCohort, make_competing_risks
 from survopt_hydra.survival.data import (
     DataError,
     Standardizer,
@@ -15,6 +18,16 @@ from survopt_hydra.survival.data import (
     make_synthetic_images,
     resolve_path,
     split_indices,
+)
+from survopt_hydra.survival.families import (
+    FAMILIES,
+    SurvivalFamily,
+    antolini_cindex,
+    cause_specific_brier,
+    cause_specific_cindex,
+    family_from_dict,
+    integrated_cause_specific_brier,
+    make_family,
 )
 from survopt_hydra.survival.losses import CoxPHLoss, cox_ph_loss
 from survopt_hydra.survival.metrics import comparable_pairs, concordance_index
@@ -30,6 +43,16 @@ from survopt_hydra.survival.models import MLP, LinearCox, SmallCNN
 
 __all__ = [
     "BreslowBaseline",
+    "CompetingRisksCohort",
+    "FAMILIES",
+    "SurvivalFamily",
+    "antolini_cindex",
+    "cause_specific_brier",
+    "cause_specific_cindex",
+    "family_from_dict",
+    "integrated_cause_specific_brier",
+    "make_competing_risks",
+    "make_family",
     "CoxPHLoss",
     "FeatureSchema",
     "brier_scores",

@@ -7,7 +7,7 @@ from torch import nn
 
 import _common as C
 from survopt_hydra import StepEngine, build_scheduler
-from survopt_hydra.clipping import GradientClipper
+from survopt_hydra.engine.clipping import GradientClipper
 from survopt_hydra.distributed import DistributedSettings, model_state_dict
 
 OPT = {"name": "adamw", "lr": 0.01, "weight_decay": 0.1}

@@ -1,0 +1,253 @@
+"""Schemas of the app-only config groups ``data``, ``model`` and ``trainer``.
+
+Same pattern as the library groups (:mod:`survopt_hydra.schemas`): each option is a
+dataclass, written as ``train_conf/<group>/<option>.yaml`` (``data/gbsg2.yaml``) by
+``python -m survopt_hydra.app.schemas``, which the app's ``train.yaml`` defaults list picks by name. Range checks live on the fields (``fld``) so :func:`check_app_config`
+can refuse a bad value with one line naming the key, before anything is written.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+from ..schemas.checks import between, each, fld, ge, gt, one_of, open_unit, optional, schema_fields, unit_closed_open, validate
+from ..schemas.scheduler import PlateauConfig as LibraryPlateauConfig
+from ..errors import ConfigError, unknown_name
+from .state import check_fault_spec
+
+MISSING = "???"  # OmegaConf's marker for a value the user must give
+MAX_THREADS = 1024  # more intra-op threads than any machine has cores (OpenMP would reserve their stacks)
+
+
+def _required(v: Any) -> str | None:
+    return "is required (pass it on the command line)" if v == MISSING else None
+
+
+# ------------------------------------------------------------------ data
+@dataclass
+class DataConfig:
+    """Fields every data option shares: how rows are split into train/val/test."""
+
+    name: str = "support"
+    val_fraction: float = fld(0.15, open_unit, "fraction of rows for early stopping / model selection")
+    test_fraction: float = fld(0.15, open_unit, "fraction held out, scored once (ignored with test_path)")
+    split_seed: int = fld(0, ge(0), "seed of the event-stratified split (independent of trainer.seed)")
+    folds: Optional[int] = fld(None, optional(ge(2)), "K-fold validation: K event-stratified folds of the "
+                               "non-test rows (seeded by split_seed), fold data.fold validates; "
+                               "replaces val_fraction, the test rows stay those of split_seed")
+    fold: int = fld(0, ge(0), "the validating fold with data.folds (0 .. folds-1)")
+
+
+@dataclass
+class CSVDataConfig(DataConfig):
+    name: str = "csv"
+    path: str = fld(MISSING, _required, "CSV file or pkg://<package>/<file>")
+    duration_col: str = "time"
+    event_col: str = "event"
+    feature_cols: Optional[List[str]] = fld(None, doc="default: every other column")
+    test_path: Optional[str] = fld(None, doc="fixed external test cohort; then only val is split off")
+    missing: str = fld("refuse", one_of("refuse", "drop_rows", "impute"),
+                       "missing cells: refuse (name each column), drop_rows, impute (training-row medians)")
+    missing_indicator: bool = fld(False, doc="impute: add a 0/1 '<col>=missing' feature per number column")
+    unseen: str = fld("refuse", one_of("refuse", "zero"), "a test category level unseen in training")
+    max_levels: int = fld(50, ge(2), "a text column with more levels is refused (an identifier?)")
+
+
+@dataclass
+class GBSG2DataConfig(CSVDataConfig):
+    """German Breast Cancer Study Group 2 (686 patients), shipped inside lifelines."""
+
+    name: str = "gbsg2"
+    path: str = fld("pkg://lifelines/datasets/gbsg2.csv", _required)
+    duration_col: str = "time"
+    event_col: str = "cens"
+
+
+@dataclass
+class SupportDataConfig(CSVDataConfig):
+    """SUPPORT (8,873 seriously ill hospitalised adults) on DeepSurv's fixed train/test split.
+
+    Vendored in ``survopt_hydra/datasets`` (source and licence in its README): the default
+    because its 1,775-patient test set can tell two models apart, and its published
+    DeepSurv and CoxPH figures let anyone check the app's number.
+    """
+
+    name: str = "support"
+    path: str = fld("pkg://survopt_hydra/datasets/support_train.csv", _required)
+    duration_col: str = "duration"
+    event_col: str = "event"
+    test_path: Optional[str] = fld("pkg://survopt_hydra/datasets/support_test.csv",
+                                   doc="DeepSurv's 1,775 test patients; null: split test rows off path instead")
+
+
+@dataclass
+class SyntheticImagesDataConfig(DataConfig):
+    """Toy scans whose hazard depends on a blob's size/brightness (a CNN smoke test)."""
+
+    name: str = "synthetic_images"
+    n: int = fld(512, ge(16))
+    size: int = fld(32, ge(8))
+    seed: int = fld(0, ge(0))
+    signal: str = fld("area_brightness", one_of("area_brightness", "area"),
+                      "what carries the risk; 'area': brightness is a 5-fold nuisance (the fine-tuning demo)")
+
+
+# ------------------------------------------------------------------ model
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+
+
+@dataclass
+class LinearModelConfig(ModelConfig):
+    name: str = "linear"
+
+
+@dataclass
+class MLPModelConfig(ModelConfig):
+    name: str = "mlp"
+    hidden: List[int] = fld([16], each(ge(1)), "units per hidden layer")
+    dropout: float = fld(0.1, unit_closed_open)
+    norm: str = fld("batch", one_of("batch", "layer", "none"))
+    activation: str = fld("gelu", one_of("relu", "selu", "gelu", "tanh"))
+
+
+@dataclass
+class CNNModelConfig(ModelConfig):
+    name: str = "cnn"
+    channels: List[int] = fld([16, 32], each(ge(1)), "conv blocks of the backbone")
+    hidden: int = fld(32, ge(1))
+    dropout: float = fld(0.1, unit_closed_open)
+    pretrained: Optional[str] = fld(None, doc="backbone weights (.pt, or pkg://<package>/<file>); pair with +preset=finetune")
+    pretrained_head: bool = fld(False, doc="also load the file's head (pretrained for the same endpoint)")
+
+
+# ------------------------------------------------------------------ trainer
+@dataclass
+class TrainerConfig:
+    max_epochs: int = fld(100, ge(1))
+    batch_size: int = fld(512, ge(1), "rows per micro-batch; Cox risk sets live inside a batch")
+    accumulate_grad_batches: int = fld(1, ge(1))
+    seed: int = fld(0, ge(0), "model init, shuffling and dropout; per-epoch streams derive from it")
+    device: str = fld("auto", one_of("auto", "cpu", "cuda"))
+    num_threads: Optional[int] = fld(None, optional(between(1, MAX_THREADS)),
+                                     "CPU threads; null: 1 for tables, torch's default for images")
+    early_stopping_patience: Optional[int] = fld(20, optional(ge(0)), "epochs without improvement; null: off")
+    monitor: str = fld("val_cindex", one_of("val_cindex", "val_loss"), "early stopping / best weights")
+    compile: bool = fld(False, doc="torch.compile the model")
+    log_interval: int = fld(10, ge(1), "optimizer steps between monitor rows")
+    max_nonfinite_steps: int = fld(10, ge(1), "stop after this many non-finite losses in a row")
+    max_loss_ratio: Optional[float] = fld(100.0, optional(gt(1)), "stop as diverged when an epoch's training loss "
+                                          "exceeds this multiple of the first epoch's (|loss|, at least 1); null: off")
+    ties: str = fld("breslow", one_of("breslow", "efron"))
+    progress_bar: bool = fld(True, doc="tqdm over epochs (only on a terminal)")
+    plots: bool = fld(False, doc="PNG plots at the end (or later: scripts/plot_run.py <run dir>)")
+    tensorboard: bool = fld(False, doc="TensorBoard scalars in <run dir>/tb (needs the tensorboard package)")
+    checkpoint_every_s: Optional[float] = fld(60.0, optional(ge(0)), "seconds of wall time between last.pt writes "
+                                              "(also at the end and on SIGTERM/Ctrl-C); 0: every epoch; null: off")
+    checkpoint_every: Optional[int] = fld(None, optional(ge(1)), "also write last.pt every N epochs; null: by time only")
+    resume: bool = fld(True, doc="continue from last.pt in the run dir when present")
+    stop_after_epochs: Optional[int] = fld(None, optional(ge(1)), "stop (as if killed) after N epochs")
+    debug: bool = fld(False, doc="show full tracebacks")
+    fault_injection: Optional[str] = fld(None, optional(check_fault_spec),
+                                         "TEST ONLY: inject faults, e.g. nan_loss@4-6 (see app/state.py FAULTS)")
+
+
+@dataclass
+class PlateauConfig(LibraryPlateauConfig):
+    """scheduler=plateau in this app: halve the LR when the validation C-index stalls."""
+
+    monitor: Optional[str] = fld("val_cindex", doc="train_loss, val_cindex or val_loss (see EPOCH_METRICS)")
+    mode: Optional[str] = fld("max", optional(one_of("min", "max")), "max for val_cindex, min for the losses")
+
+
+DATA: dict[str, type] = {
+    "support": SupportDataConfig,
+    "gbsg2": GBSG2DataConfig,
+    "csv": CSVDataConfig,
+    "synthetic_images": SyntheticImagesDataConfig,
+}
+MODELS: dict[str, type] = {"linear": LinearModelConfig, "mlp": MLPModelConfig, "cnn": CNNModelConfig}
+TRAINERS: dict[str, type] = {"default": TrainerConfig}
+APP_GROUPS: dict[str, dict[str, type]] = {"data": DATA, "model": MODELS, "trainer": TRAINERS}
+
+#: The app's own plateau: the library's watches no metric; this app's watches the validation C-index.
+APP_PLATEAU = {"scheduler": {"plateau": PlateauConfig}}
+
+
+def conf_files() -> dict[str, str]:
+    """``<group>/<option>.yaml`` -> text of the app's own options, written from the schemas above
+    (``python -m survopt_hydra.app.schemas``; ``tests/test_conf_files.py`` fails on drift)."""
+    from ..schemas.render import render_groups
+
+    return render_groups({**APP_GROUPS, **APP_PLATEAU}, "survopt_hydra.app.schemas")
+
+
+def _plain(node: Any, group: str) -> dict[str, Any]:
+    """A plain dict of a group's values; a still-missing (``???``) value is a ConfigError."""
+    from omegaconf import DictConfig, OmegaConf
+
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    for key, value in values.items():  # type: ignore[union-attr]
+        if value == MISSING:
+            raise ConfigError(f"{group}.{key}", f"is required; pass it on the command line ({group}.{key}=...)")
+    return values  # type: ignore[return-value]
+
+
+def check_app_config(cfg: Any) -> dict[str, dict[str, Any]]:
+    """Validate ``data``, ``model`` and ``trainer`` of a composed config.
+
+    Returns plain dicts (``{"data": {...}, "model": {...}, "trainer": {...}}``) with
+    coerced values; raises :class:`ConfigError` naming the first bad key.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for group, options in APP_GROUPS.items():
+        if group not in cfg or cfg[group] is None:
+            raise ConfigError(group, f"missing config group; add '{group}: <option>' to the defaults list")
+        values = _plain(cfg[group], group)
+        if group == "trainer":
+            schema = TrainerConfig
+        else:
+            name = values.get("name")
+            if name not in options:
+                raise unknown_name(f"{group}.name", str(name), options)
+            schema = options[name]
+        hidden = [k for k in values if str(k).startswith("_")]
+        if hidden:  # e.g. +data._target_=os.system: the app instantiates none of these nodes, so it would be ignored
+            raise ConfigError(f"{group}.{hidden[0]}", f"the app builds its {group} from the option's fields; "
+                                                     f"allowed: {', '.join(schema_fields(schema))}")
+        out[group] = validate(schema, values, group)
+    data = out["data"]
+    uses_test_fraction = not data.get("test_path")
+    if not uses_test_fraction and data["test_fraction"] != DataConfig.__dataclass_fields__["test_fraction"].default:
+        # the default data has a fixed test file, so a test_fraction override would be silently ignored
+        raise ConfigError(
+            "data.test_fraction",
+            f"has no effect: data.test_path ({data['test_path']}) is the test set; drop the override, "
+            "or set data.test_path=null to split the test rows off data.path",
+        )
+    if uses_test_fraction and data["val_fraction"] + data["test_fraction"] >= 0.9:
+        raise ConfigError(
+            "data.test_fraction",
+            f"val_fraction + test_fraction must leave at least 10% for training, got "
+            f"{data['val_fraction']:g} + {data['test_fraction']:g}",
+        )
+    if data["folds"] is None and data["fold"] != 0:
+        raise ConfigError("data.fold", f"has no effect without data.folds (K-fold validation); got {data['fold']}")
+    if data["folds"] is not None and data["fold"] >= data["folds"]:
+        raise ConfigError("data.fold", f"must be in 0..{data['folds'] - 1} (data.folds={data['folds']}), "
+                          f"got {data['fold']}")
+    if out["model"]["name"] == "cnn" and data["name"] != "synthetic_images":
+        raise ConfigError("model.name", f"cnn needs image data (data=synthetic_images), got data={data['name']}")
+    if out["model"]["name"] != "cnn" and data["name"] == "synthetic_images":
+        raise ConfigError("model.name", f"data=synthetic_images holds images; use model=cnn, got {out['model']['name']}")
+    return out
+
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    from survopt_hydra.app.schemas import conf_files as files  # the module's own name in the headers, not __main__
+    from survopt_hydra.schemas.render import write_files
+
+    write_files(files(), Path(__file__).with_name("train_conf"))
