@@ -252,18 +252,3 @@ def test_a_hand_written_predictor_pair_loads_and_a_forged_baseline_is_refused(tm
     with pytest.raises(DataError, match="a symbolic link, not a predictor file"):
         Predictor.load(run)
 
-
-def test_resume_weights_are_checked_on_the_meta_device() -> None:
-    """What the pre-flight can check with its cohort, before anything is written: last.pt's weights and
-    best weights against the model the config builds (int64 weights, a wrong shape, NaN)."""
-    from survopt_hydra.app.components import check_resume_weights
-
-    good = MLP(12, hidden=(16,)).state_dict()
-    check_resume_weights({"model": good, "progress": {"best_weights": None}}, {"name": "mlp", "hidden": [16]}, (12,), "p")
-    forged = dict(good, **{"net.4.weight": good["net.4.weight"].long()})
-    for state, where in (({"model": forged, "progress": {"best_weights": None}}, "model: net.4.weight is torch.int64"),
-                         ({"model": good, "progress": {"best_weights": {}}}, "progress.best_weights: the weights do "
-                                                                            "not fit")):
-        with pytest.raises(ConfigError) as err:
-            check_resume_weights(state, {"name": "mlp", "hidden": [16]}, (12,), "last.pt")
-        assert str(err.value).startswith(f"trainer.resume: cannot resume: last.pt: {where}"), str(err.value)

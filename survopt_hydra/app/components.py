@@ -126,29 +126,6 @@ def model_from_artifact(model: Mapping[str, Any], input_shape: tuple[int, ...], 
     return net
 
 
-def check_resume_weights(state: Mapping[str, Any], model: Mapping[str, Any], input_shape: tuple[int, ...],
-                         path: Any) -> None:
-    """ConfigError (``trainer.resume``, one line) when a ``last.pt``'s weights (``model`` and the best
-    weights in its progress) do not fit the network the run's ``model`` settings build for
-    ``input_shape``: names, dtypes, shapes, finite values. Built on the meta device, so the pre-flight
-    can call it with its cohort before anything is written or allocated; the trainer checks the same
-    against the real model, and the optimizer and engine state too (``RunCheckpoints.resume``)."""
-    from .checkpoint import RESUME_HINT, weights_problem
-
-    opts = dict(model)
-    if "pretrained" in opts:
-        opts.update(pretrained=None, pretrained_head=False)
-    with torch.device("meta"):
-        reference = build_model(opts, tuple(input_shape)).state_dict()
-    progress = state.get("progress") if isinstance(state.get("progress"), Mapping) else {}
-    for key, weights in (("model", state.get("model")), ("progress.best_weights", progress.get("best_weights"))):
-        if weights is None and (key != "model" or state.get("sharded") is not None):
-            continue  # no best epoch yet; a sharded (DCP) checkpoint keeps its model in the shards
-        problem = weights_problem(weights, reference)
-        if problem:
-            raise ConfigError("trainer.resume", f"cannot resume: {path}: {key}: {problem}; {RESUME_HINT}")
-
-
 def load_best(run_dir: str | Path, data_paths: Mapping[str, str] | None = None
               ) -> tuple[dict[str, dict[str, Any]], Cohort, nn.Module, dict[str, Any]]:
     """A finished run's ``best.pt`` in a plain model (eval mode), with the run's checked settings,
