@@ -208,6 +208,9 @@ def lock_run_dir(run_dir: Any, create: bool = True) -> None:
     check_run_dir(run_dir)
     if not create and not run_dir.is_dir():
         return
+    from .outputs import check_run_dir_links  # before the app appends to or truncates a planted link
+
+    check_run_dir_links(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)

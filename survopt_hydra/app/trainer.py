@@ -40,6 +40,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..distributed import DistributedSettings, load_model_state_dict, model_state_dict, shard_indices, sync_buffers
+from ..durable import truncate_file
 from ..engine.step_engine import StepEngine, compile_model, unwrap_model
 from ..optim.stepping import Stepping
 from ..engine.monitors import CSVSink, GradientMonitor, OptimizerMonitor
@@ -144,9 +145,8 @@ class Trainer:
         """epochs.csv / TensorBoard / plots (rank 0), monitors.csv rows after last.pt dropped."""
         main, start = self.ctx.is_main, self.progress.epoch
         monitors = self.run_dir / "monitors.csv"
-        if main and monitors.exists():  # drop rows an earlier try logged after its checkpoint
-            with monitors.open("r+b") as handle:
-                handle.truncate(self.resumed["monitor_bytes"] if self.resumed is not None else 0)
+        if main:  # drop rows an earlier try logged after its checkpoint (never through a link, never longer)
+            truncate_file(monitors, self.resumed["monitor_bytes"] if self.resumed is not None else 0)
         self.outputs = (RunOutputs(self.run_dir, purge_epoch=start + 1, tensorboard=self.t["tensorboard"],
                                    plots=self.t["plots"]) if main else _Nothing())
         self.sink = CSVSink(monitors) if main else None
