@@ -38,7 +38,7 @@ INSTALL_HINT = 'pip install "survopt-hydra[app]"'
 
 # A cell's kind: what the rule made of it.
 MISSING, NUMBER, TEXT, NUL, NONFINITE, OVERFLOW = range(6)
-REFUSED = (NUL, NONFINITE, OVERFLOW)  # refused wherever they occur (as number or as text)
+REFUSED = (NUL, NONFINITE, OVERFLOW)  # refused wherever they occur (as number or as text): kind >= NUL
 
 
 class DataError(ValueError):
@@ -53,6 +53,46 @@ def arrow() -> tuple[Any, Any]:
     except ImportError:
         raise DataError(f"reading data files needs pyarrow, which is not installed: {INSTALL_HINT}") from None
     return pyarrow, pyarrow.compute
+
+
+# pyarrow's own conversions (``pa.array``, ``pa.scalar``, ``Array.to_numpy``) go through its pandas
+# shim, which imports pandas on first use (0.2 s and 50 MB in a fresh process): these three move
+# data between numpy and Arrow through buffers instead.
+_NUMPY = {"double": np.float64, "float": np.float32, "int32": np.int32, "int64": np.int64, "uint8": np.uint8}
+
+
+def to_numpy(array: Any) -> np.ndarray:
+    """A float, integer or boolean pyarrow array as numpy (zero-copy where it can); nulls become NaN
+    (floats) or False."""
+    n, offset = len(array), array.offset
+    validity, data = array.buffers()[:2]
+    if str(array.type) == "bool":
+        out = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")[offset : offset + n].astype(bool)
+    else:
+        dtype = np.dtype(_NUMPY[str(array.type)])
+        out = np.frombuffer(data, dtype, count=n, offset=offset * dtype.itemsize) if n else np.zeros(0, dtype)
+    if array.null_count:
+        valid = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")[offset : offset + n] == 1
+        out = np.where(valid, out, False if out.dtype == bool else np.nan)
+    return out
+
+
+def from_numpy(values: np.ndarray) -> Any:
+    """A 1-D numpy array (int64, int32, float64) as a pyarrow array sharing its memory."""
+    pa, _ = arrow()
+    values = np.ascontiguousarray(values)
+    kind = {np.dtype(np.int64): pa.int64(), np.dtype(np.int32): pa.int32(), np.dtype(np.float64): pa.float64()}
+    return pa.Array.from_buffers(kind[values.dtype], len(values), [None, pa.py_buffer(values)])
+
+
+def strings(cells: list[str]) -> Any:
+    """A pyarrow string array of Python strings."""
+    pa, _ = arrow()
+    data = [c.encode("utf-8", "surrogatepass") for c in cells]
+    offsets = np.zeros(len(data) + 1, dtype=np.int64)
+    np.cumsum([len(d) for d in data], out=offsets[1:])
+    kind, offsets = (pa.string(), offsets.astype(np.int32)) if offsets[-1] < 2**31 else (pa.large_string(), offsets)
+    return pa.Array.from_buffers(kind, len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
 
 
 def is_missing(cell: str) -> bool:
@@ -106,6 +146,7 @@ class Cells:
     raw: Any = None  # pyarrow numeric array (typed sources)
     codes: np.ndarray | None = None  # int32 index into ``dictionary`` per cell
     dictionary: Any = None  # pyarrow StringArray: the distinct stripped cells
+    plain: bool = False  # every cell a number within float32's range (most columns): nothing to check
 
     def __len__(self) -> int:
         return len(self.kind)
@@ -121,11 +162,10 @@ class Cells:
 
     def take(self, index: np.ndarray) -> "Cells":
         """The cells at ``index`` (row positions), e.g. the rows kept by data.missing=drop_rows."""
-        pa, _ = arrow()
-        where = pa.array(index)
+        where = from_numpy(np.asarray(index, dtype=np.int64))
         return Cells(self.kind[index], self.values[index], None if self.text is None else self.text.take(where),
                      None if self.raw is None else self.raw.take(where),
-                     None if self.codes is None else self.codes[index], self.dictionary)
+                     None if self.codes is None else self.codes[index], self.dictionary, self.plain)
 
     def encoded(self) -> "Cells":
         """The same cells with ``codes``/``dictionary`` (a category column needs its distinct cells)."""
@@ -133,9 +173,8 @@ class Cells:
             return self
         _, pc = arrow()
         text = self.text if self.text is not None else pc.cast(self.raw, "string")
-        enc = pc.dictionary_encode(text.fill_null("") if text.null_count else text)
-        return Cells(self.kind, self.values, self.text, self.raw, enc.indices.to_numpy(zero_copy_only=False),
-                     enc.dictionary)
+        enc = pc.dictionary_encode(_no_nulls(text))
+        return Cells(self.kind, self.values, self.text, self.raw, to_numpy(enc.indices), enc.dictionary, self.plain)
 
 
 def parse(array: Any, codes: bool = False) -> Cells:
@@ -148,19 +187,18 @@ def parse(array: Any, codes: bool = False) -> Cells:
         array, kind_of = pc.cast(array, pa.string()), pa.string()
     if not pa.types.is_string(kind_of):
         return _typed(array)
+    codes = codes or not _looks_numeric(array)  # a cast that fails costs as much as one that works
     if not codes and not array.null_count:
         try:  # the common column: plain numbers, no whitespace, nothing missing - one pass
             return _numbers(array, pc.cast(array, pa.float64()), np.zeros(len(array), dtype=bool))
         except pa.ArrowInvalid:
             pass
-    text = pc.utf8_trim(array, characters=WHITESPACE)
-    if text.null_count:
-        text = text.fill_null("")
-    missing = pc.is_in(text, value_set=pa.array(MISSING_SPELLINGS))
-    miss = missing.to_numpy(zero_copy_only=False)
+    text = _no_nulls(pc.utf8_trim(array, characters=WHITESPACE))
+    missing = pc.is_in(text, value_set=_missing_set())
+    miss = to_numpy(missing)
     if not codes:
         try:
-            cast = pc.cast(pc.if_else(missing, pa.scalar(None, pa.string()), text) if miss.any() else text,
+            cast = pc.cast(pc.if_else(missing, pa.nulls(len(text), pa.string()), text) if miss.any() else text,
                            pa.float64())
         except pa.ArrowInvalid:  # text in the column, or a number only Python reads: cell by distinct cell
             pass
@@ -168,7 +206,7 @@ def parse(array: Any, codes: bool = False) -> Cells:
             return _numbers(text, cast, miss)
     enc = pc.dictionary_encode(text)
     table = [classify(cell) for cell in enc.dictionary.to_pylist()]
-    index = enc.indices.to_numpy(zero_copy_only=False)
+    index = to_numpy(enc.indices)
     kinds = np.array([k for k, _ in table] or [MISSING], dtype=np.uint8)
     values = np.array([v for _, v in table] or [math.nan], dtype=np.float64)
     return Cells(kinds[index], values[index], text, None, index, enc.dictionary)
@@ -177,7 +215,9 @@ def parse(array: Any, codes: bool = False) -> Cells:
 def _numbers(text: Any, cast: Any, missing: np.ndarray) -> Cells:
     """Cells of a column Arrow cast whole (``missing`` cells as nulls); a NaN it read from "+nan" or
     "nan(1)" (or, unstripped, " nan") is judged by ``float()``."""
-    values = cast.to_numpy(zero_copy_only=False)
+    values = to_numpy(cast)
+    if not missing.any() and len(values) and np.abs(values).max() <= FLOAT32_MAX:  # no NaN, inf or overflow
+        return Cells(np.full(len(values), NUMBER, dtype=np.uint8), values, text, plain=True)
     kind = _kinds(values, missing)
     odd = np.flatnonzero(np.isnan(values) & ~missing)
     if odd.size:
@@ -185,6 +225,30 @@ def _numbers(text: Any, cast: Any, missing: np.ndarray) -> Cells:
         for i in odd:
             kind[i], values[i] = classify(text[int(i)].as_py().strip())
     return Cells(kind, values, text)
+
+
+def _looks_numeric(text: Any, sample: int = 16) -> bool:
+    """Whether the column's first cells are numbers or missing: only then is a cast worth trying
+    (a guess that picks the faster path; both paths read every cell by the same rule)."""
+    return all(classify(cell.strip())[0] in (NUMBER, MISSING, NONFINITE, OVERFLOW)
+               for cell in text.slice(0, sample).to_pylist() if cell is not None)
+
+
+def _no_nulls(text: Any) -> Any:
+    """Nulls (a Parquet text column's missing cells) as empty strings, which the rule calls missing."""
+    if not text.null_count:
+        return text
+    _, pc = arrow()
+    return pc.fill_null(text, strings([""])[0])
+
+
+_MISSING_SET: list = []
+
+
+def _missing_set() -> Any:
+    if not _MISSING_SET:
+        _MISSING_SET.append(strings(MISSING_SPELLINGS))
+    return _MISSING_SET[0]
 
 
 def _kinds(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
@@ -202,5 +266,7 @@ def _typed(array: Any) -> Cells:
     if pa.types.is_null(array.type):
         values = np.full(len(array), np.nan)
     else:
-        values = pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=True)
+        values = to_numpy(pc.cast(array, pa.float64()))
+    if len(values) and np.abs(values).max() <= FLOAT32_MAX:  # no null, NaN, inf or overflow
+        return Cells(np.full(len(values), NUMBER, dtype=np.uint8), values, raw=array, plain=True)
     return Cells(_kinds(values, np.isnan(values)), values, raw=array)

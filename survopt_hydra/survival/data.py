@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .cells import MISSING, NUMBER, REFUSED, TEXT, Cells, cell_error, shown
+from .cells import NUMBER, TEXT, Cells, cell_error, shown
 from .readers import (  # noqa: F401 (check_header, csv_rows, find_columns re-exported: the data layer's names)
     check_header, csv_rows, find_columns, open_source,
 )
@@ -174,13 +174,18 @@ class _Target:
 
     def add(self, cells: Cells, rows: np.ndarray) -> None:
         kind = cells.kind
-        values = np.where(kind == NUMBER, cells.values, np.nan)
+        values = cells.values if cells.plain else np.where(kind == NUMBER, cells.values, np.nan)
         self.values.add(values)
-        for attr, bad in (("refused", np.isin(kind, (*REFUSED, TEXT))), ("negative", values < 0),
-                          ("not_binary", (kind == NUMBER) & (values != 0) & (values != 1))):
-            if getattr(self, attr) is None and bad.any():
-                i = int(np.argmax(bad))
-                setattr(self, attr, (int(rows[i]), cells.cell(i), int(kind[i]))[: 3 if attr == "refused" else 2])
+        checks = [("negative", lambda: values < 0),
+                  ("not_binary", lambda: (values != 0) & (values != 1) & (kind == NUMBER))]
+        if not cells.plain:
+            checks = [("refused", lambda: kind >= TEXT), *checks]  # text, NUL, inf, overflow
+        for attr, test in checks:
+            if getattr(self, attr) is None:
+                bad = test()
+                if bad.any():
+                    i = int(np.argmax(bad))
+                    setattr(self, attr, (int(rows[i]), cells.cell(i), int(kind[i]))[: 3 if attr == "refused" else 2])
 
 
 class _Loader:

@@ -25,10 +25,11 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .cells import WHITESPACE, Cells, DataError, arrow, parse
+from .cells import WHITESPACE, Cells, DataError, arrow, from_numpy, parse, strings, to_numpy
 
 CSV_BLOCK_BYTES = 1 << 20  # Arrow reads and converts the file this many bytes at a time (its default)
-PARQUET_BATCH_ROWS = 65536
+PARQUET_BATCH_ROWS = 16384
+PARQUET_THREADS = True
 FALLBACK_BATCH_ROWS = 8192  # rows per batch when the csv module reads
 SHOWN = 10  # names listed in one message before "and N more"
 
@@ -229,7 +230,7 @@ class CsvSource:
 
     @staticmethod
     def _python_batch(pa: Any, index: dict[str, int], chunk: list[list[str]], last: int):
-        cells = {name: parse(pa.array([row[i] for row in chunk], pa.string())) for name, i in index.items()}
+        cells = {name: parse(strings([row[i] for row in chunk])) for name, i in index.items()}
         return np.arange(last - len(chunk) + 1, last + 1, dtype=np.int64), cells
 
 
@@ -237,15 +238,15 @@ def _not_blank(pa: Any, pc: Any, batch: Any, cells: dict[str, Cells], used: set[
     """Positions of the rows that are not blank (every cell empty after stripping), or None if all are not."""
     blank = None
     for c in cells.values():
-        empty = pc.equal(pc.binary_length(c.text), 0).to_numpy(zero_copy_only=False)
+        empty = to_numpy(pc.binary_length(c.text)) == 0
         blank = empty if blank is None else blank & empty
         if not blank.any():
             return None
     maybe = np.flatnonzero(blank)
     for i, column in enumerate(batch.columns):
         if i not in used and len(maybe):
-            text = pc.utf8_trim(column.take(pa.array(maybe)), characters=WHITESPACE)
-            maybe = maybe[pc.equal(pc.binary_length(text), 0).to_numpy(zero_copy_only=False)]
+            text = pc.utf8_trim(column.take(from_numpy(maybe.astype(np.int64))), characters=WHITESPACE)
+            maybe = maybe[to_numpy(pc.binary_length(text)) == 0]
     blank = np.zeros(batch.num_rows, dtype=bool)
     blank[maybe] = True
     return np.flatnonzero(~blank) if blank.any() else None
@@ -258,7 +259,9 @@ class ParquetSource:
 
         self.path, self.label = path, label
         try:
-            self.file = pq.ParquetFile(path)
+            # read page by page through a 1 MB buffer, not a whole row group at once (a file written
+            # with one row group per 10^6 rows would otherwise sit in memory compressed, twice the peak)
+            self.file = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
         except (pa.ArrowException, OSError) as exc:
             raise DataError(f"{label}: not a readable Parquet file ({_first_line(exc)})") from None
         self.header = check_header(label, list(self.file.schema_arrow.names))
@@ -285,7 +288,8 @@ class ParquetSource:
                             f"{memory / 2**30:.0f} GiB of memory")
         done = 0
         try:
-            for batch in self.file.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=list(names)):
+            for batch in self.file.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=list(names),
+                                                use_threads=PARQUET_THREADS):
                 cells = {name: parse(batch.column(name)) for name in names}
                 yield np.arange(done + 1, done + batch.num_rows + 1, dtype=np.int64), cells
                 done += batch.num_rows

@@ -22,8 +22,8 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from .cells import (  # noqa: F401 (DataError, MISSING_TOKENS, FLOAT32_MAX: the schema layer's names too)
-    FLOAT32_MAX, MISSING, MISSING_TOKENS, NUL, NUMBER, REFUSED, TEXT, Cells, DataError, arrow, cell_error, is_missing,
-    parse, shown,
+    FLOAT32_MAX, MISSING, MISSING_TOKENS, NUL, NUMBER, TEXT, Cells, DataError, arrow, cell_error, from_numpy,
+    is_missing, parse, shown, strings,
 )
 from .readers import listing
 
@@ -45,6 +45,8 @@ def count_missing(holes: dict[str, tuple[int, int]], cells: Mapping[str, Cells],
     """Add one batch's missing cells to ``holes`` (column -> (count, first row)); returns the rows' any-missing mask."""
     any_missing = np.zeros(len(rows), dtype=bool)
     for name, c in cells.items():
+        if c.plain:
+            continue
         miss = c.kind == MISSING
         if miss.any():
             count, first = holes.get(name, (0, 0))
@@ -130,9 +132,8 @@ class FeatureSchema:
         categories the "missing" level under impute, else all zeros: the caller has
         already refused or dropped such rows (:func:`count_missing`). Unseen category
         levels follow ``unseen``."""
-        pa, _ = arrow()
-        cells = {c.name: column[c.name] if isinstance(column[c.name], Cells)
-                 else parse(pa.array(list(column[c.name]), pa.string())) for c in self.columns}
+        cells = {c.name: column[c.name] if isinstance(column[c.name], Cells) else parse(strings(list(column[c.name])))
+                 for c in self.columns}
         x, problems = self.encode_batch(cells, np.asarray(rows, dtype=np.int64))
         self.raise_problems(label, problems)
         return x
@@ -146,13 +147,15 @@ class FeatureSchema:
         for col in self.columns:
             c = cells[col.name]
             if col.kind == "number":
-                problems.note(col.name, c, rows, np.isin(c.kind, (*REFUSED, TEXT)))
+                if not c.plain:
+                    problems.note(col.name, c, rows, c.kind >= TEXT)  # text, NUL, inf, overflow
                 x[:, j] = np.where(c.kind == NUMBER, c.values, np.nan)
                 if col.indicator:
                     x[:, j + 1] = c.kind == MISSING
                 j += len(col.feature_names())
                 continue
-            problems.note(col.name, c, rows, c.kind == NUL)
+            if not c.plain:
+                problems.note(col.name, c, rows, c.kind == NUL)
             level = self._levels(col, c)
             known = level >= 0
             x[np.flatnonzero(known), j + level[known]] = 1.0
@@ -266,11 +269,18 @@ class ColumnSummary:
 
     def add(self, cells: Cells, rows: np.ndarray, text_only: bool = False) -> None:
         kind = cells.kind
+        if cells.plain and self.first_text is None and not text_only:  # the common batch: numbers only
+            self.cells += len(kind)
+            if len(kind):
+                self.lo, self.hi = min(self.lo, float(cells.values.min())), max(self.hi, float(cells.values.max()))
+            self.numbers.add(cells.values)
+            return
         if not text_only:
             self.cells += len(kind)
             self.missing += int((kind == MISSING).sum())
-            if self.first_refused is None and np.isin(kind, REFUSED).any():
-                i = int(np.argmax(np.isin(kind, REFUSED)))
+            refused = kind >= NUL
+            if self.first_refused is None and refused.any():
+                i = int(np.argmax(refused))
                 self.first_refused = (int(rows[i]), cells.cell(i), int(kind[i]))
             text = kind == TEXT
             if text.any():
@@ -305,8 +315,8 @@ class ColumnSummary:
         for codes, dictionary in self._batches():
             used = np.zeros(len(dictionary), dtype=bool)
             used[codes[codes >= 0]] = True
-            parts.append(dictionary.filter(pa.array(used)))
-        return pc.unique(pa.chunked_array(parts, pa.string())) if parts else pa.array([], pa.string())
+            parts.append(dictionary.take(from_numpy(np.flatnonzero(used))))
+        return pc.unique(pa.chunked_array(parts, pa.string())) if parts else strings([])
 
     def level_index(self, levels: list[str], impute: bool) -> Iterator[np.ndarray]:
         """Each stored row's index into ``levels``, batch by batch; a missing cell gets the "missing"
