@@ -70,6 +70,8 @@ def test_missing_spellings_are_exactly_the_case_variants_of_the_tokens():
 def test_arrow_trim_is_python_strip():
     import pyarrow.compute as pc
 
+    assert WHITESPACE == "".join(c for c in map(chr, range(0x110000)) if c.isspace())
+
     rng = np.random.default_rng(1)
     alphabet = list(WHITESPACE) + ["a", "1", "é", "\u200b", ","]  # U+200B (zero width space) is not whitespace
     cells = ["".join(rng.choice(alphabet, rng.integers(0, 6))) for _ in range(3000)]

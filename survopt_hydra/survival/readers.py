@@ -155,15 +155,19 @@ class CsvSource:
         scan_csv(self.path, self.label)
 
     def rows_bound(self) -> int:
-        """At least the number of data rows: the line breaks (one quick pass, no parsing)."""
-        count = 0
+        """The number of line breaks, a bound on the data rows (a file mixing CR-only lines with others
+        may exceed it; the loader's buffers then grow)."""
+        counts = {b"\n": 0, b"\r": 0}
         try:
-            with open(self.path, "rb") as handle:
-                while block := handle.read(1 << 22):
-                    count += block.count(b"\n") + block.count(b"\r")
+            for sep in counts:  # CR-only line ends (old Mac files) counted only when there is no LF
+                with open(self.path, "rb") as handle:
+                    while block := handle.read(1 << 22):
+                        counts[sep] += block.count(sep)
+                if counts[sep]:
+                    break
         except OSError as exc:
             raise DataError(f"{self.label}: cannot read the file ({exc.strerror or exc})") from None
-        return count + 1
+        return max(counts.values()) + 1
 
     def batches(self, names: Sequence[str]) -> Iterator[tuple[np.ndarray, dict[str, Cells]]]:
         """(1-based data-row numbers, {name: cells}) per batch of non-blank rows."""
