@@ -35,8 +35,9 @@ SHOWN = 10  # names listed in one message before "and N more"
 
 
 def listing(names: Sequence[str], limit: int = SHOWN, fmt=str) -> str:
-    """'a, b, c' for the first ``limit`` names, then 'and N more': a message stays one short line."""
-    shown = ", ".join(fmt(n) for n in names[:limit])
+    """'a, b, c' for the first ``limit`` names (each cut to 60 characters), then 'and N more': a
+    message stays one short line whatever the file."""
+    shown = ", ".join(fmt(n if len(n) <= 60 else n[:60] + "...") for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 

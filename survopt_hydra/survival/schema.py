@@ -187,8 +187,7 @@ class FeatureSchema:
             if col.name in problems.unseen:
                 count, row, cell = problems.unseen[col.name]
                 what = (f"{count} row(s) of column {col.name!r} hold levels not seen in training, first "
-                        f"{shown(cell)} at row {row} (training levels: {', '.join(col.levels[:10])}"
-                        f"{', ...' if len(col.levels) > 10 else ''})")
+                        f"{shown(cell)} at row {row} (training levels: {listing(col.levels)})")
                 if self.unseen == "refuse":
                     raise DataError(f"{label}: {what}; data.unseen=zero encodes them as all zeros")
                 log.warning("%s: %s; encoded as all zeros (data.unseen=zero)", label, what)
