@@ -237,6 +237,20 @@ def test_wide_headers_are_checked_in_linear_time_and_messages_stay_short(tmp_pat
     assert "'xxxxxxxxxx" in message and "... (100000 characters)" in message and len(message) < 400
 
 
+def test_a_table_that_cannot_fit_in_memory_is_refused_before_anything_is_reserved(tmp_path, monkeypatch):
+    import os
+
+    df = cohort(1000)
+    df.to_csv(tmp_path / "c.csv", index=False)
+    df.to_parquet(tmp_path / "c.parquet", index=False)
+    pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 10}  # a machine of 40 KiB
+    monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
+    for name in ("c.csv", "c.parquet"):  # rows: the CSV's line breaks, the Parquet file's own count
+        with pytest.raises(DataError, match=rf"{name}: 1,00[02] rows x 5 feature columns need at least 0.0 MiB as "
+                                            r"float32, more than this machine's 0.0 MiB$"):
+            load_csv(tmp_path / name, "time", "event")
+
+
 def test_missing_pyarrow_is_one_line_naming_the_extra(tmp_path, monkeypatch):
     path = rows_csv(tmp_path / "c.csv", [[1, 1, 2, "a"], [2, 0, 3, "b"]])
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if not installed

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +189,10 @@ class _Target:
                     setattr(self, attr, (int(rows[i]), cells.cell(i), int(kind[i]))[: 3 if attr == "refused" else 2])
 
 
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
+
+
 class _Loader:
     """One pass over a file's batches, then the checks in the order the loader has always made them:
     missing cells, durations and events, feature types (or the training schema's encoding).
@@ -202,6 +207,10 @@ class _Loader:
         self.missing, self.unseen = missing, unseen
         self.names = [duration_col, event_col, *features]
         bound = source.rows_bound()
+        need, memory = bound * (4 * len(features) + 24), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if need > memory:  # refused before any of it is reserved (a Parquet file's row count is its own claim)
+            raise DataError(f"{label}: {bound:,} rows x {len(features)} feature columns need at least "
+                            f"{_size(need)} as float32, more than this machine's {_size(memory)}")
         self.times, self.flags = _Target(duration_col, bound), _Target(event_col, bound)
         self.summaries = [ColumnSummary(name, bound) for name in features] if schema is None else []
         self.problems = Problems()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -275,7 +274,8 @@ class ParquetSource:
         """Nothing to add: the file was read when opened."""
 
     def rows_bound(self) -> int:
-        return self.file.metadata.num_rows
+        """The rows the file says it holds (the loader refuses a count that cannot fit in memory)."""
+        return max(self.file.metadata.num_rows, 0)
 
     def batches(self, names: Sequence[str]) -> Iterator[tuple[np.ndarray, dict[str, Cells]]]:
         pa, _ = arrow()
@@ -286,11 +286,6 @@ class ParquetSource:
             if not _readable(pa, kind):
                 raise DataError(f"{self.label}: column {name!r} holds {kind} values; allowed: numbers, booleans, "
                                 "text (leave it out with data.feature_cols)")
-        rows = self.file.metadata.num_rows
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        if rows * len(names) * 8 > memory:  # its values as float64 would not fit: refuse before decoding
-            raise DataError(f"{self.label}: {rows} rows x {len(names)} columns would need more than this machine's "
-                            f"{memory / 2**30:.0f} GiB of memory")
         done = 0
         try:
             for batch in self.file.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=list(names),
