@@ -274,3 +274,20 @@ def test_the_library_imports_pyarrow_only_to_read_a_file_and_never_pandas(tmp_pa
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True,
                          cwd=tmp_path)
     assert out.stdout.split() == ["False", "True", "False"]
+
+
+@pytest.mark.slow
+def test_read_benchmark_runs_and_measures_every_tool():
+    """benchmarks/bench_read.py at a tiny size (its figures are benchmark output, not asserted here)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_read", Path(__file__).resolve().parents[1] / "benchmarks"
+                                                  / "bench_read.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.run(quick=True, sizes=[2000])
+    assert [(c["n"], c["format"]) for c in result["cases"]] == [(2000, "csv"), (2000, "parquet")]
+    for case in result["cases"]:
+        assert case["float32_mb"] * 2**20 == 2000 * 32 * 4  # 20 numbers, 3 + 8 levels, 1 missing level
+        assert all(case[f"{tool}_s"] > 0 for tool in ("ours", "pyarrow", "pandas"))
+    assert "| 2,000 | csv |" in bench.markdown(result)
