@@ -255,7 +255,8 @@ def markdown(result: dict) -> str:
                   *(f"| {p['n']:,} | {p['seconds']:.2f} | {p['extra_mb']:.0f} |" for p in result["predict"])]
     if result["before"]:
         lines += ["", f"Before / after (CSV, the loader at `{result['before'][0]['ref']}` vs now):", "",
-                  "| patients | before s | after s | speed-up | before RSS MB | after RSS MB |", "|---|---|---|---|---|---|",
+                  "| patients | before s | after s | speed-up | before RSS MB | after RSS MB |",
+                  "|---|---|---|---|---|---|",
                   *(f"| {b['n']:,} | {b['before_s']:.2f} | {b['ours_s']:.3f} | {b['speedup']:.1f}x | "
                     f"{b['before_extra_mb']:.0f} | {b['ours_extra_mb']:.0f} |" for b in result["before"])]
     return "\n".join(lines) + "\n"

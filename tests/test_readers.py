@@ -129,8 +129,8 @@ def test_parquet_types_nulls_and_refusals(tmp_path):
     with pytest.raises(DataError, match=r"ok.parquet: missing values in 1 column\(s\): 'w': 2 \(first at row 2\)"):
         load_csv(tmp_path / "ok.parquet", "time", "event")
     pq.write_table(pa.table({**base, "when": pa.array(np.arange(n).astype("datetime64[s]"))}), tmp_path / "ts.parquet")
-    with pytest.raises(DataError, match=r"^\S*ts.parquet: column 'when' holds timestamp\[\w+\] values; allowed: numbers, "
-                       "booleans, text"):
+    with pytest.raises(DataError, match=r"^\S*ts.parquet: column 'when' holds timestamp\[\w+\] values; allowed: "
+                                        "numbers, booleans, text"):
         load_csv(tmp_path / "ts.parquet", "time", "event")
     assert load_csv(tmp_path / "ts.parquet", "time", "event", feature_cols=["grade"]).feature_names == ["grade=a",
                                                                                                         "grade=b"]

@@ -177,16 +177,21 @@ class _Target:
         kind = cells.kind
         values = cells.values if cells.plain else np.where(kind == NUMBER, cells.values, np.nan)
         self.values.add(values)
-        checks = [("negative", lambda: values < 0),
-                  ("not_binary", lambda: (values != 0) & (values != 1) & (kind == NUMBER))]
-        if not cells.plain:
-            checks = [("refused", lambda: kind >= TEXT), *checks]  # text, NUL, inf, overflow
-        for attr, test in checks:
-            if getattr(self, attr) is None:
-                bad = test()
-                if bad.any():
-                    i = int(np.argmax(bad))
-                    setattr(self, attr, (int(rows[i]), cells.cell(i), int(kind[i]))[: 3 if attr == "refused" else 2])
+        if self.refused is None and not cells.plain:
+            found = _first(kind >= TEXT, rows, cells)  # text, NUL, inf, overflow
+            self.refused = found and (*found, int(kind[np.argmax(kind >= TEXT)]))
+        if self.negative is None:
+            self.negative = _first(values < 0, rows, cells)
+        if self.not_binary is None:
+            self.not_binary = _first((values != 0) & (values != 1) & (kind == NUMBER), rows, cells)
+
+
+def _first(bad: np.ndarray, rows: np.ndarray, cells: Cells) -> tuple[int, str] | None:
+    """(row, cell) of the first ``bad`` cell of a batch, if any."""
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad))
+    return int(rows[i]), cells.cell(i)
 
 
 def _size(nbytes: int) -> str:
