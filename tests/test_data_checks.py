@@ -154,6 +154,29 @@ def test_all_events_at_time_zero_is_refused_naming_the_split(tmp_path):
     assert "all at time 0?" in message
 
 
+@pytest.mark.parametrize("duration", ["0", "1e-45", "5"])
+def test_durations_without_spread_are_refused_naming_the_column(tmp_path, duration):
+    """issue 25 item 7: every duration equal (0, or 1e-45, the smallest float32) with some rows
+    censored still has Harrell pairs (an event and a row censored at the same time), so it trained
+    and reported a C-index of 0.66 with horizons [0.0]; no event comes before another exit."""
+    rows = [[duration, int(i % 3 != 0), 40 + i % 17, "abc"[i % 3]] for i in range(60)]
+    message = refused(*csv_run(csv_file(tmp_path, rows)))
+    shown = {"0": "0", "1e-45": "1.4013e-45", "5": "5"}[duration]  # float32, as the model sees it
+    assert message.endswith(f"c.csv: column 'time': the training split's durations have no spread in time: all 42 "
+                            f"durations are {shown}; survival needs an event before another row's exit (durations "
+                            "all 0? the wrong data.duration_col?)"), message
+
+
+def test_events_only_at_the_last_exit_are_refused_and_zero_durations_with_spread_pass(tmp_path):
+    rows = cohort_rows()
+    # events only at the last time, and half the censored rows then too: Harrell pairs, none ordered in time
+    late = [[99 if r[1] or i % 2 else min(r[0], 98), r[1], r[2], r[3]] for i, r in enumerate(rows)]
+    message = refused(*csv_run(csv_file(tmp_path, late, name="late.csv")))
+    assert "durations have no spread in time: every event is at or after the last exit (99, durations" in message
+    rows[:5] = [[0, 1, 50 + i, "a"] for i in range(5)]  # durations of 0 among others are fine
+    assert len(cohort_of(*csv_run(csv_file(tmp_path, rows, name="ok.csv"))).train) > 0
+
+
 def test_swapped_columns_without_pairs_are_refused(tmp_path):
     rows = [[r[1], r[1], r[2], r[3]] for r in cohort_rows()]  # the duration column holds the event flags
     message = refused(*csv_run(csv_file(tmp_path, rows), "data.feature_cols=[age,grade]"))

@@ -102,9 +102,11 @@ def _tensors(x: np.ndarray, durations: np.ndarray, events: np.ndarray, idx: np.n
 MIN_EVENTS_TO_RANK, MIN_PAIRS_TO_RANK = 2, 3
 
 
-def check_scorable(label: str, name: str, split: Split, hint: str, rank: bool = False) -> None:
+def check_scorable(label: str, name: str, split: Split, hint: str, rank: bool = False,
+                   column: str = "durations") -> None:
     """Refuse a split whose C-index (and Cox loss) is undefined whatever the model; with ``rank`` (a
-    validation or test split) also one with too few events or pairs to rank (:data:`MIN_EVENTS_TO_RANK`).
+    validation or test split) also one with too few events or pairs to rank (:data:`MIN_EVENTS_TO_RANK`);
+    and one whose durations have no spread (:func:`check_spread`).
 
     Found at load time, i.e. by the pre-flight before anything is written, not after training."""
     pairs = comparable_pairs(split.durations, split.events)
@@ -116,20 +118,43 @@ def check_scorable(label: str, name: str, split: Split, hint: str, rank: bool = 
         raise DataError(f"{label}: the {name} split has {n} row(s), {e} event(s) and {pairs} comparable pair(s): too "
                         f"few to rank (at least {MIN_EVENTS_TO_RANK} events and {MIN_PAIRS_TO_RANK} pairs; its C-index "
                         f"could take only a few values); {hint}")
+    check_spread(label, name, split, column)
+
+
+def check_spread(label: str, name: str, split: Split, column: str) -> None:
+    """Refuse a split in which no event comes strictly before another row's exit.
+
+    Harrell's C also pairs an event with a row censored at the same time, so a split whose
+    durations are all equal (all 0, or 1e-45) still has pairs: an event-versus-censored ranking,
+    with no time in it (issue 25: "test C-index 0.66, horizons [0.0]"). Everything that makes it
+    survival needs one event before another row's exit, in float32 as the model sees the times:
+    Uno's C counts only such pairs, the time-dependent AUC needs cases at a horizon and controls
+    still at risk after it, the Brier score a time grid inside the follow-up."""
+    t, events = split.durations.double(), split.events > 0
+    if not bool(events.any()) or float(t[events].min()) < float(t.max()):
+        return
+    low, high = float(t.min()), float(t.max())
+    what = (f"all {len(split)} durations are {high:g}" if low == high else
+            f"every event is at or after the last exit ({float(t[events].min()):g}, durations {low:g} to {high:g})")
+    raise DataError(f"{label}: column {column!r}: the {name} split's durations have no spread in time: {what}; "
+                    "survival needs an event before another row's exit (durations all 0? the wrong "
+                    "data.duration_col?)")
 
 
 def _check_splits(label: str, cohort: "Cohort", data: Mapping[str, Any]) -> None:
     times = "events at distinct times (all at time 0? data.duration_col and data.event_col swapped?)"
-    check_scorable(label, "training", cohort.train, f"the data needs more {times}")
+    column = data.get("duration_col", "durations")
+    check_scorable(label, "training", cohort.train, f"the data needs more {times}", column=column)
     more = (f"lower data.folds (now {data['folds']})" if data.get("folds")
             else f"raise data.val_fraction (now {data['val_fraction']:g})")
     check_scorable(label, "validation", cohort.val, more + (f" or data.n (now {data['n']})" if "n" in data else ""),
-                   rank=True)
+                   rank=True, column=column)
     if data.get("test_path"):
-        check_scorable(str(data["test_path"]), "test", cohort.test, f"the test file needs more {times}", rank=True)
+        check_scorable(str(data["test_path"]), "test", cohort.test, f"the test file needs more {times}", rank=True,
+                       column=column)
     else:
         check_scorable(label, "test", cohort.test, f"raise data.test_fraction (now {data['test_fraction']:g})"
-                       + (f" or data.n (now {data['n']})" if "n" in data else ""), rank=True)
+                       + (f" or data.n (now {data['n']})" if "n" in data else ""), rank=True, column=column)
 
 
 def _finite(label: str, x: np.ndarray, names: list[str]) -> np.ndarray:
@@ -143,7 +168,7 @@ def _finite(label: str, x: np.ndarray, names: list[str]) -> np.ndarray:
 
 
 def load_table(data: Mapping[str, Any], path: str, key: str, schema: Any = None) -> Any:
-    """One CSV of the ``data`` group, typed by ``schema`` when given (the training file's)."""
+    """One data file (CSV or Parquet) of the ``data`` group, typed by ``schema`` when given (the training file's)."""
     return load_csv(path, data["duration_col"], data["event_col"], data["feature_cols"], key=key, schema=schema,
                     missing=data.get("missing", "refuse"), unseen=data.get("unseen", "refuse"),
                     max_levels=data.get("max_levels", 50), indicator=data.get("missing_indicator", False))

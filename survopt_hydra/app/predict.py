@@ -5,9 +5,10 @@ output row per input data row with ``row`` (1-based data row of the input), ``ri
 log-hazard score, higher = earlier event) and, per requested time t, ``S(t)`` = the
 predicted probability of surviving beyond t (Breslow baseline of the training rows).
 
-The input is read in batches (``--batch-size`` rows, at most 10^6; memory stays bounded on large
-files) and the output written to a temporary file renamed into place at the end, so a refused
-or interrupted run leaves no partial output. The default output is
+The input (CSV, or Parquet by suffix or magic bytes) is read column-wise and streamed in
+batches of at most ``--batch-size`` rows (at most 10^6), and the output written batch by batch
+(memory stays bounded whatever the input's length) to a temporary file renamed into place at
+the end, so a refused or interrupted run leaves no partial output. The default output is
 ``<input>.predictions.csv`` beside the input, or in the current directory for a ``pkg://``
 input (never into an installed package); an existing output is never overwritten
 unless ``--overwrite``, and a link there is never written through. At most 1,000 times
@@ -28,7 +29,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 EXIT_USAGE = 2
 MAX_TIMES = 1000  # columns S(t) per output row: a survival curve, not a data dump
@@ -64,30 +65,22 @@ def parse_times(text: str | None, grid: str | None) -> list[float]:
     return values
 
 
-def _batches(path: Path, label: str, size: int) -> Iterator[tuple[list[str], list[tuple[int, list[str]]]]]:
-    from ..survival.data import check_header, check_width, csv_rows
-
-    it = csv_rows(path, label)
-    header = check_header(label, next(it, (0, None))[1])
-    batch, number = [], 0
-    for line, row in it:
-        if not any(row):
-            continue
-        number += 1
-        check_width(label, header, number, line, row)
-        batch.append((number, row))
-        if len(batch) == size:
-            yield header, batch
-            batch = []
-    if batch or number == 0:
-        yield header, batch
+def _batches(source, names: list[str], size: int) -> Iterator[tuple[Any, dict]]:
+    """(data-row numbers, {column: parsed cells}) of at most ``size`` rows each, read column-wise and
+    streamed (survival.readers): memory stays bounded by a batch whatever the input's length."""
+    for rows, cells in source.batches(names):
+        for start in range(0, len(rows), size):
+            stop = min(start + size, len(rows))
+            yield rows[start:stop], ({n: c.slice(start, stop) for n, c in cells.items()} if stop - start < len(rows)
+                                     else cells)
 
 
 def predict_file(run_dir: str | Path, input_path: str | Path, out: str | Path | None = None,
                  times: list[float] = (), batch_size: int = 4096, unseen: str | None = None,
                  overwrite: bool = False, progress: bool | None = None) -> tuple[Path, int]:
     """Write the predictions CSV; returns (its path, rows scored). DataError on bad input."""
-    from ..survival.data import DataError, find_columns, resolve_path
+    from ..survival.data import DataError, resolve_path
+    from ..survival.readers import find_columns, listing, open_source
     from ..survival.schema import count_missing, missing_summary
     from .predictor import Predictor
 
@@ -98,33 +91,29 @@ def predict_file(run_dir: str | Path, input_path: str | Path, out: str | Path | 
     label = str(input_path)
     target = output_path(source, str(input_path), out, overwrite)
     names = [c.name for c in pred.schema.columns]
+    table = open_source(source, label)
+    index = find_columns(label, names, table.header)
+    ignored = [h for h in table.header if h not in index]
+    if ignored:
+        log.info("%s: columns not used by the model, ignored: %s", label, listing(ignored))
     fd, tmp = _open_output(target)
-    holes: dict[str, list[int]] = {}
+    holes: dict[str, tuple[int, int]] = {}
     done = 0
     bar = _progress(source, progress)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(["row", "risk", *(f"S({t:g})" for t in times)])
-            for header, batch in _batches(source, label, batch_size):
-                if not batch:
-                    raise DataError(f"{label}: no data rows after the header")
-                if done == 0:
-                    index = find_columns(label, names, header)
-                    ignored = [h for h in header if h not in index]
-                    if ignored:
-                        log.info("%s: columns not used by the model, ignored: %s", label, ", ".join(ignored))
-                rows = [n for n, _ in batch]
-                column = {name: [cells[i] for _, cells in batch] for name, i in index.items()}
+            for rows, cells in _batches(table, names, batch_size):
                 if pred.schema.missing != "impute":
-                    for name, found in count_missing(column, names, rows).items():
-                        holes.setdefault(name, []).extend(found)
+                    count_missing(holes, cells, rows)
                 if not holes:  # once a hole is found, only count the rest
-                    risk = pred.risk(pred.features(label, column, rows))
-                    surv = pred.baseline.survival(risk, times).tolist() if times else [[] for _ in rows]
-                    writer.writerows([n, repr(float(r)), *map(repr, s)] for n, r, s in zip(rows, risk.tolist(), surv))
-                done += len(batch)
-                bar.update(len(batch))
+                    risk = pred.risk(pred.features(label, cells, rows))
+                    surv = pred.baseline.survival(risk, times).T.tolist() if times else []
+                    # column by column: repr per value in C loops, no list per row (10^6 rows: ~2x faster)
+                    writer.writerows(zip(rows.tolist(), map(repr, risk.tolist()), *(map(repr, s) for s in surv)))
+                done += len(rows)
+                bar.update(len(rows))
         if holes:
             raise DataError(f"{label}: missing values in {len(holes)} column(s): {missing_summary(holes)}; the model "
                             f"was trained with data.missing={pred.schema.missing}, so it has no values to fill them")
@@ -176,6 +165,8 @@ def _open_output(target: Path) -> tuple[int, Path]:
         return open_temp(target)
     except OSError as exc:  # a read-only file system, no permission
         raise DataError(f"{target}: cannot write ({exc.strerror or exc}); choose another --out") from None
+
+
 
 
 class _NoBar:

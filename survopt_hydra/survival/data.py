@@ -1,27 +1,35 @@
-"""Tabular (CSV) and synthetic-image survival data, with no dependency beyond numpy/torch.
+"""Tabular (CSV, Parquet) and synthetic-image survival data.
 
-Everything that can be wrong in a user's CSV is reported as a one-line
+Everything that can be wrong in a user's file is reported as a one-line
 :class:`DataError` naming the file, the column and the 1-based data row, so a
 bad file fails before training starts instead of as a NaN loss later.
+
+Files are read column-wise through Apache Arrow, one batch of rows at a time
+(:mod:`.readers`, :mod:`.cells`): memory grows with the float32 feature matrix, not with
+the cells. pyarrow comes with the ``app`` extra and is imported only to read a file.
 """
 
 from __future__ import annotations
 
-import csv
-import difflib
 import importlib.util
 import logging
 import math
+import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from .cells import NUMBER, TEXT, Cells, cell_error, shown
+from .readers import (  # noqa: F401 (check_header, csv_rows, find_columns re-exported: the data layer's names)
+    check_header, csv_rows, find_columns, open_source,
+)
 from .schema import (  # noqa: F401 (DataError, MISSING_TOKENS re-exported: the data layer's names)
-    MISSING_POLICIES, MISSING_TOKENS, UNSEEN_POLICIES, ColumnSpec, DataError, FeatureSchema, count_missing,
-    fast_numbers, infer_schema, missing_summary, parse_number,
+    MISSING_POLICIES, MISSING_TOKENS, UNSEEN_POLICIES, Buffer, ColumnSpec, ColumnSummary, DataError, FeatureSchema,
+    Problems, count_missing, infer_schema, missing_summary,
 )
 
 log = logging.getLogger(__name__)
@@ -74,84 +82,10 @@ def resolve_path(path: str | Path, key: str = "data.path") -> Path:
     resolved = Path(text).expanduser()
     if not resolved.is_file():
         if resolved.exists():  # a directory, a FIFO (reading would block), a device (/dev/zero never ends)
-            raise DataError(f"{key}: {text} is not a regular file (a directory, FIFO or device); give a CSV file")
+            raise DataError(f"{key}: {text} is not a regular file (a directory, FIFO or device); give a CSV or "
+                            "Parquet file")
         raise DataError(f"{key}: file not found: {text}")
     return resolved
-
-
-def csv_rows(path: Path, label: str) -> Iterator[tuple[int, list[str]]]:
-    """(line number, stripped cells) of every row, header first; file-level problems as one DataError.
-
-    UTF-8 only (a UTF-16, Latin-1 or binary file is refused, never guessed), and a field
-    over csv's 128 KiB limit is refused: both would otherwise surface as tracebacks."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            for row in reader:
-                yield reader.line_num, [c.strip() for c in row]
-    except UnicodeDecodeError as exc:
-        byte = exc.object[exc.start : exc.start + 1].hex()
-        raise DataError(f"{label}: not UTF-8 text (byte 0x{byte}: a UTF-16, Latin-1 or binary file?); "
-                        "save it as a UTF-8 CSV") from None
-    except csv.Error as exc:
-        raise DataError(f"{label}: not a readable CSV near line {reader.line_num} ({exc}); a field over 128 KiB "
-                        "or binary data?") from None
-    except OSError as exc:
-        raise DataError(f"{label}: cannot read the file ({exc.strerror or exc})") from None
-
-
-def check_header(label: str, header: list[str] | None) -> list[str]:
-    if header is None:
-        raise DataError(f"{label}: file is empty (no header row)")
-    if any("\x00" in name for name in header):
-        raise DataError(f"{label}: NUL bytes in the header (a UTF-16 or binary file?); save it as a UTF-8 CSV")
-    dupes = sorted({name for name in header if header.count(name) > 1})
-    if dupes:
-        raise DataError(f"{label}: duplicate column name(s): {', '.join(dupes)}")
-    return header
-
-
-def check_width(label: str, header: list[str], number: int, line: int, row: list[str]) -> None:
-    if len(row) != len(header):
-        raise DataError(f"{label}: row {number} (line {line}) has {len(row)} fields, header has {len(header)}")
-
-
-def _read_rows(path: Path, label: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and (line number, cells) of each non-blank data row."""
-    it = csv_rows(path, label)
-    header = check_header(label, next(it, (0, None))[1])
-    rows = [(line, row) for line, row in it if any(row)]
-    if not rows:
-        raise DataError(f"{label}: no data rows after the header")
-    for number, (line, row) in enumerate(rows, start=1):
-        check_width(label, header, number, line, row)
-    return header, rows
-
-
-def find_columns(label: str, names: Sequence[str], header: list[str]) -> dict[str, int]:
-    """Header index of each name; one line naming every absent column (with a close match)."""
-    absent = [name for name in names if name not in header]
-    if not absent:
-        return {name: header.index(name) for name in names}
-    if len(absent) == 1:
-        close = difflib.get_close_matches(absent[0], header, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise DataError(f"{label}: column {absent[0]!r} not found; available: {', '.join(header)}{hint}")
-    raise DataError(f"{label}: {len(absent)} columns not found: {', '.join(map(repr, absent))}; "
-                    f"available: {', '.join(header)}")
-
-
-def _numeric_column(label: str, column: str, cells: list[str], rows: Sequence[int], why: str) -> np.ndarray:
-    fast = fast_numbers(cells)
-    if fast is not None:
-        return fast
-    values = []
-    for row, cell in zip(rows, cells):
-        value = parse_number(label, column, row, cell)
-        if value is None:
-            raise DataError(f"{label}: non-numeric value {cell!r} in column {column!r} at row {row} ({why})")
-        values.append(value)
-    return np.asarray(values, dtype=np.float64)
 
 
 def load_csv(
@@ -168,7 +102,7 @@ def load_csv(
     max_levels: int = 50,
     indicator: bool = False,
 ) -> Table:
-    """Load and validate a survival CSV.
+    """Load and validate a survival table: a CSV file, or Parquet (by suffix or magic bytes).
 
     Without ``schema`` (a training file) the feature columns are typed by
     :func:`~.schema.infer_schema`: numbers, categories one-hot encoded over their sorted
@@ -177,12 +111,14 @@ def load_csv(
     and encoded exactly as in training. ``categories`` (levels per categorical column,
     every other feature numeric) is the older spelling of a schema.
 
-    Missing cells (empty, NA, N/A, NaN, null) follow ``missing``: ``refuse`` names every
-    affected column with its count, ``drop_rows`` drops those rows (one log line),
-    ``impute`` leaves NaN for the caller's training-row medians and a "missing" level for
-    categories (plus a 0/1 indicator per number column with ``indicator``). Rows in errors
-    are 1-based data rows of the file (blank lines skipped). ``key`` is the config key
-    reported when the file does not exist (e.g. "data.test_path").
+    Missing cells (empty, NA, N/A, NaN, null; a Parquet null or NaN) follow ``missing``:
+    ``refuse`` names every affected column with its count, ``drop_rows`` drops those rows
+    (one log line), ``impute`` leaves NaN for the caller's training-row medians and a
+    "missing" level for categories (plus a 0/1 indicator per number column with
+    ``indicator``). Rows in errors are 1-based data rows of the file (blank lines skipped).
+    ``key`` is the config key reported when the file does not exist (e.g. "data.test_path").
+    The file is read once, in batches, column-wise (:mod:`.readers`); a problem is reported
+    after the whole file is read, so it is the same one whichever batch it sits in.
     """
     label = str(path)
     if duration_col == event_col:
@@ -193,7 +129,23 @@ def load_csv(
     for name, value, allowed in (("missing", missing, MISSING_POLICIES), ("unseen", unseen, UNSEEN_POLICIES)):
         if value not in allowed:
             raise ValueError(f"load_csv: {name} must be one of {', '.join(allowed)}, got {value!r}")
-    header, rows = _read_rows(resolve_path(path, key), label)
+    source = open_source(resolve_path(path, key), label)
+    try:
+        features = _features(label, source.header, duration_col, event_col, feature_cols, categories, schema)
+        find_columns(label, [duration_col, event_col, *features], source.header)
+    except DataError:
+        source.check()  # a problem of the file itself is reported first, as it always was
+        raise
+    if schema is None and categories is not None:
+        schema = FeatureSchema(duration_col, event_col, [
+            ColumnSpec(name, "category", list(categories[name])) if name in categories else ColumnSpec(name, "number")
+            for name in features], missing, unseen)
+    return _Loader(label, source, duration_col, event_col, features, schema, missing, unseen).run(max_levels,
+                                                                                                   indicator)
+
+
+def _features(label: str, header: list[str], duration_col: str, event_col: str, feature_cols: Sequence[str] | None,
+              categories: dict[str, list[str]] | None, schema: FeatureSchema | None) -> list[str]:
     if schema is not None:
         features = [c.name for c in schema.columns]
     elif feature_cols is None:
@@ -202,60 +154,191 @@ def load_csv(
         features = list(feature_cols)
     if not features:
         raise DataError(f"{label}: no feature columns to use")
+    counts = Counter(features)
     for name in features:
-        if features.count(name) > 1 or name in (duration_col, event_col):
+        if counts[name] > 1 or name in (duration_col, event_col):
             raise DataError(f"{label}: feature column {name!r} is repeated or is the duration/event column")
     for name in (categories or {}):
-        if name not in features:
+        if name not in counts:
             raise DataError(f"{label}: categorical column {name!r} from the training data is not a feature")
-    index = find_columns(label, [duration_col, event_col, *features], header)
-    numbers = list(range(1, len(rows) + 1))
-    column = {name: [row[i] for _, row in rows] for name, i in index.items()}
-    holes = count_missing(column, list(index), numbers)
-    if holes and (missing == "refuse" or (missing == "impute" and ({duration_col, event_col} & set(holes)))):
-        policy = "" if missing == "refuse" else " (durations and events cannot be imputed)"
-        raise DataError(f"{label}: missing values{policy} in {len(holes)} column(s): {missing_summary(holes)}; "
-                        "allowed: data.missing=drop_rows (drop those rows) or data.missing=impute")
-    if holes and missing == "drop_rows":
-        bad = set().union(*holes.values())
-        keep = [i for i in range(len(rows)) if i + 1 not in bad]
-        if not keep:
-            raise DataError(f"{label}: data.missing=drop_rows drops every row ({missing_summary(holes)})")
-        log.warning("%s: data.missing=drop_rows dropped %d of %d rows (missing: %s)", label, len(bad), len(rows),
-                    missing_summary(holes))
-        column = {name: [cells[i] for i in keep] for name, cells in column.items()}
-        numbers = [i + 1 for i in keep]
-    elif holes:
-        log.warning("%s: data.missing=impute fills %d missing cell(s) in %d column(s): %s", label,
-                    sum(map(len, holes.values())), len(holes), missing_summary(holes))
-    durations, events = _targets(label, duration_col, column[duration_col], event_col, column[event_col], numbers)
-    if schema is None and categories is not None:
-        schema = FeatureSchema(duration_col, event_col, [
-            ColumnSpec(name, "category", list(categories[name])) if name in categories else ColumnSpec(name, "number")
-            for name in features], missing, unseen)
-    if schema is None:
-        schema = infer_schema(label, column, numbers, features, duration_col, event_col, missing, unseen,
-                              max_levels, indicator)
-    x = schema.encode(label, column, numbers)
-    return Table(x.astype(np.float32), durations.astype(np.float32), events.astype(np.float32),
-                 schema.feature_names, schema.categories, schema, np.asarray(numbers))
+    return features
 
 
-def _targets(label: str, time_col: str, times: list[str], event_col: str, flags: list[str],
-             rows: Sequence[int]) -> tuple[np.ndarray, ...]:
-    """Parse and check the duration and event columns."""
-    durations = _numeric_column(label, time_col, times, rows, "durations must be numbers")
-    events = _numeric_column(label, event_col, flags, rows, "events must be 0 or 1")
-    if (durations < 0).any():
-        i = int(np.argmax(durations < 0))
-        raise DataError(f"{label}: negative duration {times[i]!r} in column {time_col!r} at row {rows[i]}")
-    bad = ~np.isin(events, (0.0, 1.0))
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise DataError(f"{label}: event value {flags[i]!r} in column {event_col!r} at row {rows[i]}; allowed: 0, 1")
-    if events.sum() == 0:
-        raise DataError(f"{label}: no events (column {event_col!r} is all 0); the Cox likelihood needs events")
-    return durations, events
+class _Target:
+    """The duration or event column, gathered batch by batch: float64 values and each check's first row."""
+
+    def __init__(self, name: str, capacity: int) -> None:
+        self.name, self.values = name, Buffer(capacity, np.float64)
+        self.refused: tuple[int, str, int] | None = None
+        self.negative: tuple[int, str] | None = None
+        self.not_binary: tuple[int, str] | None = None
+
+    def add(self, cells: Cells, rows: np.ndarray) -> None:
+        kind = cells.kind
+        values = cells.values if cells.plain else np.where(kind == NUMBER, cells.values, np.nan)
+        self.values.add(values)
+        if self.refused is None and not cells.plain:
+            found = _first(kind >= TEXT, rows, cells)  # text, NUL, inf, overflow
+            self.refused = found and (*found, int(kind[np.argmax(kind >= TEXT)]))
+        if self.negative is None:
+            self.negative = _first(values < 0, rows, cells)
+        if self.not_binary is None:
+            self.not_binary = _first((values != 0) & (values != 1) & (kind == NUMBER), rows, cells)
+
+
+def _first(bad: np.ndarray, rows: np.ndarray, cells: Cells) -> tuple[int, str] | None:
+    """(row, cell) of the first ``bad`` cell of a batch, if any."""
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad))
+    return int(rows[i]), cells.cell(i)
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
+
+
+class _Loader:
+    """One pass over a file's batches, then the checks in the order the loader has always made them:
+    missing cells, durations and events, feature types (or the training schema's encoding).
+
+    Memory: every column goes into room reserved for a bound on the rows (pages are committed as
+    written), and an inferred table's matrix is column-major, so each column is freed as it is
+    copied: the peak is about one float32 matrix plus one batch, not two matrices."""
+
+    def __init__(self, label: str, source: Any, duration_col: str, event_col: str, features: list[str],
+                 schema: FeatureSchema | None, missing: str, unseen: str) -> None:
+        self.label, self.source, self.schema = label, source, schema
+        self.missing, self.unseen = missing, unseen
+        self.names = [duration_col, event_col, *features]
+        bound = source.rows_bound()
+        need, memory = bound * (4 * len(features) + 24), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if need > memory:  # refused before any of it is reserved (a Parquet file's row count is its own claim)
+            raise DataError(f"{label}: {bound:,} rows x {len(features)} feature columns need at least "
+                            f"{_size(need)} as float32, more than this machine's {_size(memory)}")
+        self.times, self.flags = _Target(duration_col, bound), _Target(event_col, bound)
+        self.summaries = [ColumnSummary(name, bound) for name in features] if schema is None else []
+        self.problems = Problems()
+        self.x = None if schema is None else np.empty((bound, len(schema.feature_names)), dtype=np.float32)
+        self.holes: dict[str, tuple[int, int]] = {}
+        self.rows = Buffer(bound, np.int64)
+        self.total = self.dropped = 0
+
+    def refusing(self) -> bool:
+        """Missing cells that will be refused: from then on only count them."""
+        targets = {self.times.name, self.flags.name} & self.holes.keys()
+        return bool(self.holes) and (self.missing == "refuse" or (self.missing == "impute" and bool(targets)))
+
+    def run(self, max_levels: int, indicator: bool) -> Table:
+        for rows, cells in self.source.batches(self.names):
+            self.total += len(rows)
+            any_missing = count_missing(self.holes, cells, rows)
+            if self.refusing():
+                continue
+            if self.missing == "drop_rows" and any_missing.any():
+                self.dropped += int(any_missing.sum())
+                keep = np.flatnonzero(~any_missing)
+                rows, cells = rows[keep], {name: c.take(keep) for name, c in cells.items()}
+            start = self.rows.n
+            self.rows.add(rows)
+            self.times.add(cells[self.times.name], rows)
+            self.flags.add(cells[self.flags.name], rows)
+            for summary in self.summaries:
+                summary.add(cells[summary.name], rows)
+            if self.schema is not None:
+                x, problems = self.schema.encode_batch(cells, rows)
+                self.problems.add(problems)
+                if start + len(rows) > len(self.x):  # only if the bound was wrong
+                    self.x = np.concatenate([self.x[:start], np.empty_like(self.x)])
+                self.x[start : start + len(rows)] = x
+        self._check_missing()
+        durations, events = self._targets()
+        rows = self.rows.view().copy()
+        self.rows = None
+        if self.schema is None:
+            self._reread(rows)
+            self.schema = infer_schema(self.label, self.summaries, self.times.name, self.flags.name, self.missing,
+                                       self.unseen, max_levels, indicator)
+            x = self._assemble(len(rows))
+        else:
+            self.schema.raise_problems(self.label, self.problems)
+            x, self.x = self.x, None
+            x.resize((len(rows), x.shape[1]), refcheck=False)  # the leading rows: shrinks in place
+        return Table(x, durations.astype(np.float32), events.astype(np.float32), self.schema.feature_names,
+                     self.schema.categories, self.schema, rows)
+
+    def _check_missing(self) -> None:
+        holes = {name: self.holes[name] for name in self.names if name in self.holes}  # column order
+        label = self.label
+        if self.refusing():
+            policy = "" if self.missing == "refuse" else " (durations and events cannot be imputed)"
+            raise DataError(f"{label}: missing values{policy} in {len(holes)} column(s): {missing_summary(holes)}; "
+                            "allowed: data.missing=drop_rows (drop those rows) or data.missing=impute")
+        if holes and self.missing == "drop_rows":
+            if self.dropped == self.total:
+                raise DataError(f"{label}: data.missing=drop_rows drops every row ({missing_summary(holes)})")
+            log.warning("%s: data.missing=drop_rows dropped %d of %d rows (missing: %s)", label, self.dropped,
+                        self.total, missing_summary(holes))
+        elif holes:
+            log.warning("%s: data.missing=impute fills %d missing cell(s) in %d column(s): %s", label,
+                        sum(count for count, _ in holes.values()), len(holes), missing_summary(holes))
+
+    def _targets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Check the duration and event columns, in the loader's order of checks."""
+        label, times, flags = self.label, self.times, self.flags
+        for target, why in ((times, "durations must be numbers"), (flags, "events must be 0 or 1")):
+            if target.refused:
+                row, cell, kind = target.refused
+                raise cell_error(label, target.name, row, cell, kind, why)
+        if times.negative:
+            row, cell = times.negative
+            raise DataError(f"{label}: negative duration {shown(cell)} in column {times.name!r} at row {row}")
+        if flags.not_binary:
+            row, cell = flags.not_binary
+            raise DataError(f"{label}: event value {shown(cell)} in column {flags.name!r} at row {row}; allowed: 0, 1")
+        events = flags.values.view()
+        if events.sum() == 0:
+            raise DataError(f"{label}: no events (column {flags.name!r} is all 0); the Cox likelihood needs events")
+        return times.values.view(), events
+
+    def _reread(self, rows: np.ndarray) -> None:
+        """Read again a column whose text began after batches read as numbers, if it will be a category."""
+        again = [s for s in self.summaries
+                 if s.reread and not s.first_refused and s.text * 2 > s.cells - s.missing]
+        if not again:
+            return
+        kept = np.zeros(self.total + 1, dtype=bool)
+        kept[rows] = True
+        for summary in again:
+            summary.restart()
+            for batch_rows, cells in self.source.batches([summary.name]):
+                keep = np.flatnonzero(kept[batch_rows])
+                summary.add(cells[summary.name].take(keep), batch_rows[keep], text_only=True)
+
+    def _assemble(self, n: int) -> np.ndarray:
+        """The (n, p) float32 matrix, column-major: each stored column is freed once copied."""
+        by_name = {s.name: s for s in self.summaries}
+        x = np.empty((n, len(self.schema.feature_names)), dtype=np.float32, order="F")
+        j = 0
+        for col in self.schema.columns:
+            summary = by_name.pop(col.name)
+            if col.kind == "number":
+                x[:, j] = summary.numbers.view()
+                if col.indicator:
+                    x[:, j + 1] = np.isnan(x[:, j])
+            else:
+                block = x[:, j : j + len(col.levels)]
+                block[:] = 0.0
+                start = 0
+                for level in summary.level_index(col.levels, self.missing == "impute"):
+                    known = np.flatnonzero(level >= 0)
+                    block[start + known, level[known]] = 1.0
+                    start += len(level)
+            summary.restart()
+            j += len(col.feature_names())
+        for summary in by_name.values():  # constant columns
+            summary.restart()
+        return x
 
 
 def split_indices(
@@ -326,7 +409,9 @@ class Standardizer:
         self.std: np.ndarray | None = None
 
     def fit(self, x: np.ndarray | torch.Tensor) -> "Standardizer":
-        arr = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+        # row-major, whatever the input's layout: numpy sums a column-major column pairwise, a row-major
+        # one row by row, and the statistics (hence every figure) must not depend on how x was built
+        arr = np.ascontiguousarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[0] == 0:
             raise ValueError(f"Standardizer.fit: expected a non-empty (n, p) array, got shape {arr.shape}")
         std = arr.std(axis=0)
