@@ -126,21 +126,20 @@ def main() -> None:
         "load_avg_1min": {"before": load_before, "after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
     })
     for app, fig in result["figures"].items():
-        med = fig["median_s"]
+        med, ratio = fig["median_s"], fig["ratio_vs_bare"]
         print(f"{app}: bare {med['bare']:.3f} s, wheel {med['wheel']:.3f} s, editable {med['editable']:.3f} s; "
-              f"ratio vs bare: wheel {fig['ratio_vs_bare']['wheel']:.3f}, editable {fig['ratio_vs_bare']['editable']:.3f}")
+              f"ratio vs bare: wheel {ratio['wheel']:.3f}, editable {ratio['editable']:.3f}")
     if args.quick or args.no_write:
         return
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "guest_startup.json").write_text(json.dumps(result, indent=1) + "\n")
-    m = result["machine"]
+    m, load = result["machine"], result["load_avg_1min"]
     lines = [
         "# Start-up of a Hydra app that does not opt in, with and without survopt-hydra installed",
         "",
         f"`python benchmarks/bench_guest.py` ({result['rounds']} interleaved rounds, median), {result['date']}; "
         f"{m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}, Hydra {m['hydra']}; "
-        f"1-minute load average {result['load_avg_1min']['before']:.2f} before, {result['load_avg_1min']['after']:.2f} after "
-        "(a shared machine).",
+        f"1-minute load average {load['before']:.2f} before, {load['after']:.2f} after (a shared machine).",
         "",
         "| app | bare venv (s) | + wheel (s) | + editable (s) | wheel / bare | editable / bare |",
         "|---|---|---|---|---|---|",

@@ -14,7 +14,8 @@ class RegressionLitModule(LightningModule):
     """MSE regression. ``plateau``: an optional second scheduler on the same optimizer
     (experiment=cosine_plateau), stepped by Lightning on ``val/loss``."""
 
-    def __init__(self, net: torch.nn.Module, optimizer: Any, scheduler: Any, compile: bool, plateau: Any = None) -> None:
+    def __init__(self, net: torch.nn.Module, optimizer: Any, scheduler: Any, compile: bool,
+                 plateau: Any = None) -> None:
         super().__init__()
         # the init arguments in self.hparams (and in checkpoints), as the template does
         self.save_hyperparameters(logger=False)
