@@ -26,7 +26,6 @@ import os
 import pickle
 import shutil
 import subprocess
-import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -98,7 +97,6 @@ class Run:
     stdout: str
     stderr: str
     folder: Path  # the app's copy: its Hydra output folders are inside
-    seconds: float
 
     def ok(self) -> "Run":
         assert self.rc == 0, f"rc {self.rc}\n{self.stdout[-3000:]}\n{self.stderr[-3000:]}"
@@ -126,10 +124,9 @@ class Run:
 
 def _execute(python: Path, folder: Path, script: str, args: list[str]) -> Run:
     env = {**guest_envs.clean_env(), "OMP_NUM_THREADS": "1"}  # several apps share few cores
-    start = time.perf_counter()
     proc = subprocess.run([str(python), script, *args], cwd=folder, env=env, capture_output=True, text=True,
                           timeout=900)
-    return Run(proc.returncode, proc.stdout, proc.stderr, folder, time.perf_counter() - start)
+    return Run(proc.returncode, proc.stdout, proc.stderr, folder)
 
 
 @pytest.fixture(scope="module")
@@ -151,9 +148,7 @@ def runs(envs, tmp_path_factory) -> dict[tuple[str, str, str], Run]:
             jobs[app, case, kind] = (envs[kind]["python"], copy, script, args)
     with ThreadPoolExecutor(max_workers=(os.cpu_count() or 2) + 1) as pool:
         futures = {key: pool.submit(_execute, *job) for key, job in jobs.items()}
-        done = {key: future.result() for key, future in futures.items()}
-    (root / "seconds.json").write_text(json.dumps({"/".join(k): r.seconds for k, r in done.items()}, indent=1))
-    return done
+        return {key: future.result() for key, future in futures.items()}
 
 
 def _refused_in_one_line(run: Run, line: str) -> None:
