@@ -43,7 +43,6 @@ if str(HERE) not in sys.path:
 # module -> headline figures it provides (in report order)
 MODULES: dict[str, tuple[str, ...]] = {
     "bench_startup": ("import_overhead_s", "compose_instantiate_ms", "compose_instantiate_cold_ms"),
-    "bench_preflight": ("preflight_s", "preflight_extra_s", "recompose_s"),
     "bench_optim": (
         "adamw_default_fraction_of_triad",
         "adamw_forloop_fraction_of_triad",
@@ -58,7 +57,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "bench_sweep": ("default_run_wall_s", "torch_floor_s", "default_run_overhead_s", "sweep6_sequential_wall_s",
                     "sweep6_parallel_wall_s", "parallel_sweep_speedup", "sweep_job_overhead_s"),
 }
-QUICK_SKIP = {"bench_peers", "bench_app", "bench_sweep", "bench_preflight"}
+QUICK_SKIP = {"bench_peers", "bench_app", "bench_sweep"}
 OWNED_ELSEWHERE = {"bench_agc", "bench_monitors"}
 
 # key -> (comparison, value); figures without an entry are informational
@@ -68,7 +67,6 @@ TARGETS: dict[str, tuple[str, float]] = {
     "engine_over_guarded_raw_ratio": ("<=", 1.02),
     "import_overhead_s": ("<=", 0.15),
     "compose_instantiate_ms": ("<=", 50.0),
-    "preflight_extra_s": ("<=", 0.15),
     "agc_speedup": (">=", 3.0),
     "monitor_overhead_fraction": ("<=", 0.01),
     "default_run_wall_s": ("<=", 2.5),
@@ -77,9 +75,6 @@ TARGETS: dict[str, tuple[str, float]] = {
     "sweep_job_overhead_s": ("<=", 0.3),
 }
 DESCRIPTIONS: dict[str, str] = {
-    "preflight_s": "pre-flight of the default command in a fresh process, after the run's own imports (s)",
-    "preflight_extra_s": "what it adds to a run: all but the composition and data load it hands over (s)",
-    "recompose_s": "hydra.main's composition after the pre-flight (handed over, not repeated) (s)",
     "import_overhead_s": "`from survopt_hydra import create_optimizer` after `import torch` (s)",
     "compose_instantiate_ms": "compose `train.yaml` + instantiate optimizer and scheduler, warm (ms)",
     "compose_instantiate_cold_ms": "the same, first call in a fresh interpreter (ms)",

@@ -153,7 +153,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", nargs="+", choices=list(SOURCES), default=list(SOURCES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    if not 1 <= len(args.seeds) <= 100 or not all(0 <= s < 2**32 for s in args.seeds):
+        parser.error("--seeds: 1..100 seeds in [0, 2**32)")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        parser.exit(2, f"error: --out: {args.out}: cannot create it ({exc.strerror or exc})\n")
     rows = []
     for name in args.datasets:
         train, test = export(name, args.out)
@@ -166,7 +171,9 @@ def main(argv: list[str] | None = None) -> None:
                "best_epochs": [r["best_epoch"] for r in runs]}
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-    (args.out / "results.json").write_text(json.dumps(rows, indent=2))
+    from survopt_hydra.app.outputs import write_tool_output
+
+    write_tool_output(args.out / "results.json", json.dumps(rows, indent=2))
     print("| data set | train / val / test rows | default mlp test C-index (mean +- sd, seeds "
           f"{' '.join(map(str, args.seeds))}) | lifelines CoxPH | DeepSurv published | wall s / run |")
     print("|---|---|---|---|---|---|")

@@ -45,8 +45,7 @@ def lr_range_test(cfg: Any, min_lr: float = 1e-6, max_lr: float = 1.0, steps: in
     from survopt_hydra.app.trainer import build_model, set_threads
     from survopt_hydra.survival import cox_ph_loss
 
-    if not (0 < min_lr < max_lr) or steps < 10:
-        raise ValueError("need 0 < min_lr < max_lr and steps >= 10")
+    check_arguments(min_lr, max_lr, steps, beta, diverge)
     settings = check_app_config(cfg)
     t = settings["trainer"]
     cohort = load_cohort(settings["data"])
@@ -85,6 +84,25 @@ def lr_range_test(cfg: Any, min_lr: float = 1e-6, max_lr: float = 1.0, steps: in
         if smooth > diverge * best and i > 10:
             break
     return {"lrs": lrs, "losses": losses, "smoothed": smoothed, "suggested_lr": suggest(lrs, smoothed)}
+
+
+MAX_STEPS = 100_000  # optimizer steps of the test: a few hundred are the method; more is a typo
+
+
+def check_arguments(min_lr: float, max_lr: float, steps: int, beta: float, diverge: float) -> None:
+    """One-line ConfigError naming the flag for a range the test cannot run with."""
+    from survopt_hydra.errors import ConfigError
+
+    finite = all(math.isfinite(v) for v in (min_lr, max_lr))
+    if not finite or not 0 < min_lr < max_lr:
+        raise ConfigError("--min-lr/--max-lr", f"need finite 0 < min-lr < max-lr, got {min_lr:g} and {max_lr:g}")
+    if not 10 <= steps <= MAX_STEPS:
+        raise ConfigError("--steps", f"must be in 10..{MAX_STEPS}, got {steps}")
+    if not 0 <= beta < 1:  # 1 - beta**(i+1) divides the bias correction
+        raise ConfigError("--beta", f"the smoothing factor must be in [0, 1), got {beta:g}")
+    if not (math.isfinite(diverge) and diverge > 1):
+        raise ConfigError("--diverge", f"stop when the smoothed loss exceeds this multiple of its minimum; must be a "
+                          f"finite number > 1, got {diverge:g}")
 
 
 def suggest(lrs: list[float], smoothed: list[float], skip_start: int = 10, skip_end: int = 5) -> float:
@@ -134,16 +152,20 @@ def main(argv: list[str] | None = None) -> int:
     from survopt_hydra.errors import ConfigError
     from survopt_hydra.survival.data import DataError
 
+    from survopt_hydra.app.outputs import draw_tool_output, tool_sibling_path, write_tool_output
+
     try:
+        check_arguments(args.min_lr, args.max_lr, args.steps, args.beta, args.diverge)
         png = output_path(args.out, "lr_find", "lr_find.png", args.force)
-        curve = output_path(png.with_suffix(".json"), "lr_find", "lr_find.json", args.force)
+        curve = tool_sibling_path(png, ".json", args.force)
         result = lr_range_test(compose(args.overrides), args.min_lr, args.max_lr, args.steps, args.beta, args.diverge)
-    except (ConfigError, DataError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if not result["lrs"]:
+            raise ConfigError("--min-lr", f"the loss was not finite at the first step (LR {args.min_lr:g}); lower it")
+        draw_tool_output(lambda path: plot(result, path), png)
+        write_tool_output(curve, json.dumps(result, indent=1))
+    except (ConfigError, DataError) as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
-    png.parent.mkdir(parents=True, exist_ok=True)
-    plot(result, png)
-    curve.write_text(json.dumps(result, indent=1), encoding="utf-8")
     print(f"{len(result['lrs'])} steps from {result['lrs'][0]:.2g} to {result['lrs'][-1]:.2g}; wrote {png} and {curve}")
     print(f"suggested LR: {result['suggested_lr']:.3g}")
     return 0

@@ -6,6 +6,8 @@ Writes ``curves.png`` (epochs.csv), ``lr_schedule.png`` (lr_steps.csv), ``calibr
 training). What each shows, and the conventions (lifelines') it follows:
 :mod:`survopt_hydra.app.plots` and docs/prediction.md. Works on a finished run and on a running
 or interrupted one (what its CSVs hold so far).
+A run dir is untrusted: a plot name that is a symbolic link there is refused in one line (a drawing
+would be written through it), before anything is drawn.
 """
 from __future__ import annotations
 
@@ -17,9 +19,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     args = parser.parse_args(argv)
+    import os
+    from pathlib import Path
+
+    from survopt_hydra.app.outputs import RESULT_FILES
     from survopt_hydra.app.plots import render_run
 
     for run_dir in args.run_dirs:
+        links = [name for name in RESULT_FILES if name.endswith(".png") and os.path.islink(Path(run_dir) / name)]
+        if links:
+            print(f"error: {Path(run_dir) / links[0]}: a symbolic link; plots are never written through a link "
+                  "(move it away)", file=sys.stderr)
+            return 2
         try:
             for path in render_run(run_dir):
                 print(path)

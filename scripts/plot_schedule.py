@@ -43,23 +43,12 @@ class DummyModel(nn.Module):
 
 def output_path(out: Path | None, tool: str, name: str, force: bool = False) -> Path:
     """Where a tool writes ``name``: ``out`` (a ``.png`` file, or a directory for ``out/name``), else a
-    fresh ``outputs/<tool>/<date>/<time>/`` like the app's run dirs. An existing file is refused (one line,
-    :class:`~survopt_hydra.errors.ConfigError` on ``--out``) unless ``force``: nothing is lost silently."""
-    import datetime
+    fresh ``outputs/<tool>/<date>/<time>/`` like the app's run dirs. An existing file, a directory or a
+    link in its place, a missing or unwritable folder are refused in one line (ConfigError on ``--out``,
+    :func:`survopt_hydra.app.outputs.tool_output_path`) before any work: nothing is lost silently."""
+    from survopt_hydra.app.outputs import tool_output_path
 
-    from survopt_hydra.errors import ConfigError
-
-    if out is None:
-        stamp = datetime.datetime.now()
-        base = Path("outputs") / tool / stamp.strftime("%Y-%m-%d") / stamp.strftime("%H-%M-%S")
-        run, n = base, 1
-        while run.exists():  # two calls in one second: a sibling, not the same folder
-            run, n = base.with_name(f"{base.name}_{n}"), n + 1
-        return run / name
-    path = out / name if out.is_dir() or not out.suffix else out
-    if path.exists() and not force:
-        raise ConfigError("--out", f"{path} exists; pass another --out or --force to overwrite it")
-    return path
+    return tool_output_path(out, tool, name, force)
 
 
 def compose(overrides: list[str]) -> Any:
@@ -78,12 +67,23 @@ def batches_per_epoch(cfg: Any) -> int:
     return math.ceil(len(load_cohort(settings["data"]).train) / settings["trainer"]["batch_size"])
 
 
+#: Micro-batches the dummy run may take (epochs x batches): ~0.5 ms each (20,000 in 9.2 s on the
+#: shared 2-core EPYC, 2026-12-07), so ~45 s; a longer schedule is a typo (trainer.max_epochs=1e10)
+#: or reads the same plotted for fewer batches per epoch.
+MAX_MICRO_BATCHES = 100_000
+
+
 def schedule(cfg: Any, batches: int, epochs: int | None = None) -> list[dict[str, float]]:
     """``[{"step", "epoch", "lr/<group>"...}]`` for every applied optimizer step."""
-    from survopt_hydra.engine.step_engine import StepEngine
     from survopt_hydra.api.validation import validate_groups
+    from survopt_hydra.engine.step_engine import StepEngine
+    from survopt_hydra.errors import ConfigError
 
     epochs = epochs or int(cfg.trainer.max_epochs)
+    if batches < 1 or epochs * batches > MAX_MICRO_BATCHES:
+        raise ConfigError("--steps-per-epoch", f"{epochs} epochs x {batches} batches = {epochs * batches} "
+                          f"micro-batches; allowed 1..{MAX_MICRO_BATCHES} (lower trainer.max_epochs or "
+                          "--steps-per-epoch)")
     k = int(cfg.trainer.accumulate_grad_batches)
     validate_groups(cfg, epochs, math.ceil(batches / k))
     model = DummyModel()
@@ -110,25 +110,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, help="the per-step LRs as CSV (default: next to the PNG)")
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
     args = parser.parse_args(argv)
+    from survopt_hydra.app.outputs import tool_sibling_path
     from survopt_hydra.errors import ConfigError
     from survopt_hydra.survival.data import DataError
 
     try:
+        if args.steps_per_epoch is not None and not 1 <= args.steps_per_epoch <= MAX_MICRO_BATCHES:
+            raise ConfigError("--steps-per-epoch", f"must be in 1..{MAX_MICRO_BATCHES}, got {args.steps_per_epoch}")
         png = output_path(args.out, "plot_schedule", "lr_schedule.png", args.force)
-        csv_path = output_path(args.csv or png.with_suffix(".csv"), "plot_schedule", "lr_schedule.csv", args.force)
+        csv_path = (output_path(args.csv, "plot_schedule", "lr_schedule.csv", args.force) if args.csv
+                    else tool_sibling_path(png, ".csv", args.force))
         cfg = compose(args.overrides)
-        batches = args.steps_per_epoch or batches_per_epoch(cfg)
+        batches = args.steps_per_epoch if args.steps_per_epoch is not None else batches_per_epoch(cfg)
         rows = schedule(cfg, batches)
-    except (ConfigError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    from survopt_hydra.app.outputs import _csv_text, plot_lr_steps
+        from survopt_hydra.app.outputs import _csv_text, draw_tool_output, plot_lr_steps, write_tool_output
 
-    title = f"{cfg.scheduler.name} over {cfg.trainer.max_epochs} epochs x {batches} batches"
-    for path in (png, csv_path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    plot_lr_steps(rows, png, title=title)
-    csv_path.write_text(_csv_text(rows), encoding="utf-8")
+        title = f"{cfg.scheduler.name} over {cfg.trainer.max_epochs} epochs x {batches} batches"
+        draw_tool_output(lambda path: plot_lr_steps(rows, path, title=title), png)
+        write_tool_output(csv_path, _csv_text(rows))
+    except (ConfigError, DataError) as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 2
     for key in [k for k in rows[0] if k.startswith("lr/")] if rows else []:
         values = [r[key] for r in rows]
         print(f"{key[3:]:>20}: first {values[0]:.3g}, max {max(values):.3g}, last {values[-1]:.3g}")

@@ -12,6 +12,10 @@ the source cohort. The result is a plain state
 dict (``torch.load(weights_only=True)``), shipped as
 ``survopt_hydra/app/pretrained/cnn_synthetic32.pt`` and named with
 ``model.pretrained=pkg://survopt_hydra/app/pretrained/cnn_synthetic32.pt``.
+
+The default ``--out`` is ``cnn_synthetic32.pt`` in the current directory: a tool never writes into
+an installed package by itself. To rebuild the shipped file, name it:
+``--out survopt_hydra/app/pretrained/cnn_synthetic32.pt`` from a source checkout.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "survopt_hydra" / "app" / "pretrained" / "cnn_synthetic32.pt"
+DEFAULT_OUT = Path("cnn_synthetic32.pt")  # the current directory; the shipped file only when named
 
 
 def pretrain(n: int, seed: int, epochs: int, run_dir: Path, signal: str = "area") -> tuple[dict[str, torch.Tensor], dict]:
@@ -46,10 +50,22 @@ def main() -> None:
     args = ap.parse_args()
     if args.seed == 0:
         ap.error("--seed 0 is the target cohort of the README's fine-tuning example; pick another")
+    if not 16 <= args.n <= 1_000_000 or not 1 <= args.epochs <= 10_000 or not 0 < args.seed < 2**32:
+        ap.error("--n must be in 16..1000000, --epochs in 1..10000, --seed in 1..2**32-1")
+    from survopt_hydra.app.outputs import tool_file_path
+    from survopt_hydra.durable import SHARED, save_atomic
+    from survopt_hydra.errors import ConfigError
+
+    try:
+        tool_file_path(args.out, "--out")
+    except ConfigError as exc:
+        ap.exit(2, f"error: {exc}\n")
     with tempfile.TemporaryDirectory() as tmp:
         backbone, metrics = pretrain(args.n, args.seed, args.epochs, Path(tmp))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(backbone, args.out)
+    try:
+        save_atomic(backbone, args.out, mode=SHARED)  # shipped weights, readable by all
+    except OSError as exc:
+        ap.exit(2, f"error: --out: {args.out}: cannot write ({exc.strerror or exc})\n")
     print(f"source val C-index {metrics['val_cindex']:.4f} (best epoch {metrics['best_epoch']}); "
           f"weights ({sum(v.numel() for v in backbone.values())} values) written to {args.out}")
 

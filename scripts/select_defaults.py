@@ -98,9 +98,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="data option and its overrides; needs an internal split (no data.test_path)")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)  # the app's per-epoch log lines; errors still surface
+    from survopt_hydra.app.outputs import tool_file_path, write_tool_output
     from survopt_hydra.errors import ConfigError
     from survopt_hydra.survival.data import DataError
 
+    try:
+        if not (1 <= len(args.splits) <= 100 and 1 <= len(args.seeds) <= 100
+                and all(0 <= v < 2**32 for v in [*args.splits, *args.seeds])):
+            raise ConfigError("--splits/--seeds", "1..100 values each, in [0, 2**32)")
+        if args.out:
+            tool_file_path(Path(args.out), "--out")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     rows = []
     for candidate in args.candidate or GRID:
         try:
@@ -114,7 +124,11 @@ def main(argv: list[str] | None = None) -> None:
     report = table(rows)
     print(report)
     if args.out:
-        Path(args.out).write_text(report + "\n", encoding="utf-8")
+        try:
+            write_tool_output(Path(args.out), report + "\n")
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

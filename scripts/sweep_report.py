@@ -14,7 +14,9 @@ too. Failed jobs are listed with their reason; the others are still reported. Th
 shows both C-indices against each swept key: with several swept keys each point is the
 mean over the jobs with that value (the other keys vary), categorical values are not
 joined by lines. Every YAML file is read with ``yaml.safe_load``: a file that needs
-anything more (a Python tag, say) is refused in one line.
+anything more (a Python tag, say) is refused in one line. The job files are untrusted data: each is
+read only as a regular file (never through a link) of at most 1 MiB, overrides must be a list of
+texts, and the report's files are written without following links.
 
 A sweep over ``data.fold`` (K-fold validation, ``data.folds=K data.fold=0,...,K-1``) validates
 each job on other rows, so jobs are not ranked one by one: a second table gives each setting of
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import statistics
@@ -43,6 +46,32 @@ class ReportError(Exception):
     """A sweep dir this script cannot read; the message is one line naming the file."""
 
 
+MAX_FILE_BYTES = 1 << 20  # overrides.yaml, status.json, metrics.json: a few hundred bytes each
+
+
+def _read(path: Path) -> str:
+    """The text of a job file: a regular file (not a link, FIFO or device) of at most :data:`MAX_FILE_BYTES`."""
+    import os
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        why = "a symbolic link; job files are never read through links" if os.path.islink(path) else exc.strerror
+        raise ReportError(f"{path}: cannot read ({why})") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ReportError(f"{path}: not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ReportError(f"{path}: {info.st_size} bytes; a job file holds at most {MAX_FILE_BYTES}")
+        data = handle.read(MAX_FILE_BYTES + 1)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ReportError(f"{path}: not UTF-8 text") from None
+
+
 def _one_line(text: Any, limit: int = 200) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
@@ -50,7 +79,7 @@ def _one_line(text: Any, limit: int = 200) -> str:
 
 def _safe_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(_read(path))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ReportError(f"{path}: not plain YAML data ({_one_line(problem, 120)}); only safe YAML is read") from None
@@ -60,8 +89,8 @@ def _safe_yaml(path: Path) -> Any:
 
 def _json(path: Path) -> dict[str, Any] | None:
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        value = json.loads(_read(path))
+    except (ReportError, ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
@@ -108,8 +137,9 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
             continue
         row: dict[str, Any] = {"job": str(job_dir.relative_to(sweep_dir))}
         overrides = _safe_yaml(overrides_file) or []
-        if not isinstance(overrides, list):
-            raise ReportError(f"{overrides_file}: expected a list of overrides, got {type(overrides).__name__}")
+        if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+            raise ReportError(f"{overrides_file}: expected a list of overrides (texts), got "
+                              f"{type(overrides).__name__}")
         row.update(parse_override(o) for o in overrides)
         _status(job_dir, row)
         jobs.append(row)
@@ -124,7 +154,8 @@ def sweeper_choice(sweep_dir: Path, jobs: list[dict[str, Any]]) -> dict[str, Any
         return None
     doc = _safe_yaml(path)
     params = doc.get("best_params") if isinstance(doc, dict) else None
-    if not isinstance(params, dict):
+    if not isinstance(params, dict) or not all(isinstance(v, (str, int, float, bool)) or v is None
+                                               for v in params.values()):
         return None
 
     def same(a: Any, b: Any) -> bool:
@@ -228,12 +259,15 @@ def _finite(value: Any) -> bool:
 def write_tables(jobs: list[dict[str, Any]], out: Path, chosen: dict[str, Any] | None = None) -> tuple[Path, Path]:
     keys, constant = split_keys(jobs)
     best = best_by_validation(jobs)
+    from survopt_hydra.durable import write_text_atomic  # never through a link planted in the sweep dir
+
     csv_path, md_path = out / "sweep_report.csv", out / "sweep_report.md"
-    with csv_path.open("w", newline="", encoding="utf-8") as handle:  # the CSV keeps every column
-        writer = csv.DictWriter(handle, fieldnames=["job", *_keys(jobs), *METRICS, "status", "reason"],
-                                extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(jobs)
+    buffer = io.StringIO()  # the CSV keeps every column
+    writer = csv.DictWriter(buffer, fieldnames=["job", *_keys(jobs), *METRICS, "status", "reason"],
+                            extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(jobs)
+    write_text_atomic(buffer.getvalue(), csv_path, durable=False)
     done = sum(r["status"] == "done" for r in jobs)
     lines = [f"# Sweep report: {out}", "", f"{done} of {len(jobs)} jobs finished.", ""]
     if constant:
@@ -258,7 +292,7 @@ def write_tables(jobs: list[dict[str, Any]], out: Path, chosen: dict[str, Any] |
             setting = " ".join(f"{k}={row[k]}" for k in keys if k in row) or "(no swept key)"
             test = f"test {row['test_cindex']:.4f}" if _finite(row.get("test_cindex")) else "no test figure"
             lines += ["", f"{label}: job {row['job']} ({setting}): val {row['val_cindex']:.4f}, {test}."]
-    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_atomic("\n".join(lines) + "\n", md_path, durable=False)
     return md_path, csv_path
 
 
@@ -336,9 +370,13 @@ def plot(jobs: list[dict[str, Any]], out: Path, chosen: dict[str, Any] | None = 
         return None
     import matplotlib.pyplot as plt
 
+    from survopt_hydra.durable import write_atomic
+
     path = out / "sweep_report.png"
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
+    write_atomic(buffer.getvalue(), path, durable=False)
     return path
 
 

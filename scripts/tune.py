@@ -272,7 +272,9 @@ def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path, 
     from survopt_hydra.app.trainer import load_best
     from survopt_hydra.survival import concordance_index
 
-    parts = fold_overrides(compose_train([*base, *TRIAL_OVERRIDES]), folds)
+    cfg = compose_train([*base, *TRIAL_OVERRIDES])
+    parts = fold_overrides(cfg, folds)
+    own_files = own_data_paths(cfg)  # the data files the user named: the runs' best.pt may name them back
     plan = [(k, seed) for k in range(len(parts)) for seed in seeds]
     dirs = [out / (f"final_seed{seed}" if len(parts) == 1 else f"final_seed{seed}_fold{k}") for k, seed in plan]
     overrides = [[*base, *chosen, *parts[k], f"trainer.seed={seed}"] for k, seed in plan]
@@ -280,15 +282,15 @@ def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path, 
         members = list(run_all(train_kept, overrides, dirs))
     val_z, test_z, val_rows, scales = {}, {}, {}, {}
     for (k, seed), run_dir in zip(plan, dirs):
-        _, cohort, model, _ = load_best(run_dir)
+        _, cohort, model, _ = load_best(run_dir, own_files)
         with torch.no_grad():
             v, t = model(cohort.val.x).double().numpy(), model(cohort.test.x).double().numpy()
         mu, sd = float(v.mean()), float(v.std()) or 1.0
         val_z[k, seed], test_z[k, seed], val_rows[k], test = (v - mu) / sd, (t - mu) / sd, cohort.val, cohort.test
         scales[k, seed] = {"run_dir": run_dir.name, "val_mean": mu, "val_sd": sd}
-    (out / "bags.json").write_text(json.dumps({  # what a user needs to score new rows with a seed's bag
+    write_tool_output(out / "bags.json", json.dumps({  # what a user needs to score new rows with a seed's bag
         "how": "risk(x) = mean over a seed's members of (member's survopt-predict risk - val_mean) / val_sd",
-        "bags": {str(s): [scales[k, s] for k in range(len(parts))] for s in seeds}}, indent=2), encoding="utf-8")
+        "bags": {str(s): [scales[k, s] for k in range(len(parts))] for s in seeds}}, indent=2))
     folds_seen = range(len(parts))
     durations = torch.cat([val_rows[k].durations for k in folds_seen])
     events = torch.cat([val_rows[k].events for k in folds_seen])
@@ -313,11 +315,62 @@ def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path, 
             "run_dirs": [str(d) for d in dirs]}
 
 
+def own_data_paths(cfg: Any) -> dict[str, str]:
+    """The data files the user's own config names (``data.path``/``data.test_path``): what the tool may
+    read again when a run it trained names them (:func:`survopt_hydra.app.components.artifact_settings`)."""
+    from survopt_hydra.app.components import DATA_PATH_KEYS
+
+    return {key: str(cfg.data[key]) for key in DATA_PATH_KEYS if cfg.data.get(key)}
+
+
 def write_trials(records: list[dict[str, Any]], path: Path) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(records[0]))
-        writer.writeheader()
-        writer.writerows(records)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    write_tool_output(path, buffer.getvalue())
+
+
+def write_tool_output(path: Path, text: str) -> None:
+    from survopt_hydra.app.outputs import write_tool_output as write
+
+    write(path, text)
+
+
+def make_output_dir(out: Path) -> None:
+    from survopt_hydra.errors import ConfigError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("--out", f"{out}: cannot create it ({exc.strerror or exc}); choose another --out") from None
+
+
+#: Bounds of the search flags: each is what a day of tuning on this machine could use, far above the defaults.
+MAX_TRIALS, MAX_SECONDS, MAX_FOLDS, MAX_SEEDS, MAX_JOBS = 100_000, 7 * 86400.0, 100, 100, 256
+
+
+def check_flags(trials: int | None, seconds: float | None, folds: int, jobs: int, seeds: list[int],
+                sampler_seed: int) -> None:
+    """One-line ConfigError naming the flag for a budget or count the search cannot run with."""
+    from survopt_hydra.errors import ConfigError
+
+    if seconds is not None and not math.isfinite(seconds):
+        raise ConfigError("--seconds", f"must be a finite number of seconds, got {seconds:g}")
+    if (trials is not None and trials < 1) or (seconds is not None and seconds <= 0):
+        raise ConfigError("--trials/--seconds", "the budget must be positive")
+    if (trials or 0) > MAX_TRIALS or (seconds or 0) > MAX_SECONDS:
+        raise ConfigError("--trials/--seconds", f"at most {MAX_TRIALS} trials and {MAX_SECONDS:g} s (a week)")
+    if folds < 1:
+        raise ConfigError("--folds", f"must be >= 1, got {folds}")
+    if folds > MAX_FOLDS:
+        raise ConfigError("--folds", f"at most {MAX_FOLDS}, got {folds}")
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ConfigError("--jobs", f"must be in 1..{MAX_JOBS}, got {jobs}")
+    if not 1 <= len(seeds) <= MAX_SEEDS or not all(0 <= s < 2**32 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError("--final-seeds", f"1..{MAX_SEEDS} distinct seeds in [0, 2**32), got {seeds}")
+    if not 0 <= sampler_seed < 2**32:
+        raise ConfigError("--sampler-seed", f"must be in [0, 2**32), got {sampler_seed}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,36 +397,33 @@ def main(argv: list[str] | None = None) -> int:
 
     log = (lambda _: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     try:
-        if (trials is not None and trials < 1) or (args.seconds is not None and args.seconds <= 0):
-            raise ConfigError("--trials/--seconds", "the budget must be positive")
-        if args.jobs < 1:
-            raise ConfigError("--jobs", f"must be >= 1, got {args.jobs}")
-        out = output_path(args.out, "tune", "result.json").parent
+        check_flags(trials, args.seconds, args.folds, args.jobs, args.final_seeds, args.sampler_seed)
+        out = output_path(args.out, "tune", "result.json", force=True).parent  # an old result: refused below
         if (out / "result.json").exists():
             raise ConfigError("--out", f"{out} already holds a tuning result; pass another --out")
         cfg = compose_train([*args.overrides, *TRIAL_OVERRIDES])  # a bad override fails here, before any trial
         fold_overrides(cfg, args.folds)  # a bad --folds fails here too
+        make_output_dir(out)  # the last check before the search: a folder that cannot be made is one line now
         tic = time.perf_counter()
         study, records = search(args.overrides, trials, args.seconds, args.sampler_seed, log, args.folds,
                                 baseline=not args.no_baseline, jobs=args.jobs, prune=not args.no_prune)
         search_s = time.perf_counter() - tic
         chosen = list(study.best_trial.user_attrs["overrides"])  # the choice: validation only
-        out.mkdir(parents=True, exist_ok=True)
         write_trials(records, out / "trials.csv")
         import yaml
 
         best_params = dict(_o.split("=", 1) for _o in chosen)
-        (out / "optimization_results.yaml").write_text(yaml.safe_dump(
+        write_tool_output(out / "optimization_results.yaml", yaml.safe_dump(
             {"name": "survopt-tune", "best_params": best_params, "best_value": float(study.best_value)}))
         final = final_runs(args.overrides, chosen, args.final_seeds, out, args.folds, args.jobs)  # first look at test
+        result = {"base_overrides": args.overrides, "chosen_overrides": chosen, "best_trial": study.best_trial.number,
+                  "best_value": study.best_value, "trials": len(records), "search_seconds": round(search_s, 1),
+                  "sampler_seed": args.sampler_seed,
+                  "baseline_trial": not args.no_baseline and records[0].get("baseline", False), **final}
+        write_tool_output(out / "result.json", json.dumps(result, indent=2))
     except (ConfigError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
-    result = {"base_overrides": args.overrides, "chosen_overrides": chosen, "best_trial": study.best_trial.number,
-              "best_value": study.best_value, "trials": len(records), "search_seconds": round(search_s, 1),
-              "sampler_seed": args.sampler_seed,
-              "baseline_trial": not args.no_baseline and records[0].get("baseline", False), **final}
-    (out / "result.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     command = " ".join(["python scripts/train.py", *args.overrides, *chosen])
     print(f"{len(records)} trials in {search_s:.0f} s; best validation {study.best_value:.4f} (trial "
           f"{study.best_trial.number}): {' '.join(chosen)}")

@@ -15,6 +15,7 @@ _EXPORTS = {
     "build_optimizer": "optim",
     "build_scheduler": "optim",
     "build_param_groups": "optim",
+    "Stepping": "optim",
     "create_optimizer": "api.factory",
     "create_scheduler": "api.factory",
     "create_optimizer_and_scheduler": "api.factory",

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SUMMARY = re.compile(r"^test C-index: (0\.\d{4}|1\.0000) \(best epoch (\d+), val C-index (0\.\d{4}|1\.0000)\)$")
+SUMMARY = re.compile(r"^test C-index: (0\.\d{4}|1\.0000) \(95% CI (\d\.\d{3})-(\d\.\d{3})\) "
+                     r"\(best epoch (\d+), val C-index (0\.\d{4}|1\.0000)\)$")
 QUICK = ["trainer.max_epochs=3"]
 
 pytestmark = pytest.mark.slow
@@ -54,7 +55,11 @@ def test_default_run_writes_outputs_and_summary(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert {"test_cindex", "val_cindex", "best_epoch", "epochs_run", "train_seconds"} <= set(metrics)
     assert float(match.group(1)) == pytest.approx(metrics["test_cindex"], abs=5e-5)
-    assert int(match.group(2)) == metrics["best_epoch"] and metrics["epochs_run"] == 5
+    lo, hi = metrics["test_cindex_ci"]  # the bootstrap interval, as printed
+    assert (float(match.group(2)), float(match.group(3))) == pytest.approx((lo, hi), abs=5e-4)
+    assert lo < metrics["test_cindex"] < hi and hi - lo < 0.1  # 1,775 test patients: a few points wide
+    assert metrics["bootstrap_resamples"] == 1000 and metrics["bootstrap_seed"] == 0
+    assert int(match.group(4)) == metrics["best_epoch"] and metrics["epochs_run"] == 5
     assert 0.5 < metrics["test_cindex"] < 1.0
     rows = read_csv(tmp_path / "epochs.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
@@ -77,8 +82,9 @@ def test_overrides_take_effect(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "preset, expect",
-    [("finetune", {"optimizer.lr": 1e-5, "scheduler.name": "warmup_cosine", "clipping.max_norm": 0.5}),
-     ("large_model", {"optimizer.lr": 3e-3, "optimizer.betas": [0.9, 0.95], "scheduler.eta_min": 1e-6})],
+    [("finetune", {"optimizer.lr": 1e-5, "scheduler.name": "warmup_cosine", "scheduler.warmup_fraction": 0.05}),
+     ("large_model", {"optimizer.lr": 3e-3, "optimizer.if_supported": {"betas": [0.9, 0.95]},
+                      "scheduler.eta_min": 1e-6})],
 )
 def test_presets_take_effect(tmp_path: Path, preset: str, expect: dict) -> None:
     train(tmp_path, f"+preset={preset}", "trainer.max_epochs=6")
@@ -87,8 +93,13 @@ def test_presets_take_effect(tmp_path: Path, preset: str, expect: dict) -> None:
         group, field = key.split(".")
         assert cfg[group][field] == value, key
     first_lr = float(read_csv(tmp_path / "epochs.csv")[0]["lr/default"])
-    warm = cfg["scheduler"]["warmup_epochs"] > 0
+    warm = cfg["scheduler"]["warmup_epochs"] > 0 or cfg["scheduler"].get("warmup_fraction") is not None
     assert first_lr == pytest.approx(expect["optimizer.lr"] * (0.01 if warm else 1.0))
+    import torch
+
+    groups = torch.load(tmp_path / "last.pt", weights_only=True)["engine"]["optimizer"]["param_groups"]
+    want_betas = (0.9, 0.95) if preset == "large_model" else (0.9, 0.999)  # if_supported reached AdamW
+    assert all(tuple(g["betas"]) == pytest.approx(want_betas) for g in groups)
 
 
 def test_multirun_and_sweep_report(tmp_path: Path) -> None:
@@ -226,7 +237,8 @@ def test_csv_with_external_test_cohort(tmp_path: Path) -> None:
 
 def test_images_cnn_bf16(tmp_path: Path) -> None:
     train(tmp_path, "data=synthetic_images", "model=cnn", "amp=bf16", "data.n=128", "data.size=16",
-          "trainer.max_epochs=2", "trainer.batch_size=32", "+preset=finetune", "scheduler.warmup_epochs=1")
+          "trainer.max_epochs=2", "trainer.batch_size=32", "+preset=finetune", "scheduler.warmup_epochs=1",
+          "scheduler.warmup_fraction=null")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and 0.0 <= metrics["test_cindex"] <= 1.0
     groups = {k for k in read_csv(tmp_path / "epochs.csv")[0] if k.startswith("lr/")}

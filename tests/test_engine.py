@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from survopt_hydra import ConfigError, StepEngine, build_optimizer, build_scheduler
+from survopt_hydra import ConfigError, StepEngine, Stepping, build_optimizer, build_scheduler
 from survopt_hydra.engine.amp import AmpSettings
 from survopt_hydra.schemas.amp import AMP
 
@@ -24,7 +24,8 @@ def _data(n=64, seed=1):
 def _engine(model, k=1, batches=None, sched=None, amp=None, opt="sgd", **sopts):
     optimizer = build_optimizer(model, opt, lr=0.05, **({"momentum": 0.0} if opt == "sgd" else {}))
     scheduler = build_scheduler(optimizer, name=sched, **sopts) if sched else None
-    return StepEngine(model, optimizer, scheduler, amp=amp, accumulate_grad_batches=k, batches_per_epoch=batches)
+    return StepEngine(model, optimizer, scheduler, amp=amp, accumulate_grad_batches=k, batches_per_epoch=batches,
+                      stepping=Stepping.of({"name": sched, **sopts}) if sched else None)
 
 
 def _params(model):
@@ -98,7 +99,8 @@ def test_onecycle_with_accumulation_ends_exactly_at_its_last_step():
     epochs, batches, k = 3, 10, 4  # 3 optimizer steps per epoch
     optimizer = build_optimizer(model, "sgd", lr=0.05)
     sched = build_scheduler(optimizer, epochs=epochs, steps_per_epoch=3, name="onecycle", max_lr=0.1)
-    engine = StepEngine(model, optimizer, sched, accumulate_grad_batches=k, batches_per_epoch=batches)
+    engine = StepEngine(model, optimizer, sched, accumulate_grad_batches=k, batches_per_epoch=batches,
+                        stepping=Stepping("step"))
     x, y = _data(40)
     for _ in range(epochs):
         for bx, by in zip(x.chunk(batches), y.chunk(batches)):
@@ -203,7 +205,8 @@ def test_split_run_with_save_load_equals_uninterrupted_run(sched, opts):
         model = _model(3)
         optimizer = build_optimizer(model, "adamw", lr=1e-2)
         scheduler = build_scheduler(optimizer, epochs=6, steps_per_epoch=3, name=sched, **opts)
-        return model, StepEngine(model, optimizer, scheduler, amp="bf16", accumulate_grad_batches=2, batches_per_epoch=6)
+        return model, StepEngine(model, optimizer, scheduler, amp="bf16", accumulate_grad_batches=2, batches_per_epoch=6,
+                                 stepping=Stepping.of({"name": sched, **opts}))
 
     model_a, engine_a = fresh()
     lrs_a = []
@@ -307,3 +310,26 @@ def test_accelerator_transfer_path_gives_the_same_counts_and_loss():
     (loss_a, steps_a, bad_a, params_a), (loss_b, steps_b, bad_b, params_b) = results
     assert loss_a == loss_b and loss_a[1] == 5 and (steps_a, bad_a) == (steps_b, bad_b) == (2, 1)
     assert torch.equal(params_a, params_b)
+
+
+def test_schedule_free_optimizer_follows_the_engines_mode():
+    """optimizer=adamw_schedulefree keeps two weight sequences: the engine switches it with the model, so the
+    app validates and saves the averaged weights and trains the other (schedulefree's train()/eval())."""
+    model = _model()
+    optimizer = build_optimizer(model, "adamw_schedulefree", lr=0.01)
+    engine = StepEngine(model, optimizer)
+    engine.train_mode()
+    assert model.training and optimizer.param_groups[0]["train_mode"] is True
+    x, y = _data()
+    for _ in range(3):
+        engine.backward(nn.functional.mse_loss(model(x), y))
+        assert engine.step()
+    trained = _params(model)
+    engine.eval_mode()
+    assert not model.training and optimizer.param_groups[0]["train_mode"] is False
+    assert not torch.equal(_params(model), trained)  # the averaged sequence swapped in
+    engine.train_mode()
+    torch.testing.assert_close(_params(model), trained)  # and back
+    plain = StepEngine(_model(), build_optimizer(_model(), "sgd", lr=0.1))
+    plain.eval_mode()
+    plain.train_mode()  # an optimizer without train()/eval() is left alone

@@ -301,6 +301,38 @@ def test_muon_recipe_equals_torch_muon_plus_adamw(compose_cfg):
     assert restored.muon.state is restored.state and len(restored.state) == len(opt.state) == 9
 
 
+class _WithNoDecay(nn.Module):
+    """A ViT-like model naming a 3-D pos_embed (AdamW's half) and a hidden matrix (Muon's) in no_weight_decay()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos_embed = nn.Parameter(torch.zeros(1, 2, 8))
+        self.blocks = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8))
+        self.head = nn.Linear(8, 1)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "blocks.1.weight"}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(x + self.pos_embed).mean(1))
+
+
+def test_muon_honours_the_whole_param_group_policy_on_both_halves():
+    """Issue 26 item 5: no_weight_decay() names get no decay in Muon's half and in AdamW's, and lr_mult /
+    layer_decay scale both halves (AdamW's from aux_lr)."""
+    model = _WithNoDecay()
+    opt = build_optimizer(model, "muon", lr=0.02, weight_decay=0.05, aux_lr=0.001, lr_mult={"blocks.0.*": 0.5})
+    wd = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    lr = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert wd[id(model.pos_embed)] == 0.0 and wd[id(model.blocks[1].weight)] == 0.0
+    assert wd[id(model.blocks[0].weight)] == 0.05 and wd[id(model.head.weight)] == 0.05
+    muon = {id(p) for g in opt.muon.param_groups for p in g["params"]}
+    assert muon == {id(model.blocks[0].weight), id(model.blocks[1].weight)}
+    assert lr[id(model.blocks[0].weight)] == pytest.approx(0.01)  # Muon's lr x the pattern's 0.5
+    assert lr[id(model.blocks[0].bias)] == pytest.approx(0.0005)  # AdamW's aux_lr x 0.5
+    assert lr[id(model.head.weight)] == pytest.approx(0.001)
+
+
 def test_optional_pattern_may_match_nothing(tiny_model):
     """The finetune preset's "?backbone.*" applies where there is a backbone and is silent elsewhere."""
     opt = build_optimizer(tiny_model, "adamw", lr=1e-3, lr_mult={"?backbone.*": 0.1})

@@ -186,6 +186,20 @@ def test_run_reports_time_dependent_metrics_and_plots(support_run):
     np.testing.assert_allclose(on_disk["test_td_auc"], auc, atol=1e-6)
     assert on_disk["test_td_auc_mean"] == pytest.approx(mean, abs=1e-6)
     assert 0 < on_disk["test_ibs"] < 0.25 and 0 < on_disk["val_ibs"] < 0.25
+    # The intervals are the library's bootstrap of these risks (each resample is checked against
+    # lifelines / scikit-survival in tests/test_bootstrap.py), with the seed and count metrics.json names.
+    from survopt_hydra.survival.bootstrap import bootstrap_intervals
+    from survopt_hydra.survival.timedep import uno_weights
+
+    t, e = cohort.test.durations.double().numpy(), cohort.test.events.numpy()
+    weights = uno_weights(t, e, cohort.train.durations, cohort.train.events, tau=metrics["uno_tau"])
+    ci = bootstrap_intervals(risk, t, e, uno_weights=weights, resamples=on_disk["bootstrap_resamples"],
+                             seed=on_disk["bootstrap_seed"])
+    assert on_disk["test_cindex_ci"] == pytest.approx(ci["cindex"], abs=1e-12)
+    assert on_disk["test_uno_cindex_ci"] == pytest.approx(ci["uno_cindex"], abs=1e-12)
+    lo, hi = on_disk["test_ibs_ci"]
+    assert lo < on_disk["test_ibs"] < hi and hi - lo < 0.03
+    assert on_disk["test_cindex_ci"][0] < on_disk["test_cindex"] < on_disk["test_cindex_ci"][1]
     for name in ("calibration.png", "risk_groups.png"):
         assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -1,6 +1,7 @@
 """benchmarks/readme_figures.py prints the figure the README's command prints (it trains in-process)."""
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -25,4 +26,6 @@ def test_table_row_equals_the_cli_summary_line(tmp_path: Path) -> None:
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert cli.returncode == 0, cli.stderr[-3000:]
     summary = cli.stdout.strip().splitlines()[-1]
-    assert summary == f"test C-index: {cells[2]} (best epoch {cells[4]}, val C-index {cells[3]})"
+    lo, hi = json.loads((tmp_path / "run" / "metrics.json").read_text())["test_cindex_ci"]
+    assert summary == f"test C-index: {cells[2]} (95% CI {lo:.3f}-{hi:.3f}) (best epoch {cells[4]}, " \
+                      f"val C-index {cells[3]})"

@@ -472,7 +472,12 @@ def test_checkpoint_naming_shards_never_unpickles_dcp_metadata(tmp_path: Path, w
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     r = app(run, "trainer.max_epochs=3")
     assert r.returncode == 2, r.stderr
-    assert r.stderr.strip().splitlines()[-1].startswith("error: distributed.checkpoint: "), r.stderr
+    if where == "absolute":  # not a folder name in the run dir: refused by the pre-flight's look at last.pt
+        assert r.stderr.strip() == (f"error: trainer.resume: cannot resume: {run / 'last.pt'}: sharded: '{outside}' is "
+                                    "not a shard folder name in the run dir; use a new hydra.run.dir or "
+                                    "trainer.resume=false"), r.stderr
+    else:  # a sibling folder whose files the run did not write: refused by the shard check
+        assert r.stderr.strip().splitlines()[-1].startswith("error: distributed.checkpoint: "), r.stderr
     assert "Traceback" not in r.stderr
     assert not marker.exists()
     assert {name: (run / name).read_bytes() for name in before} == before  # (Hydra adds an empty train.log)

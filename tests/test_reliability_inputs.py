@@ -99,6 +99,17 @@ CATALOGUE: list[tuple[str, list[str], tuple[str, ...]]] = [
       "lower data.folds")),
     ("no_optimizer", ["~optimizer"], ("optimizer: no option selected",)),
     ("csv_without_path", ["data=csv"], ("data.path: is required",)),
+    # -- Hydra keys the app would ignore or misuse (issue 25)
+    ("data_target", ["+data._target_=os.system"], ("data._target_: the app builds its data from the option's fields",)),
+    ("trainer_target", ["+trainer._target_=os.system"], ("trainer._target_: the app builds its trainer",)),
+    ("clipping_partial", ["clipping._partial_=true"], ("clipping._partial_: the app builds this group itself",
+                                                       "allowed: false")),
+    ("scheduler_partial", ["scheduler._partial_=true"], ("scheduler._partial_: the app builds this group itself",)),
+    ("distributed_partial", ["distributed._partial_=true"], ("distributed._partial_: the app builds this group",)),
+    ("clipping_args", ["+clipping._args_=[x]"], ("clipping._args_: not a key Hydra or the library reads here",)),
+    ("threads_bound", ["trainer.num_threads=1000000000"], ("trainer.num_threads: must be in 1..1024",)),
+    ("warmup_fraction_and_epochs", ["scheduler=warmup_cosine", "scheduler.warmup_fraction=0.1"],
+     ("scheduler.warmup_fraction: set either warmup_epochs (5) or warmup_fraction",)),
     # -- syntax and sweeps
     ("parse_error", ["optimizer.lr=1e-3)"], ("optimizer.lr=1e-3): cannot parse this override",)),
     ("ambiguous_list", ["optimizer.lr=1e-3,1e-2"], ("optimizer.lr: ambiguous value",)),
@@ -127,7 +138,7 @@ CATALOGUE: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("data_event_words", ["data=csv", "data.path={data}/event_yes.csv"],
      ("{data}/event_yes.csv: non-numeric value 'no' in column 'event' at row 1",)),
     ("lr_underflow", ["optimizer.lr=1e-320"], ("optimizer.lr: must be >= 1.175e-38 (smaller underflows in float32",)),
-    ("lr_nan_text", ["optimizer.lr='NaN'"], ("optimizer.lr: must be a finite number, got nan",)),
+    ("lr_nan_text", ["optimizer.lr='NaN'"], ("optimizer.lr: must be a finite number, got 'NaN'",)),
     ("split_too_few_to_rank", ["data=gbsg2", "data.val_fraction=0.003"],
      ("pkg://lifelines/datasets/gbsg2.csv: the validation split has 2 row(s), 1 event(s) and 1 comparable pair(s): "
       "too few to rank",)),
@@ -273,79 +284,52 @@ def test_remote_launcher_sweeps_check_config_only() -> None:
     from survopt_hydra.errors import ConfigError
 
     remote = ["hydra/launcher=survopt_slurm", "optimizer.lr=1e-3,2e-3", "data=csv", "data.path=/cluster/only.csv"]
-    assert preflight.check_jobs(remote, multirun=True) == 2
+    assert preflight.check_command(remote, multirun=True) == 2
     with pytest.raises(ConfigError, match="optimizer.lr: must be > 0"):
-        preflight.check_jobs(["hydra/launcher=survopt_slurm", "optimizer.lr=1e-3,-1"], multirun=True)
+        preflight.check_command(["hydra/launcher=survopt_slurm", "optimizer.lr=1e-3,-1"], multirun=True)
 
 
 def test_preflight_imports_neither_dynamo_nor_fsdp(tmp_path: Path) -> None:
-    """Issue 16 item 2: the pre-flight (run-length check on a dummy optimizer included) imports neither
-    ``torch._dynamo`` nor FSDP (seconds each), and hands its composition over to hydra.main."""
+    """Issue 16 item 2: the pre-flight's checks (run-length check on a dummy optimizer included) import
+    neither ``torch._dynamo`` nor FSDP (seconds each)."""
     probe = (
         "import sys\n"
-        "from survopt_hydra.app import preflight as P\n"
-        f"P.preflight(['hydra.run.dir={tmp_path / 'run'}'])\n"
+        "from survopt_hydra.app.preflight import check_command\n"
+        "print(check_command([]))\n"
         "print(sorted(m for m in ('torch._dynamo', 'torch.distributed.fsdp', 'sympy') if m in sys.modules))\n"
-        "print('torch' in sys.modules, len(P._COMPOSED))\n"
-        "from hydra.types import RunMode\n"
-        "(key, cfg), = P._COMPOSED.items()\n"
-        "print(P._loader(None).load_configuration('train', list(key[2]), RunMode.RUN) is cfg)\n"
     )
     proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env=_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split("\n")[:3] == ["[]", "True 1", "True"]  # Hydra's next composition: the same object
+    assert proc.stdout.split("\n")[:2] == ["1", "[]"]
 
 
-_COUNTING_APP = (
-    "import sys\n"
-    "from hydra._internal.config_loader_impl import ConfigLoaderImpl\n"
-    "from survopt_hydra.app import preflight\n"
-    "calls = []\n"
-    "impl = ConfigLoaderImpl._load_configuration_impl\n"
-    "def counted(self, *a, **k):\n"
-    "    calls.append(1)\n"
-    "    return impl(self, *a, **k)\n"
-    "ConfigLoaderImpl._load_configuration_impl = counted\n"
-    "if sys.argv[1] == 'no-hand-over':\n"
-    "    preflight.hand_over = lambda: None\n"
-    "import atexit\n"
-    "import gc\n"
+_GC_PROBE = (
+    "import atexit, gc, sys\n"
     "atexit.register(lambda: print('gc', gc.isenabled(), gc.get_freeze_count() > 100_000, file=sys.stderr))\n"
-    "atexit.register(lambda: print('compositions', len(calls), file=sys.stderr))\n"
-    "sys.argv = ['train.py', *sys.argv[2:]]\n"
+    "sys.argv = ['train.py', *sys.argv[1:]]\n"
     "from survopt_hydra.app.train import main\n"
     "main()\n"
 )
 
 
-@pytest.mark.parametrize("extra", [[], ["optimizer=sgd", "hydra.job.name=mine"]])
-def test_a_run_composes_its_config_once_and_records_what_hydra_would(tmp_path: Path, extra: list[str]) -> None:
-    """Issue 16 item 2: a whole ``scripts/train.py`` run composes its config once (the pre-flight's,
-    handed to Hydra's ``get_mode`` and run), not three times; its ``.hydra/`` files and metrics
-    are byte-identical to a run where Hydra composes for itself. The garbage collector is on
-    again after start-up, with start-up's objects frozen (``_startup_without_gc``)."""
-    outputs = {}
-    for mode in ("hand-over", "no-hand-over"):
-        run_dir = tmp_path / "run"
-        proc = subprocess.run([sys.executable, "-c", _COUNTING_APP, mode, f"hydra.run.dir={run_dir}",
-                               "trainer.max_epochs=1", *extra],
-                              cwd=ROOT, capture_output=True, text=True, timeout=300, env=_env())
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        assert proc.stderr.splitlines()[-1] == "gc True True"  # collection back on, start-up's objects frozen
-        outputs[mode] = (proc.stderr.splitlines()[-2],
-                         {f: (run_dir / ".hydra" / f).read_text() for f in ("config.yaml", "hydra.yaml", "overrides.yaml")},
-                         {k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items()
-                          if "seconds" not in k})
-        run_dir.rename(tmp_path / mode)
-    assert outputs["hand-over"][0] == "compositions 1" and outputs["no-hand-over"][0] == "compositions 3"
-    assert outputs["hand-over"][1:] == outputs["no-hand-over"][1:]
-    assert ("name: mine" in outputs["hand-over"][1]["hydra.yaml"]) == bool(extra)
+def test_start_up_runs_without_gc_and_training_with_it(tmp_path: Path) -> None:
+    """Collection is back on for training, with start-up's ~10^6 objects frozen (``_training_gc``); the
+    run's .hydra/ files are Hydra's own (no pre-flight composition is handed to it any more)."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", _GC_PROBE, f"hydra.run.dir={run_dir}", "trainer.max_epochs=1",
+                           "optimizer=sgd", "hydra.job.name=mine"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr.splitlines()[-1] == "gc True True"
+    hydra_yaml = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())
+    assert hydra_yaml["hydra"]["job"]["name"] == "mine" and hydra_yaml["hydra"]["run"]["dir"] == str(run_dir)
+    assert yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["optimizer"]["name"] == "sgd"
 
 
 def test_a_sweep_set_by_hydra_mode_still_sweeps(tmp_path: Path) -> None:
     """``hydra.mode=MULTIRUN`` without ``-m``: every job runs, each composed by Hydra."""
-    sweep = subprocess.run([sys.executable, "-c", _COUNTING_APP, "hand-over", "hydra.mode=MULTIRUN",
+    sweep = subprocess.run([sys.executable, "-c", _GC_PROBE, "hydra.mode=MULTIRUN",
                             f"hydra.sweep.dir={tmp_path / 'sw'}", "trainer.max_epochs=1", "optimizer.lr=1e-3,2e-3"],
                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=_env())
     assert sweep.returncode == 0, sweep.stderr[-2000:]
@@ -367,3 +351,17 @@ def test_yaml_spelling_of_infinity_on_the_command_line_trains_with_the_max_norm(
     assert "clipping.norm_type=inf" in yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
     assert yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["clipping"]["norm_type"] == math.inf
     assert (run_dir / "metrics.json").is_file()
+
+
+def test_a_bad_config_value_is_refused_before_torch_is_imported(tmp_path: Path) -> None:
+    """The pre-flight checks the config before it imports the trainer: a typo costs well under a second."""
+    probe = ("import atexit, sys\n"
+             "atexit.register(lambda: print('torch' in sys.modules, file=sys.stderr))\n"
+             "sys.argv = ['train.py', *sys.argv[1:]]\n"
+             "from survopt_hydra.app.train import main\n"
+             "main()\n")
+    proc = subprocess.run([sys.executable, "-c", probe, f"hydra.run.dir={tmp_path / 'run'}", "optimizer.lr=-1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=_env())
+    assert proc.returncode == 2 and proc.stderr.splitlines()[-1] == "False", proc.stderr
+    assert proc.stderr.splitlines()[0].startswith("error: optimizer.lr: must be > 0")
+    assert not (tmp_path / "run").exists()

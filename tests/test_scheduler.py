@@ -30,7 +30,6 @@ def test_every_option_is_a_torch_lr_scheduler(name):
     extra = {"monitor": "val_loss"} if name == "plateau" else {}
     sched = build_scheduler(opt, epochs=20, steps_per_epoch=5, name=name, **extra)
     assert isinstance(sched, tls.LRScheduler)
-    assert sched.interval in ("epoch", "step")
     metrics = [0.5] * 150 if name == "plateau" else None
     lrs = _trajectory(sched, 150, metrics)  # far past the end: never raises
     assert all(math.isfinite(v) and v >= 0 for v in lrs)
@@ -88,7 +87,6 @@ def test_warmup_then_plateau():
     # after warmup: first metric sets best, then patience=2 bad epochs, halved on the 3rd
     assert lrs[4:7] == pytest.approx([0.1] * 3)
     assert lrs[7] == pytest.approx(0.05)
-    assert sched.monitor == "val_cindex"
 
 
 @pytest.mark.parametrize("name", ["step", "multistep", "exponential", "cosine"])
@@ -179,7 +177,7 @@ def test_plateau_needs_a_monitor_and_mode_follows_its_name():
     assert build_scheduler(_opt(), epochs=10, name="plateau", monitor="val_cindex").mode == "max"
     assert build_scheduler(_opt(), epochs=10, name="plateau", monitor="train_loss", mode="max").mode == "max"
     seed_style = build_scheduler(_opt(), epochs=10, name="plateau", mode="min")  # steps with step(metric) itself
-    assert seed_style.mode == "min" and seed_style.monitor is None
+    assert seed_style.mode == "min"
 
 
 def _factors(name, epochs=20, **kw):
@@ -230,3 +228,55 @@ def test_eta_min_above_the_lr_and_rounded_warmup_are_refused_clearly():
     with pytest.raises(ConfigError) as err:
         build_scheduler(_opt(), epochs=6, name="warmup_cosine", warmup_epochs=5.999)
     assert "is 6 epochs once rounded, not shorter than the run (6 epochs); allowed: at most 5 epochs" in str(err.value)
+
+
+# ------------------------------------------------------------------ issue 26 item 6: schedules compose like torch's
+def _chain(schedulers, n, plateau=None, metrics=None):
+    """LR per epoch of schedulers stepped one after the other each epoch (a plateau last, on ``metrics``)."""
+    opt = schedulers[0].optimizer
+    lrs = []
+    for i in range(n):
+        lrs.append(opt.param_groups[0]["lr"])
+        for s in schedulers:
+            s.step()
+        if plateau is not None:
+            plateau.step(metrics[i])
+    return lrs
+
+
+@pytest.mark.parametrize("pair", ["cosine+step", "polynomial+exponential", "cosine+multistep"])
+def test_library_schedules_chain_like_torchs_own(pair):
+    """torch's ChainedScheduler of our two schedules equals ChainedScheduler of torch's classes."""
+    first, second = pair.split("+")
+    ours_opt, ref_opt = _opt(), _opt()
+    opts = {"cosine": {}, "polynomial": {"power": 2.0}, "step": {"step_size": 3, "gamma": 0.5},
+            "exponential": {"gamma": 0.9}, "multistep": {"milestones": [4, 7], "gamma": 0.3}}
+    ours = tls.ChainedScheduler([build_scheduler(ours_opt, name=first, epochs=10, **opts[first]),
+                                 build_scheduler(ours_opt, name=second, epochs=10, **opts[second])])
+    torch_first = {"cosine": lambda o: tls.CosineAnnealingLR(o, T_max=10),
+                   "polynomial": lambda o: tls.PolynomialLR(o, total_iters=10, power=2.0)}[first](ref_opt)
+    torch_second = {"step": lambda o: tls.StepLR(o, step_size=3, gamma=0.5),
+                    "exponential": lambda o: tls.ExponentialLR(o, gamma=0.9),
+                    "multistep": lambda o: tls.MultiStepLR(o, milestones=[4, 7], gamma=0.3)}[second](ref_opt)
+    ref = tls.ChainedScheduler([torch_first, torch_second])
+    assert _trajectory(ours, 10) == pytest.approx(_trajectory(ref, 10), rel=1e-12)
+
+
+@pytest.mark.parametrize("name, opts", [("cosine", {}), ("polynomial", {"power": 1.0}), ("wsd", {"decay_fraction": 0.5}),
+                                        ("inverse_sqrt", {"timescale": 2.0})])
+def test_a_plateau_cut_survives_the_next_step_of_a_decay(name, opts):
+    """Cosine (or any decay) and plateau on one optimizer: each keeps its effect, as torch's cosine and
+    ReduceLROnPlateau do (the plateau's halving is scaled by the decay, never overwritten)."""
+    metrics = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    opt = _opt()
+    decay = build_scheduler(opt, name=name, epochs=8, **opts)
+    plateau = build_scheduler(opt, name="plateau", epochs=8, monitor="val_loss", patience=1, factor=0.5)
+    got = _chain([decay], 8, plateau, metrics)
+    alone = _trajectory(build_scheduler(_opt(), name=name, epochs=8, **opts), 8)
+    cuts = [0.5 ** max(0, (i - 1) // 2) for i in range(8)]  # patience 1: halved after epochs 2, 4, 6 (0-based 1, 3, 5)
+    assert got == pytest.approx([a * c for a, c in zip(alone, cuts)], rel=1e-9)
+    if name == "cosine":
+        ref_opt = _opt()
+        ref_cos = tls.CosineAnnealingLR(ref_opt, T_max=8)
+        ref_plateau = tls.ReduceLROnPlateau(ref_opt, mode="min", patience=1, factor=0.5)
+        assert got == pytest.approx(_chain([ref_cos], 8, ref_plateau, metrics), rel=1e-12)

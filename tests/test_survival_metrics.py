@@ -1,4 +1,4 @@
-"""C-index checked against lifelines, including its tie conventions."""
+"""C-index checked against lifelines, including its tie conventions, and against a hand-computed example."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from survopt_hydra.survival.metrics import concordance_index
+from survopt_hydra.survival.metrics import ConcordanceCounts, comparable_pairs, concordance_index
 
 lifelines_ci = pytest.importorskip("lifelines.utils").concordance_index
 
@@ -24,14 +24,67 @@ def test_matches_lifelines_with_ties_in_time_and_risk(seed):
     assert from_tensors == pytest.approx(expected, abs=1e-9)
 
 
-@pytest.mark.parametrize("chunk_rows", [1, 7, 64, 100_000])
-def test_chunking_does_not_change_the_result(chunk_rows):
-    # Few distinct times and rounded risks: chunk boundaries fall inside tied groups.
-    rng = np.random.default_rng(42)
-    time, risk = rng.integers(0, 4, 500).astype(float), np.round(rng.normal(size=500), 1)
-    event = rng.random(500) < 0.7
+@pytest.mark.parametrize("n", [1, 2, 3, 17, 1000, 20_000])
+def test_matches_lifelines_at_several_sizes_with_heavy_ties(n):
+    # Few distinct times and rounded risks: long runs of tied times (events and censored) and tied risks.
+    rng = np.random.default_rng(n)
+    time, risk = rng.integers(0, 4 + n // 100, n).astype(float), np.round(rng.normal(size=n), 1)
+    event = rng.random(n) < 0.6
+    try:
+        expected = lifelines_ci(time, -risk, event)
+    except ZeroDivisionError:  # n = 1, or a draw without a comparable pair
+        with pytest.raises(ValueError, match="no comparable pairs"):
+            concordance_index(risk, time, event)
+        return
+    assert concordance_index(risk, time, event) == pytest.approx(expected, abs=1e-9)
+
+
+def test_hand_computed_example():
+    # Pairs (event row first): (0,1) (0,2) (0,3) (0,4) concordant; (1,2) tied risk 0.5, censored at the
+    # same time; (1,3) discordant; (1,4) concordant; (3,4) concordant -> 6.5 of 8.
+    time, event = [1.0, 2.0, 2.0, 3.0, 4.0], [1, 1, 0, 1, 0]
+    risk = [0.9, 0.5, 0.5, 0.7, 0.1]
+    assert concordance_index(risk, time, event) == 6.5 / 8
+    assert ConcordanceCounts(risk, time, event).pairs == comparable_pairs(time, event) == 8
+
+
+def test_row_order_dtype_and_signed_zero_do_not_matter():
+    rng = np.random.default_rng(3)
+    time, risk = rng.integers(0, 20, 3000).astype(float), np.round(rng.normal(size=3000), 2)
+    event = rng.random(3000) < 0.5
+    risk[risk == 0] = -0.0  # -0.0 and 0.0 are one tied risk, as lifelines compares them
+    risk[:5] = 0.0
     expected = lifelines_ci(time, -risk, event)
-    assert concordance_index(risk, time, event, chunk_rows=chunk_rows) == pytest.approx(expected, abs=1e-9)
+    perm = rng.permutation(3000)
+    assert concordance_index(risk[perm], time[perm], event[perm]) == pytest.approx(expected, abs=1e-12)
+    as_float32 = torch.tensor(risk, dtype=torch.float32)  # the app's risks: exact in float64
+    assert concordance_index(as_float32, time, event) == pytest.approx(
+        lifelines_ci(time, -as_float32.double().numpy(), event), abs=1e-12)
+
+
+def test_all_tied_times_and_all_tied_risks():
+    # Same time for everyone: only event-vs-censored pairs at that time are comparable.
+    time, event, risk = np.full(6, 3.0), np.array([1, 1, 0, 0, 0, 1]), np.array([5, 1, 2, 3, 0, 4.0])
+    assert concordance_index(risk, time, event) == pytest.approx(lifelines_ci(time, -risk, event), abs=1e-12)
+    with pytest.raises(ValueError, match="no comparable pairs"):
+        concordance_index(risk, time, np.ones(6))  # all events at one time: no pair
+    rng = np.random.default_rng(0)
+    time, event = rng.exponential(size=500), rng.random(500) < 0.5
+    assert concordance_index(np.full(500, 0.3), time, event) == 0.5
+
+
+def test_weighted_sums_equal_the_rows_repeated():
+    """ConcordanceCounts.sums with integer row counts = lifelines on the rows repeated that often."""
+    rng = np.random.default_rng(5)
+    n = 200
+    time, risk = rng.integers(0, 15, n).astype(float), np.round(rng.normal(size=n), 1)
+    event = rng.random(n) < 0.5
+    counts = rng.integers(0, 4, (6, n)).astype(float)
+    [(num, den)] = ConcordanceCounts(risk, time, event).sums(torch.tensor(counts))
+    for b in range(6):
+        rows = np.repeat(np.arange(n), counts[b].astype(int))
+        assert float(num[b] / den[b]) == pytest.approx(lifelines_ci(time[rows], -risk[rows], event[rows]),
+                                                       abs=1e-12)
 
 
 def test_continuous_data_and_column_vector_input():

@@ -64,3 +64,23 @@ def test_parallel_launcher_gives_the_sequential_results(tmp_path: Path) -> None:
             par_rows = (tmp_path / "par" / job / name).read_text().splitlines()
             assert len(seq_rows) == len(par_rows)
     assert len({a[j]["val_cindex"] for j in a}) > 1  # four different LRs: four different runs
+
+
+@pytest.mark.slow
+def test_a_diverged_job_is_failed_and_never_best(tmp_path: Path) -> None:
+    """Issue 25 item 7: an exploding training loss (lr 1e9, no clipping: 1.7e19 against 5.7) ends the job as
+    failed (exit 1, status.json), the sweep says so, and sweep_report never ranks it."""
+    proc = multirun(tmp_path, "data=gbsg2", "trainer.max_epochs=3", "clipping=none", "optimizer.lr=1e9,1e-2")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "1 of 2 sweep jobs failed" in proc.stderr and "training diverged" in proc.stderr
+    status = {j: json.loads((tmp_path / j / "status.json").read_text()) for j in ("0", "1")}
+    assert status["0"]["status"] == "failed" and status["0"]["exit_code"] == 1
+    assert "over 100 x the first epoch's" in status["0"]["error"] and status["1"] == {"status": "ok"}
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import sweep_report
+    finally:
+        sys.path.pop(0)
+    jobs = sweep_report.collect(tmp_path)
+    assert [j["status"] for j in jobs] == ["failed (exit 1)", "done"]
+    assert sweep_report.best_by_validation(jobs)["job"] == "1"

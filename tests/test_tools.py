@@ -434,3 +434,17 @@ def test_sweep_report_ranks_a_fold_sweep_by_the_mean_over_folds(tmp_path: Path) 
     assert "| 0.01 | 3 of 3 | 0.7100 | 0.0100 | 0.6600 | **best mean val** |" in markdown
     assert ("Best by mean validation C-index over folds: optimizer.lr=0.01: val 0.7100, test (mean of the fold "
             "models) 0.6600.") in markdown
+
+
+def test_plot_run_never_draws_through_a_link(tmp_path: Path, capsys) -> None:
+    """A run dir is untrusted: curves.png planted as a link to a file elsewhere is refused in one line
+    before anything is drawn, and the link's target is not created."""
+    import plot_run
+
+    (tmp_path / "epochs.csv").write_text("epoch,train_loss,val_cindex,val_loss\n1,1.0,0.6,1.0\n")
+    (tmp_path / "curves.png").symlink_to(tmp_path / "elsewhere.png")
+    assert plot_run.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'curves.png'}: a symbolic link; plots are never written through a link "
+                   "(move it away)"]
+    assert not (tmp_path / "elsewhere.png").exists()

@@ -28,6 +28,8 @@ def _name_field(options: Mapping[str, type]) -> str:
     raise AssertionError(f"no name field in {sorted(options)}")  # pragma: no cover
 
 
+#: Hydra's own keys a library node may carry (the builders take keyword arguments only: no ``_args_``).
+HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_")
 #: The field that names the option within each group's node, read off the schemas.
 NAME_FIELDS = {group: _name_field(options) for group, options in GROUPS.items()}
 
@@ -48,6 +50,10 @@ def validate_groups(cfg: Mapping[str, Any], epochs: int | None = None,
         node = cfg.get(group)
         if node is None:
             continue
+        special = [k for k in node.keys() if str(k).startswith("_") and k not in HYDRA_KEYS]
+        if special:  # _args_: positional arguments the builders do not take; anything else is a typo
+            raise ConfigError(f"{group}.{special[0]}", f"not a key Hydra or the library reads here; allowed: "
+                                                      f"{', '.join(HYDRA_KEYS)} and the option's fields")
         values = plain_values(node)
         field = NAME_FIELDS[group]
         name = values.get(field)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from ..distributed import DistContext, eval_indices, gather_by_index
@@ -53,23 +52,100 @@ def build_model(model: dict[str, Any], input_shape: tuple[int, ...]) -> nn.Modul
         raise ConfigError("model.pretrained", str(exc)) from None
 
 
-def load_best(run_dir: str | Path) -> tuple[dict[str, dict[str, Any]], Cohort, nn.Module, dict[str, Any]]:
+#: The data keys that name files. In a config read back from an artifact they are used only when they
+#: point inside an installed package (``pkg://``) or the user gives them again on the command line.
+DATA_PATH_KEYS = ("path", "test_path")
+
+
+def artifact_settings(config: Any, where: Any, data_paths: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """The checked ``data``/``model``/``trainer`` settings of a config stored in an artifact (``best.pt``).
+
+    The stored config is plain data (:func:`.checkpoint.stored_config`: no interpolation is resolved)
+    and gets the same checks as a fresh one (:func:`.schemas.check_app_config`). Opening an artifact never
+    reads a path it names outside its folder: a ``data.path``/``data.test_path`` is used when it is a
+    ``pkg://`` file of an installed package, or when the user passes it in ``data_paths`` (the tool's
+    command line: ``data.path=...``); otherwise ConfigError naming the key and how to confirm it. A
+    stored ``model.pretrained`` is never loaded (the artifact's weights replace it), and a ``_target_``
+    or other ``_``-key in ``data``/``model`` is refused: an artifact never names code to run."""
+    from .checkpoint import CheckpointError, stored_config
+
+    config = stored_config(config, where)
+    for group in ("data", "model", "trainer"):
+        node = config.get(group)
+        if not isinstance(node, Mapping):
+            raise CheckpointError(f"{where}: its config has no {group} group; not a survopt-train checkpoint")
+        hidden = [k for k in node if k.startswith("_")] if isinstance(node, Mapping) else []
+        if hidden:
+            raise CheckpointError(f"{where}: its config names {group}.{hidden[0]}; an artifact never names code to "
+                                  "run, so a tool rebuilds only the built-in data and models from it")
+    settings = check_app_config(config)
+    data, given = settings["data"], dict(data_paths or {})
+    for key in DATA_PATH_KEYS:
+        stored = data.get(key)
+        if key in given:
+            if not stored:
+                raise ConfigError(f"data.{key}", f"{where} was trained without one; drop the override")
+            data[key] = given.pop(key)
+        elif stored and not str(stored).startswith("pkg://"):
+            raise ConfigError(f"data.{key}", f"{where} names {stored!r}, outside its run dir; a tool never reads a "
+                              f"path an artifact names: pass data.{key}=<file> on the command line to use that file")
+    if given:
+        raise ConfigError(f"data.{next(iter(given))}", f"not a data file key; allowed: {', '.join(DATA_PATH_KEYS)}")
+    if "pretrained" in settings["model"]:
+        settings["model"].update(pretrained=None, pretrained_head=False)
+    return settings
+
+
+def model_from_artifact(model: Mapping[str, Any], input_shape: tuple[int, ...], weights: Any, where: Any) -> nn.Module:
+    """The ``model`` settings' network holding ``weights`` (read from ``where``), in eval mode.
+
+    Nothing is allocated that the weights do not justify: the settings may describe no more layers
+    than the weights hold tensors, the network is first built on the meta device (metadata only) and
+    every weight is checked against it - names, dtype, shape, finite values
+    (:func:`.checkpoint.check_weights`) - before the real one is built. So ``hidden: [200000000]`` next
+    to a 16-unit file is one line, not 9.6 GB. A ``pretrained`` file is never loaded here."""
+    from .checkpoint import CheckpointError, check_weights
+
+    opts = dict(model)
+    if "pretrained" in opts:
+        opts.update(pretrained=None, pretrained_head=False)
+    layers = [v for key in ("hidden", "channels") if isinstance(opts.get(key), (list, tuple)) for v in opts[key]]
+    held = len(weights) if isinstance(weights, Mapping) else 0
+    if len(layers) > held:
+        raise CheckpointError(f"{where}: the model settings describe {len(layers)} layers but the weights hold "
+                              f"{held} tensors; the pair does not belong together")
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(opts, tuple(input_shape))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{where}: unusable model settings ({' '.join(str(exc).split())[:200]})") from None
+    check_weights(weights, skeleton.state_dict(), where)
+    net = build_model(opts, tuple(input_shape))
+    net.load_state_dict(weights)
+    net.eval()
+    return net
+
+
+def load_best(run_dir: str | Path, data_paths: Mapping[str, str] | None = None
+              ) -> tuple[dict[str, dict[str, Any]], Cohort, nn.Module, dict[str, Any]]:
     """A finished run's ``best.pt`` in a plain model (eval mode), with the run's checked settings,
     its cohort (same split, same standardization) and the checkpoint: to score a run afterwards.
 
-    Raises :class:`~.checkpoint.CheckpointError` when the file is missing or unusable."""
-    from .checkpoint import CheckpointError, load_checkpoint
+    ``best.pt`` is untrusted data: its config is read as plain data and checked like a fresh one,
+    a data file it names is read only as :func:`artifact_settings` allows (``data_paths``: the files
+    the user gave), and its weights are checked against the model before use
+    (:func:`model_from_artifact`). Raises :class:`~.checkpoint.CheckpointError` when the file is
+    missing or unusable, ConfigError / DataError for its config and data."""
+    from .checkpoint import CheckpointError, file_kind, load_checkpoint
     from .data import load_cohort
 
     path = Path(run_dir) / "best.pt"
-    if not path.is_file():
+    if file_kind(path) == "missing":
         raise CheckpointError(f"{path} not found; pass the run directory of a finished survopt-train run")
     state = load_checkpoint(path)
-    settings = check_app_config(OmegaConf.create(state["config"]))
+    settings = artifact_settings(state.get("config"), path, data_paths)
     cohort = load_cohort(settings["data"])
-    model = build_model(settings["model"], cohort.input_shape)
-    model.load_state_dict(state["model"])
-    model.eval()
+    model = model_from_artifact(settings["model"], cohort.input_shape, state.get("model"), path)
     return settings, cohort, model, state
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 
 
-def compose_train(overrides: list[str] | tuple[str, ...] = ()) -> Any:
+def compose_train(overrides: list[str] | tuple[str, ...] = (), return_hydra_config: bool = False) -> Any:
     """``conf/train.yaml`` composed with command-line style overrides, as ``survopt-train`` sees it.
 
     For tools that must use exactly the app's config (baseline, schedule plot, LR finder,
@@ -24,6 +24,6 @@ def compose_train(overrides: list[str] | tuple[str, ...] = ()) -> Any:
 
     with initialize_config_module("survopt_hydra.app.train_conf", version_base=None):
         try:
-            return compose("train", overrides=list(overrides))
+            return compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
         except (HydraException, OmegaConfBaseException) as exc:  # the app's one-line wording
             raise explain(exc) from None

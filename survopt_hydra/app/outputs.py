@@ -5,7 +5,8 @@
   matches ``last.pt`` and a resumed run's file equals an uninterrupted run's;
 * ``lr_steps.csv`` - the LR of every param group at every applied optimizer step;
 * ``metrics.json`` - the final figures, and ``metrics.csv`` - the same figures as one CSV row
-  (lists such as td-AUC flattened to ``test_td_auc@<horizon>``), beside ``epochs.csv``;
+  (lists such as td-AUC flattened to ``test_td_auc@<horizon>``, intervals such as ``test_cindex_ci``
+  to ``test_cindex_ci_lo`` / ``_hi``), beside ``epochs.csv``;
 * ``test_predictions.csv`` (written by :func:`.predictor.finish_run`) - the data behind the
   survival plots;
 * ``tb/`` - TensorBoard scalars, only with ``trainer.tensorboard=true``: each epoch's row at
@@ -23,11 +24,10 @@ import csv
 import io
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from .checkpoint import write_text_atomic
+from ..durable import write_text_atomic
 from .plots import plot_curves, plot_lr_steps  # noqa: F401 (re-exported: scripts/plot_schedule.py)
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,11 @@ Row = dict[str, Any]
 
 
 def summary_line(metrics: dict[str, Any]) -> str:
-    """``test C-index: 0.xxxx (best epoch N, val C-index 0.xxxx)``."""
-    return (f"test C-index: {metrics['test_cindex']:.4f} (best epoch {metrics['best_epoch']}, "
+    """``test C-index: 0.xxxx (95% CI 0.xxx-0.xxx) (best epoch N, val C-index 0.xxxx)``; without the
+    interval when metrics has none (an older run's, or a resample-free split)."""
+    ci = metrics.get("test_cindex_ci")
+    interval = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+    return (f"test C-index: {metrics['test_cindex']:.4f}{interval} (best epoch {metrics['best_epoch']}, "
             f"val C-index {metrics['val_cindex']:.4f})")
 
 
@@ -54,11 +57,14 @@ def _csv_text(rows: Sequence[Row]) -> str:
 
 
 def flat_metrics(metrics: dict[str, Any]) -> Row:
-    """metrics.json as one flat row: a list ``key`` paired with ``horizons`` becomes ``key@<h>`` columns."""
+    """metrics.json as one flat row: a list ``key`` paired with ``horizons`` becomes ``key@<h>`` columns,
+    an interval ``key_ci`` (``[lo, hi]`` or None) ``key_ci_lo`` and ``key_ci_hi``."""
     at = metrics.get("horizons") or []
     row: Row = {}
     for key, value in metrics.items():
-        if isinstance(value, list) and key != "horizons" and len(value) == len(at):
+        if key.endswith("_ci"):
+            row[f"{key}_lo"], row[f"{key}_hi"] = value if isinstance(value, list) else (None, None)
+        elif isinstance(value, list) and key != "horizons" and len(value) == len(at):
             row.update({f"{key}@{h:g}": v for h, v in zip(at, value)})
         elif isinstance(value, list):
             row.update({f"{key}[{i}]": v for i, v in enumerate(value)})
@@ -137,6 +143,24 @@ RESULT_FILES = ("last.pt", "last.prev.pt", "best.pt", "metrics.json", "epochs.cs
 RESULT_PATTERNS = ("last.pt.shards-*", "last.prev.pt.shards-*", ".*.pt.*.tmp")
 
 
+def check_run_dir_links(run_dir: Path) -> None:
+    """ConfigError (``hydra.run.dir``) when a name the app writes in ``run_dir`` (:data:`RESULT_FILES`:
+    ``monitors.csv`` appended to and truncated on resume, ``epochs.csv``, ``metrics.json``, ``tb/``, the
+    plots ...) is a symbolic link: a write there would land outside the run dir, so the run is refused
+    before the app opens any of them (Hydra's own ``.hydra/`` and log: ``preflight.check_hydra_outputs``).
+    Reads directory entries only."""
+    import os
+
+    from ..errors import ConfigError
+
+    run_dir = Path(run_dir)
+    for name in RESULT_FILES:
+        if os.path.islink(run_dir / name):
+            raise ConfigError("hydra.run.dir", f"{run_dir / name} is a symbolic link; the app never writes through a "
+                              "link (it would change a file outside the run dir): move it away or use another "
+                              "hydra.run.dir")
+
+
 def archive_old_results(run_dir: Path) -> Path | None:
     """Move an earlier run's results (``trainer.resume=false``, or no usable checkpoint left) into
     ``<run_dir>/replaced-<n>/`` - nothing is deleted - and return that folder (None: nothing to move)."""
@@ -158,22 +182,103 @@ def archive_old_results(run_dir: Path) -> Path | None:
     return target
 
 
-def best_problem(path: Path, weights: dict[str, Any], epoch: int) -> str | None:
-    """Why ``best.pt`` at ``path`` does not hold ``weights`` of best epoch ``epoch`` (None: it does)."""
-    import torch
+# ------------------------------------------------------------------ the tools' output files
+def tool_output_path(out: Path | None, tool: str, name: str, force: bool = False) -> Path:
+    """Where a tool (``scripts/*.py``) writes ``name``: ``out`` (a file with a suffix, or a directory
+    for ``out/name``), else a fresh ``outputs/<tool>/<date>/<time>/`` under the current directory like
+    the app's run dirs - never the current directory itself, never an installed package.
 
-    from .checkpoint import CheckpointError, file_kind, load_checkpoint
+    Checked before any work is done, each a one-line ConfigError on ``--out``: an existing file
+    (unless ``force``), a directory or a symbolic link where the file goes, a folder that does not exist
+    (only ``out`` itself, a new directory, or the default tree is created), or is not writable."""
+    import datetime
+    import os
 
-    if file_kind(path) == "missing":
-        return f"{path}: missing"
+    from ..errors import ConfigError
+
+    if out is None:
+        stamp = datetime.datetime.now()
+        base = Path("outputs") / tool / stamp.strftime("%Y-%m-%d") / stamp.strftime("%H-%M-%S")
+        run, n = base, 1
+        while run.exists():  # two calls in one second: a sibling, not the same folder
+            run, n = base.with_name(f"{base.name}_{n}"), n + 1
+        path, creatable = run / name, True
+    else:
+        out = Path(out)
+        path = out / name if out.is_dir() or not out.suffix else out
+        creatable = path.parent == out  # --out DIR may name a new directory (its parent must exist)
+    if path.is_symlink():
+        raise ConfigError("--out", f"{path} is a symbolic link; outputs are never written through a link")
+    if path.is_dir():
+        raise ConfigError("--out", f"{path} is a directory; give a file name or another --out")
+    if path.exists() and not force:
+        raise ConfigError("--out", f"{path} exists; pass another --out or --force to overwrite it")
+    folder = path.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing != folder and not (creatable and (out is None or existing == folder.parent)):
+        raise ConfigError("--out", f"{folder} does not exist; create it first or choose another --out")
+    if not existing.is_dir():
+        raise ConfigError("--out", f"{existing} is not a directory; choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError("--out", f"{existing} is not writable; choose another --out")
+    return path
+
+
+def tool_file_path(path: Path, flag: str) -> Path:
+    """A file a tool's ``flag`` names (``--json out.json``), checked before any work: not a directory or a
+    link, in an existing, writable folder (ConfigError on ``flag``, one line). Replaced if it exists."""
+    import os
+
+    from ..errors import ConfigError
+
+    path = Path(path)
+    if path.is_symlink() or path.is_dir():
+        raise ConfigError(flag, f"{path} is a {'symbolic link' if path.is_symlink() else 'directory'}; give a file")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ConfigError(flag, f"{folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(flag, f"{folder} is not writable")
+    return path
+
+
+def tool_sibling_path(path: Path, suffix: str, force: bool = False) -> Path:
+    """``path`` with another suffix (the CSV or JSON beside a tool's PNG), checked like
+    :func:`tool_output_path` (its folder already was)."""
+    from ..errors import ConfigError
+
+    other = path.with_suffix(suffix)
+    if other.is_symlink() or other.is_dir():
+        raise ConfigError("--out", f"{other} is a {'symbolic link' if other.is_symlink() else 'directory'}; "
+                          "choose another --out")
+    if other.exists() and not force:
+        raise ConfigError("--out", f"{other} exists; pass another --out or --force to overwrite it")
+    return other
+
+
+def write_tool_output(path: Path, data: str | bytes) -> None:
+    """Write a tool's output file atomically (mode per the umask, never through a link); an OS error
+    (a full disk, a folder that became read-only) is a one-line ConfigError on ``--out``."""
+    from ..durable import write_atomic
+    from ..errors import ConfigError
+
     try:
-        state = load_checkpoint(path)
-    except CheckpointError as exc:
-        return str(exc)
-    model = state.get("model")
-    if state.get("epoch") != epoch:
-        return f"{path}: holds epoch {state.get('epoch')!r}, but the best epoch is {epoch}"
-    if (not isinstance(model, dict) or model.keys() != weights.keys()
-            or not all(torch.equal(model[k], weights[k].to(model[k].device)) for k in weights)):
-        return f"{path}: its weights are not the best epoch's"
-    return None
+        write_atomic(data.encode("utf-8") if isinstance(data, str) else data, path, durable=False)
+    except OSError as exc:
+        raise ConfigError("--out", f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def draw_tool_output(draw: Any, path: Path) -> None:
+    """``draw(path)`` (a matplotlib figure saved to ``path``), its folder created; an OS error is a
+    one-line ConfigError on ``--out``."""
+    from ..errors import ConfigError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():
+            raise ConfigError("--out", f"{path} is a symbolic link; outputs are never written through a link")
+        draw(path)
+    except OSError as exc:
+        raise ConfigError("--out", f"{path}: cannot write ({exc.strerror or exc})") from None

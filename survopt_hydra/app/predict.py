@@ -5,11 +5,15 @@ output row per input data row with ``row`` (1-based data row of the input), ``ri
 log-hazard score, higher = earlier event) and, per requested time t, ``S(t)`` = the
 predicted probability of surviving beyond t (Breslow baseline of the training rows).
 
-The input is read in batches (``--batch-size`` rows; memory stays bounded on large files)
-and the output written to a temporary file renamed into place at the end, so a refused
+The input is read in batches (``--batch-size`` rows, at most 10^6; memory stays bounded on large
+files) and the output written to a temporary file renamed into place at the end, so a refused
 or interrupted run leaves no partial output. The default output is
-``<input>.predictions.csv`` beside the input; an existing output is never overwritten
-unless ``--overwrite``. Problems are one line ``error: <file>: ...`` with exit status 2:
+``<input>.predictions.csv`` beside the input, or in the current directory for a ``pkg://``
+input (never into an installed package); an existing output is never overwritten
+unless ``--overwrite``, and a link there is never written through. At most 1,000 times
+(``--times``/``--grid``). Problems are one line ``error: <file>: ...`` with exit status 2:
+an ``--out`` that is a directory or lies in a missing or unwritable folder, a run dir whose
+``predictor.json``/``best.pt`` is unusable (see :meth:`.predictor.Predictor.load`),
 columns the model needs are absent (named), a category unseen in training
 (``--unseen zero`` maps it to all zeros with a warning), missing cells when the model was
 not trained with ``data.missing=impute`` (every column with its count), non-numeric or
@@ -23,11 +27,12 @@ import logging
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 EXIT_USAGE = 2
+MAX_TIMES = 1000  # columns S(t) per output row: a survival curve, not a data dump
+MAX_BATCH = 1_000_000  # rows per batch: bounded memory is the point of batches
 log = logging.getLogger("survopt_hydra.predict")
 
 
@@ -40,15 +45,20 @@ def parse_times(text: str | None, grid: str | None) -> list[float]:
     try:
         if grid:
             start, stop, count = grid.split(":")
-            n = int(count)
+            n, first, last = int(count), float(start), float(stop)
             if n < 1:
                 raise ValueError
-            values = [float(start) + (float(stop) - float(start)) * k / max(n - 1, 1) for k in range(n)]
         else:
             values = [float(v) for v in text.split(",")] if text else []
     except ValueError:
         raise DataError(f"--times/--grid: cannot parse {text or grid!r}; e.g. --times 30,90,365 or "
                         "--grid 0:365:13") from None
+    if grid:
+        if n > MAX_TIMES:  # before the list is built
+            raise DataError(f"--grid: {n} times; at most {MAX_TIMES} (one output column each)")
+        values = [first + (last - first) * k / max(n - 1, 1) for k in range(n)]
+    if len(values) > MAX_TIMES:
+        raise DataError(f"--times: {len(values)} times; at most {MAX_TIMES} (one output column each)")
     if any(not math.isfinite(v) or v < 0 for v in values):
         raise DataError(f"--times/--grid: times must be finite and >= 0, got {text or grid}")
     return values
@@ -86,13 +96,9 @@ def predict_file(run_dir: str | Path, input_path: str | Path, out: str | Path | 
         pred.schema.unseen = unseen
     source = resolve_path(input_path, "input")
     label = str(input_path)
-    target = Path(out) if out else source.with_name(source.name.removesuffix(".csv") + ".predictions.csv")
-    if target.exists() and not overwrite:
-        raise DataError(f"{target}: exists; pass --overwrite to replace it, or --out another path")
-    if target.resolve() == source.resolve():
-        raise DataError(f"{target}: is the input file; choose another --out")
+    target = output_path(source, str(input_path), out, overwrite)
     names = [c.name for c in pred.schema.columns]
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = _open_output(target)
     holes: dict[str, list[int]] = {}
     done = 0
     bar = _progress(source, progress)
@@ -123,12 +129,53 @@ def predict_file(run_dir: str | Path, input_path: str | Path, out: str | Path | 
             raise DataError(f"{label}: missing values in {len(holes)} column(s): {missing_summary(holes)}; the model "
                             f"was trained with data.missing={pred.schema.missing}, so it has no values to fill them")
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a full disk, a folder that went away: one line naming the output
+            raise DataError(f"{target}: cannot write ({exc.strerror or exc})") from None
         raise
     finally:
         bar.close()
+    if pred.baseline_error:
+        log.info("S(t) from the run's compacted baseline: within %.2g of the run's own S(t|x)", pred.baseline_error)
     return target, done
+
+
+def output_path(source: Path, given_input: str, out: str | Path | None, overwrite: bool) -> Path:
+    """Where the predictions go: ``out``, else ``<input>.predictions.csv`` beside the input - in the
+    current directory for a ``pkg://`` input, never inside an installed package. DataError (one line)
+    for a directory, a missing or unwritable folder, a link, an existing file without ``overwrite``,
+    or the input itself."""
+    from ..survival.data import DataError
+
+    name = source.name.removesuffix(".csv") + ".predictions.csv"
+    target = Path(out) if out else Path(name) if given_input.startswith("pkg://") else source.with_name(name)
+    where = f"--out {target}" if out else str(target)
+    if target.is_dir():
+        raise DataError(f"{where}: is a directory; give a file name, e.g. {target / name}")
+    folder = target.parent
+    if not folder.is_dir():
+        raise DataError(f"{where}: the folder {folder} does not exist; create it or choose another --out")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DataError(f"{where}: the folder {folder} is not writable; choose another --out")
+    if target.is_symlink():
+        raise DataError(f"{where}: is a symbolic link; outputs are never written through a link")
+    if target.exists() and not overwrite:
+        raise DataError(f"{target}: exists; pass --overwrite to replace it, or --out another path")
+    if target.resolve() == source.resolve():
+        raise DataError(f"{target}: is the input file; choose another --out")
+    return target
+
+
+def _open_output(target: Path) -> tuple[int, Path]:
+    """The temporary file the predictions go to (renamed to ``target`` at the end; mode per umask)."""
+    from ..durable import open_temp
+    from ..survival.data import DataError
+
+    try:
+        return open_temp(target)
+    except OSError as exc:  # a read-only file system, no permission
+        raise DataError(f"{target}: cannot write ({exc.strerror or exc}); choose another --out") from None
 
 
 class _NoBar:
@@ -158,22 +205,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("input", help="CSV of new rows with the training feature columns (any order)")
     parser.add_argument("--times", help="comma-separated times for S(t), e.g. 30,90,365")
     parser.add_argument("--grid", help="start:stop:count evenly spaced times, e.g. 0:365:13")
-    parser.add_argument("--out", help="output CSV (default: <input>.predictions.csv beside the input)")
+    parser.add_argument("--out", help="output CSV (default: <input>.predictions.csv beside the input; in the current "
+                        "directory for a pkg:// input)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--unseen", choices=("refuse", "zero"), help="unseen category levels (default: as trained)")
-    parser.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default 4096)")
+    parser.add_argument("--batch-size", type=int, default=4096, help=f"rows per batch (default 4096, at most {MAX_BATCH})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    from ..errors import ConfigError
     from ..survival.data import DataError
 
     try:
-        if args.batch_size < 1:
-            raise DataError(f"--batch-size: must be >= 1, got {args.batch_size}")
+        if not 1 <= args.batch_size <= MAX_BATCH:
+            raise DataError(f"--batch-size: must be in 1..{MAX_BATCH}, got {args.batch_size}")
         times = parse_times(args.times, args.grid)
         target, n = predict_file(args.run_dir, args.input, args.out, times, args.batch_size, args.unseen,
                                  args.overwrite)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (DataError, ConfigError) as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None

@@ -32,6 +32,7 @@ from typing import Any, Iterator
 from hydra.experimental.callback import Callback
 
 from ..errors import ConfigError
+from .rules import check_config
 
 EXIT_USAGE = 2
 #: Sweeps up to this many jobs are checked job by job; larger ones check every swept
@@ -50,9 +51,12 @@ class Preflight(Callback):
         with _refusals(config):
             run_dir = pin_run_dir(config)
             check_hydra_outputs(config, run_dir)
+            task = task_config(config)
+            settings = check_config(task)  # before torch is imported: a bad value is refused in well under a second
+            from .run_plan import plan_run
             from .trainer import Trainer
 
-            trainer = Trainer(task_config(config), run_dir)
+            trainer = Trainer(task, run_dir, plan_run(task, settings))
             if os.environ.get("RANK", "0") in ("", "0"):
                 claim_run_dir(run_dir, trainer)
             PREPARED.append(trainer)
@@ -162,29 +166,53 @@ def sweep_jobs(overrides: list[str]) -> list[list[str]]:
 
 
 def check_sweep(config: Any, config_name: str | None) -> int:
-    """Compose and plan every job of a sweep (config first for all, then data and run length);
-    returns how many were checked. Jobs a remote launcher (Slurm, joblib workers) runs check
-    their data and device where they run; their configs are checked here."""
+    """Compose (Hydra's ``compose``) and plan every job of a sweep; returns how many were checked.
+
+    Jobs a launcher runs elsewhere (Slurm, joblib's worker processes) check their data and device
+    where they run; their configs are checked here."""
     from hydra import compose
     from omegaconf import OmegaConf
 
+    overrides = [str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False)]
+    tasks = [compose(config_name, overrides=job) for job in sweep_jobs(overrides)]
+    launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
+    check_tasks(tasks, local=launcher.endswith("BasicLauncher"))
+    make_sweep_dir(config)
+    return len(tasks)
+
+
+def check_tasks(tasks: list[Any], local: bool = True) -> None:
+    """Every task config first (fast, no torch), then, for jobs that run here, their data and run length."""
     from .rules import check_config
     from .run_plan import plan_run
 
-    overrides = [str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False)]
-    jobs = sweep_jobs(overrides)
-    tasks = [compose(config_name, overrides=job) for job in jobs]
     checked = []
     for task in tasks:
         with _refusals(task):
             checked.append((task, check_config(task)))
-    launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
-    if launcher.endswith("BasicLauncher"):
-        for task, settings in checked:
-            with _refusals(task):
-                plan_run(task, settings)
-    make_sweep_dir(config)
-    return len(jobs)
+    for task, settings in checked if local else ():
+        with _refusals(task):
+            plan_run(task, settings)
+
+
+def check_command(overrides: list[str], multirun: bool = False) -> int:
+    """What ``survopt-train [-m] <overrides>`` would check, without running it: for tests and tools.
+
+    Raises the first ConfigError / DataError (no exit); returns how many jobs were checked."""
+    from omegaconf import OmegaConf
+
+    from .compose import compose_train
+    from .rules import check_config
+    from .run_plan import plan_run
+
+    jobs = sweep_jobs(list(overrides)) if multirun else [list(overrides)]
+    tasks = [compose_train(job, return_hydra_config=True) for job in jobs]
+    launcher = str(OmegaConf.select(tasks[0], "hydra.launcher._target_", default="") or "")
+    tasks = [task_config(task) for task in tasks]
+    settings = [check_config(task) for task in tasks]
+    for task, checked in zip(tasks, settings) if launcher.endswith("BasicLauncher") else ():
+        plan_run(task, checked)
+    return len(tasks)
 
 
 def make_sweep_dir(config: Any) -> None:
@@ -252,15 +280,30 @@ def wants_traceback(config: Any = None, argv: list[str] | None = None) -> bool:
 
 @contextlib.contextmanager
 def _refusals(config: Any) -> Iterator[None]:
-    """A ConfigError / DataError inside becomes one line on stderr and exit status 2 (unless the
-    config or environment asks for tracebacks); anything else propagates."""
+    """End the process on any error inside: Hydra turns an exception in a callback into a warning and
+    carries on (it would write the run dir next), so nothing may escape a callback as an exception.
+
+    A ConfigError / DataError or a composition error is one line on stderr and exit status 2; with
+    ``HYDRA_FULL_ERROR=1`` or ``trainer.debug=true`` its traceback instead; anything else (a bug) a
+    traceback and exit status 1, as an uncaught exception would give."""
+    import traceback
+
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
         yield
     except Exception as exc:
-        if is_user_error(exc) and not wants_traceback(config):
+        composing = isinstance(exc, (HydraException, OmegaConfBaseException))
+        if (is_user_error(exc) or composing) and not wants_traceback(config):
+            if composing:
+                from .hydra_errors import explain
+
+                exc = explain(exc)
             print("error: " + " ".join(str(exc).split()), file=sys.stderr, flush=True)
             sys.exit(EXIT_USAGE)
-        raise
+        traceback.print_exc()
+        sys.exit(EXIT_USAGE if is_user_error(exc) or composing else 1)
 
 
 _YAML_INF = re.compile(r"([^=\s]+)=([+-]?)\.inf", re.IGNORECASE)

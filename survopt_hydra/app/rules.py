@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -56,6 +57,11 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             raise ConfigError(group, f"missing config group; add '{group}: <option>' to the defaults list")
     settings = check_app_config(cfg)
     settings.update(validate_groups(cfg))  # every library group against its schema; the run length comes later
+    for group in GROUPS:
+        node = cfg.get(group)
+        if node is not None and node.get("_partial_") in (True, "true", "True"):
+            raise ConfigError(f"{group}._partial_", "the app builds this group itself, with the run's model and "
+                                                    "length; allowed: false")
     check_monitor(cfg)
     warn_finetune_without_weights(cfg)
     return settings
@@ -188,6 +194,7 @@ def load_cohort_once(data: Mapping[str, Any]) -> Any:
 
 
 # ================================================================== fine-tuning needs something to fine-tune
+_WARNED: set[str] = set()
 PRETRAINED_CNN = "pkg://survopt_hydra/app/pretrained/cnn_synthetic32.pt"
 
 
@@ -202,7 +209,6 @@ def warn_finetune_without_weights(cfg: Mapping[str, Any]) -> str | None:
     A warning, not a refusal: a short fine-tuning-style run from scratch is legal, only pointless.
     """
     import fnmatch
-    import logging
 
     opt, model = cfg.get("optimizer") or {}, cfg.get("model") or {}
     mults = opt.get("lr_mult") or {}
@@ -219,5 +225,7 @@ def warn_finetune_without_weights(cfg: Mapping[str, Any]) -> str | None:
                "the preset (or use model=cnn model.pretrained=...)")
     else:
         return None
-    logging.getLogger(__name__).warning("%s", msg)
+    if msg not in _WARNED:  # once per process: a sweep's jobs share their config's warning
+        _WARNED.add(msg)
+        print(msg, file=sys.stderr, flush=True)  # one line before Hydra starts writing (a log line would be later)
     return msg

@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
-from ..schemas.checks import each, fld, ge, one_of, open_unit, optional, unit_closed_open, validate
+from ..schemas.checks import between, each, fld, ge, gt, one_of, open_unit, optional, schema_fields, unit_closed_open, validate
 from ..schemas.scheduler import PlateauConfig as LibraryPlateauConfig
 from ..errors import ConfigError, unknown_name
 from .state import check_fault_spec
 
 MISSING = "???"  # OmegaConf's marker for a value the user must give
+MAX_THREADS = 1024  # more intra-op threads than any machine has cores (OpenMP would reserve their stacks)
 
 
 def _required(v: Any) -> str | None:
@@ -129,12 +130,15 @@ class TrainerConfig:
     accumulate_grad_batches: int = fld(1, ge(1))
     seed: int = fld(0, ge(0), "model init, shuffling and dropout; per-epoch streams derive from it")
     device: str = fld("auto", one_of("auto", "cpu", "cuda"))
-    num_threads: Optional[int] = fld(None, optional(ge(1)), "CPU threads; null: 1 for tables, torch's default for images")
+    num_threads: Optional[int] = fld(None, optional(between(1, MAX_THREADS)),
+                                     "CPU threads; null: 1 for tables, torch's default for images")
     early_stopping_patience: Optional[int] = fld(20, optional(ge(0)), "epochs without improvement; null: off")
     monitor: str = fld("val_cindex", one_of("val_cindex", "val_loss"), "early stopping / best weights")
     compile: bool = fld(False, doc="torch.compile the model")
     log_interval: int = fld(10, ge(1), "optimizer steps between monitor rows")
     max_nonfinite_steps: int = fld(10, ge(1), "stop after this many non-finite losses in a row")
+    max_loss_ratio: Optional[float] = fld(100.0, optional(gt(1)), "stop as diverged when an epoch's training loss "
+                                          "exceeds this multiple of the first epoch's (|loss|, at least 1); null: off")
     ties: str = fld("breslow", one_of("breslow", "efron"))
     progress_bar: bool = fld(True, doc="tqdm over epochs (only on a terminal)")
     plots: bool = fld(False, doc="PNG plots at the end (or later: scripts/plot_run.py <run dir>)")
@@ -208,6 +212,10 @@ def check_app_config(cfg: Any) -> dict[str, dict[str, Any]]:
             if name not in options:
                 raise unknown_name(f"{group}.name", str(name), options)
             schema = options[name]
+        hidden = [k for k in values if str(k).startswith("_")]
+        if hidden:  # e.g. +data._target_=os.system: the app instantiates none of these nodes, so it would be ignored
+            raise ConfigError(f"{group}.{hidden[0]}", f"the app builds its {group} from the option's fields; "
+                                                     f"allowed: {', '.join(schema_fields(schema))}")
         out[group] = validate(schema, values, group)
     data = out["data"]
     uses_test_fraction = not data.get("test_path")

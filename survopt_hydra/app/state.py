@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # or with a higher max_nonfinite_steps after a divergence stop).
 OPERATIONAL_KEYS = ("trainer.stop_after_epochs", "trainer.progress_bar", "trainer.debug", "trainer.resume",
                     "trainer.checkpoint_every", "trainer.checkpoint_every_s", "trainer.plots", "trainer.tensorboard",
-                    "trainer.max_nonfinite_steps", "trainer.fault_injection")
+                    "trainer.max_nonfinite_steps", "trainer.max_loss_ratio", "trainer.fault_injection")
 # Keys a resume may increase (train longer); a decrease is refused.
 GROWABLE_KEYS = ("trainer.max_epochs",)
 
@@ -208,6 +208,9 @@ def lock_run_dir(run_dir: Any, create: bool = True) -> None:
     check_run_dir(run_dir)
     if not create and not run_dir.is_dir():
         return
+    from .outputs import check_run_dir_links  # before the app appends to or truncates a planted link
+
+    check_run_dir_links(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)

@@ -40,7 +40,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..distributed import DistributedSettings, load_model_state_dict, model_state_dict, shard_indices, sync_buffers
+from ..durable import truncate_file
 from ..engine.step_engine import StepEngine, compile_model, unwrap_model
+from ..optim.stepping import Stepping
 from ..engine.monitors import CSVSink, GradientMonitor, OptimizerMonitor
 from ..survival import cox_ph_loss
 from .checkpoint import epoch_seed, seed_everything
@@ -136,15 +138,15 @@ class Trainer:
         ema = instantiate(cfg.ema) if cfg.get("ema") else None
         forward = compile_model(self.model) if t["compile"] else self.model
         return StepEngine(forward, self.optimizer, scheduler, clipper, amp, k, self.n_batches, ema,
-                          max_nonfinite_steps=t["max_nonfinite_steps"], any_rank=self.ctx.any_rank)
+                          max_nonfinite_steps=t["max_nonfinite_steps"], any_rank=self.ctx.any_rank,
+                          stepping=Stepping.of(cfg.scheduler))
 
     def _setup_outputs(self) -> None:
         """epochs.csv / TensorBoard / plots (rank 0), monitors.csv rows after last.pt dropped."""
         main, start = self.ctx.is_main, self.progress.epoch
         monitors = self.run_dir / "monitors.csv"
-        if main and monitors.exists():  # drop rows an earlier try logged after its checkpoint
-            with monitors.open("r+b") as handle:
-                handle.truncate(self.resumed["monitor_bytes"] if self.resumed is not None else 0)
+        if main:  # drop rows an earlier try logged after its checkpoint (never through a link, never longer)
+            truncate_file(monitors, self.resumed["monitor_bytes"] if self.resumed is not None else 0)
         self.outputs = (RunOutputs(self.run_dir, purge_epoch=start + 1, tensorboard=self.t["tensorboard"],
                                    plots=self.t["plots"]) if main else _Nothing())
         self.sink = CSVSink(monitors) if main else None
@@ -177,6 +179,7 @@ class Trainer:
                     seed_everything(epoch_seed(t["seed"], epoch) + ctx.rank)  # own dropout masks per rank
                     lrs = self.engine.lrs()
                     train_loss = self._train_epoch(epoch)
+                    self._check_loss(epoch, train_loss)
                     val_c, val_loss = self._validate()
                     self.engine.end_epoch({"val_cindex": val_c, "val_loss": val_loss, "train_loss": train_loss})
                     row = {"epoch": epoch + 1, "train_loss": train_loss, "val_cindex": val_c, "val_loss": val_loss,
@@ -229,7 +232,7 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> float:
         """One pass over the training rows; the mean loss of the batches that held a comparable pair."""
         e, data, ctx = self.engine, self.cohort.train, self.ctx
-        self.model.train()
+        e.train_mode()
         if ctx.world_size > 1:  # DistributedSampler: a disjoint share per rank, reshuffled per epoch
             perm = shard_indices(len(data), epoch, self.t["seed"], ctx).to(ctx.device)
         else:
@@ -260,6 +263,20 @@ class Trainer:
             mean = mean * count / (count - n_empty) if count > n_empty else math.nan
         return ctx.all_reduce_mean(mean)
 
+    def _check_loss(self, epoch: int, loss: float) -> None:
+        """An epoch whose training loss exploded against the first epoch's (``trainer.max_loss_ratio``) ends the
+        run as diverged: its weights may still score a C-index, but no sweep may take it for a result."""
+        ratio = self.t["max_loss_ratio"]
+        if ratio is None or not math.isfinite(loss):  # no finite loss at all: the non-finite streak's to judge
+            return
+        first = next((r["train_loss"] for r in self.progress.history if math.isfinite(r["train_loss"])), loss)
+        if abs(loss) > ratio * max(abs(first), 1.0):
+            saved = self.checkpoints.saved_epoch
+            raise TrainingError(f"training diverged: epoch {epoch + 1}'s training loss {loss:.4g} is over "
+                                f"{ratio:g} x the first epoch's ({first:.4g}); "
+                                + (f"last.pt keeps the last good state (epoch {saved}); " if saved else "")
+                                + "lower optimizer.lr, use clipping=norm, or raise trainer.max_loss_ratio")
+
     def _nonfinite(self, batch: int) -> None:
         """The window just ended had a non-finite loss or gradient (step skipped): warn, or stop."""
         e, limit = self.engine, self.t["max_nonfinite_steps"]
@@ -273,6 +290,7 @@ class Trainer:
 
     def _validate(self) -> tuple[float, float]:
         """(C-index, Cox loss) on the validation rows of the model that is selected (EMA: the average)."""
+        self.engine.eval_mode()  # a schedule-free optimizer's averaged weights are the ones to score and keep
         sync_buffers(self.model, self.ctx)  # rank 0's BatchNorm statistics: same eval everywhere, exact resume
         if self.engine.ema is not None:  # its averaged statistics followed each rank's own: same fix
             sync_buffers(self.engine.ema.module, self.ctx)

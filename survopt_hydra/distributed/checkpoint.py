@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import torch
 from torch import nn
 from torch.optim import Optimizer
 
@@ -251,7 +250,10 @@ def load_checkpoint(
             load_optimizer_state(opt, full.get("optimizer") or (full.get("engine") or {}).get("optimizer"), ctx, model)
     rngs = light.get("rng") or []
     if restore_rng and len(rngs) == ctx.world_size:
-        set_rng_state(rngs[ctx.rank])
+        try:
+            set_rng_state(rngs[ctx.rank])
+        except ValueError as exc:  # a state this package did not write (every rank holds the same one)
+            raise ConfigError(error_key, f"cannot resume from {path} ({exc})") from None
     ctx.barrier()
     return light.get("extra") or {}
 
@@ -260,8 +262,11 @@ def load_checkpoint(
 # File and RNG helpers
 # ----------------------------------------------------------------------------------
 def _load(path: Path) -> Any:
-    """Checkpoints hold tensors and plain data only (``weights_only=True``)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Checkpoints hold tensors and plain data only (``weights_only=True``), bounded by the file
+    (:func:`survopt_hydra.integrity.load_torch_file`: zip member sizes, contiguous tensors)."""
+    from ..integrity import load_torch_file
+
+    return load_torch_file(path)
 
 
 def _optimizer_of(engine: Any, optimizer: Optimizer | None) -> Optimizer:

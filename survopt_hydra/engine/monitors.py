@@ -144,8 +144,10 @@ class CSVSink:
         parent = os.path.dirname(self.path)
         if parent:
             os.makedirs(parent, exist_ok=True)
-        new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
-        self._file = open(self.path, "a", newline="", encoding="utf-8")
+        from ..durable import nofollow_opener  # a link is refused, never appended through
+
+        self._file = open(self.path, "a", newline="", encoding="utf-8", opener=nofollow_opener)
+        new = os.fstat(self._file.fileno()).st_size == 0
         self._writer = csv.writer(self._file)
         if new:
             self._writer.writerow(self.HEADER)

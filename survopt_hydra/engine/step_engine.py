@@ -11,8 +11,10 @@ What hand-written loops (and several peers) get wrong, and this object does not:
   poisoning the weights, and is counted; the streak of windows in a row with a
   non-finite loss or gradient is counted here, once (:attr:`consecutive_nonfinite`,
   :attr:`diverged`);
-* step-interval schedulers advance once per *applied* optimizer step, epoch-interval
-  ones and plateau in :meth:`end_epoch`, plateau reading its ``monitor`` metric;
+* the scheduler advances as its :class:`~survopt_hydra.optim.Stepping` says (an explicit
+  argument, read from the scheduler's config by :meth:`from_config`): ``interval="step"``
+  once per *applied* optimizer step, ``"epoch"`` (and plateau) in :meth:`end_epoch`, a
+  plateau reading its ``monitor`` metric; every ``frequency`` of them;
 * an optional weight average (``ema`` group, :mod:`survopt_hydra.engine.ema`) follows the
   *applied* steps only;
 * the loss reaches the host with the step's one existing transfer (the gradient-norm
@@ -35,6 +37,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from ..optim.stepping import Stepping
 from .amp import AmpSettings, autocast
 from .clipping import total_norm
 from .ema import WeightAverager
@@ -84,6 +87,7 @@ class StepEngine:
         ema: WeightAverager | None = None,
         max_nonfinite_steps: int | None = None,
         any_rank: Callable[[bool], bool] | None = None,
+        stepping: Stepping | None = None,
     ) -> None:
         if not isinstance(accumulate_grad_batches, int) or accumulate_grad_batches < 1:
             raise ConfigError("trainer.accumulate_grad_batches", f"must be an integer >= 1, got {accumulate_grad_batches!r}")
@@ -107,8 +111,7 @@ class StepEngine:
         self.params = [(n, p) for n, p in unwrap_model(model).named_parameters() if p.requires_grad]
         # names matter only to AGC's exclude patterns; plain tensors spare the clipper a split per step
         self._clip_params = self.params if getattr(clipper, "mode", None) == "adaptive" else [p for _, p in self.params]
-        self.interval = getattr(scheduler, "interval", "epoch")
-        self.monitor = getattr(scheduler, "monitor", None)
+        self.stepping = stepping if stepping is not None else Stepping()  # none given: per epoch, as Lightning does
         self.last_grad_norm: torch.Tensor | None = None
         self._window = 0  # micro-batches accumulated since the last optimizer step
         self._window_losses: list[torch.Tensor] = []  # this window's losses, detached (at most k)
@@ -148,7 +151,23 @@ class StepEngine:
         clipper = instantiate(cfg.clipping) if cfg.get("clipping") else None
         amp = instantiate(cfg.amp) if cfg.get("amp") else None
         ema = instantiate(cfg.ema) if cfg.get("ema") else None
-        return cls(model, optimizer, scheduler, clipper, amp, k, batches_per_epoch, ema, **engine_options)
+        return cls(model, optimizer, scheduler, clipper, amp, k, batches_per_epoch, ema,
+                   stepping=Stepping.of(cfg.scheduler), **engine_options)
+
+    # -- modes -----------------------------------------------------------------------
+    def train_mode(self) -> None:
+        """The model in train mode, and an optimizer that keeps two weight sequences (schedule-free
+        AdamW: ``optimizer.train()`` / ``eval()``) on its training one."""
+        self.model.train()
+        if callable(getattr(self.optimizer, "train", None)):
+            self.optimizer.train()
+
+    def eval_mode(self) -> None:
+        """The model in eval mode, and a schedule-free optimizer's weights on the averaged sequence: what to
+        validate, select and save (its ``eval()`` swaps them in)."""
+        self.model.eval()
+        if callable(getattr(self.optimizer, "eval", None)):
+            self.optimizer.eval()
 
     # -- per micro-batch -------------------------------------------------------------
     def autocast(self) -> ContextManager:
@@ -234,7 +253,8 @@ class StepEngine:
         self.optimizer.zero_grad(set_to_none=True)
         if applied:
             self.global_step += 1
-            if self.scheduler is not None and self.interval == "step":
+            if self.scheduler is not None and self.stepping.interval == "step" \
+                    and self.global_step % self.stepping.frequency == 0:
                 self.scheduler.step()
             if self.ema is not None:
                 self.ema.update(unwrap_model(self.model))
@@ -278,17 +298,18 @@ class StepEngine:
             self._apply()
         self.epoch += 1
         self.micro_step = 0
-        if self.scheduler is None or self.interval != "epoch":
+        step = self.stepping
+        if self.scheduler is None or step.interval != "epoch" or self.epoch % step.frequency:
             return
-        if self.monitor is not None:
+        if step.monitor is not None:
             metrics = dict(metrics or {})
-            if self.monitor not in metrics:
+            if step.monitor not in metrics:
                 raise ConfigError(
                     "scheduler.monitor",
-                    f"metric '{self.monitor}' was not computed{did_you_mean(self.monitor, metrics)}; "
+                    f"metric '{step.monitor}' was not computed{did_you_mean(step.monitor, metrics)}; "
                     f"available: {', '.join(sorted(metrics)) or 'none'}",
                 )
-            self.scheduler.step(float(metrics[self.monitor]))
+            self.scheduler.step(float(metrics[step.monitor]))
         else:
             self.scheduler.step()
 

@@ -7,5 +7,6 @@
 from .optimizer import build_optimizer
 from .param_groups import build_param_groups
 from .scheduler import build_scheduler
+from .stepping import Stepping
 
-__all__ = ["build_optimizer", "build_param_groups", "build_scheduler"]
+__all__ = ["Stepping", "build_optimizer", "build_param_groups", "build_scheduler"]

@@ -212,33 +212,36 @@ def construct(plan: OptimizerPlan, factory: Callable[..., torch.optim.Optimizer]
 
 
 def _build_muon(params: Any, cfg: dict[str, Any], kwargs: dict[str, Any]) -> torch.optim.Optimizer:
-    """Muon's recipe: hidden 2-D matrices to Muon, the rest to AdamW, same param-group policy for both."""
+    """Muon's recipe: hidden 2-D matrices to Muon, the rest to AdamW, one param-group policy for both.
+
+    The policy (no decay for biases, norms and ``no_weight_decay()`` names; ``lr_mult`` patterns;
+    ``layer_decay``) is decided once for the whole model, then each group is split between the two
+    optimizers, so both halves honour it the same way; the AdamW half uses ``aux_lr`` (x each group's
+    multiplier) and ``aux_weight_decay`` where the policy decays."""
     from .muon import MuonWithAdamW, split_for_muon
 
     if not isinstance(params, nn.Module):
         raise ConfigError("optimizer.name", "muon splits the model between Muon and AdamW by parameter names and "
                                             "shapes: pass the model itself")
-    muon_names, aux_names = split_for_muon(params, cfg["aux_patterns"])
+    muon_names, _ = split_for_muon(params, cfg["aux_patterns"])
     if not muon_names:
         raise ConfigError("optimizer.name", "muon found no hidden 2-D matrix in the model (all parameters would "
                                             "go to AdamW); use optimizer=adamw")
     named = dict(params.named_parameters())
-    policy = (cfg["no_weight_decay_1d"], cfg["lr_mult"], cfg["layer_decay"], cfg["layers"])
+    muon_ids = {id(named[n]) for n in muon_names}
+    whole = build_param_groups(params, cfg["lr"], cfg["weight_decay"], cfg["no_weight_decay_1d"], cfg["lr_mult"],
+                               cfg["layer_decay"], cfg["layers"])
     aux_lr = cfg["aux_lr"] or cfg["lr"]
     aux_wd = cfg["weight_decay"] if cfg["aux_weight_decay"] is None else cfg["aux_weight_decay"]
-    muon_groups = build_param_groups([(n, named[n]) for n in muon_names], cfg["lr"], cfg["weight_decay"],
-                                     *policy) if not (cfg["lr_mult"] or cfg["layer_decay"]) else None
-    if muon_groups is None:  # patterns / depths need the whole model's names
-        whole = build_param_groups(params, cfg["lr"], cfg["weight_decay"], *policy)
-        muon_ids = {id(named[n]) for n in muon_names}
-        muon_groups = [{**g, "params": [p for p in g["params"] if id(p) in muon_ids]} for g in whole]
-        muon_groups = [g for g in muon_groups if g["params"]]
-    aux_groups = build_param_groups([(n, named[n]) for n in aux_names], aux_lr, aux_wd, cfg["no_weight_decay_1d"]) \
-        if aux_names else []
-    for g in muon_groups:
-        g["name"] = f"muon/{g['name']}"
-    for g in aux_groups:
-        g["name"] = f"adamw/{g['name']}"
+    muon_groups, aux_groups = [], []
+    for g in whole:
+        mine = [p for p in g["params"] if id(p) in muon_ids]
+        rest = [p for p in g["params"] if id(p) not in muon_ids]
+        if mine:
+            muon_groups.append({**g, "params": mine, "name": f"muon/{g['name']}"})
+        if rest:
+            aux_groups.append({**g, "params": rest, "name": f"adamw/{g['name']}", "lr": aux_lr * g["lr_mult"],
+                               "weight_decay": aux_wd if g["weight_decay"] else 0.0})
     adamw_kwargs = {"betas": tuple(cfg["aux_betas"]), "weight_decay": aux_wd}
     return MuonWithAdamW(muon_groups, aux_groups, dict(lr=cfg["lr"], weight_decay=cfg["weight_decay"], **kwargs),
                          adamw_kwargs)

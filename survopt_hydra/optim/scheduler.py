@@ -9,8 +9,10 @@ what torch leaves to the user and peers get wrong:
 * finite schedules hold their final LR past the end (torch's cosine rebounds and
   ``OneCycleLR`` raises one step past its total).
 
-The returned scheduler carries ``interval`` (``"epoch"``/``"step"``) and ``monitor``
-(the metric a plateau scheduler reads, else ``None``) for the step engine.
+Every schedule composes with others on the same optimizer as torch's own chainable ones do
+(each step scales the current LR, so a plateau's cut after a cosine stays cut). How a
+scheduler is stepped (per epoch or per step, which metric) is not stored on it: it is
+:class:`~.stepping.Stepping`, read from the same config node.
 """
 from __future__ import annotations
 
@@ -26,16 +28,35 @@ from ..errors import ConfigError, unknown_name
 
 
 class CosineAnnealingLR(lr_scheduler.CosineAnnealingLR):
-    """torch's cosine annealing in closed form, holding ``eta_min`` after ``T_max``.
-
-    The closed form starts from the base LR whatever the current LR is, so it also
-    starts at the peak when it follows a warmup.
-    """
+    """torch's cosine annealing (its chainable form: each step scales the current LR), holding the LR
+    after ``T_max`` instead of climbing back (torch's rebounds towards the base LR)."""
 
     def get_lr(self) -> list[float]:
-        t = min(max(self.last_epoch, 0), self.T_max)
-        cos = (1 + math.cos(math.pi * t / self.T_max)) / 2
-        return [self.eta_min + (base - self.eta_min) * cos for base in self.base_lrs]
+        if self.last_epoch > self.T_max:
+            return [group["lr"] for group in self.optimizer.param_groups]
+        return super().get_lr()
+
+
+class ShapeLR(LRScheduler):
+    """``lr(t) = floor + (lr(t-1) - floor) * shape(t) / shape(t-1)``: a decay of known shape in
+    chainable form, as torch writes its cosine: on its own it follows
+    ``floor + (base - floor) * shape(t)`` exactly (to rounding); after another scheduler changed the
+    LR, it scales what it finds instead of overwriting it. Holds once the shape reaches 0."""
+
+    def __init__(self, optimizer: Optimizer, shape: Callable[[int], float], floor: float = 0.0) -> None:
+        self.shape, self.floor = shape, float(floor)
+        super().__init__(optimizer)
+
+    def get_lr(self) -> list[float]:
+        t = self.last_epoch
+        if t == 0:
+            return [group["lr"] for group in self.optimizer.param_groups]
+        before, now = self.shape(t - 1), self.shape(t)
+        ratio = now / before if before > 0 else 1.0
+        return [self.floor + (group["lr"] - self.floor) * ratio for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:  # the shape is rebuilt from the config, not pickled
+        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "shape")}
 
 
 class OneCycleLR(lr_scheduler.OneCycleLR):
@@ -196,45 +217,30 @@ def _plateau(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -
     )
 
 
-def _factor(opt: Optimizer, fn: Callable[[int], float]) -> LRScheduler:
-    """A closed-form multiplicative schedule (``LambdaLR``): exact at any step, resumable."""
-    return lr_scheduler.LambdaLR(opt, fn)
-
-
 def _run_length(name: str, total: int | None, warm: int) -> int:
     if total is None:
         raise ConfigError("scheduler.epochs", f"{name} needs the run length: pass epochs= (and steps_per_epoch=)")
     return total - warm
 
 
-def _floor(opt: Optimizer, eta_min: float) -> list[float]:
-    """``eta_min`` as a fraction of each group's LR (the closed forms scale base LRs)."""
-    return [eta_min / g.get("initial_lr", g["lr"]) for g in opt.param_groups]
-
-
 def _polynomial(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
-    n, floors = _run_length("polynomial", total, warm), _floor(opt, c["eta_min"])
-    shape = lambda t: (1 - min(t, n) / n) ** c["power"]  # noqa: E731
-    return lr_scheduler.LambdaLR(opt, [lambda t, f=f: f + (1 - f) * shape(t) for f in floors])
+    n = _run_length("polynomial", total, warm)
+    return ShapeLR(opt, lambda t: (1 - min(t, n) / n) ** c["power"], c["eta_min"])
 
 
 def _inverse_sqrt(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
     scale = _steps("scheduler.timescale", c["timescale"], unit) if c["timescale"] is not None else max(warm, 1)
-    return _factor(opt, lambda t: math.sqrt(scale / (t + scale)))
+    return ShapeLR(opt, lambda t: math.sqrt(scale / (t + scale)))
 
 
 def _wsd(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
     n = _run_length("wsd", total, warm)
     decay = max(1, min(n, round(c["decay_fraction"] * (total or 0))))
-    start, floors = n - decay, _floor(opt, c["eta_min"])
+    start = n - decay
     shapes = {"linear": lambda p: 1 - p, "cosine": lambda p: (1 + math.cos(math.pi * p)) / 2,
               "sqrt": lambda p: 1 - math.sqrt(p)}
     shape = shapes[c["decay_shape"]]
-
-    def factor(t: int, f: float) -> float:
-        return 1.0 if t <= start else f + (1 - f) * shape(min(t - start, decay) / decay)
-
-    return lr_scheduler.LambdaLR(opt, [lambda t, f=f: factor(t, f) for f in floors])
+    return ShapeLR(opt, lambda t: 1.0 if t <= start else shape(min(t - start, decay) / decay), c["eta_min"])
 
 
 def _constant(opt: Optimizer, c: dict, unit: int, total: int | None, warm: int) -> LRScheduler:
@@ -279,7 +285,8 @@ def _warmup_steps(cfg: dict, unit: int, total: int | None) -> int:
         return round(cfg["warmup_epochs"] * unit)
     if cfg["warmup_epochs"]:
         raise ConfigError("scheduler.warmup_fraction", f"set either warmup_epochs ({cfg['warmup_epochs']:g}) or "
-                                                       "warmup_fraction; allowed: warmup_epochs=0 with a fraction")
+                          f"warmup_fraction ({fraction:g}), not both: scheduler.warmup_fraction=null counts the "
+                          "warm-up in epochs, scheduler.warmup_epochs=0 as a fraction of the run")
     if total is None:
         raise ConfigError("scheduler.warmup_fraction", "needs the run length: pass epochs= (and steps_per_epoch=)")
     return max(1, round(fraction * total))
@@ -307,9 +314,10 @@ def scheduler_options(name: str, key: str = "scheduler.name") -> type:
 
 def build_scheduler(
     optimizer: Optimizer,
+    name: str = "none",
+    *,
     epochs: int | None = None,
     steps_per_epoch: int | None = None,
-    name: str = "none",
     **options: Any,
 ) -> LRScheduler:
     """Validate ``options`` for ``name`` and build the scheduler for this run length.
@@ -346,6 +354,4 @@ def build_scheduler(
         if total is None:
             raise ConfigError("scheduler.hparams", "needs the run length: pass epochs= (and steps_per_epoch=)")
         sched = HyperParamScheduler(optimizer, sched, total, cfg["hparams"])
-    sched.interval = cfg["interval"]  # type: ignore[attr-defined]
-    sched.monitor = cfg.get("monitor") if name == "plateau" else None  # type: ignore[attr-defined]
     return sched

@@ -41,6 +41,11 @@ def positive_f32(v: float) -> str | None:
     return None if v >= FLOAT32_TINY else f"must be >= {FLOAT32_TINY:.4g} (smaller underflows in float32: nothing trains)"
 
 
+def between(lo: float, hi: float) -> Check:
+    """A bounded count: a value the machine cannot honour is refused, not attempted."""
+    return lambda v: None if lo <= v <= hi else f"must be in {lo:g}..{hi:g}"
+
+
 def ge(lo: float) -> Check:
     return lambda v: None if v >= lo else f"must be >= {lo:g}"
 

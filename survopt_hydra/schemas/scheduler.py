@@ -48,7 +48,7 @@ class NoneConfig(SchedulerConfig):
 class CosineConfig(SchedulerConfig):
     name: str = "cosine"
     build: ClassVar[str] = "_cosine"
-    torch_class: ClassVar[str] = "CosineAnnealingLR (closed form, holds eta_min)"
+    torch_class: ClassVar[str] = "CosineAnnealingLR (holds eta_min after T_max)"
     needs_run_length: ClassVar[bool] = True
     T_max: Optional[float] = fld(None, optional(gt(0)), "epochs of decay; default: the rest of the run")
     eta_min: float = fld(0.0, ge(0))
@@ -144,7 +144,7 @@ class ConstantConfig(SchedulerConfig):
 class PolynomialConfig(SchedulerConfig):
     name: str = "polynomial"
     build: ClassVar[str] = "_polynomial"
-    torch_class: ClassVar[str] = "LambdaLR (polynomial decay)"
+    torch_class: ClassVar[str] = "ShapeLR (polynomial decay, chainable like PolynomialLR)"
     needs_run_length: ClassVar[bool] = True
     power: float = fld(1.0, gt(0), "1: linear decay to eta_min at the end of the run")
     eta_min: float = fld(0.0, ge(0))
@@ -154,7 +154,7 @@ class PolynomialConfig(SchedulerConfig):
 class InverseSqrtConfig(SchedulerConfig):
     name: str = "inverse_sqrt"
     build: ClassVar[str] = "_inverse_sqrt"
-    torch_class: ClassVar[str] = "LambdaLR (inverse square root)"
+    torch_class: ClassVar[str] = "ShapeLR (inverse square root)"
     timescale: Optional[float] = fld(None, optional(gt(0)), "epochs; LR x sqrt(timescale / (t + timescale)) after "
                                                             "the warmup; default: the warmup length, else 1")
 
@@ -165,7 +165,7 @@ class WSDConfig(SchedulerConfig):
 
     name: str = "wsd"
     build: ClassVar[str] = "_wsd"
-    torch_class: ClassVar[str] = "LambdaLR (warmup-stable-decay)"
+    torch_class: ClassVar[str] = "ShapeLR (warmup-stable-decay)"
     needs_run_length: ClassVar[bool] = True
     decay_fraction: float = fld(0.1, lambda v: None if 0 < v <= 1 else "must be in (0, 1]", "of the whole run")
     decay_shape: str = fld("linear", one_of("linear", "cosine", "sqrt"))

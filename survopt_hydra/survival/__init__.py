@@ -1,5 +1,5 @@
-"""Survival-analysis building blocks: Cox losses, the C-index and time-dependent metrics,
-the Breslow baseline, data loading (one feature schema per cohort) and models; the model
+"""Survival-analysis building blocks: Cox losses, the C-index and time-dependent metrics (with
+bootstrap intervals), the Breslow baseline, data loading (one feature schema per cohort) and models; the model
 families beyond Cox (``families``: Logistic-Hazard, PMF, DeepHit, Cox-Time, Weibull and
 log-normal AFT) with their metrics, and a synthetic competing-risks cohort.
 
@@ -7,6 +7,7 @@ Kept free of any config/training logic so each piece can be tested against an
 independent reference (lifelines, plain numpy) on its own.
 """
 
+from survopt_hydra.survival.bootstrap import bootstrap_intervals, bootstrap_metrics
 from survopt_hydra.survival.breslow import BreslowBaseline
 from survopt_hydra.survival.competing import CompetingRisksCohort, make_competing_risks
 from survopt_hydra.survival.data import (
@@ -30,14 +31,16 @@ from survopt_hydra.survival.families import (
     make_family,
 )
 from survopt_hydra.survival.losses import CoxPHLoss, cox_ph_loss
-from survopt_hydra.survival.metrics import comparable_pairs, concordance_index
+from survopt_hydra.survival.metrics import ConcordanceCounts, comparable_pairs, concordance_index
 from survopt_hydra.survival.schema import FeatureSchema
 from survopt_hydra.survival.timedep import (
+    brier_contributions,
     brier_scores,
     cumulative_dynamic_auc,
     integrated_brier_score,
     kaplan_meier,
     uno_cindex,
+    uno_weights,
 )
 from survopt_hydra.survival.models import MLP, LinearCox, SmallCNN
 
@@ -53,6 +56,11 @@ __all__ = [
     "integrated_cause_specific_brier",
     "make_competing_risks",
     "make_family",
+    "ConcordanceCounts",
+    "bootstrap_intervals",
+    "bootstrap_metrics",
+    "brier_contributions",
+    "uno_weights",
     "CoxPHLoss",
     "FeatureSchema",
     "brier_scores",

@@ -124,10 +124,14 @@ class SmallCNN(nn.Module):
     def load_backbone(self, path: str | Path, head: bool = False) -> None:
         """Load pretrained backbone weights (and the head's, with ``head``); any problem is a
         one-line ValueError."""
+        from ..integrity import UntrustedFileError, load_torch_file
+
         if not Path(path).is_file():
             raise ValueError(f"SmallCNN.pretrained: file not found: {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        try:  # bounded by what this model justifies: a few MB that inflate to GB are refused before inflating
+            state = load_torch_file(path, budget=self.pretrained_budget())
+        except UntrustedFileError as exc:
+            raise ValueError(f"SmallCNN.pretrained: cannot load {exc}") from None
         except Exception as exc:  # torch raises many types; report one line
             first = (str(exc).strip().splitlines() or [""])[0]
             raise ValueError(f"SmallCNN.pretrained: cannot load {path}: {type(exc).__name__}: {first}") from None
@@ -157,4 +161,18 @@ class SmallCNN(nn.Module):
                         f"SmallCNN.pretrained: {path}: shape mismatch for {prefix}.{key}: "
                         f"file has {got}, model needs {tuple(value.shape)}"
                     )
+                if sub[key].dtype != value.dtype:  # load_state_dict would cast int64 weights silently
+                    raise ValueError(f"SmallCNN.pretrained: {path}: {prefix}.{key} is {sub[key].dtype}, the model "
+                                     f"needs {value.dtype}")
+                if sub[key].is_floating_point() and not bool(torch.isfinite(sub[key]).all()):
+                    raise ValueError(f"SmallCNN.pretrained: {path}: {prefix}.{key} holds non-finite values")
             module.load_state_dict(sub)
+
+    #: A pretrained file may be a bare state dict or a whole training checkpoint (weights, optimizer
+    #: moments, best weights, logs): up to this many times the model's own bytes, plus room for logs.
+    PRETRAINED_FACTOR, PRETRAINED_SLACK = 8, 16 << 20
+
+    def pretrained_budget(self) -> int:
+        """Bytes a pretrained file for this model may declare uncompressed and hold in tensors."""
+        own = sum(t.numel() * t.element_size() for t in self.state_dict().values())
+        return self.PRETRAINED_FACTOR * own + self.PRETRAINED_SLACK

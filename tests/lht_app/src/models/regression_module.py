@@ -62,7 +62,8 @@ class RegressionLitModule(LightningModule):
         epochs = self.trainer.max_epochs
         steps = math.ceil(self.trainer.estimated_stepping_batches / epochs)
         makers = [m for m in (self.hparams.scheduler, self.hparams.plateau) if m is not None]
-        configs = [lightning_optimizers(optimizer, make(optimizer=optimizer, epochs=epochs, steps_per_epoch=steps))
-                   ["lr_scheduler"] for make in makers]
+        # each scheduler with its own stepping (interval, a plateau's monitor), read off its config
+        configs = [lightning_optimizers(optimizer, make(optimizer=optimizer, epochs=epochs, steps_per_epoch=steps),
+                                        make)["lr_scheduler"] for make in makers]
         self.built = (optimizer, [c["scheduler"] for c in configs])
         return [optimizer], configs
