@@ -48,6 +48,7 @@ ALL = ("bare",) + INSTALLED
 APPS = {  # app -> (folder, script)
     "yaml_app": (TESTS / "guest_apps" / "yaml_app", "app.py"),
     "store_app": (TESTS / "guest_apps" / "store_app", "app.py"),
+    "store_optin": (TESTS / "guest_apps" / "store_app", "optin_app.py"),
     "plain": (TESTS / "external_app", "app.py"),
     "zen": (TESTS / "zen_app", "app.py"),
     "lht": (TESTS / "lht_app", "src/train.py"),
@@ -88,6 +89,7 @@ CASES = [  # (app, case, arguments, venvs); the Lightning ones first: they take 
     ("yaml_app", "help", ["--help"], ALL),
     ("yaml_app", "optin", ["--config-name", "optin", "-m", "optimizer=adamw,sgd"], INSTALLED),
     ("store_app", "optin", ["--config-name", "optin", "-m", "optimizer=adamw,sgd"], INSTALLED),
+    ("store_optin", "own", ["-m", "optimizer=adamw,sgd"], INSTALLED),
 ]
 
 
@@ -314,17 +316,23 @@ def test_an_app_that_opts_in_reaches_the_library_options_beside_its_configstore_
     assert library["node"]["name"] == "sgd" and library["optimizer"] == "torch.optim.sgd.SGD"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "library bug: Hydra searches the ConfigStore after every hydra.searchpath entry, so once an app opts in, "
-    "survopt_hydra.conf's optimizer/adamw.yaml shadows the app's own ConfigStore optimizer/adamw and Hydra merges "
-    "the app's node into it as a schema: the library's values win (lr 0.001, not 0.123), with only a "
-    "deprecation warning"))
 @pytest.mark.parametrize("kind", INSTALLED)
-def test_an_app_that_opts_in_keeps_its_own_configstore_option(runs, kind):
-    run = runs["store_app", "optin", kind].ok()
-    own = run.printed()[0]
-    assert own["node"] == {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 0.123}
+def test_a_configstore_app_opting_in_from_python_keeps_its_own_option(runs, kind):
+    """store_options(): the library's options enter the ConfigStore except where the app stored its own."""
+    run = runs["store_optin", "own", kind].ok()
+    own, library = run.printed()
+    assert own["node"] == {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 0.123} and own["lr"] == 0.123
+    assert library["node"]["_target_"] == "survopt_hydra.optim.build_optimizer" and library["node"]["name"] == "sgd"
     assert "validated against ConfigStore schema" not in run.stderr
+
+
+@pytest.mark.parametrize("kind", INSTALLED)
+def test_a_configstore_app_opting_in_by_search_path_is_told_in_one_line(runs, kind):
+    """The search path shadows a ConfigStore entry of the same name (Hydra searches the ConfigStore last):
+    never silently - one line names the entry and the opt-in that keeps it."""
+    run = runs["store_app", "optin", kind].ok()
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("warning: hydra.searchpath")]
+    assert len(warnings) == 1 and "optimizer/adamw" in warnings[0] and "store_options()" in warnings[0], run.stderr
 
 
 # ------------------------------------------------------------------ a plain @hydra.main loop
@@ -499,10 +507,6 @@ def test_plain_custom_optimizer(runs, kind):
     assert _group_of(result, "pos_embed")["name"] == "default/no_decay"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "library bug (api/validation.py _check_closure): validate_groups, the check documented for users' own apps, "
-    "refuses optimizer=lbfgs ('the StepEngine and the app step once per batch without a closure'), although "
-    "docs/library.md says to instantiate it for your own step(closure) loop - which this app is"))
 @pytest.mark.parametrize("kind", WHEEL)
 def test_plain_lbfgs_in_its_own_closure_loop(runs, kind):
     result = runs["plain", "lbfgs", kind].ok().results()[0]
@@ -607,14 +611,6 @@ def test_lht_preset_at_model(runs, kind):
     assert result["lrs"] == pytest.approx(_trajectory(_warmup_cosine(warm, 10), 1e-5, 10), rel=1e-12)
 
 
-STEPPING_FROM_PARTIAL = pytest.mark.xfail(strict=True, reason=(
-    "library bug (optim/stepping.py Stepping.of): given the scheduler partial the template's module holds "
-    "(self.hparams.scheduler, as docs/library.md says to pass), it reads neither interval nor monitor (a "
-    "functools.partial has neither .get nor those attributes; they are in .keywords), so the plateau gets no "
-    "monitor and lightning_optimizers refuses it (and interval=step schedules would be stepped per epoch)"))
-
-
-@STEPPING_FROM_PARTIAL
 @pytest.mark.parametrize("kind", WHEEL)
 def test_lht_lightning_steps_cosine_and_plateau(runs, kind):
     result = runs["lht", "cosine_plateau", kind].result()
@@ -624,7 +620,6 @@ def test_lht_lightning_steps_cosine_and_plateau(runs, kind):
     assert result["lrs"] != pytest.approx(cosine, rel=1e-9)  # the plateau cut the LR (threshold: 10% better)
 
 
-@STEPPING_FROM_PARTIAL
 @pytest.mark.parametrize("kind", WHEEL)
 def test_lht_cosine_and_plateau_compose_like_torchs(runs, kind):
     """Lightning steps the cosine after the last training batch, the plateau after validation."""

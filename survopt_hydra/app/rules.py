@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from ..schemas import GROUPS
 from ..errors import ConfigError, did_you_mean
-from ..api.validation import NAME_FIELDS, check_run_length, validate_groups  # noqa: F401 (NAME_FIELDS re-exported)
+from ..api.validation import NAME_FIELDS, check_no_closure, check_run_length, validate_groups  # noqa: F401
 from .schemas import APP_GROUPS, check_app_config
 from .state import EPOCH_METRICS, config_difference
 
@@ -57,6 +57,7 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             raise ConfigError(group, f"missing config group; add '{group}: <option>' to the defaults list")
     settings = check_app_config(cfg)
     settings.update(validate_groups(cfg))  # every library group against its schema; the run length comes later
+    check_no_closure(cfg)  # the trainer steps once per batch
     for group in GROUPS:
         node = cfg.get(group)
         if node is not None and node.get("_partial_") in (True, "true", "True"):
