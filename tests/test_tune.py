@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("optuna", reason="scripts/tune.py needs optuna (pip install survopt-hydra[tune])")
+pytest.importorskip("optuna", reason="survopt-tune needs optuna (pip install survopt-hydra[tune])")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import select_defaults  # noqa: E402
-import tune  # noqa: E402
+
+from survopt_hydra.app.tools import tune  # noqa: E402
 
 BASE = ["data=gbsg2", "trainer.max_epochs=4"]
 

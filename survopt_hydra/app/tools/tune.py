@@ -1,0 +1,451 @@
+"""Tune the app's hyper-parameters on the validation C-index (Optuna TPE, seeded), then test once.
+
+    survopt-tune data=gbsg2 --trials 40                      # or --seconds 300; = python scripts/tune.py ...
+    survopt-tune data=csv data.path=train.csv data.test_path=test.csv --seconds 240
+    survopt-tune data=gbsg2 optimizer.lr=1e-2 --trials 20    # a fixed key is not searched
+
+Protocol (docs/sweeps.md):
+
+1. **Search, validation only.** Each trial trains the app in-process (the same code as
+   ``scripts/train.py``, a throw-away run dir) with overrides drawn by Optuna's TPE sampler
+   (``--sampler-seed``): LR, weight decay, width x depth, dropout, batch size and the Cox ties
+   method (:data:`SPACE`). Trial 0 is the base config itself (``--no-baseline`` drops it), so
+   the choice is never a config that validated worse than the untuned one. The objective is the
+   run's monitored validation figure (``trainer.monitor``, the value the app hands any
+   sweeper), averaged over ``--folds`` (default 5) event-stratified folds of the non-test rows
+   (``data.folds``/``data.fold``: every such row validates once; the test rows never move),
+   because one small validation split ranks configs by noise. The trial keeps that figure, the
+   best epoch and the epochs run; the app's test score of the trial is dropped unread and never
+   reaches the sampler, the trial records or the choice.
+2. **Choose** the trial with the best validation figure.
+3. **Test once.** Only then the chosen overrides train with each of ``--final-seeds`` (default
+   0 1 2) on each fold, in kept run dirs under ``--out``. The preset's model for a seed is the
+   bag of its K fold models (together they trained on every non-test row); the mean over seeds
+   of the bags' test C-index is the preset's figure, decided before any test row was read.
+   Reported beside it: each single model's test C-index, the bag of all seeds x folds, and the
+   bags' out-of-fold validation C-index.
+
+Writes ``trials.csv`` (every trial: overrides, validation figure, best epoch, seconds),
+``optimization_results.yaml`` (``best_params``/``best_value``, the layout of Hydra's Optuna
+sweeper) and ``result.json`` into ``--out`` (default a fresh ``outputs/tune/<date>/<time>/``),
+and prints the command that reruns the chosen config.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import logging
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+
+WIDTHS = (16, 32, 64, 128, 256)
+
+
+def _hidden(trial: Any) -> str:
+    width = trial.suggest_categorical("width", list(WIDTHS))
+    depth = trial.suggest_int("depth", 1, 3)
+    return "[" + ",".join([str(width)] * depth) + "]"
+
+
+# key -> how a trial draws its value (a string, as on the command line). Why each is here:
+# LR and weight decay matter most for an MLP under AdamW (LR from 1e-3: in 359 trials of two
+# bench_survival runs on the four DeepSurv cohorts, 2026-12-01, no LR below 1e-3 came within 0.005
+# of a cohort's best validation figure, and those trials took 1.5-2.6x as long); width x depth
+# with dropout lets large cohorts use a larger, more regularised model; the batch size sets the
+# Cox risk sets (a batch is a risk set) and the update noise; Efron ties are the better partial
+# likelihood on tied times.
+SPACE: dict[str, Callable[[Any], str]] = {
+    "optimizer.lr": lambda t: f"{t.suggest_float('lr', 1e-3, 1e-1, log=True):.6g}",
+    "optimizer.weight_decay": lambda t: f"{t.suggest_float('weight_decay', 1e-5, 0.3, log=True):.6g}",
+    "model.hidden": _hidden,
+    "model.dropout": lambda t: f"{t.suggest_float('dropout', 0.0, 0.6):.4g}",
+    "trainer.batch_size": lambda t: str(t.suggest_categorical("batch_size", [64, 128, 256, 512])),
+    "trainer.ties": lambda t: t.suggest_categorical("ties", ["breslow", "efron"]),
+}
+TRIAL_OVERRIDES = ["trainer.progress_bar=false", "trainer.resume=false"]
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def baseline_params(cfg: Any, space: dict[str, Callable[[Any], str]]) -> dict[str, Any] | None:
+    """The base config's own values as TPE parameters (trial 0), or None when one is off the grid.
+
+    Why: on small validation sets a handful of random first draws can all rank below the
+    app's defaults; starting from them means the search is compared against what a user
+    gets without tuning, and TPE learns from that point.
+    """
+    get = {"optimizer.lr": ("lr", lambda: float(cfg.optimizer.lr)),
+           "optimizer.weight_decay": ("weight_decay", lambda: float(cfg.optimizer.weight_decay)),
+           "model.dropout": ("dropout", lambda: float(cfg.model.dropout)),
+           "trainer.batch_size": ("batch_size", lambda: int(cfg.trainer.batch_size)),
+           "trainer.ties": ("ties", lambda: str(cfg.trainer.ties))}
+    params: dict[str, Any] = {}
+    for key in space:
+        if key == "model.hidden":
+            hidden = cfg.model.get("hidden")
+            hidden = list(hidden) if not isinstance(hidden, (int, str)) and hidden is not None else []
+            if not hidden or len(set(hidden)) != 1 or hidden[0] not in WIDTHS or not 1 <= len(hidden) <= 3:
+                return None
+            params.update(width=hidden[0], depth=len(hidden))
+        elif key in get:
+            name, value = get[key]
+            try:
+                params[name] = value()
+            except Exception:  # the model or optimizer has no such key (e.g. SGD has no dropout search)
+                return None
+    return params
+
+
+def fold_overrides(cfg: Any, folds: int) -> list[list[str]]:
+    """The overrides of each validation fold a trial averages over (``[[]]``: the app's one split).
+
+    K-fold (``data.folds``/``data.fold``) validates on every non-test row once, and the test rows
+    stay those of ``data.split_seed`` whichever fold validates, with or without a test file.
+    """
+    from survopt_hydra.errors import ConfigError
+
+    if folds < 1:
+        raise ConfigError("--folds", f"must be >= 1, got {folds}")
+    if cfg.data.get("folds") is not None:
+        raise ConfigError("data.folds", "is set by scripts/tune.py (--folds); drop the override")
+    return [[]] if folds == 1 else [[f"data.folds={folds}", f"data.fold={k}"] for k in range(folds)]
+
+
+def _quiet_worker() -> None:
+    logging.disable(logging.WARNING)  # the app's per-epoch log lines, as in the parent
+
+
+@contextlib.contextmanager
+def workers(jobs: int) -> Iterator[Callable[..., Iterator[Any]]]:
+    """A ``map`` that runs trainings in ``jobs`` worker processes, or the builtin ``map`` for one.
+
+    Why processes: a trial's validation folds and the final runs are independent trainings of
+    a tiny single-threaded model (the app uses one intra-op thread for tables), so a second
+    core is a second training, while threads would share one GIL. Workers are spawned (a fresh
+    interpreter each pays the torch import once, then serves many runs). Each run is seeded and
+    single-threaded, so its figures do not depend on the process it ran in (a test compares).
+    """
+    if jobs <= 1:
+        yield map
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_quiet_worker) as pool:
+        yield pool.map
+
+
+def train_kept(overrides: list[str], run_dir: Path) -> dict[str, Any]:
+    """One final run in a kept run dir (``load_best`` reads it afterwards); its metrics."""
+    from survopt_hydra.app.compose import compose_train
+    from survopt_hydra.app.trainer import train
+
+    cfg = compose_train([*overrides, *TRIAL_OVERRIDES])
+    with contextlib.redirect_stdout(io.StringIO()):
+        return train(cfg, run_dir)
+
+
+def run_validation_only(overrides: list[str]) -> dict[str, Any]:
+    """One trial: the app in-process in a throw-away dir; returns only validation-side figures."""
+    from survopt_hydra.app.compose import compose_train
+    from survopt_hydra.app.trainer import train
+
+    cfg = compose_train([*overrides, *TRIAL_OVERRIDES])  # last.pt on the default time cadence: at the end only
+    tic = time.perf_counter()
+    with tempfile.TemporaryDirectory() as run_dir, contextlib.redirect_stdout(io.StringIO()):
+        metrics = train(cfg, Path(run_dir))
+    monitor = metrics.get("monitor", "val_cindex")
+    return {"monitor": monitor, "value": metrics[monitor], "val_cindex": metrics["val_cindex"],
+            "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
+            "seconds": round(time.perf_counter() - tic, 3)}  # every test_* figure is dropped here, unread
+
+
+def search(base: list[str], trials: int | None, seconds: float | None, sampler_seed: int = 0,
+           log: Callable[[str], None] = print, folds: int = 5,
+           baseline: bool = True, jobs: int = 1, prune: bool = True) -> tuple[Any, list[dict[str, Any]]]:
+    """Optuna study maximizing (val_cindex) or minimizing (val_loss) the monitored validation figure.
+
+    With ``folds`` > 1 a trial's value is the mean over K validation folds of the non-test rows
+    (:func:`fold_overrides`): one 55-230-patient validation C-index alone is too noisy to rank
+    configs. With ``baseline`` the base config itself is trial 0. ``jobs`` > 1 trains a trial's
+    folds side by side in worker processes (:func:`workers`).
+
+    With ``prune`` (Optuna's ``MedianPruner``, after 5 complete trials) a trial reports the mean
+    of the folds it has run after each group of ``jobs`` folds and stops when that is worse than
+    the median of earlier trials at the same number of folds: a config that loses on the first
+    folds rarely wins on the rest, and the budget goes to more trials. A pruned trial is recorded
+    (``pruned``, its partial mean) but can never be the choice; a complete trial's value is the
+    mean over all K folds, as without pruning.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    fixed = {_key(o) for o in base}
+    space = {k: f for k, f in SPACE.items() if k not in fixed}
+    from survopt_hydra.app.compose import compose_train
+
+    cfg = compose_train([*base, *TRIAL_OVERRIDES])
+    parts = fold_overrides(cfg, folds)
+    monitor = str(cfg.trainer.monitor)
+    direction = "minimize" if monitor == "val_loss" else "maximize"
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0) if prune and len(parts) > 1
+              else optuna.pruners.NopPruner())
+    study = optuna.create_study(direction=direction, pruner=pruner,
+                                sampler=optuna.samplers.TPESampler(seed=sampler_seed, multivariate=True))
+    start = baseline_params(cfg, space) if baseline else None
+    if start is not None:
+        study.enqueue_trial(start)
+    elif baseline:
+        log("the base config is off the search grid (model.hidden not one width x 1-3 layers): no baseline trial")
+    records: list[dict[str, Any]] = []
+
+    def objective(trial: Any) -> float:
+        drawn = [f"{k}={draw(trial)}" for k, draw in space.items()]
+        results: list[dict[str, Any]] = []
+        pruned = False
+        for first in range(0, len(parts), width):  # a group of folds side by side, then a look at the pruner
+            results += run_all(run_validation_only, [[*base, *drawn, *part] for part in parts[first:first + width]])
+            if len(results) < len(parts):
+                trial.report(statistics.fmean(r["value"] for r in results), step=len(results))
+                if trial.should_prune():
+                    pruned = True
+                    break
+        result = {"monitor": results[0]["monitor"],
+                  "value": statistics.fmean(r["value"] for r in results),
+                  "val_cindex": statistics.fmean(r["val_cindex"] for r in results),
+                  "val_cindex_folds": " ".join(f"{r['val_cindex']:.4f}" for r in results),
+                  "best_epoch": max(r["best_epoch"] for r in results),
+                  "epochs_run": max(r["epochs_run"] for r in results),
+                  "seconds": round(sum(r["seconds"] for r in results), 3), "pruned": pruned}
+        trial.set_user_attr("overrides", drawn)
+        for k in ("best_epoch", "epochs_run", "seconds"):
+            trial.set_user_attr(k, result[k])
+        tag = "baseline" if start is not None and trial.number == 0 else ""
+        records.append({"trial": trial.number, "overrides": " ".join(drawn), "baseline": bool(tag), **result})
+        done = [r["value"] for r in records if not r["pruned"]]
+        best = (max if direction == "maximize" else min)(done) if done else float("nan")
+        state = f"pruned after {len(results)} of {len(parts)} folds" if pruned else f"{result['monitor']}"
+        log(f"trial {trial.number}{' (the base config)' if tag else ''}: {state} {result['value']:.4f} "
+            f"(best {best:.4f}) {result['seconds']:.1f}s  {' '.join(drawn)}")
+        if pruned:
+            raise optuna.TrialPruned()
+        return result["value"]
+
+    width = min(jobs, len(parts))
+    with workers(width) as run_all:
+        study.optimize(objective, n_trials=trials, timeout=seconds, catch=())
+    return study, records
+
+
+def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path, folds: int = 5,
+               jobs: int = 1) -> dict[str, Any]:
+    """The chosen config trained with each seed on each fold in kept run dirs; then, once, the test rows.
+
+    The preset's model for one seed is the bag of its K fold models: each member early-stopped on
+    its own fold, together they trained on every non-test row. The bag averages the members' risk
+    scores, each standardized by its own validation mean and sd (log-risks of separate fits differ
+    by shift and scale). Its test C-index, mean over ``seeds``, is the preset's figure; beside it
+    each member's own figure ("single runs"), the bag of all seeds x folds, and the bags'
+    out-of-fold validation C-index (every non-test row scored by the member it validated), the
+    figure a user can check without the test rows. With ``folds`` 1 a seed's bag is its one run.
+    """
+    import numpy as np
+    import torch
+
+    from survopt_hydra.app.compose import compose_train
+    from survopt_hydra.app.trainer import load_best
+    from survopt_hydra.survival import concordance_index
+
+    cfg = compose_train([*base, *TRIAL_OVERRIDES])
+    parts = fold_overrides(cfg, folds)
+    own_files = own_data_paths(cfg)  # the data files the user named: the runs' best.pt may name them back
+    plan = [(k, seed) for k in range(len(parts)) for seed in seeds]
+    dirs = [out / (f"final_seed{seed}" if len(parts) == 1 else f"final_seed{seed}_fold{k}") for k, seed in plan]
+    overrides = [[*base, *chosen, *parts[k], f"trainer.seed={seed}"] for k, seed in plan]
+    with workers(jobs) as run_all:
+        members = list(run_all(train_kept, overrides, dirs))
+    val_z, test_z, val_rows, scales = {}, {}, {}, {}
+    for (k, seed), run_dir in zip(plan, dirs):
+        _, cohort, model, _ = load_best(run_dir, own_files)
+        with torch.no_grad():
+            v, t = model(cohort.val.x).double().numpy(), model(cohort.test.x).double().numpy()
+        mu, sd = float(v.mean()), float(v.std()) or 1.0
+        val_z[k, seed], test_z[k, seed], val_rows[k], test = (v - mu) / sd, (t - mu) / sd, cohort.val, cohort.test
+        scales[k, seed] = {"run_dir": run_dir.name, "val_mean": mu, "val_sd": sd}
+    write_tool_output(out / "bags.json", json.dumps({  # what a user needs to score new rows with a seed's bag
+        "how": "risk(x) = mean over a seed's members of (member's survopt-predict risk - val_mean) / val_sd",
+        "bags": {str(s): [scales[k, s] for k in range(len(parts))] for s in seeds}}, indent=2))
+    folds_seen = range(len(parts))
+    durations = torch.cat([val_rows[k].durations for k in folds_seen])
+    events = torch.cat([val_rows[k].events for k in folds_seen])
+
+    def test_c(members: list[tuple[int, int]]) -> float:
+        return concordance_index(np.mean([test_z[m] for m in members], axis=0), test.durations, test.events)
+
+    def oof_c(bag_seeds: list[int]) -> float:  # each fold's rows scored by that fold's members only
+        risk = np.concatenate([np.mean([val_z[k, s] for s in bag_seeds], axis=0) for k in folds_seen])
+        return concordance_index(risk, durations, events)
+
+    bags = ([m["test_cindex"] for m in members] if len(parts) == 1  # the run's own figure, as the app scored it
+            else [test_c([(k, s) for k in folds_seen]) for s in seeds])
+    singles = [m["test_cindex"] for m in members]
+    return {"seeds": seeds, "folds": len(parts), "test_cindex_runs": bags, "test_cindex_mean": statistics.fmean(bags),
+            "test_cindex_sd": statistics.stdev(bags) if len(bags) > 1 else 0.0,
+            "oof_val_cindex_runs": [oof_c([s]) for s in seeds],
+            "single_test_cindex_runs": singles, "single_test_cindex_mean": statistics.fmean(singles),
+            "single_val_cindex_runs": [m["val_cindex"] for m in members],
+            "best_epochs": [m["best_epoch"] for m in members],
+            "bagged_models": len(plan), "bagged_test_cindex": test_c(plan), "bagged_oof_val_cindex": oof_c(seeds),
+            "run_dirs": [str(d) for d in dirs]}
+
+
+def own_data_paths(cfg: Any) -> dict[str, str]:
+    """The data files the user's own config names (``data.path``/``data.test_path``): what the tool may
+    read again when a run it trained names them (:func:`survopt_hydra.app.components.artifact_settings`)."""
+    from survopt_hydra.app.components import DATA_PATH_KEYS
+
+    return {key: str(cfg.data[key]) for key in DATA_PATH_KEYS if cfg.data.get(key)}
+
+
+def write_trials(records: list[dict[str, Any]], path: Path) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    write_tool_output(path, buffer.getvalue())
+
+
+def write_tool_output(path: Path, text: str) -> None:
+    from survopt_hydra.app.outputs import write_tool_output as write
+
+    write(path, text)
+
+
+def make_output_dir(out: Path) -> None:
+    from survopt_hydra.errors import ConfigError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("--out", f"{out}: cannot create it ({exc.strerror or exc}); choose another --out") from None
+
+
+#: Bounds of the search flags: each is what a day of tuning on this machine could use, far above the defaults.
+MAX_TRIALS, MAX_SECONDS, MAX_FOLDS, MAX_SEEDS, MAX_JOBS = 100_000, 7 * 86400.0, 100, 100, 256
+
+
+def check_flags(trials: int | None, seconds: float | None, folds: int, jobs: int, seeds: list[int],
+                sampler_seed: int) -> None:
+    """One-line ConfigError naming the flag for a budget or count the search cannot run with."""
+    from survopt_hydra.errors import ConfigError
+
+    if seconds is not None and not math.isfinite(seconds):
+        raise ConfigError("--seconds", f"must be a finite number of seconds, got {seconds:g}")
+    if (trials is not None and trials < 1) or (seconds is not None and seconds <= 0):
+        raise ConfigError("--trials/--seconds", "the budget must be positive")
+    if (trials or 0) > MAX_TRIALS or (seconds or 0) > MAX_SECONDS:
+        raise ConfigError("--trials/--seconds", f"at most {MAX_TRIALS} trials and {MAX_SECONDS:g} s (a week)")
+    if folds < 1:
+        raise ConfigError("--folds", f"must be >= 1, got {folds}")
+    if folds > MAX_FOLDS:
+        raise ConfigError("--folds", f"at most {MAX_FOLDS}, got {folds}")
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ConfigError("--jobs", f"must be in 1..{MAX_JOBS}, got {jobs}")
+    if not 1 <= len(seeds) <= MAX_SEEDS or not all(0 <= s < 2**32 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError("--final-seeds", f"1..{MAX_SEEDS} distinct seeds in [0, 2**32), got {seeds}")
+    if not 0 <= sampler_seed < 2**32:
+        raise ConfigError("--sampler-seed", f"must be in [0, 2**32), got {sampler_seed}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="survopt-tune", description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for scripts/train.py (not searched)")
+    parser.add_argument("--trials", type=int, help="number of trials (default 40 unless --seconds is given)")
+    parser.add_argument("--seconds", type=float, help="search time budget; the running trial finishes")
+    parser.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler")
+    parser.add_argument("--final-seeds", type=int, nargs="+", default=[0, 1, 2], help="trainer.seed of the test runs")
+    parser.add_argument("--folds", type=int, default=5, help="K validation folds of the non-test rows a trial "
+                        "averages over, and members of each seed's final bag (default 5; 1: the app's one split)")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="trainings side by side in worker processes (default: 2 on a machine with 2+ cores)")
+    parser.add_argument("--no-baseline", action="store_true", help="do not start the search from the base config")
+    parser.add_argument("--no-prune", action="store_true", help="run every trial on all folds (no MedianPruner)")
+    parser.add_argument("--out", type=Path, help="output dir (default: a new outputs/tune/<date>/<time>/)")
+    parser.add_argument("--quiet", action="store_true", help="no per-trial lines on stderr")
+    args = parser.parse_args(argv)
+    from survopt_hydra.errors import ConfigError, require_package
+
+    try:
+        require_package("optuna", "survopt-tune")  # before any import or check that costs time
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    trials = args.trials if args.trials is not None or args.seconds is not None else 40
+    logging.disable(logging.WARNING)  # the app's per-epoch log lines; errors still surface
+    from survopt_hydra.app.compose import compose_train
+    from survopt_hydra.app.outputs import tool_output_path
+    from survopt_hydra.survival.data import DataError
+
+    log = (lambda _: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    try:
+        check_flags(trials, args.seconds, args.folds, args.jobs, args.final_seeds, args.sampler_seed)
+        out = tool_output_path(args.out, "tune", "result.json", force=True).parent  # an old result: refused below
+        if (out / "result.json").exists():
+            raise ConfigError("--out", f"{out} already holds a tuning result; pass another --out")
+        cfg = compose_train([*args.overrides, *TRIAL_OVERRIDES])  # a bad override fails here, before any trial
+        fold_overrides(cfg, args.folds)  # a bad --folds fails here too
+        make_output_dir(out)  # the last check before the search: a folder that cannot be made is one line now
+        tic = time.perf_counter()
+        study, records = search(args.overrides, trials, args.seconds, args.sampler_seed, log, args.folds,
+                                baseline=not args.no_baseline, jobs=args.jobs, prune=not args.no_prune)
+        search_s = time.perf_counter() - tic
+        chosen = list(study.best_trial.user_attrs["overrides"])  # the choice: validation only
+        write_trials(records, out / "trials.csv")
+        import yaml
+
+        best_params = dict(_o.split("=", 1) for _o in chosen)
+        write_tool_output(out / "optimization_results.yaml", yaml.safe_dump(
+            {"name": "survopt-tune", "best_params": best_params, "best_value": float(study.best_value)}))
+        final = final_runs(args.overrides, chosen, args.final_seeds, out, args.folds, args.jobs)  # first look at test
+        result = {"base_overrides": args.overrides, "chosen_overrides": chosen, "best_trial": study.best_trial.number,
+                  "best_value": study.best_value, "trials": len(records), "search_seconds": round(search_s, 1),
+                  "sampler_seed": args.sampler_seed,
+                  "baseline_trial": not args.no_baseline and records[0].get("baseline", False), **final}
+        write_tool_output(out / "result.json", json.dumps(result, indent=2))
+    except (ConfigError, DataError) as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 2
+    command = " ".join(["survopt-train", *args.overrides, *chosen])
+    print(f"{len(records)} trials in {search_s:.0f} s; best validation {study.best_value:.4f} (trial "
+          f"{study.best_trial.number}): {' '.join(chosen)}")
+    print(f"rerun one model: {command}")
+    print(f"wrote {out / 'result.json'}, {out / 'trials.csv'} and the {final['bagged_models']} final run dirs")
+    runs = ", ".join(f"{c:.4f}" for c in final["test_cindex_runs"])
+    seeds = " ".join(map(str, args.final_seeds))
+    if final["folds"] > 1:
+        oof = ", ".join(f"{c:.4f}" for c in final["oof_val_cindex_runs"])
+        print(f"each seed's bag of its {final['folds']} fold models: out-of-fold validation C-index {oof}; "
+              f"single models' mean test C-index {final['single_test_cindex_mean']:.4f}; "
+              f"the bag of all {final['bagged_models']}: test {final['bagged_test_cindex']:.4f}")
+        print(f"test C-index of the preset (each seed's bag): {final['test_cindex_mean']:.4f} (seeds {seeds}: {runs})")
+    else:
+        print(f"seed ensemble: test C-index {final['bagged_test_cindex']:.4f}")
+        print(f"test C-index of the chosen config: {final['test_cindex_mean']:.4f} (seeds {seeds}: {runs})")
+    return 0 if all(math.isfinite(c) for c in final["test_cindex_runs"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
