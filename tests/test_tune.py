@@ -131,7 +131,8 @@ def test_bagged_final_runs_train_each_fold_in_two_workers(tmp_path: Path) -> Non
     base = ["data=gbsg2", "trainer.max_epochs=3"]
     final = tune.final_runs(base, ["model.hidden=[8]"], [0, 1], tmp_path, folds=2, jobs=2)
     names = [f"final_seed{s}_fold{k}" for k in (0, 1) for s in (0, 1)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names, "bags.json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names, "bags.json", "ensemble_seed0", "ensemble_seed1",
+                                                                 "ensemble_all"])  # tests/test_ensemble.py
     metrics = {n: json.loads((tmp_path / n / "metrics.json").read_text()) for n in names}
     assert final["single_test_cindex_runs"] == [metrics[n]["test_cindex"] for n in names]
     here = select_defaults.run_once([*base, "model.hidden=[8]", "data.folds=2", "data.fold=1", "trainer.seed=1"])

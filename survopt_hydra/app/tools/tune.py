@@ -27,8 +27,14 @@ Protocol (docs/sweeps.md):
 
 Writes ``trials.csv`` (every trial: overrides, validation figure, best epoch, seconds),
 ``optimization_results.yaml`` (``best_params``/``best_value``, the layout of Hydra's Optuna
-sweeper) and ``result.json`` into ``--out`` (default a fresh ``outputs/tune/<date>/<time>/``),
-and prints the command that reruns the chosen config.
+sweeper), ``result.json``, the final run dirs and each bag as one ensemble (``ensemble_seed<s>``,
+``ensemble_all``: ``survopt-predict`` loads one like a run dir) into ``--out`` (default a fresh
+``outputs/tune/<date>/<time>/``), and prints the command that reruns the chosen config.
+
+**One study, several processes** (``--storage sqlite:///study.db --study-name NAME``; PostgreSQL or
+MySQL URLs across machines): the study lives in Optuna's RDB storage and every process naming it
+adds its ``--trials`` to it (``--search-only``: nothing else); ``--final-only`` then chooses among
+all the study's complete trials, by their validation figures as above, and runs step 3 once.
 """
 from __future__ import annotations
 
@@ -174,8 +180,9 @@ def run_validation_only(overrides: list[str]) -> dict[str, Any]:
 
 
 def search(base: list[str], trials: int | None, seconds: float | None, sampler_seed: int = 0,
-           log: Callable[[str], None] = print, folds: int = 5,
-           baseline: bool = True, jobs: int = 1, prune: bool = True) -> tuple[Any, list[dict[str, Any]]]:
+           log: Callable[[str], None] = print, folds: int = 5, baseline: bool = True, jobs: int = 1,
+           prune: bool = True, storage: str | None = None,
+           study_name: str | None = None) -> tuple[Any, list[dict[str, Any]]]:
     """Optuna study maximizing (val_cindex) or minimizing (val_loss) the monitored validation figure.
 
     With ``folds`` > 1 a trial's value is the mean over K validation folds of the non-test rows
@@ -189,6 +196,10 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
     folds rarely wins on the rest, and the budget goes to more trials. A pruned trial is recorded
     (``pruned``, its partial mean) but can never be the choice; a complete trial's value is the
     mean over all K folds, as without pruning.
+
+    With ``storage`` (an RDB URL, :func:`open_study`) the study ``study_name`` lives in that database and
+    several processes, on one machine or many, add trials to it; ``trials`` counts this process's. The
+    returned records are every trial of the study that has one (all processes'), by trial number.
     """
     import optuna
 
@@ -199,18 +210,17 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
 
     cfg = compose_train([*base, *TRIAL_OVERRIDES])
     parts = fold_overrides(cfg, folds)
-    monitor = str(cfg.trainer.monitor)
-    direction = "minimize" if monitor == "val_loss" else "maximize"
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0) if prune and len(parts) > 1
               else optuna.pruners.NopPruner())
-    study = optuna.create_study(direction=direction, pruner=pruner,
-                                sampler=optuna.samplers.TPESampler(seed=sampler_seed, multivariate=True))
+    study, created = open_study(storage, study_name, study_settings(base, cfg, len(parts), space), sampler_seed,
+                                pruner)
+    direction = "minimize" if study.direction == optuna.study.StudyDirection.MINIMIZE else "maximize"
     start = baseline_params(cfg, space) if baseline else None
-    if start is not None:
-        study.enqueue_trial(start)
-    elif baseline:
+    if start is not None and created:  # one baseline per study, by the process that created it
+        study.enqueue_trial(start, user_attrs={"baseline": True})
+    elif baseline and start is None:
         log("the base config is off the search grid (model.hidden not one width x 1-3 layers): no baseline trial")
-    records: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []  # this process's, for its log lines
 
     def objective(trial: Any) -> float:
         drawn = [f"{k}={draw(trial)}" for k, draw in space.items()]
@@ -233,8 +243,9 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
         trial.set_user_attr("overrides", drawn)
         for k in ("best_epoch", "epochs_run", "seconds"):
             trial.set_user_attr(k, result[k])
-        tag = "baseline" if start is not None and trial.number == 0 else ""
+        tag = "baseline" if trial.user_attrs.get("baseline") else ""
         records.append({"trial": trial.number, "overrides": " ".join(drawn), "baseline": bool(tag), **result})
+        trial.set_user_attr("record", records[-1])  # trials.csv's row, for whichever process writes it
         done = [r["value"] for r in records if not r["pruned"]]
         best = (max if direction == "maximize" else min)(done) if done else float("nan")
         state = f"pruned after {len(results)} of {len(parts)} folds" if pruned else f"{result['monitor']}"
@@ -247,8 +258,99 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
     width = min(jobs, len(parts))
     with workers(width) as run_all:
         study.optimize(objective, n_trials=trials, timeout=seconds, catch=())
-    return study, records
+    return study, study_records(study)
 
+
+def study_records(study: Any) -> list[dict[str, Any]]:
+    """Every finished trial's record (trials.csv's rows), by trial number, whichever process ran it."""
+    return [t.user_attrs["record"] for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+            if "record" in t.user_attrs]
+
+
+def study_settings(base: list[str], cfg: Any, folds: int, space: dict[str, Any]) -> dict[str, Any]:
+    """What every process of one stored study must share: the base overrides (data file paths may differ
+    between machines), the folds, the monitored figure and the searched keys."""
+    from survopt_hydra.app.components import DATA_PATH_KEYS
+
+    paths = {f"data.{key}" for key in DATA_PATH_KEYS}
+    return {"overrides": sorted(o for o in base if _key(o) not in paths), "folds": folds,
+            "monitor": str(cfg.trainer.monitor), "space": sorted(space)}
+
+
+#: How long a process waits for SQLite's lock (SQLAlchemy's default, 5 s, is shorter than a busy moment of
+#: several processes writing trial results).
+SQLITE_TIMEOUT_S = 60
+
+
+def rdb_storage(url: str) -> Any:
+    """Optuna's RDB storage at ``url`` (SQLAlchemy's URL: ``sqlite:///study.db``, ``postgresql://...``,
+    ``mysql+pymysql://...``); a one-line ConfigError on ``--storage`` when it cannot be opened. Opening
+    is retried a few times: processes started together may create the tables at the same moment."""
+    import optuna
+    import sqlalchemy
+
+    from survopt_hydra.errors import ConfigError, first_line
+
+    try:
+        shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparseable URL: refused below, in SQLAlchemy's words
+        shown = url
+    kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else None
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except ImportError as exc:  # the database's driver
+            raise ConfigError("--storage", f"{shown}: its database driver is not installed ({exc}); e.g. pip install "
+                              "psycopg2-binary for PostgreSQL or PyMySQL for MySQL") from None
+        except sqlalchemy.exc.OperationalError as exc:
+            if attempt == 4:
+                raise ConfigError("--storage", f"{shown}: cannot open the database ({first_line(exc)[:200]})") from None
+            time.sleep(0.5 * (attempt + 1))
+        except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
+            raise ConfigError("--storage", f"{shown}: not a usable database URL ({first_line(exc)[:200]}); e.g. "
+                              "sqlite:///study.db") from None
+
+
+def open_study(storage: str | None, name: str | None, settings: dict[str, Any], sampler_seed: int,
+               pruner: Any = None, create: bool = True) -> tuple[Any, bool]:
+    """(the Optuna study, whether this call created it).
+
+    In memory without ``storage``. With it, the study ``name`` is created, or joined when another process
+    created it first; a study made with other settings (:func:`study_settings`) is refused in one line. The
+    creating process's TPE sampler is seeded with ``sampler_seed`` (one process with a storage draws what it
+    would in memory); a joining process's sampler takes fresh entropy, so processes never draw the same
+    configs. ``create=False`` (``--final-only``) only joins."""
+    import optuna
+    import warnings
+
+    from survopt_hydra.errors import ConfigError
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # multivariate TPE
+    direction = "minimize" if settings["monitor"] == "val_loss" else "maximize"
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed, multivariate=True)
+    if storage is None:
+        return optuna.create_study(direction=direction, pruner=pruner, sampler=sampler), True
+    rdb = rdb_storage(storage)
+    study, created = None, create
+    if create:
+        try:
+            study = optuna.create_study(storage=rdb, study_name=name, direction=direction, pruner=pruner,
+                                        sampler=sampler)
+        except optuna.exceptions.DuplicatedStudyError:  # another process was first: join it
+            created = False
+    if study is None:
+        try:
+            study = optuna.load_study(study_name=name, storage=rdb, pruner=pruner,
+                                      sampler=optuna.samplers.TPESampler(multivariate=True))
+        except KeyError:
+            raise ConfigError("--study-name", f"no study {name!r} in --storage; run the search first") from None
+    stored = study.user_attrs.get("survopt_tune")
+    if stored is None:
+        study.set_user_attr("survopt_tune", settings)
+    elif stored != settings:
+        raise ConfigError("--study-name", f"study {name!r} tunes {stored}, this command {settings}; every process "
+                          "of a study uses the same overrides, --folds and monitor (or pass another --study-name)")
+    return study, created
 
 def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path, folds: int = 5,
                jobs: int = 1) -> dict[str, Any]:
@@ -261,6 +363,11 @@ def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path, 
     each member's own figure ("single runs"), the bag of all seeds x folds, and the bags'
     out-of-fold validation C-index (every non-test row scored by the member it validated), the
     figure a user can check without the test rows. With ``folds`` 1 a seed's bag is its one run.
+
+    Each bag is saved as one model (:func:`survopt_hydra.app.ensemble.save_ensemble`): ``ensemble_seed<s>``
+    per seed and ``ensemble_all``, folders ``survopt-predict`` loads like a run dir; their risk is the score
+    above (each member standardized by its validation mean and sd), so predicting the test rows with one
+    gives the figure reported for its bag.
     """
     import numpy as np
     import torch
@@ -285,8 +392,16 @@ def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path, 
         mu, sd = float(v.mean()), float(v.std()) or 1.0
         val_z[k, seed], test_z[k, seed], val_rows[k], test = (v - mu) / sd, (t - mu) / sd, cohort.val, cohort.test
         scales[k, seed] = {"run_dir": run_dir.name, "val_mean": mu, "val_sd": sd}
-    write_tool_output(out / "bags.json", json.dumps({  # what a user needs to score new rows with a seed's bag
-        "how": "risk(x) = mean over a seed's members of (member's survopt-predict risk - val_mean) / val_sd",
+    from survopt_hydra.app.ensemble import save_ensemble
+
+    bag_dirs = {f"ensemble_seed{s}": [(k, s) for k in range(len(parts))] for s in seeds}
+    bag_dirs["ensemble_all"] = plan
+    for name, bag in bag_dirs.items():  # each bag as one model: survopt-predict <out>/ensemble_seed0 rows.csv
+        save_ensemble(out / name, [(out / scales[m]["run_dir"], scales[m]["val_mean"], scales[m]["val_sd"])
+                                   for m in bag])
+    write_tool_output(out / "bags.json", json.dumps({  # how each ensemble combines its members
+        "how": "risk(x) = mean over a seed's members of (member's survopt-predict risk - val_mean) / val_sd; "
+               "survopt-predict <out>/ensemble_seed<s> computes it (and S(t|x), the members' mean)",
         "bags": {str(s): [scales[k, s] for k in range(len(parts))] for s in seeds}}, indent=2))
     folds_seen = range(len(parts))
     durations = torch.cat([val_rows[k].durations for k in folds_seen])
@@ -309,7 +424,7 @@ def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path, 
             "single_val_cindex_runs": [m["val_cindex"] for m in members],
             "best_epochs": [m["best_epoch"] for m in members],
             "bagged_models": len(plan), "bagged_test_cindex": test_c(plan), "bagged_oof_val_cindex": oof_c(seeds),
-            "run_dirs": [str(d) for d in dirs]}
+            "run_dirs": [str(d) for d in dirs], "ensembles": {name: str(out / name) for name in bag_dirs}}
 
 
 def own_data_paths(cfg: Any) -> dict[str, str]:
@@ -368,12 +483,34 @@ def check_flags(trials: int | None, seconds: float | None, folds: int, jobs: int
         raise ConfigError("--final-seeds", f"1..{MAX_SEEDS} distinct seeds in [0, 2**32), got {seeds}")
     if not 0 <= sampler_seed < 2**32:
         raise ConfigError("--sampler-seed", f"must be in [0, 2**32), got {sampler_seed}")
+    from survopt_hydra.app.ensemble import MAX_MEMBERS
+
+    if len(seeds) * folds > MAX_MEMBERS:  # the bag of all seeds x folds is saved as one ensemble
+        raise ConfigError("--final-seeds/--folds", f"{len(seeds)} seeds x {folds} folds = {len(seeds) * folds} final "
+                          f"runs; at most {MAX_MEMBERS}")
+
+
+def check_storage_flags(storage: str | None, study_name: str | None, search_only: bool, final_only: bool) -> None:
+    """One-line ConfigError for a combination of the shared-study flags that cannot work."""
+    from survopt_hydra.errors import ConfigError
+
+    if storage is not None and not study_name:
+        raise ConfigError("--storage", "needs --study-name: the name every process of the study gives")
+    if study_name is not None and storage is None:
+        raise ConfigError("--study-name", "names a study in a database; give --storage too (e.g. sqlite:///study.db)")
+    if search_only and final_only:
+        raise ConfigError("--search-only/--final-only", "give one of them")
+    if (search_only or final_only) and storage is None:
+        flag = "--search-only" if search_only else "--final-only"
+        raise ConfigError(flag, "works on a study stored in --storage (a process without one keeps its trials in "
+                          "memory)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="survopt-tune", description=__doc__.splitlines()[0])
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for scripts/train.py (not searched)")
-    parser.add_argument("--trials", type=int, help="number of trials (default 40 unless --seconds is given)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for survopt-train (not searched)")
+    parser.add_argument("--trials", type=int, help="number of trials of this process (default 40 unless --seconds "
+                        "is given)")
     parser.add_argument("--seconds", type=float, help="search time budget; the running trial finishes")
     parser.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler")
     parser.add_argument("--final-seeds", type=int, nargs="+", default=[0, 1, 2], help="trainer.seed of the test runs")
@@ -383,6 +520,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="trainings side by side in worker processes (default: 2 on a machine with 2+ cores)")
     parser.add_argument("--no-baseline", action="store_true", help="do not start the search from the base config")
     parser.add_argument("--no-prune", action="store_true", help="run every trial on all folds (no MedianPruner)")
+    parser.add_argument("--storage", help="an RDB URL holding the study, shared by every process that names it "
+                        "(sqlite:///study.db; postgresql://... or mysql+pymysql://... across machines)")
+    parser.add_argument("--study-name", help="the study's name in --storage")
+    parser.add_argument("--search-only", action="store_true", help="with --storage: add trials to the study, "
+                        "write nothing else (no choice, no test rows)")
+    parser.add_argument("--final-only", action="store_true", help="with --storage: no new trials; choose among the "
+                        "study's complete trials, then train and test the final runs")
     parser.add_argument("--out", type=Path, help="output dir (default: a new outputs/tune/<date>/<time>/)")
     parser.add_argument("--quiet", action="store_true", help="no per-trial lines on stderr")
     args = parser.parse_args(argv)
@@ -402,16 +546,38 @@ def main(argv: list[str] | None = None) -> int:
     log = (lambda _: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     try:
         check_flags(trials, args.seconds, args.folds, args.jobs, args.final_seeds, args.sampler_seed)
-        out = tool_output_path(args.out, "tune", "result.json", force=True).parent  # an old result: refused below
-        if (out / "result.json").exists():
-            raise ConfigError("--out", f"{out} already holds a tuning result; pass another --out")
+        check_storage_flags(args.storage, args.study_name, args.search_only, args.final_only)
+        if not args.search_only:  # a search-only process writes nothing: its trials are in the study
+            out = tool_output_path(args.out, "tune", "result.json", force=True).parent  # an old result: refused below
+            if (out / "result.json").exists():
+                raise ConfigError("--out", f"{out} already holds a tuning result; pass another --out")
         cfg = compose_train([*args.overrides, *TRIAL_OVERRIDES])  # a bad override fails here, before any trial
-        fold_overrides(cfg, args.folds)  # a bad --folds fails here too
-        make_output_dir(out)  # the last check before the search: a folder that cannot be made is one line now
+        parts = fold_overrides(cfg, args.folds)  # a bad --folds fails here too
         tic = time.perf_counter()
-        study, records = search(args.overrides, trials, args.seconds, args.sampler_seed, log, args.folds,
-                                baseline=not args.no_baseline, jobs=args.jobs, prune=not args.no_prune)
+        if args.final_only:  # the study is checked before the output dir is made
+            space = {k: f for k, f in SPACE.items() if k not in {_key(o) for o in args.overrides}}
+            study, _ = open_study(args.storage, args.study_name, study_settings(args.overrides, cfg, len(parts), space),
+                                  args.sampler_seed, create=False)
+            records = study_records(study)
+        if not args.search_only:
+            make_output_dir(out)  # the last check before the search: a folder that cannot be made is one line now
+        if not args.final_only:
+            study, records = search(args.overrides, trials, args.seconds, args.sampler_seed, log, args.folds,
+                                    baseline=not args.no_baseline, jobs=args.jobs, prune=not args.no_prune,
+                                    storage=args.storage, study_name=args.study_name)
         search_s = time.perf_counter() - tic
+        complete = [r for r in records if not r["pruned"]]
+        if args.search_only:
+            best = (f", best validation {study.best_value:.4f} (trial {study.best_trial.number})" if complete else "")
+            print(f"searched for {search_s:.0f} s; the study {args.study_name!r} holds {len(records)} finished trials "
+                  f"({len(complete)} complete){best}; choose and test with --final-only")
+            return 0
+        if not complete:
+            raise ConfigError("--study-name" if args.final_only else "--trials",
+                              "no complete trial to choose from yet; run (more of) the search first")
+        running = sum(t.state.name == "RUNNING" for t in study.get_trials(deepcopy=False))
+        if running:
+            log(f"{running} trial(s) of the study are still running; the choice is among the {len(complete)} complete")
         chosen = list(study.best_trial.user_attrs["overrides"])  # the choice: validation only
         write_trials(records, out / "trials.csv")
         import yaml
@@ -422,17 +588,19 @@ def main(argv: list[str] | None = None) -> int:
         final = final_runs(args.overrides, chosen, args.final_seeds, out, args.folds, args.jobs)  # first look at test
         result = {"base_overrides": args.overrides, "chosen_overrides": chosen, "best_trial": study.best_trial.number,
                   "best_value": study.best_value, "trials": len(records), "search_seconds": round(search_s, 1),
-                  "sampler_seed": args.sampler_seed,
-                  "baseline_trial": not args.no_baseline and records[0].get("baseline", False), **final}
+                  "trial_seconds": round(sum(r["seconds"] for r in records), 1), "sampler_seed": args.sampler_seed,
+                  "study_name": args.study_name, "baseline_trial": any(r["baseline"] for r in records), **final}
         write_tool_output(out / "result.json", json.dumps(result, indent=2))
     except (ConfigError, DataError) as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
     command = " ".join(["survopt-train", *args.overrides, *chosen])
-    print(f"{len(records)} trials in {search_s:.0f} s; best validation {study.best_value:.4f} (trial "
+    where = f"in the study {args.study_name!r}" if args.storage else f"in {search_s:.0f} s"
+    print(f"{len(records)} trials {where}; best validation {study.best_value:.4f} (trial "
           f"{study.best_trial.number}): {' '.join(chosen)}")
     print(f"rerun one model: {command}")
-    print(f"wrote {out / 'result.json'}, {out / 'trials.csv'} and the {final['bagged_models']} final run dirs")
+    print(f"wrote {out / 'result.json'}, {out / 'trials.csv'}, the {final['bagged_models']} final run dirs and their "
+          f"bags as ensembles: survopt-predict {final['ensembles'][f'ensemble_seed{args.final_seeds[0]}']} rows.csv")
     runs = ", ".join(f"{c:.4f}" for c in final["test_cindex_runs"])
     seeds = " ".join(map(str, args.final_seeds))
     if final["folds"] > 1:
