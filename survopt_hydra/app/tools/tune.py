@@ -85,6 +85,12 @@ def _key(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
 
 
+def searched(base: list[str]) -> dict[str, Callable[[Any], str]]:
+    """:data:`SPACE` without the keys the base overrides fix."""
+    fixed = {_key(o) for o in base}
+    return {k: f for k, f in SPACE.items() if k not in fixed}
+
+
 def baseline_params(cfg: Any, space: dict[str, Callable[[Any], str]]) -> dict[str, Any] | None:
     """The base config's own values as TPE parameters (trial 0), or None when one is off the grid.
 
@@ -204,8 +210,7 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    fixed = {_key(o) for o in base}
-    space = {k: f for k, f in SPACE.items() if k not in fixed}
+    space = searched(base)
     from survopt_hydra.app.compose import compose_train
 
     cfg = compose_train([*base, *TRIAL_OVERRIDES])
@@ -302,7 +307,7 @@ def rdb_storage(url: str) -> Any:
         except ImportError as exc:  # the database's driver
             raise ConfigError("--storage", f"{shown}: its database driver is not installed ({exc}); e.g. pip install "
                               "psycopg2-binary for PostgreSQL or PyMySQL for MySQL") from None
-        except sqlalchemy.exc.OperationalError as exc:
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:  # locked; a table made twice
             if attempt == 4:
                 raise ConfigError("--storage", f"{shown}: cannot open the database ({first_line(exc)[:200]})") from None
             time.sleep(0.5 * (attempt + 1))
@@ -344,13 +349,32 @@ def open_study(storage: str | None, name: str | None, settings: dict[str, Any], 
                                       sampler=optuna.samplers.TPESampler(multivariate=True))
         except KeyError:
             raise ConfigError("--study-name", f"no study {name!r} in --storage; run the search first") from None
-    stored = study.user_attrs.get("survopt_tune")
-    if stored is None:
+    if study.user_attrs.get("survopt_tune") is None:
         study.set_user_attr("survopt_tune", settings)
-    elif stored != settings:
+    same_settings(study, name, settings)
+    return study, created
+
+
+def same_settings(study: Any, name: str | None, settings: dict[str, Any]) -> None:
+    """ConfigError unless the stored study was made with ``settings`` (:func:`study_settings`)."""
+    from survopt_hydra.errors import ConfigError
+
+    stored = study.user_attrs.get("survopt_tune")
+    if stored is not None and stored != settings:
         raise ConfigError("--study-name", f"study {name!r} tunes {stored}, this command {settings}; every process "
                           "of a study uses the same overrides, --folds and monitor (or pass another --study-name)")
-    return study, created
+
+
+def check_study(storage: str, name: str, settings: dict[str, Any]) -> None:
+    """Before anything is written: the storage opens, and a study already stored under ``name`` was made with
+    ``settings``. Nothing is created."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=name, storage=rdb_storage(storage))
+    except KeyError:  # a new study: created by the search
+        return
+    same_settings(study, name, settings)
 
 def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path, folds: int = 5,
                jobs: int = 1) -> dict[str, Any]:
@@ -554,11 +578,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg = compose_train([*args.overrides, *TRIAL_OVERRIDES])  # a bad override fails here, before any trial
         parts = fold_overrides(cfg, args.folds)  # a bad --folds fails here too
         tic = time.perf_counter()
+        settings = study_settings(args.overrides, cfg, len(parts), searched(args.overrides))
         if args.final_only:  # the study is checked before the output dir is made
-            space = {k: f for k, f in SPACE.items() if k not in {_key(o) for o in args.overrides}}
-            study, _ = open_study(args.storage, args.study_name, study_settings(args.overrides, cfg, len(parts), space),
-                                  args.sampler_seed, create=False)
+            study, _ = open_study(args.storage, args.study_name, settings, args.sampler_seed, create=False)
             records = study_records(study)
+        elif args.storage is not None:
+            check_study(args.storage, args.study_name, settings)
         if not args.search_only:
             make_output_dir(out)  # the last check before the search: a folder that cannot be made is one line now
         if not args.final_only:
