@@ -8,6 +8,7 @@ import sys
 
 from survopt_hydra.app.tools import baseline_cox
 
+main = baseline_cox.main
 if __name__ == "__main__":
-    sys.exit(baseline_cox.main())
+    sys.exit(main())
 sys.modules[__name__] = baseline_cox

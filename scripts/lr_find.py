@@ -8,6 +8,7 @@ import sys
 
 from survopt_hydra.app.tools import lr_find
 
+main = lr_find.main
 if __name__ == "__main__":
-    sys.exit(lr_find.main())
+    sys.exit(main())
 sys.modules[__name__] = lr_find

@@ -8,6 +8,7 @@ import sys
 
 from survopt_hydra.app.tools import plot_run
 
+main = plot_run.main
 if __name__ == "__main__":
-    sys.exit(plot_run.main())
+    sys.exit(main())
 sys.modules[__name__] = plot_run

@@ -8,6 +8,7 @@ import sys
 
 from survopt_hydra.app.tools import plot_schedule
 
+main = plot_schedule.main
 if __name__ == "__main__":
-    sys.exit(plot_schedule.main())
+    sys.exit(main())
 sys.modules[__name__] = plot_schedule

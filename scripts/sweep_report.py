@@ -8,6 +8,7 @@ import sys
 
 from survopt_hydra.app.tools import sweep_report
 
+main = sweep_report.main
 if __name__ == "__main__":
-    sys.exit(sweep_report.main())
+    sys.exit(main())
 sys.modules[__name__] = sweep_report

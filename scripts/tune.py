@@ -8,6 +8,7 @@ import sys
 
 from survopt_hydra.app.tools import tune
 
+main = tune.main
 if __name__ == "__main__":
-    sys.exit(tune.main())
+    sys.exit(main())
 sys.modules[__name__] = tune
