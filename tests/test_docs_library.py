@@ -56,14 +56,14 @@ def test_library_doc_tables_match_the_records():
 
 
 def train_commands(text: str) -> list[tuple[list[str], bool]]:
-    """(overrides, multirun) of every ``scripts/train.py`` call in the ```bash blocks of ``text``.
+    """(overrides, multirun) of every ``survopt-train`` / ``scripts/train.py`` call in the ```bash blocks of ``text``.
 
     A torchrun line is checked as one process would be (``distributed.allow_single_process``)."""
     found = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for line in block.splitlines():
             words = shlex.split(line, comments=True)
-            at = next((i for i, w in enumerate(words) if w.endswith("scripts/train.py")), None)
+            at = next((i for i, w in enumerate(words) if w.endswith("scripts/train.py") or w == "survopt-train"), None)
             if at is None:
                 continue
             args = []

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -336,3 +336,24 @@ class Predictor:
     @torch.no_grad()
     def risk(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.model(c) for c in x.split(EVAL_ROWS)]).float().reshape(-1)
+
+    # What survopt-predict asks of a model, shared with .ensemble.Ensemble (several runs as one):
+    @property
+    def columns(self) -> list[str]:
+        """The input columns the model reads (in any order in a file)."""
+        return [c.name for c in self.schema.columns]
+
+    @property
+    def missing(self) -> str:
+        """The run's ``data.missing``: only ``impute`` fills missing cells of new rows."""
+        return self.schema.missing
+
+    def set_unseen(self, policy: str) -> None:
+        """``refuse`` or ``zero`` for category levels unseen in training (``--unseen``)."""
+        self.schema.unseen = policy
+
+    def predict(self, label: str, column: dict[str, list[str]], rows: list[int],
+                times: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(risk, S(t|x) at ``times`` or None when there are none) of raw cells."""
+        risk = self.risk(self.features(label, column, rows))
+        return risk, (self.baseline.survival(risk, times) if times else None)
