@@ -51,8 +51,10 @@ def split_risks(model: nn.Module, split: Split, ctx: Any = None) -> torch.Tensor
 
     model.eval()
     ctx = ctx or DistContext()
-    idx = eval_indices(len(split), ctx).to(split.x.device)
-    risk = torch.cat([model(split.x[i]) for i in idx.split(EVAL_ROWS)]).float()
+    from .components import split_forward
+
+    idx = eval_indices(len(split), ctx).to(split.durations.device)
+    risk = split_forward(model, split, idx, EVAL_ROWS).float()
     return gather_by_index(risk, idx, len(split), ctx).reshape(-1)
 
 
@@ -121,6 +123,10 @@ def finish_run(model: nn.Module, cohort: Cohort, config: dict[str, Any], best_ep
         metrics.update(split_metrics(name, risk, split, cohort.train, base, at, intervals=name == "test"))
         if name == "test" and run_dir is not None:
             write_test_predictions(Path(run_dir), risk, split, base, at)
+    images = cohort.extra.get("images")
+    if images is not None:  # image files: how to read new ones (app/image_predict.py) instead of a feature schema
+        return metrics, {**images.artefact(), "baseline": base.to_dict(), "best_epoch": best_epoch, "horizons": at,
+                         "model": config["model"], "data_source": cohort.source}
     schema = cohort.extra.get("schema")
     if schema is None or cohort.standardizer is None:
         return metrics, None
@@ -159,8 +165,10 @@ class Predictor:
         self.schema, self.scaler, self.baseline, self.model, self.run_dir = schema, scaler, baseline, model, run_dir
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "Predictor":
-        """Read ``predictor.json`` and ``best.pt`` (weights_only); DataError naming the file when unusable."""
+    def load(cls, run_dir: str | Path, trust: tuple[str, ...] = ()) -> "Predictor":
+        """Read ``predictor.json`` and ``best.pt`` (weights_only); DataError naming the file when unusable.
+
+        ``trust``: the ``model._target_`` paths the user repeats (``--trust``); a file never names code to import."""
         from .checkpoint import CheckpointError, load_checkpoint
         from .components import build_model
 
@@ -189,7 +197,7 @@ class Predictor:
         if state.get("epoch") != art.get("best_epoch"):
             raise DataError(f"{run_dir / 'best.pt'}: holds epoch {state.get('epoch')} but {path} was fitted with "
                             f"epoch {art.get('best_epoch')}; the pair does not belong together")
-        model = build_model(art["model"], (len(schema.feature_names),))
+        model = build_model(art["model"], (len(schema.feature_names),), trust=trust, source=str(path))
         model.load_state_dict(state["model"])
         model.eval()
         return cls(schema, scaler, baseline, model, run_dir)
