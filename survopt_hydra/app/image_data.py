@@ -12,8 +12,8 @@ PNG) ends the run then, with the same one line naming the manifest row and the f
 
 The images are never all in memory: :class:`ImageSplit` holds a split's manifest rows,
 durations and events, and :class:`ImageReader` streams batches of the rows the trainer asks
-for through one DataLoader (``data.num_workers`` worker processes, kept between epochs;
-pinned memory when training on CUDA). Augmentation (``data.augment``, training batches only)
+for through one DataLoader (``data.num_workers`` worker processes; pinned memory when
+training on CUDA). Augmentation (``data.augment``, training batches only)
 is seeded per (trainer.seed, epoch, manifest row), so an epoch's batches are the same with any
 number of workers and after a resume. The tabular path (app/data.py) keeps its tensors in
 memory and needs none of this.
@@ -275,7 +275,12 @@ class _Batches:
 
 
 class ImageReader:
-    """One DataLoader for every split and pass: its workers start on the first batch and stay."""
+    """One DataLoader for every split and pass; its workers start with each pass and stop at its end.
+
+    Not ``persistent_workers``: workers kept past a pass are torn down by the garbage collector,
+    which in torch 2.x can leave a queue thread writing to a closed pipe (a warning at exit, or
+    in a sweep's next job); a pass whose iterator is dropped in ``finally`` shuts its workers down
+    at once, also when a bad image ends it. Starting them costs ~0.1 s per pass (benchmarks/bench_images.py)."""
 
     def __init__(self, dataset: ImageDataset, num_workers: int, eval_rows: int) -> None:
         self.dataset, self.num_workers, self.eval_rows = dataset, num_workers, eval_rows
@@ -289,7 +294,7 @@ class ImageReader:
             # its own generator: creating an iterator draws a base seed, which must not move the global RNG
             self.loader = torch.utils.data.DataLoader(
                 self.dataset, batch_sampler=self.sampler, num_workers=self.num_workers, collate_fn=collate,
-                pin_memory=pin, persistent_workers=self.num_workers > 0, generator=torch.Generator())
+                pin_memory=pin, generator=torch.Generator())
             self.pinned = pin
         return self.loader
 
@@ -297,10 +302,14 @@ class ImageReader:
         """The inputs of each batch of ``keys``, in order, on ``device``; DataError for an unreadable image."""
         loader = self._loader(device)
         self.sampler.batches = keys
-        for item in loader:
-            if isinstance(item, Failed):
-                raise DataError(item.message)
-            yield tuple(t.to(device, non_blocking=True) for t in item)
+        batches = iter(loader)
+        try:
+            for item in batches:
+                if isinstance(item, Failed):
+                    raise DataError(item.message)
+                yield tuple(t.to(device, non_blocking=True) for t in item)
+        finally:
+            del batches  # the workers stop here, not whenever the collector gets to them
 
 
 class ImageSplit:

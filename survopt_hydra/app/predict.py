@@ -75,13 +75,13 @@ def _batches(path: Path, label: str, size: int) -> Iterator[tuple[list[str], lis
 
 def predict_file(run_dir: str | Path, input_path: str | Path, out: str | Path | None = None,
                  times: list[float] = (), batch_size: int = 4096, unseen: str | None = None,
-                 overwrite: bool = False, progress: bool | None = None) -> tuple[Path, int]:
+                 overwrite: bool = False, progress: bool | None = None, trust: tuple[str, ...] = ()) -> tuple[Path, int]:
     """Write the predictions CSV; returns (its path, rows scored). DataError on bad input."""
     from ..survival.data import DataError, find_columns, resolve_path
     from ..survival.schema import count_missing, missing_summary
     from .predictor import Predictor
 
-    pred = Predictor.load(run_dir)
+    pred = Predictor.load(run_dir, trust)
     if unseen is not None:
         pred.schema.unseen = unseen
     source = resolve_path(input_path, "input")
@@ -155,13 +155,20 @@ def _progress(path: Path, show: bool | None):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="survopt-predict", description=__doc__.split("\n\n")[1])
     parser.add_argument("run_dir", help="a finished survopt-train run directory (predictor.json + best.pt)")
-    parser.add_argument("input", help="CSV of new rows with the training feature columns (any order)")
+    parser.add_argument("input", help="CSV of new rows with the training feature columns (any order); for a run on "
+                                      "image files, a manifest (CSV or Parquet) of new images")
     parser.add_argument("--times", help="comma-separated times for S(t), e.g. 30,90,365")
     parser.add_argument("--grid", help="start:stop:count evenly spaced times, e.g. 0:365:13")
     parser.add_argument("--out", help="output CSV (default: <input>.predictions.csv beside the input)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--unseen", choices=("refuse", "zero"), help="unseen category levels (default: as trained)")
     parser.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default 4096)")
+    parser.add_argument("--trust", action="append", default=[], metavar="DOTTED.PATH",
+                        help="a _target_ the run's config named (model._target_, a backbone, a transform) that may be "
+                             "imported to rebuild it; fnmatch patterns allowed; repeat for several")
+    parser.add_argument("--num-workers", type=int, default=0, help="image runs: DataLoader workers (default 0)")
+    parser.add_argument("--allow-outside", action="store_true",
+                        help="image runs: allow image paths outside the manifest's folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     from ..survival.data import DataError
@@ -170,8 +177,16 @@ def main(argv: list[str] | None = None) -> None:
         if args.batch_size < 1:
             raise DataError(f"--batch-size: must be >= 1, got {args.batch_size}")
         times = parse_times(args.times, args.grid)
-        target, n = predict_file(args.run_dir, args.input, args.out, times, args.batch_size, args.unseen,
-                                 args.overwrite)
+        from .image_predict import image_run, predict_manifest
+
+        if image_run(args.run_dir):  # a run on image files: the input is a manifest of new images
+            if not 0 <= args.num_workers <= 64:
+                raise DataError(f"--num-workers: must be in 0..64, got {args.num_workers}")
+            target, n = predict_manifest(args.run_dir, args.input, args.out, times, tuple(args.trust),
+                                         args.num_workers, args.allow_outside, args.overwrite)
+        else:
+            target, n = predict_file(args.run_dir, args.input, args.out, times, args.batch_size, args.unseen,
+                                     args.overwrite, trust=tuple(args.trust))
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None

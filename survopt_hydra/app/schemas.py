@@ -267,6 +267,26 @@ def _plain(node: Any, group: str) -> dict[str, Any]:
     return values  # type: ignore[return-value]
 
 
+def check_group(group: str, values: dict[str, Any]) -> dict[str, Any]:
+    """One app group's plain values against its option's schema (``trainer``: the one schema);
+    also how ``survopt-predict`` checks the ``model`` a ``predictor.json`` records."""
+    options = APP_GROUPS[group]
+    if group == "trainer":
+        schema = TrainerConfig
+    else:
+        name = values.get("name")
+        if name not in options:
+            raise unknown_name(f"{group}.name", str(name), options)
+        schema = options[name]
+    if schema is CustomModelConfig:  # its other keys are the target's keyword arguments, checked when built
+        return _custom_model(values)
+    hidden = [k for k in values if str(k).startswith("_")]
+    if hidden:  # e.g. +data._target_=os.system: the app instantiates none of these nodes, so it would be ignored
+        raise ConfigError(f"{group}.{hidden[0]}", f"the app builds its {group} from the option's fields; "
+                                                 f"allowed: {', '.join(schema_fields(schema))}")
+    return validate(schema, values, group)
+
+
 def check_app_config(cfg: Any) -> dict[str, dict[str, Any]]:
     """Validate ``data``, ``model`` and ``trainer`` of a composed config.
 
@@ -274,25 +294,11 @@ def check_app_config(cfg: Any) -> dict[str, dict[str, Any]]:
     coerced values; raises :class:`ConfigError` naming the first bad key.
     """
     out: dict[str, dict[str, Any]] = {}
-    for group, options in APP_GROUPS.items():
+    for group in APP_GROUPS:
         if group not in cfg or cfg[group] is None:
             raise ConfigError(group, f"missing config group; add '{group}: <option>' to the defaults list")
         values = _plain(cfg[group], group)
-        if group == "trainer":
-            schema = TrainerConfig
-        else:
-            name = values.get("name")
-            if name not in options:
-                raise unknown_name(f"{group}.name", str(name), options)
-            schema = options[name]
-        if schema is CustomModelConfig:  # its other keys are the target's keyword arguments, checked when built
-            out[group] = _custom_model(values)
-            continue
-        hidden = [k for k in values if str(k).startswith("_")]
-        if hidden:  # e.g. +data._target_=os.system: the app instantiates none of these nodes, so it would be ignored
-            raise ConfigError(f"{group}.{hidden[0]}", f"the app builds its {group} from the option's fields; "
-                                                     f"allowed: {', '.join(schema_fields(schema))}")
-        out[group] = validate(schema, values, group)
+        out[group] = check_group(group, values)
     data = out["data"]
     uses_test_fraction = not data.get("test_path")
     if not uses_test_fraction and data["test_fraction"] != DataConfig.__dataclass_fields__["test_fraction"].default:

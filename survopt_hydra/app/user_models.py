@@ -78,17 +78,34 @@ def check_trusted(node: Any, key: str, trust: Collection[str] | None, source: st
                             f"config named it, repeat it: --trust {target}")
 
 
+def _import(target: str) -> Any:
+    """``a.b.C``: import the longest importable module prefix, then read the attributes after it."""
+    import importlib
+
+    parts = target.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module = ".".join(parts[:cut])
+        try:
+            obj = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and (module == exc.name or module.startswith(exc.name + ".")):
+                continue  # this prefix is no module: try a shorter one (a.b.C.method)
+            raise  # a module the target's own module imports is missing
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ModuleNotFoundError(f"No module named {parts[0]!r}")
+
+
 def locate(target: str, key: str) -> Any:
     """The class or function a dotted path names (the app's transforms by lookup); ConfigError naming ``key``."""
     if target in BUILTIN:
         return BUILTIN[target]
-    from hydra.utils import get_object
-
     try:
-        return get_object(target)
-    except Exception as exc:  # ImportError, AttributeError, Hydra's wrappers of them
-        raise ConfigError(key, f"cannot import {target!r} ({first_line(exc)}); is its module installed or on "
-                               "PYTHONPATH (e.g. PYTHONPATH=. survopt-train ...)?") from None
+        return _import(target)
+    except Exception as exc:  # ModuleNotFoundError, AttributeError, or the module's own import-time error
+        raise ConfigError(key, f"cannot import {target!r} ({type(exc).__name__}: {first_line(exc)}); is its module "
+                               "installed or on PYTHONPATH (e.g. PYTHONPATH=. survopt-train ...)?") from None
 
 
 def _parameters(obj: Any) -> dict[str, inspect.Parameter] | None:
