@@ -20,6 +20,7 @@ memory and needs none of this.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -208,6 +209,25 @@ def _apply(transforms: Sequence[Any], x: Tensor, where: str, key: str) -> Tensor
     return x
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """One intra-op thread while an image is decoded and transformed, then the caller's count again.
+
+    One image is too small to share: on the busy 2-core development box, normalizing a 256x256
+    image took 20 ms with torch's 2 threads and 0.5 ms with one (benchmarks/bench_images.py).
+    DataLoader workers run with one thread anyway, so this also makes an image's floats the same
+    with 0 or N workers. Setting the count costs well under a microsecond."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def item_seed(epoch_seed: int, row: int) -> int:
     """The augmentation seed of one manifest row in one epoch: independent of workers and batches."""
     return int(np.random.SeedSequence([int(epoch_seed), int(row)]).generate_state(1, np.uint64)[0] >> 1)
@@ -228,6 +248,10 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def image(self, row: int, seed: int | None = None) -> Tensor:
         """Row ``row``'s image after ``data.transform`` (and ``data.augment`` under ``seed``); DataError."""
+        with one_thread():
+            return self._image(row, seed)
+
+    def _image(self, row: int, seed: int | None) -> Tensor:
         where = self.manifest.where(row)
         x = torch.from_numpy(image_files.read(where, self.manifest.files[row], self.mode, self.max_pixels))
         x = _apply(self.transform, x, where, "data.transform")
@@ -256,8 +280,9 @@ def collate(items: list[Any]) -> tuple[Tensor, ...] | Failed:
     for item in items:
         if isinstance(item, Failed):
             return item
-    images = torch.stack([x for x, _ in items])
-    covariates = torch.stack([c for _, c in items])
+    with one_thread():  # a copy: threads only add waits (300 ms for 64 256x256 images on the busy box, 2 threads)
+        images = torch.stack([x for x, _ in items])
+        covariates = torch.stack([c for _, c in items])
     return (images, covariates) if covariates.shape[1] else (images,)
 
 
