@@ -184,3 +184,17 @@ def test_artifacts_never_choose_code_to_import(monkeypatch) -> None:
     assert seen["weights"] is None
     build_model(spec, IMAGE)
     assert seen["weights"] == "IMAGENET1K_V1"
+
+
+def test_finetune_warning_rule_for_the_new_models() -> None:
+    """+preset=finetune warns once for a backbone without model.pretrained; never for a user's own module
+    (it may load its weights itself) or a backbone with weights (docs/prediction.md's rule)."""
+    from survopt_hydra.app.compose import compose_train
+    from survopt_hydra.app.rules import warn_finetune_without_weights as rule
+
+    base = ["+preset=finetune", "data=images", "data.manifest=m.csv", "model=backbone",
+            "model.backbone._target_=scan_models.TinyEncoder"]
+    assert "set model.pretrained=<a local state dict of the backbone>" in rule(compose_train(base))
+    assert rule(compose_train([*base, "model.pretrained=w.pt"])) is None
+    assert rule(compose_train(["+preset=finetune", "data=images", "data.manifest=m.csv", "model=custom",
+                               "model._target_=scan_models.ScanNet"])) is None
