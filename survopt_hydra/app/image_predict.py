@@ -14,7 +14,9 @@ imported only when the user repeats it with ``--trust <dotted.path>`` (fnmatch p
 as ``'torchvision.transforms.v2.*'`` allowed), except the app's own transforms; the model is
 rebuilt without ``model.pretrained`` and a backbone without its ``weights`` / ``pretrained``
 keywords (nothing is fetched or read besides ``best.pt``), and every node is built from plain
-JSON, never through OmegaConf (no interpolation is resolved).
+JSON, never through OmegaConf (no interpolation is resolved). What the file may make the app
+allocate before reading an image is bounded: the input shape and a built-in transform's size
+at :data:`MAX_VALUES` values per image, a batch at :data:`BATCH_VALUES`.
 """
 from __future__ import annotations
 
@@ -38,6 +40,10 @@ from .image_files import MODES
 from .predictor import ARTEFACT
 
 MAX_ARTEFACT_BYTES = 64 * 2**20  # a predictor.json beyond this is not one the app wrote (its baseline is ~100 kB)
+#: The most values per image a predictor.json may ask for (data.max_pixels' default), whatever it records: the
+#: model's dry forward pass and a built-in transform's ``size`` allocate that much before any image is read.
+MAX_VALUES = 2**26
+BATCH_VALUES = 2**27  # values per scoring batch (512 MB of float32): data.eval_batch_size shrinks to fit
 
 
 def image_run(run_dir: str | Path) -> bool:
@@ -53,9 +59,25 @@ def image_run(run_dir: str | Path) -> bool:
 
 def _shape(value: Any, max_pixels: int) -> tuple[int, ...]:
     shape = tuple(int(v) for v in value)
-    if not 2 <= len(shape) <= 5 or any(s < 1 for s in shape) or math.prod(shape) > max_pixels:
-        raise ValueError(f"input_shape {list(value)} is not an image shape within max_pixels")
+    if not 2 <= len(shape) <= 5 or any(s < 1 for s in shape) or math.prod(shape) > min(max_pixels, MAX_VALUES):
+        raise ValueError(f"input_shape {list(value)} is not an image shape of at most {min(max_pixels, MAX_VALUES):,} "
+                         "values")
     return shape
+
+
+def _check_sizes(nodes: list[Any], shape: tuple[int, ...]) -> None:
+    """A built-in transform's ``size`` / ``padding`` must not ask for more than :data:`MAX_VALUES` per image."""
+    from .image_transforms import BUILTIN
+
+    spatial = len(shape) - 1
+    for node in nodes:
+        if not isinstance(node, dict) or node.get("_target_") not in BUILTIN:
+            continue  # the user's own (--trust) transforms: theirs to bound
+        size = node.get("size", 1)
+        sizes = [int(size)] * spatial if isinstance(size, (int, float)) else [int(v) for v in size]
+        pad = int(node.get("padding", 0) or 0)
+        if shape[0] * math.prod(v + 2 * pad for v in sizes) > MAX_VALUES:
+            raise ValueError(f"transform {node['_target_']} asks for images over {MAX_VALUES:,} values")
 
 
 class ImagePredictor:
@@ -90,6 +112,7 @@ class ImagePredictor:
             if art["max_pixels"] < 1 or not 1 <= art["eval_batch_size"] <= 65536:
                 raise ValueError("max_pixels or eval_batch_size")
             shape = _shape(art["input_shape"], art["max_pixels"])
+            _check_sizes(art["transform"], shape)
             baseline = BreslowBaseline.from_dict(art["baseline"])
             scaler = None
             if art["covariate_cols"]:
@@ -118,7 +141,7 @@ class ImagePredictor:
             model.load_state_dict(state["model"])
             transforms = [build_node(node, f"data.transform[{k}]") for k, node in enumerate(art["transform"])]
         except (ConfigError, RuntimeError) as exc:  # RuntimeError: load_state_dict's key/shape mismatch
-            raise DataError(f"{path}: cannot rebuild the run's model: {str(exc).splitlines()[0]}") from None
+            raise DataError(f"{path}: cannot rebuild the run's model and transforms: {str(exc).splitlines()[0]}") from None
         model.eval()
         return cls(art, model, baseline, transforms, scaler, path)
 
@@ -133,8 +156,8 @@ class ImagePredictor:
         dataset = ImageDataset(manifest, art["mode"], art["max_pixels"], self.transforms, [], self.shape)
         if self.scaler is not None:
             dataset.covariates = torch.from_numpy(np.ascontiguousarray(self.scaler.transform(manifest.covariates)))
-        reader = ImageReader(dataset, num_workers, art["eval_batch_size"])
-        step = art["eval_batch_size"]
+        reader = ImageReader(dataset, num_workers, 1)  # batches are the keys below
+        step = min(art["eval_batch_size"], max(1, BATCH_VALUES // math.prod(self.shape)))
         keys = [[(i, None) for i in range(s, min(s + step, len(manifest)))] for s in range(0, len(manifest), step)]
         done = 0
         for batch, inputs in zip(keys, reader.batches(keys, torch.device("cpu"))):
