@@ -62,7 +62,7 @@ def test_files_give_the_in_memory_cohort(scans: Path) -> None:
         a, b = getattr(files, name), getattr(memory, name)
         torch.testing.assert_close(a.durations, b.durations, rtol=0, atol=0)
         torch.testing.assert_close(a.events, b.events, rtol=0, atol=0)
-        got = torch.cat([x[0] for x in a.reader.batches([a._keys(torch.arange(len(a)), None)], torch.device("cpu"))])
+        got = torch.cat([x[0] for x in a.reader.batches([a.keys(torch.arange(len(a)), None)], torch.device("cpu"))])
         torch.testing.assert_close(got, b.x, rtol=0, atol=SPAN / 65535)
 
 
@@ -89,7 +89,7 @@ def test_workers_and_augmentation_give_the_same_batches(scans: Path) -> None:
     regrouped = epoch(0, 11, list(order.split(5)))  # other batches, same rows: same augmented images
     torch.testing.assert_close(regrouped, a, rtol=0, atol=0)
     plain = load_cohort(images(scans)).train
-    raw = torch.cat([x[0] for x in plain.reader.batches([plain._keys(order, None)], torch.device("cpu"))])
+    raw = torch.cat([x[0] for x in plain.reader.batches([plain.keys(order, None)], torch.device("cpu"))])
     flipped = [not torch.equal(a[i], raw[i]) for i in range(40)]
     assert 10 < sum(flipped) < 40  # each of two flips with p=0.5: about 3 in 4 images change
     for i in range(40):  # every augmented image is the raw one flipped along some of the dims
@@ -109,7 +109,7 @@ def test_covariates_are_standardized_on_training_rows_and_passed_second(tmp_path
     train_rows = cohort.train.rows
     ages = np.array([float(f"{a:.3f}") for a in age], dtype=np.float32)
     mean, std = ages[train_rows].mean(), ages[train_rows].std()
-    inputs = next(cohort.test.reader.batches([cohort.test._keys(torch.arange(len(cohort.test)), None)],
+    inputs = next(cohort.test.reader.batches([cohort.test.keys(torch.arange(len(cohort.test)), None)],
                                              torch.device("cpu")))
     assert len(inputs) == 2
     np.testing.assert_allclose(inputs[1][:, 0].numpy(), (ages[cohort.test.rows] - mean) / std, rtol=1e-5, atol=1e-5)

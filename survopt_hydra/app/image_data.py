@@ -359,20 +359,21 @@ class ImageSplit:
     def to(self, device: torch.device | str) -> "ImageSplit":
         return ImageSplit(self.reader, self.rows, self.durations.to(device), self.events.to(device), device)
 
-    def _keys(self, idx: Tensor, seed: int | None) -> list[tuple[int, int | None]]:
+    def keys(self, idx: Tensor, seed: int | None) -> list[tuple[int, int | None]]:
+        """The dataset keys of the rows at positions ``idx``: (manifest row, augmentation seed or None)."""
         rows = self.rows[idx.cpu().numpy()]
         return [(int(r), None if seed is None else item_seed(seed, int(r))) for r in rows]
 
     def train_batches(self, chunks: Sequence[Tensor], epoch_seed: int) -> Iterator[tuple[tuple[Tensor, ...], Tensor,
                                                                                           Tensor]]:
         """(inputs, durations, events) of each chunk of split positions, augmented under ``epoch_seed``."""
-        keys = [self._keys(c, epoch_seed) for c in chunks]
+        keys = [self.keys(c, epoch_seed) for c in chunks]
         for idx, inputs in zip(chunks, self.reader.batches(keys, self.device)):
             yield inputs, self.durations[idx], self.events[idx]
 
     def risks(self, model: torch.nn.Module, idx: Tensor) -> Tensor:
         """The model's risk for the rows at positions ``idx``, unaugmented, ``data.eval_batch_size`` at a time."""
-        keys = [self._keys(c, None) for c in idx.split(self.reader.eval_rows)]
+        keys = [self.keys(c, None) for c in idx.split(self.reader.eval_rows)]
         out = [model(*inputs) for inputs in self.reader.batches(keys, self.device)]
         return torch.cat(out) if out else torch.zeros(0, device=self.device)
 
