@@ -51,11 +51,12 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MEMBER_FILES = (ARTEFACT, "best.pt")  # all a member needs to predict (predictor.Predictor.load)
 
 
-def load_predictor(path: str | Path) -> "Predictor | Ensemble":
-    """A run dir (``predictor.json``) or an ensemble folder (``ensemble.json``), ready to predict."""
+def load_predictor(path: str | Path, trust: tuple[str, ...] = ()) -> "Predictor | Ensemble":
+    """A run dir (``predictor.json``) or an ensemble folder (``ensemble.json``), ready to predict;
+    ``trust``: the ``model._target_`` paths the user repeated (``--trust``)."""
     from .checkpoint import file_kind
 
-    return Ensemble.load(path) if file_kind(Path(path) / ENSEMBLE) != "missing" else Predictor.load(path)
+    return Ensemble.load(path) if file_kind(Path(path) / ENSEMBLE) != "missing" else Predictor.load(path, trust)
 
 
 class Ensemble:

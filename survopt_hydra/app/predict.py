@@ -115,17 +115,18 @@ def id_columns(label: str, id_cols: Sequence[str], header: list[str], times: Seq
 def predict_file(run_dir: str | Path, input_path: str | Path, out: str | Path | None = None,
                  times: list[float] = (), batch_size: int = 4096, unseen: str | None = None,
                  overwrite: bool = False, progress: bool | None = None,
-                 id_cols: Sequence[str] = ()) -> tuple[Path, int]:
+                 id_cols: Sequence[str] = (), trust: tuple[str, ...] = ()) -> tuple[Path, int]:
     """Write the predictions CSV; returns (its path, rows scored). DataError on bad input.
 
     ``run_dir``: a run dir or an ensemble folder (:func:`.ensemble.load_predictor`). ``id_cols``: input
-    columns copied to the output as text, after ``row`` (:func:`id_columns`)."""
+    columns copied to the output as text, after ``row`` (:func:`id_columns`). ``trust``: the
+    ``model._target_`` paths the user repeats (``--trust``): a file never names code to import."""
     from ..survival.data import DataError, resolve_path
     from ..survival.readers import find_columns, listing, open_source
     from ..survival.schema import count_missing, missing_summary
     from .ensemble import load_predictor
 
-    pred = load_predictor(run_dir)
+    pred = load_predictor(run_dir, trust)
     if unseen is not None:
         pred.set_unseen(unseen)
     source = resolve_path(input_path, "input")
@@ -240,7 +241,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="survopt-predict", description=__doc__.split("\n\n")[1])
     parser.add_argument("run_dir", help="a finished survopt-train run directory (predictor.json + best.pt), or an "
                         "ensemble folder (ensemble.json, e.g. survopt-tune's ensemble_seed0)")
-    parser.add_argument("input", help="CSV of new rows with the training feature columns (any order)")
+    parser.add_argument("input", help="CSV or Parquet of new rows with the training feature columns (any order); for a "
+                                      "run on image files, a manifest (CSV or Parquet) of new images")
     parser.add_argument("--times", help="comma-separated times for S(t), e.g. 30,90,365")
     parser.add_argument("--grid", help="start:stop:count evenly spaced times, e.g. 0:365:13")
     parser.add_argument("--out", help="output CSV (default: <input>.predictions.csv beside the input; in the current "
@@ -250,6 +252,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--id-cols", help="input columns to copy to the output as text, e.g. patient_id,site "
                         "(default: none)")
     parser.add_argument("--batch-size", type=int, default=4096, help=f"rows per batch (default 4096, at most {MAX_BATCH})")
+    parser.add_argument("--trust", action="append", default=[], metavar="DOTTED.PATH",
+                        help="a _target_ the run's config named (model._target_, a backbone, a transform) that may be "
+                             "imported to rebuild it; fnmatch patterns allowed; repeat for several")
+    parser.add_argument("--num-workers", type=int, default=0, help="image runs: DataLoader workers (default 0)")
+    parser.add_argument("--allow-outside", action="store_true",
+                        help="image runs: allow image paths outside the manifest's folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     from ..errors import ConfigError
@@ -259,8 +267,16 @@ def main(argv: list[str] | None = None) -> None:
         if not 1 <= args.batch_size <= MAX_BATCH:
             raise DataError(f"--batch-size: must be in 1..{MAX_BATCH}, got {args.batch_size}")
         times = parse_times(args.times, args.grid)
-        target, n = predict_file(args.run_dir, args.input, args.out, times, args.batch_size, args.unseen,
-                                 args.overwrite, id_cols=parse_id_cols(args.id_cols))
+        from .image_predict import image_run, predict_manifest
+
+        if image_run(args.run_dir):  # a run on image files: the input is a manifest of new images
+            if not 0 <= args.num_workers <= 64:
+                raise DataError(f"--num-workers: must be in 0..64, got {args.num_workers}")
+            target, n = predict_manifest(args.run_dir, args.input, args.out, times, tuple(args.trust),
+                                         args.num_workers, args.allow_outside, args.overwrite)
+        else:
+            target, n = predict_file(args.run_dir, args.input, args.out, times, args.batch_size, args.unseen,
+                                     args.overwrite, id_cols=parse_id_cols(args.id_cols), trust=tuple(args.trust))
     except (DataError, ConfigError) as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None

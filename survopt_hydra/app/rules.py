@@ -169,7 +169,7 @@ def _data_key(data: Mapping[str, Any]) -> tuple[str, Any]:
     from ..survival.data import DataError, resolve_path
 
     stamps = []
-    for key in ("path", "test_path"):
+    for key in ("path", "test_path", "manifest"):
         if data.get(key):
             try:
                 st = resolve_path(data[key], f"data.{key}").stat()
@@ -216,10 +216,16 @@ def warn_finetune_without_weights(cfg: Mapping[str, Any]) -> str | None:
     if not any(fnmatch.fnmatchcase("backbone.x", str(p).lstrip("?")) and float(m) < 1 for p, m in mults.items()):
         return None
     name = model.get("name")
+    if name == "custom" or (name == "backbone" and model.get("pretrained")):
+        return None  # the user's own module may load weights itself; a backbone has them
     if name == "cnn" and not model.get("pretrained"):
         msg = (f"warning: model.pretrained: unset, but optimizer.lr_mult shrinks the backbone's LR (+preset=finetune, "
                f"lr {opt.get('lr')}): this fine-tunes random weights, which trains little; set model.pretrained="
                f"{PRETRAINED_CNN} (model.pretrained_head=true for the same endpoint) or drop the preset")
+    elif name == "backbone":
+        msg = (f"warning: model.pretrained: unset, but optimizer.lr_mult shrinks the backbone's LR (+preset=finetune, "
+               f"lr {opt.get('lr')}): this fine-tunes random weights, which trains little; set model.pretrained=<a "
+               "local state dict of the backbone> or drop the preset")
     elif name != "cnn":
         msg = (f"warning: model: model={name} has no pretrained weights, but optimizer.lr_mult shrinks a backbone's "
                f"LR (+preset=finetune, lr {opt.get('lr')}): this fine-tunes random weights, which trains little; drop "

@@ -34,10 +34,10 @@ import numpy as np
 
 def _require_tabular(settings) -> None:
     """CoxPH needs a table; the options listed come from the app's data registry."""
-    from survopt_hydra.app.schemas import DATA
+    from survopt_hydra.app.schemas import DATA, IMAGE_DATA
 
-    if settings["data"]["name"] == "synthetic_images":
-        tables = ", ".join(f"data={name}" for name in DATA if name != "synthetic_images")
+    if settings["data"]["name"] in IMAGE_DATA:
+        tables = ", ".join(f"data={name}" for name in DATA if name not in IMAGE_DATA)
         raise SystemExit(f"error: baseline_cox needs tabular data ({tables})")
 
 

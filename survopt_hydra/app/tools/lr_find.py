@@ -42,6 +42,7 @@ def lr_range_test(cfg: Any, min_lr: float = 1e-6, max_lr: float = 1.0, steps: in
     from survopt_hydra.app.checkpoint import seed_everything
     from survopt_hydra.app.schemas import check_app_config
     from survopt_hydra.app.data import load_cohort
+    from survopt_hydra.app.image_data import ImageSplit
     from survopt_hydra.app.trainer import build_model, set_threads
     from survopt_hydra.survival import cox_ph_loss
 
@@ -51,7 +52,7 @@ def lr_range_test(cfg: Any, min_lr: float = 1e-6, max_lr: float = 1.0, steps: in
     cohort = load_cohort(settings["data"])
     set_threads(t, settings["data"], torch.device("cpu"))
     seed_everything(t["seed"])
-    model = build_model(settings["model"], cohort.input_shape)
+    model = build_model(settings["model"], cohort.input_shape, cohort.covariates)
     optimizer = instantiate(cfg.optimizer, params=model)
     clipper = instantiate(cfg.clipping) if cfg.get("clipping") else None
     mults = [g.get("lr_mult", 1.0) for g in optimizer.param_groups]
@@ -68,7 +69,11 @@ def lr_range_test(cfg: Any, min_lr: float = 1e-6, max_lr: float = 1.0, steps: in
         if not batches:
             batches = list(torch.tensor_split(torch.randperm(n), n_batches))
         idx = batches.pop()
-        loss = cox_ph_loss(model(data.x[idx]), data.durations[idx], data.events[idx], t["ties"])
+        if isinstance(data, ImageSplit):  # data=images: this batch's files, augmented as in training
+            inputs, durations, events = next(data.train_batches([idx], epoch_seed=i))
+        else:
+            inputs, durations, events = (data.x[idx],), data.durations[idx], data.events[idx]
+        loss = cox_ph_loss(model(*inputs), durations, events, t["ties"])
         value = float(loss.detach())
         if not math.isfinite(value):
             break
