@@ -20,6 +20,7 @@ from ..survival import LinearCox, MLP, SmallCNN, concordance_index, cox_ph_loss
 from ..survival.data import resolve_path
 from .schemas import IMAGE_DATA, check_app_config
 from .data import Cohort, Split
+from .family_fit import COX_HEAD, Head, fit_family, head_of
 from .image_data import ImageSplit
 from .user_models import build_backbone, build_custom, check_trusted
 
@@ -40,9 +41,11 @@ def set_threads(trainer: dict[str, Any], data: dict[str, Any], device: torch.dev
 
 
 def build_model(model: dict[str, Any], input_shape: tuple[int, ...], covariates: int = 0,
-                trust: Collection[str] | None = None, source: str = "") -> nn.Module:
+                trust: Collection[str] | None = None, source: str = "", head: Head = COX_HEAD) -> nn.Module:
     """The ``model`` group's network for inputs of ``input_shape`` (without the batch dim) and
-    ``covariates`` covariates beside each image (data=images).
+    ``covariates`` covariates beside each image (data=images), with the family's ``head``
+    (:mod:`.family_fit`: outputs per row and bias; the default is the Cox head, one bias-free risk).
+    ``input_shape`` is the network's own: Cox-Time's time column already counted.
 
     ``trust`` is None for the user's own config. A ``model`` read from an artifact (``source``:
     a checkpoint, ``predictor.json``) passes the dotted paths the user repeated instead: a
@@ -52,20 +55,21 @@ def build_model(model: dict[str, Any], input_shape: tuple[int, ...], covariates:
     if from_artifact:
         check_trusted(model, "model", trust, source)
     if model["name"] == "custom":  # the user's nn.Module (app/user_models.py)
-        return build_custom(model, input_shape, covariates)
-    if model["name"] == "backbone":  # a torchvision / timm / MONAI feature extractor under a Cox head
-        return build_backbone(model, input_shape, covariates, from_artifact)
+        return build_custom(model, input_shape, covariates, head.outputs)
+    if model["name"] == "backbone":  # a torchvision / timm / MONAI feature extractor under the family's head
+        return build_backbone(model, input_shape, covariates, from_artifact, head.outputs, head.bias)
     opts = {k: v for k, v in model.items() if k != "name"}
     if from_artifact and opts.get("pretrained"):
         opts.update(pretrained=None, pretrained_head=False)
+    width = {"out_features": head.outputs, "bias": head.bias} if head != COX_HEAD else {}
     if model["name"] == "linear":
-        return LinearCox(input_shape[0])
+        return LinearCox(input_shape[0], **width)
     if model["name"] == "mlp":
-        return MLP(input_shape[0], **opts)
+        return MLP(input_shape[0], **opts, **width)
     if opts.get("pretrained"):  # pkg:// names a file shipped in a package, e.g. the app's pretrained backbone
         opts["pretrained"] = resolve_path(opts["pretrained"], key="model.pretrained")  # DataError: one line
     try:
-        return SmallCNN(in_channels=input_shape[0], **opts)
+        return SmallCNN(in_channels=input_shape[0], **opts, **width)
     except ValueError as exc:  # a bad pretrained file
         raise ConfigError("model.pretrained", str(exc)) from None
 
@@ -88,8 +92,10 @@ def artifact_settings(config: Any, where: Any, data_paths: Mapping[str, str] | N
     from .checkpoint import CheckpointError, stored_config
 
     config = stored_config(config, where)
-    for group in ("data", "model", "trainer"):
+    for group in ("data", "model", "family", "trainer"):
         node = config.get(group)
+        if group == "family" and node is None:  # a run from before the family group: cox (check_app_config)
+            continue
         if not isinstance(node, Mapping):
             raise CheckpointError(f"{where}: its config has no {group} group; not a survopt-train checkpoint")
         hidden = [k for k in node if k.startswith("_")] if isinstance(node, Mapping) else []
@@ -115,7 +121,7 @@ def artifact_settings(config: Any, where: Any, data_paths: Mapping[str, str] | N
 
 
 def model_from_artifact(model: Mapping[str, Any], input_shape: tuple[int, ...], weights: Any, where: Any,
-                        covariates: int = 0, trust: Collection[str] = ()) -> nn.Module:
+                        covariates: int = 0, trust: Collection[str] = (), head: Head = COX_HEAD) -> nn.Module:
     """The ``model`` settings' network holding ``weights`` (read from ``where``), in eval mode.
 
     Nothing is allocated that the weights do not justify: the settings may describe no more layers
@@ -136,11 +142,11 @@ def model_from_artifact(model: Mapping[str, Any], input_shape: tuple[int, ...], 
                               f"{held} tensors; the pair does not belong together")
     try:
         with torch.device("meta"):
-            skeleton = build_model(opts, tuple(input_shape), covariates, trust=trust, source=str(where))
+            skeleton = build_model(opts, tuple(input_shape), covariates, trust=trust, source=str(where), head=head)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{where}: unusable model settings ({' '.join(str(exc).split())[:200]})") from None
     check_weights(weights, skeleton.state_dict(), where)
-    net = build_model(opts, tuple(input_shape), covariates, trust=trust, source=str(where))
+    net = build_model(opts, tuple(input_shape), covariates, trust=trust, source=str(where), head=head)
     net.load_state_dict(weights)
     net.eval()
     return net
@@ -150,6 +156,8 @@ def load_best(run_dir: str | Path, data_paths: Mapping[str, str] | None = None
               ) -> tuple[dict[str, dict[str, Any]], Cohort, nn.Module, dict[str, Any]]:
     """A finished run's ``best.pt`` in a plain model (eval mode), with the run's checked settings,
     its cohort (same split, same standardization) and the checkpoint: to score a run afterwards.
+    A run of another family than cox gets its network's head from the family refitted on the same
+    training rows (:func:`.family_fit.fit_family`), found in ``state["family"]`` (None for cox).
 
     ``best.pt`` is untrusted data: its config is read as plain data and checked like a fresh one,
     a data file it names is read only as :func:`artifact_settings` allows (``data_paths``: the files
@@ -166,7 +174,11 @@ def load_best(run_dir: str | Path, data_paths: Mapping[str, str] | None = None
     settings = artifact_settings(state.get("config"), path, data_paths)
     check_trusted(settings["data"], "data", (), str(path))  # a checkpoint never chooses a transform to import
     cohort = load_cohort(settings["data"])
-    model = model_from_artifact(settings["model"], cohort.input_shape, state.get("model"), path, cohort.covariates)
+    family = fit_family(settings, cohort)  # the same fit as the run's: same training rows, same options
+    state["family"] = family
+    head = head_of(family)
+    model = model_from_artifact(settings["model"], head.input_shape(cohort.input_shape), state.get("model"), path,
+                                cohort.covariates, head=head)
     return settings, cohort, model, state
 
 

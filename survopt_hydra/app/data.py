@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Split:
-    """One part of a cohort as tensors: inputs, durations and events (1 = event)."""
+    """One part of a cohort as tensors: inputs, durations and events (0 = censored, 1 = event, or with
+    competing risks (``data.causes`` > 1) the cause 1..K; ``events > 0`` is "had an event")."""
 
     x: torch.Tensor
     durations: torch.Tensor
@@ -68,7 +69,7 @@ class Cohort:
 
     def describe(self) -> str:
         def part(name: str, s: Split) -> str:
-            return f"{name} {len(s)} ({int(s.events.sum())} events)"
+            return f"{name} {len(s)} ({int((s.events > 0).sum())} events)"
 
         return ", ".join([part("train", self.train), part("val", self.val), part("test", self.test)])
 
@@ -120,7 +121,7 @@ def check_scorable(label: str, name: str, split: Split, hint: str, rank: bool = 
 
     Found at load time, i.e. by the pre-flight before anything is written, not after training."""
     pairs = comparable_pairs(split.durations, split.events)
-    n, e = len(split), int(split.events.sum())
+    n, e = len(split), int((split.events > 0).sum())
     if pairs == 0:
         raise DataError(f"{label}: the {name} split has {n} row(s) and {e} event(s) but no comparable pair (an event "
                         f"before another row's exit), so it cannot be scored; {hint}")
@@ -181,7 +182,8 @@ def load_table(data: Mapping[str, Any], path: str, key: str, schema: Any = None)
     """One data file (CSV or Parquet) of the ``data`` group, typed by ``schema`` when given (the training file's)."""
     return load_csv(path, data["duration_col"], data["event_col"], data["feature_cols"], key=key, schema=schema,
                     missing=data.get("missing", "refuse"), unseen=data.get("unseen", "refuse"),
-                    max_levels=data.get("max_levels", 50), indicator=data.get("missing_indicator", False))
+                    max_levels=data.get("max_levels", 50), indicator=data.get("missing_indicator", False),
+                    causes=data.get("causes", 1))
 
 
 def load_cohort(data: Mapping[str, Any]) -> Cohort:
@@ -199,6 +201,8 @@ def load_cohort(data: Mapping[str, Any]) -> Cohort:
                         _tensors(x, durations, events, te), ["image"], label, label)
         _check_splits(label, cohort, data)
         return cohort
+    if data["name"] == "competing":
+        return _competing_cohort(data)
     if data["name"] == "images":  # image files from a manifest, read per batch (app/image_data.py)
         from .image_data import ImageSet
 
@@ -236,4 +240,26 @@ def load_cohort(data: Mapping[str, Any]) -> Cohort:
     cohort = Cohort(_tensors(x, table.durations, table.events, tr), _tensors(x, table.durations, table.events, va),
                     test, names, path, str(test_path or path), scaler, {"schema": schema})
     _check_splits(path, cohort, data)
+    return cohort
+
+
+def _competing_cohort(data: Mapping[str, Any]) -> Cohort:
+    """``data=competing``: the synthetic competing-risks cohort (:mod:`..survival.competing`), split and
+    standardized like a table with columns x0..x{p-1}, so its predictor scores a CSV of those columns."""
+    from ..survival.competing import make_competing_risks
+    from ..survival.schema import ColumnSpec, FeatureSchema
+
+    drawn = make_competing_risks(data["n"], data["seed"], data["causes"], data["features"], data["censoring"],
+                                 data["shape"])
+    label = (f"competing(n={data['n']}, causes={data['causes']}, features={data['features']}, "
+             f"censoring={data['censoring']:g}, shape={data['shape']:g}, seed={data['seed']})")
+    names = [f"x{j}" for j in range(data["features"])]
+    events = drawn.events.astype(np.float32)
+    tr, va, te = _parts(events, data, label, test_in_file=True)
+    scaler = Standardizer().fit(drawn.x[tr])
+    x = scaler.transform(drawn.x).astype(np.float32)
+    schema = FeatureSchema("time", "event", [ColumnSpec(name, "number") for name in names])
+    cohort = Cohort(*(_tensors(x, drawn.durations, events, idx) for idx in (tr, va, te)), names, label, label,
+                    scaler, {"schema": schema, "truth": drawn})
+    _check_splits(label, cohort, data)
     return cohort

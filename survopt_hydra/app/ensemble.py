@@ -17,8 +17,10 @@ its folder) with a ``shift`` and ``scale``. For a new row x with member risks r_
   mean and sd there, so the ensemble's risk is the score its bag figures were computed from (the
   log-hazards of separate fits differ by shift and scale; averaging them raw would let one member
   dominate). It ranks patients; it is not itself a log-hazard.
-* ``S(t | x) = mean_k S_k(t | x)``, each member's survival curve from its own Breslow baseline: the
-  survival function of the mixture of the members.
+* ``S(t | x) = mean_k S_k(t | x)``, each member's survival curve from its own Breslow baseline (or its
+  family's own curve): the survival function of the mixture of the members. Members of competing-risks
+  runs average their CIF_k(t | x) the same way (the mixture's CIFs); members must give the same kind of
+  curve (:func:`check_members`), and may be of any families.
 
 Loading (:meth:`Ensemble.load`) treats the folder as untrusted data: ``ensemble.json`` is a regular file
 (not a link) of bounded size; member names are plain names, unique, and at most :data:`MAX_MEMBERS`;
@@ -74,6 +76,13 @@ class Ensemble:
         return self.members[0].columns
 
     @property
+    def causes(self) -> int:
+        return self.members[0].causes
+
+    def curve_columns(self, times: Sequence[float]) -> list[str]:
+        return self.members[0].curve_columns(times)
+
+    @property
     def missing(self) -> str:
         """``impute`` when every member fills missing cells, else the first other member's policy."""
         return next((m.missing for m in self.members if m.missing != "impute"), "impute")
@@ -87,7 +96,7 @@ class Ensemble:
         """(risk, S(t|x) at ``times`` or None) in float64: the means above over the members, each member
         encoding the raw cells with its own schema (its own fill values and standardization)."""
         risk = torch.zeros(len(rows), dtype=torch.float64)
-        surv = torch.zeros(len(rows), len(times), dtype=torch.float64) if times else None
+        surv = torch.zeros(len(rows), len(times) * self.causes, dtype=torch.float64) if times else None
         for member, shift, scale in zip(self.members, self.shifts, self.scales):
             r, s = member.predict(label, column, rows, times)
             risk += (r.double() - shift) / scale
@@ -134,12 +143,24 @@ class Ensemble:
                 raise DataError(f"{where}: {'missing' if kind == 'missing' else kind}, not a member folder of "
                                 f"{path}; members are real folders inside the ensemble")
         members = [Predictor.load(folder / MEMBERS / name) for name in names]
-        columns = members[0].columns
-        for name, member in zip(names, members):
-            if sorted(member.columns) != sorted(columns):
-                raise DataError(f"{folder / MEMBERS / name / ARTEFACT}: reads columns {member.columns}, the first "
-                                f"member {columns}; an ensemble's members score the same rows")
+        check_members(members, [folder / MEMBERS / name / ARTEFACT for name in names])
         return cls(members, shifts, scales, folder)
+
+
+def check_members(members: Sequence[Predictor], paths: Sequence[Path]) -> None:
+    """Members an ensemble can average: the same input columns, and curves of the same kind (S(t), or the
+    CIFs of the same number of causes: a mean of CIFs is the mixture's CIF, a mean of an S and a CIF is
+    nothing). Any families mix: each member's curve is its own and the mean of survival functions is one."""
+    columns, causes = members[0].columns, members[0].causes
+    for path, member in zip(paths, members):
+        if sorted(member.columns) != sorted(columns):
+            raise DataError(f"{path}: reads columns {member.columns}, the first member {columns}; an ensemble's "
+                            "members score the same rows")
+        if member.causes != causes:
+            kinds = {1: "S(t)"}
+            raise DataError(f"{path}: predicts {kinds.get(member.causes, f'the CIFs of {member.causes} causes')}, the "
+                            f"first member {kinds.get(causes, f'the CIFs of {causes} causes')}; an ensemble averages "
+                            "one kind of curve")
 
 
 def save_ensemble(folder: str | Path, members: Sequence[tuple[str | Path, float, float]]) -> Path:
@@ -160,8 +181,8 @@ def save_ensemble(folder: str | Path, members: Sequence[tuple[str | Path, float,
     names = [Path(run_dir).name for run_dir, _, _ in members]
     if len(set(names)) != len(names) or not all(NAME.fullmatch(n) for n in names):
         raise DataError(f"{folder}: member run dirs need distinct plain names, got {names}")
-    for run_dir, _, _ in members:
-        Predictor.load(run_dir)
+    check_members([Predictor.load(run_dir) for run_dir, _, _ in members],
+                  [Path(run_dir) / ARTEFACT for run_dir, _, _ in members])
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
         entries = []

@@ -3,10 +3,13 @@
 Scores new rows with a finished run's best model (``predictor.json`` + ``best.pt``), or with an
 ensemble folder (``ensemble.json``: several runs as one, :mod:`.ensemble`): one output row per
 input data row with ``row`` (1-based data row of the input), the ``--id-cols`` columns copied
-from the input as text, ``risk`` (the log-hazard score, higher = earlier event; an ensemble's is
-the mean of its members' standardized scores) and, per requested time t, ``S(t)`` = the
-predicted probability of surviving beyond t (Breslow baseline of the training rows; an
-ensemble's is the mean of its members' curves).
+from the input as text, ``risk`` (the log-hazard score, higher = earlier event; a run of another
+family than cox: the probability of an event by its median training event time, 1 - S(t_50 | x);
+an ensemble's is the mean of its members' standardized scores) and, per requested time t, ``S(t)``
+= the predicted probability of surviving beyond t (Breslow baseline of the training rows, or the
+family's own curve; an ensemble's is the mean of its members' curves). A competing-risks run
+(``family=deephit data.causes=K``) gives ``CIF_k(t)`` instead, the probability of an event of
+cause k by t, per cause k and time t (docs/families.md).
 
 The input (CSV, or Parquet by suffix or magic bytes) is read column-wise and streamed in
 batches of at most ``--batch-size`` rows (at most 10^6), and the output written batch by batch
@@ -97,12 +100,14 @@ def _texts(cells: Any) -> list[str]:
     return ["" if value is None else str(value) for value in column.to_pylist()]
 
 
-def id_columns(label: str, id_cols: Sequence[str], header: list[str], times: Sequence[float]) -> list[int]:
+def id_columns(label: str, id_cols: Sequence[str], header: list[str], times: Sequence[float],
+               curves: Sequence[str] | None = None) -> list[int]:
     """Header index of each ``--id-cols`` column; DataError (one line) for a name the input lacks, a repeated
-    one, or one an output column already bears (``row``, ``risk``, ``S(t)``)."""
+    one, or one an output column already bears (``row``, ``risk``, ``S(t)`` or the ``curves`` columns)."""
     from ..survival.data import DataError
 
-    clash = [name for name in id_cols if name in ("row", "risk", *(f"S({t:g})" for t in times))]
+    curves = [f"S({t:g})" for t in times] if curves is None else list(curves)
+    clash = [name for name in id_cols if name in ("row", "risk", *curves)]
     if clash or len(set(id_cols)) != len(id_cols):
         raise DataError(f"--id-cols: {clash[0]!r} is an output column's name" if clash else
                         "--id-cols: a column is named twice")
@@ -135,7 +140,8 @@ def predict_file(run_dir: str | Path, input_path: str | Path, out: str | Path | 
     names = pred.columns
     table = open_source(source, label)
     index = find_columns(label, names, table.header)
-    id_columns(label, id_cols, table.header, times)
+    curves = pred.curve_columns(times)
+    id_columns(label, id_cols, table.header, times, curves)
     ignored = [h for h in table.header if h not in index and h not in id_cols]
     if ignored:
         log.info("%s: columns not used by the model, ignored: %s (--id-cols copies any to the output)", label,
@@ -147,7 +153,7 @@ def predict_file(run_dir: str | Path, input_path: str | Path, out: str | Path | 
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(["row", *id_cols, "risk", *(f"S({t:g})" for t in times)])
+            writer.writerow(["row", *id_cols, "risk", *curves])
             extra = [name for name in id_cols if name not in index]
             for rows, cells in _batches(table, [*names, *extra], batch_size):
                 used = {name: cells[name] for name in names}

@@ -46,7 +46,11 @@ from .data import Cohort, Split
 
 ARTEFACT = "predictor.json"
 FORMAT = "survopt-predictor/2"  # /2: the baseline is compacted (event times only, or bounded knots)
-FORMATS = ("survopt-predictor/1", FORMAT)  # /1 (every training time) reads the same way
+#: A run of another family than cox (app/family_metrics.py): the fitted family instead of a Breslow baseline.
+FORMAT_FAMILY = "survopt-predictor/3"
+FORMATS = ("survopt-predictor/1", FORMAT, FORMAT_FAMILY)  # /1 (every training time) reads as /2
+#: The most baseline times of a Cox-Time family a predictor file may hold: one network pass per time per row.
+MAX_FAMILY_TIMES = 200_000
 MAX_BYTES = 64 << 20  # a predictor.json is KB to a few MB (schema, levels, <= BASELINE_KNOTS knots)
 #: The most knots the baseline keeps: exact up to this many event times, compacted above.
 BASELINE_KNOTS = 2000
@@ -166,11 +170,12 @@ def write_test_predictions(run_dir: Path, risk: torch.Tensor, split: Split, base
 
 
 def write_predictor(run_dir: Path, artefact: dict[str, Any] | None) -> None:
-    """``predictor.json``, its baseline compacted (:func:`compact_baseline`)."""
+    """``predictor.json``, a Cox run's baseline compacted (:func:`compact_baseline`; a family run holds its own)."""
     from .checkpoint import write_text_atomic
 
     if artefact is not None:
-        artefact = dict(artefact, baseline=compact_baseline(artefact["baseline"]))
+        if "baseline" in artefact:
+            artefact = dict(artefact, baseline=compact_baseline(artefact["baseline"]))
         write_text_atomic(json.dumps(artefact, indent=1) + "\n", Path(run_dir) / ARTEFACT)
 
 
@@ -279,10 +284,12 @@ def _model_settings(model: Any, trust: tuple[str, ...] = (), where: Any = "") ->
 class Predictor:
     """A run dir's best model with its schema, standardization and baseline: new rows -> risks, S(t|x)."""
 
-    def __init__(self, schema: FeatureSchema, scaler: Standardizer, baseline: BreslowBaseline, model: nn.Module,
-                 run_dir: Path) -> None:
+    def __init__(self, schema: FeatureSchema, scaler: Standardizer, baseline: BreslowBaseline | None,
+                 model: nn.Module, run_dir: Path) -> None:
         self.schema, self.scaler, self.baseline, self.model, self.run_dir = schema, scaler, baseline, model, run_dir
         self.baseline_error = 0.0  # the largest |S(t|x) - the run's own S(t|x)| its compacted baseline allows
+        self.family: Any = None  # a family run's fitted library family (format /3), else None: Breslow's Cox
+        self.risk_time = math.nan  # a family run's risk: 1 - S(risk_time | x)
 
     @classmethod
     def load(cls, run_dir: str | Path, trust: tuple[str, ...] = ()) -> "Predictor":
@@ -298,6 +305,7 @@ class Predictor:
         (``--trust``): a file never names code to import."""
         from .checkpoint import CheckpointError, file_kind, load_checkpoint
         from .components import model_from_artifact
+        from .family_fit import head_of
 
         run_dir = Path(run_dir)
         path = run_dir / ARTEFACT
@@ -321,7 +329,12 @@ class Predictor:
                 raise ValueError("schema and standardizer disagree on the number of features")
             if not (np.isfinite(scaler.mean).all() and np.isfinite(scaler.std).all() and (scaler.std > 0).all()):
                 raise ValueError("standardizer: mean and std must be finite, std > 0")
-            baseline = _checked_baseline(art["baseline"])
+            family = None
+            if art["format"] == FORMAT_FAMILY:
+                family, t50 = checked_family(art)
+                baseline = None
+            else:
+                baseline = _checked_baseline(art["baseline"])
             model = _model_settings(art["model"], trust, path)
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise DataError(f"{path}: unusable predictor file ({' '.join(str(exc).split())[:300] or repr(exc)})") \
@@ -331,11 +344,16 @@ class Predictor:
             if state.get("epoch") != art.get("best_epoch"):
                 raise DataError(f"{run_dir / 'best.pt'}: holds epoch {state.get('epoch')} but {path} was fitted with "
                                 f"epoch {art.get('best_epoch')}; the pair does not belong together")
-            net = model_from_artifact(model, (width,), state.get("model"), run_dir / "best.pt", trust=trust)
+            head = head_of(family)
+            net = model_from_artifact(model, head.input_shape((width,)), state.get("model"), run_dir / "best.pt",
+                                      trust=trust, head=head)
         except CheckpointError as exc:
             raise DataError(str(exc)) from None
         predictor = cls(schema, scaler, baseline, net, run_dir)
-        predictor.baseline_error = float(art["baseline"].get("max_abs_error", 0.0))
+        if family is not None:
+            predictor.family, predictor.risk_time = family, t50
+        else:
+            predictor.baseline_error = float(art["baseline"].get("max_abs_error", 0.0))
         return predictor
 
     def features(self, label: str, column: dict[str, list[str]], rows: list[int]) -> torch.Tensor:
@@ -353,7 +371,26 @@ class Predictor:
 
     @torch.no_grad()
     def risk(self, x: torch.Tensor) -> torch.Tensor:
+        """A Cox run's risk (log-hazard) of each row; a family run's 1 - S(risk_time | x)."""
+        if self.family is not None:
+            return 1.0 - self.family.survival(self.outputs(x), [self.risk_time])[:, 0]
         return torch.cat([self.model(c) for c in x.split(EVAL_ROWS)]).float().reshape(-1)
+
+    @torch.no_grad()
+    def outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """A family run's network outputs (n, k) for standardized rows (Cox-Time: g(t_j, x) at its baseline's times)."""
+        if self.family.time_input:
+            return self.family.predict(self.model, x).float()
+        return torch.cat([self.model(c).reshape(len(c), -1) for c in x.split(EVAL_ROWS)]).float()
+
+    @property
+    def causes(self) -> int:
+        """Competing causes whose CIFs the predictions give (1: S(t|x))."""
+        return self.family.n_risks if self.family is not None else 1
+
+    def curve_columns(self, times: Sequence[float]) -> list[str]:
+        """The output columns after ``risk``: ``S(t)`` per time, or ``CIF_k(t)`` per cause then time."""
+        return curve_columns(self.causes, times)
 
     # What survopt-predict asks of a model, shared with .ensemble.Ensemble (several runs as one):
     @property
@@ -372,6 +409,64 @@ class Predictor:
 
     def predict(self, label: str, column: dict[str, list[str]], rows: list[int],
                 times: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(risk, S(t|x) at ``times`` or None when there are none) of raw cells."""
-        risk = self.risk(self.features(label, column, rows))
-        return risk, (self.baseline.survival(risk, times) if times else None)
+        """(risk, the :meth:`curve_columns` values at ``times`` or None when there are none) of raw cells:
+        S(t|x) (n, len(times)), or with competing causes CIF_k(t|x) (n, causes x len(times), cause-major)."""
+        x = self.features(label, column, rows)
+        if self.family is None:
+            risk = self.risk(x)
+            return risk, (self.baseline.survival(risk, times) if times else None)
+        return family_predictions(self.family, self.outputs(x), self.risk_time, times)
+
+
+def curve_columns(causes: int, times: Sequence[float]) -> list[str]:
+    """``S(t)`` per time for one cause, else ``CIF_k(t)`` per cause k then time."""
+    if causes == 1:
+        return [f"S({t:g})" for t in times]
+    return [f"CIF_{k}({t:g})" for k in range(1, causes + 1) for t in times]
+
+
+def family_predictions(family: Any, out: torch.Tensor, t50: float, times: Sequence[float]
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(1 - S(t50 | x), the curves at ``times`` as :func:`curve_columns` names them) from a family's outputs."""
+    risk = 1.0 - family.survival(out, [t50])[:, 0]
+    if not times:
+        return risk, None
+    if family.n_risks == 1:
+        return risk, family.survival(out, list(times))
+    return risk, family.cif(out, list(times)).reshape(out.shape[0], -1)
+
+
+def checked_family(art: dict[str, Any]) -> tuple[Any, float]:
+    """(the fitted library family, its risk time) of a format-/3 predictor file; ValueError (one line) for
+    anything a run could not have written: options outside the app's schema (``family`` group), fitted
+    state the family refuses (:func:`..survival.families.family_from_dict` checks every value), a family
+    that was never fitted, causes that disagree, a Cox-Time baseline over :data:`MAX_FAMILY_TIMES` times."""
+    from ..errors import ConfigError
+    from ..survival.families import FAMILIES, family_from_dict
+    from .schemas import FAMILIES as APP_FAMILIES, MAX_CAUSES, check_group
+
+    data = art["family"]
+    if not isinstance(data, dict) or data.get("family") not in FAMILIES or data.get("family") not in APP_FAMILIES:
+        raise ValueError(f"family: {str(data.get('family') if isinstance(data, dict) else data)[:60]!r} is not a "
+                         f"family; allowed: {', '.join(FAMILIES)}")
+    name = data["family"]
+    try:
+        check_group("family", {"name": name, **{k: v for k, v in data.items()
+                                                if k in APP_FAMILIES[name].__dataclass_fields__ and k != "name"}})
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    causes, risks = art.get("causes"), data.get("risks", 1)
+    if type(causes) is not int or type(risks) is not int or causes != risks or not 1 <= causes <= MAX_CAUSES:
+        raise ValueError(f"causes: {causes!r} must be the family's risks ({risks!r}), 1..{MAX_CAUSES}")
+    times = data.get("base_times")
+    if isinstance(times, list) and len(times) > MAX_FAMILY_TIMES:
+        raise ValueError(f"family.base_times: {len(times)} times; a predictor file holds at most {MAX_FAMILY_TIMES}")
+    family = family_from_dict(data)
+    unfitted = [k for k in ("cuts", "log_loc", "log_scale", "time_loc", "time_scale", "base_times")
+                if k in data and data[k] is None]
+    if unfitted:
+        raise ValueError(f"family.{unfitted[0]}: the family was never fitted (null)")
+    t50 = art["risk_time"]
+    if type(t50) not in (int, float) or not math.isfinite(t50) or t50 < 0:
+        raise ValueError(f"risk_time: {t50!r} is not a finite time >= 0")
+    return family, float(t50)

@@ -2,7 +2,8 @@
 
 :func:`plan_run` applies every rule in :mod:`.rules`, each once, in the order that fails
 cheapest first: the config (no torch: unknown keys, schemas, cross-group rules), the optional
-packages it asks for (:func:`check_packages`), the launch and device, the data (loaded once and kept for the trainer), the run length. The pre-flight
+packages it asks for (:func:`check_packages`), the launch and device, the data (loaded once and kept for the trainer),
+the model family fitted to the training rows (:func:`.family_fit.fit_family`: its grid, its time scale), the run length. The pre-flight
 calls it for every job of a sweep; :class:`~.trainer.Trainer` calls it (or takes the plan it
 was given) before it builds the model, so a direct ``train(cfg, run_dir)`` is checked the same.
 """
@@ -24,6 +25,7 @@ class RunPlan:
     cohort: Any  # the loaded, checked cohort (app.data.Cohort), on the CPU
     rows_per_rank: int  # training rows each rank holds per epoch (DistributedSampler's count)
     n_batches: int  # training batches per epoch on each rank
+    family: Any = None  # the fitted library family (survival.families), None for family=cox
 
     @property
     def steps_per_epoch(self) -> int:
@@ -51,6 +53,7 @@ def plan_run(cfg: Mapping[str, Any], settings: dict[str, dict[str, Any]] | None 
     ``settings``: :func:`~.rules.check_config`'s result when the caller already has it (a sweep
     checks every job's config before it loads any data)."""
     from .components import pick_device  # imports torch: only once the config is known to be sane
+    from .family_fit import fit_family
 
     settings = settings if settings is not None else check_config(cfg)
     trainer = settings["trainer"]
@@ -58,7 +61,8 @@ def plan_run(cfg: Mapping[str, Any], settings: dict[str, dict[str, Any]] | None 
     world = check_launch(cfg)  # ddp/zero/fsdp without torchrun, none under torchrun
     pick_device(trainer["device"])
     cohort = load_cohort_once(settings["data"])
+    family = fit_family(settings, cohort)
     rows = math.ceil(len(cohort.train) / world)
     n_batches = batches_per_rank(len(cohort.train), trainer["batch_size"], world)
     check_run(cfg, trainer, n_batches, rows)
-    return RunPlan(settings, world, cohort, rows, n_batches)
+    return RunPlan(settings, world, cohort, rows, n_batches, family)

@@ -1,4 +1,4 @@
-"""Schemas of the app-only config groups ``data``, ``model`` and ``trainer``.
+"""Schemas of the app-only config groups ``data``, ``model``, ``family`` and ``trainer``.
 
 Same pattern as the library groups (:mod:`survopt_hydra.schemas`): each option is a
 dataclass, written as ``train_conf/<group>/<option>.yaml`` (``data/gbsg2.yaml``) by
@@ -17,6 +17,7 @@ from ..errors import ConfigError, unknown_name
 from .state import check_fault_spec
 
 MISSING = "???"  # OmegaConf's marker for a value the user must give
+MAX_CAUSES = 20  # competing causes in an event column: DeepHit's outputs are causes x grid times
 MAX_THREADS = 1024  # more intra-op threads than any machine has cores (OpenMP would reserve their stacks)
 
 
@@ -70,6 +71,8 @@ class CSVDataConfig(DataConfig):
     missing_indicator: bool = fld(False, doc="impute: add a 0/1 '<col>=missing' feature per number column")
     unseen: str = fld("refuse", one_of("refuse", "zero"), "a test category level unseen in training")
     max_levels: int = fld(50, ge(2), "a text column with more levels is refused (an identifier?)")
+    causes: int = fld(1, between(1, MAX_CAUSES), "event codes: 0 censored, 1..causes the cause of the event; "
+                      "above 1 (competing risks) needs family=deephit")
 
 
 @dataclass
@@ -97,6 +100,20 @@ class SupportDataConfig(CSVDataConfig):
     event_col: str = "event"
     test_path: Optional[str] = fld("pkg://survopt_hydra/datasets/support_test.csv",
                                    doc="DeepSurv's 1,775 test patients; null: split test rows off path instead")
+
+
+@dataclass
+class CompetingDataConfig(DataConfig):
+    """Synthetic competing risks with a known truth: Weibull cause-specific hazards (survival/competing.py)."""
+
+    name: str = "competing"
+    n: int = fld(2000, between(16, 10**7), "rows (standard-normal features)")
+    causes: int = fld(2, between(1, MAX_CAUSES), "competing causes (event codes 1..causes); 1: a single-risk "
+                      "Weibull cohort any family trains on")
+    features: int = fld(5, between(1, 10**4), "x0, x1 drive cause 1, x2 and x1 cause 2, the rest are noise")
+    censoring: float = fld(0.3, unit_closed_open, "expected share of censored rows")
+    shape: float = fld(1.5, gt(0), "Weibull shape shared by the causes")
+    seed: int = fld(0, ge(0))
 
 
 @dataclass
@@ -190,6 +207,71 @@ class BackboneModelConfig(ModelConfig):
                                     "nothing downloads")
 
 
+# ------------------------------------------------------------------ family
+# The model family: what the network's outputs mean, its loss, its survival curve (docs/families.md).
+# The defaults equal the library's (survival/families; tests/test_app_families.py keeps them equal).
+@dataclass
+class FamilyConfig:
+    """Cox proportional hazards: one risk per row, partial likelihood (trainer.ties), Breslow baseline."""
+
+    name: str = "cox"
+
+
+@dataclass
+class GridFamilyConfig(FamilyConfig):
+    n_cuts: int = fld(20, between(2, 1000), "time-grid cut points, the first at 0 (one network output each)")
+    scheme: str = fld("quantiles", one_of("quantiles", "equidistant"), "quantiles: equal steps of the training "
+                      "Kaplan-Meier curve; equidistant: equal times")
+    interpolation: str = fld("const_pdf", one_of("const_pdf", "const_hazard", "step"), "S(t) between cuts: linear, "
+                             "log-linear or a step")
+
+
+@dataclass
+class LogisticHazardFamilyConfig(GridFamilyConfig):
+    """Logistic-Hazard (nnet-survival): a discrete hazard per grid interval."""
+
+    name: str = "logistic_hazard"
+
+
+@dataclass
+class PMFFamilyConfig(GridFamilyConfig):
+    """PMF: a probability mass per grid time (Kvamme & Borgan)."""
+
+    name: str = "pmf"
+
+
+@dataclass
+class DeepHitFamilyConfig(GridFamilyConfig):
+    """DeepHit: joint PMF over (cause, grid time) with a ranking loss; data.causes competing causes."""
+
+    name: str = "deephit"
+    alpha: float = fld(1.0, ge(0), "weight of the ranking loss (loss = likelihood + alpha x ranking / n^2)")
+    sigma: float = fld(0.1, ge(0.02), "scale of the ranking loss's exp(-diff / sigma)")
+
+
+@dataclass
+class CoxTimeFamilyConfig(FamilyConfig):
+    """Cox-Time: a relative risk g(t, x) that changes with time; the time is an input column (tables only)."""
+
+    name: str = "cox_time"
+    n_control: int = fld(1, between(1, 100), "controls sampled per event from the batch's risk set")
+    log_time: bool = fld(False, doc="standardise log1p(t) instead of t as the network's time input")
+
+
+@dataclass
+class WeibullAFTFamilyConfig(FamilyConfig):
+    """Weibull accelerated failure time: location and scale per row, censored likelihood (durations > 0)."""
+
+    name: str = "weibull_aft"
+
+
+@dataclass
+class LogNormalAFTFamilyConfig(FamilyConfig):
+    """Log-normal accelerated failure time: location and scale per row, censored likelihood (durations > 0)."""
+
+    name: str = "lognormal_aft"
+
+
 # ------------------------------------------------------------------ trainer
 @dataclass
 class TrainerConfig:
@@ -233,6 +315,7 @@ DATA: dict[str, type] = {
     "support": SupportDataConfig,
     "gbsg2": GBSG2DataConfig,
     "csv": CSVDataConfig,
+    "competing": CompetingDataConfig,
     "synthetic_images": SyntheticImagesDataConfig,
     "images": ImagesDataConfig,
 }
@@ -241,8 +324,15 @@ MODELS: dict[str, type] = {"linear": LinearModelConfig, "mlp": MLPModelConfig, "
 #: Data options that hold images, and the models that take images (custom and backbone take any data).
 IMAGE_DATA = ("synthetic_images", "images")
 TABLE_MODELS, IMAGE_MODELS = ("linear", "mlp"), ("cnn",)
+FAMILIES: dict[str, type] = {"cox": FamilyConfig, "logistic_hazard": LogisticHazardFamilyConfig,
+                              "pmf": PMFFamilyConfig, "deephit": DeepHitFamilyConfig, "cox_time": CoxTimeFamilyConfig,
+                              "weibull_aft": WeibullAFTFamilyConfig, "lognormal_aft": LogNormalAFTFamilyConfig}
+#: Families whose outputs are not one proportional-hazards risk: scored by Antolini's C on their curves.
+CURVE_FAMILIES = tuple(name for name in FAMILIES if name != "cox")
 TRAINERS: dict[str, type] = {"default": TrainerConfig}
-APP_GROUPS: dict[str, dict[str, type]] = {"data": DATA, "model": MODELS, "trainer": TRAINERS}
+APP_GROUPS: dict[str, dict[str, type]] = {"data": DATA, "model": MODELS, "family": FAMILIES, "trainer": TRAINERS}
+#: A stored config written before the family group existed trained the Cox family.
+DEFAULT_FAMILY = {"name": "cox"}
 
 #: The app's own plateau: the library's watches no metric; this app's watches the validation C-index.
 APP_PLATEAU = {"scheduler": {"plateau": PlateauConfig}}
@@ -295,6 +385,9 @@ def check_app_config(cfg: Any) -> dict[str, dict[str, Any]]:
     """
     out: dict[str, dict[str, Any]] = {}
     for group in APP_GROUPS:
+        if group == "family" and group not in cfg:  # a config (or a stored one) from before the family group
+            out[group] = check_group(group, dict(DEFAULT_FAMILY))
+            continue
         if group not in cfg or cfg[group] is None:
             raise ConfigError(group, f"missing config group; add '{group}: <option>' to the defaults list")
         values = _plain(cfg[group], group)
@@ -329,7 +422,23 @@ def check_app_config(cfg: Any) -> dict[str, dict[str, Any]]:
     if model in IMAGE_MODELS and data.get("covariate_cols"):
         raise ConfigError("data.covariate_cols", f"model={model} reads the image only; covariates need model=backbone "
                                                  "(its head takes them) or your own model=custom")
+    check_family(out["family"], data)
     return out
+
+
+def check_family(family: dict[str, Any], data: dict[str, Any]) -> None:
+    """The family's cross-group rules: competing causes only for DeepHit, Cox-Time on tables only."""
+    name, causes = family["name"], data.get("causes", 1)
+    if causes > 1 and name != "deephit":
+        raise ConfigError("data.causes", f"{causes} competing causes need family=deephit (the one family with a "
+                          f"cumulative incidence per cause); family={name} models one event type: use data.causes=1 "
+                          "with an event column of 0/1")
+    if causes > 1 and family.get("interpolation") == "const_hazard":
+        raise ConfigError("family.interpolation", "const_hazard interpolates one survival curve; with competing causes "
+                          "use const_pdf or step")
+    if name == "cox_time" and data["name"] in IMAGE_DATA:
+        raise ConfigError("family.name", f"cox_time takes the time as an input column of a table; data={data['name']} "
+                          "holds images: use another family")
 
 
 def _custom_model(values: dict[str, Any]) -> dict[str, Any]:

@@ -44,11 +44,11 @@ from ..durable import truncate_file
 from ..engine.step_engine import StepEngine, compile_model, unwrap_model
 from ..optim.stepping import Stepping
 from ..engine.monitors import CSVSink, GradientMonitor, OptimizerMonitor
-from ..survival import cox_ph_loss
 from .checkpoint import epoch_seed, seed_everything
 from .components import build_model, evaluate, load_best, pick_device, set_threads  # noqa: F401 (tools import them here)
 from ..errors import ConfigError
 from .data import Cohort, Split
+from .families import run_family
 from .image_data import ImageSplit
 from .outputs import RunOutputs, archive_old_results, summary_line
 from .run_plan import RunPlan, plan_run
@@ -95,9 +95,12 @@ class Trainer:
                 logging.getLogger().setLevel(logging.WARNING)
             set_threads(t, plan.settings["data"], self.ctx.device)
             self.cohort: Cohort = self._setup_data(plan)
+            self.family = run_family(plan.settings, plan.family)  # family=...: the loss, scores and curves
+            self.family.prepare(self.cohort)
             seed_everything(t["seed"])
-            self.model = self.dist.wrap_model(build_model(plan.settings["model"], self.cohort.input_shape,
-                                                          self.cohort.covariates), self.ctx)
+            head = self.family.head
+            self.model = self.dist.wrap_model(build_model(plan.settings["model"], head.input_shape(
+                self.cohort.input_shape), self.cohort.covariates, head=head), self.ctx)
             self.optimizer = self._setup_optimizer(cfg.optimizer)
             self.engine = self._setup_engine(cfg, instantiate, plan.steps_per_epoch)
             self.progress = Progress()
@@ -240,10 +243,10 @@ class Trainer:
         else:
             perm = torch.randperm(len(data), device=ctx.device)  # global RNG, seeded per epoch
         empty = torch.zeros((), dtype=torch.int64, device=ctx.device)  # counted on the device: no sync per batch
-        for i, (inputs, durations, events) in enumerate(self._batches(data, perm, epoch)):
+        for i, (idx, inputs, durations, events) in enumerate(self._batches(data, perm, epoch)):
             with e.autocast():
-                risk = e.model(*inputs)
-            loss = cox_ph_loss(risk, durations, events, self.t["ties"])  # fp32 by design
+                out = self.family.forward(e.model, inputs, idx)
+            loss = self.family.loss(out, durations, events, idx)  # fp32 by design, whatever the family
             empty += loss.detach() == 0  # exactly 0 only without a comparable pair: it trained nothing
             e.backward(loss)
             if e.will_step():
@@ -266,16 +269,18 @@ class Trainer:
         return ctx.all_reduce_mean(mean)
 
     def _batches(self, data: Split | ImageSplit, perm: torch.Tensor, epoch: int) -> Iterator[Any]:
-        """(model inputs, durations, events) of each of the epoch's ``n_batches`` slices of ``perm``.
+        """(row positions, model inputs, durations, events) of each of the epoch's ``n_batches`` slices of
+        ``perm`` (the positions index the family's training targets).
 
         Tensors in memory are indexed directly (no DataLoader: the tabular path stays as fast as
         it was); image files come through the split's DataLoader, augmented under the epoch's seed."""
         chunks = torch.tensor_split(perm, self.n_batches)
         if isinstance(data, ImageSplit):
-            yield from data.train_batches(chunks, epoch_seed(self.t["seed"], epoch))
+            yield from ((idx, *batch) for idx, batch in zip(chunks, data.train_batches(chunks, epoch_seed(
+                self.t["seed"], epoch))))
             return
         for idx in chunks:
-            yield (data.x[idx],), data.durations[idx], data.events[idx]
+            yield idx, (data.x[idx],), data.durations[idx], data.events[idx]
 
     def _check_loss(self, epoch: int, loss: float) -> None:
         """An epoch whose training loss exploded against the first epoch's (``trainer.max_loss_ratio``) ends the
@@ -303,12 +308,13 @@ class Trainer:
                                 + "lower optimizer.lr, use clipping=norm, or raise trainer.max_nonfinite_steps and rerun")
 
     def _validate(self) -> tuple[float, float]:
-        """(C-index, Cox loss) on the validation rows of the model that is selected (EMA: the average)."""
+        """(C-index, loss) on the validation rows of the model that is selected (EMA: the average); what the
+        C-index and the loss are depends on the family (:mod:`.families`)."""
         self.engine.eval_mode()  # a schedule-free optimizer's averaged weights are the ones to score and keep
         sync_buffers(self.model, self.ctx)  # rank 0's BatchNorm statistics: same eval everywhere, exact resume
         if self.engine.ema is not None:  # its averaged statistics followed each rank's own: same fix
             sync_buffers(self.engine.ema.module, self.ctx)
-        return evaluate(self._scored(), self.cohort.val, self.t["ties"], self.ctx)
+        return self.family.evaluate(self._scored(), self.cohort.val, self.ctx)
 
     def _scored(self) -> torch.nn.Module:
         return self.engine.ema.module if self.engine.ema is not None else self.model
@@ -341,7 +347,7 @@ class Trainer:
         if ctx.is_main:
             self.checkpoints.sync_best(reread=True)  # verified before metrics.json names its epoch
         load_model_state_dict(self.model, p.best_weights, ctx)
-        test_c, test_loss = evaluate(self.model, self.cohort.test, self.t["ties"], ctx)
+        test_c, test_loss = self.family.evaluate(self.model, self.cohort.test, ctx, final=True)
         best_row = next((r for r in p.history if r["epoch"] == p.best_epoch), {})
         metrics = {"test_cindex": test_c, "test_loss": test_loss, "val_cindex": p.best_val_cindex,
                    "val_loss": best_row.get("val_loss", math.nan), "monitor": self.t["monitor"],
@@ -351,9 +357,9 @@ class Trainer:
                    "n_train": len(self.cohort.train), "n_val": len(self.cohort.val), "n_test": len(self.cohort.test),
                    "test_source": self.cohort.test_source, "world_size": ctx.world_size,
                    "lr_scale": self.dist.lr_scale}
-        from .predictor import finish_run, write_predictor  # S(t|x), time-dependent metrics, predictor.json
-        extra, artefact = finish_run(self.model, self.cohort, self.config, p.best_epoch, ctx,
-                                     self.run_dir if ctx.is_main else None)
+        from .predictor import write_predictor  # S(t|x), time-dependent metrics, predictor.json
+        extra, artefact = self.family.finish(self.model, self.cohort, self.config, p.best_epoch, ctx,
+                                             self.run_dir if ctx.is_main else None)
         metrics.update(extra)
         if ctx.is_main:
             write_predictor(self.run_dir, artefact)

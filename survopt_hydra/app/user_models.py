@@ -42,6 +42,7 @@ SHAPE_KEYWORDS = {
     "n_input_channels": "image channels, MONAI's name (images only)",
     "spatial_dims": "2 for images, 3 for volumes, MONAI's name (images only)",
     "n_covariates": "manifest covariates given beside the image (data.covariate_cols; only when there are some)",
+    "out_features": "outputs per row the family needs (family=...; only when it is not 1)",
 }
 #: Keywords of a backbone node that fetch weights; an artifact's backbone is rebuilt with them off
 #: (torchvision ``weights=None``, timm / MONAI ``pretrained=False``): best.pt holds every weight.
@@ -198,19 +199,29 @@ def one_risk_per_row(module: nn.Module, args: Any, out: Tensor) -> Tensor | None
     return out.squeeze(-1) if isinstance(out, Tensor) and out.dim() == 2 and out.shape[-1] == 1 else None
 
 
-def build_custom(model: Mapping[str, Any], input_shape: tuple[int, ...], covariates: int = 0) -> nn.Module:
-    """``model=custom``: the user's module, checked to give one risk per row."""
+def build_custom(model: Mapping[str, Any], input_shape: tuple[int, ...], covariates: int = 0,
+                 outputs: int = 1) -> nn.Module:
+    """``model=custom``: the user's module, checked to give one risk per row, or the family's ``outputs``
+    per row (offered to the target as ``out_features`` when its signature names it)."""
     target = str(model["_target_"])
     node = {k: v for k, v in model.items() if k != "name"}
-    net = build_node(node, "model", shape_keywords(input_shape, covariates))
+    offered = shape_keywords(input_shape, covariates)
+    if outputs != 1:
+        offered["out_features"] = outputs
+    net = build_node(node, "model", offered)
     if not isinstance(net, nn.Module):
         raise ConfigError("model._target_", f"{target} built a {type(net).__name__}, not a torch.nn.Module")
     out = _dry_forward(net, input_shape, covariates, "model._target_", target)
-    if not isinstance(out, Tensor) or tuple(out.shape) not in ((2,), (2, 1)):
+    want = ((2,), (2, 1)) if outputs == 1 else ((2, outputs),)
+    if not isinstance(out, Tensor) or tuple(out.shape) not in want:
         got = f"shape {tuple(out.shape)}" if isinstance(out, Tensor) else f"a {type(out).__name__}"
+        need = ("one risk per row: shape (2,) or (2, 1)" if outputs == 1 else
+                f"the family's {outputs} outputs per row: shape (2, {outputs}) (the app passes out_features={outputs} "
+                "when the model's signature names it)")
         raise ConfigError("model._target_", f"{target} returned {got} for {_described(input_shape, covariates)}; "
-                                             "the app needs one risk per row: shape (2,) or (2, 1)")
-    net.register_forward_hook(one_risk_per_row)
+                                             f"the app needs {need}")
+    if outputs == 1:
+        net.register_forward_hook(one_risk_per_row)
     return net
 
 
@@ -228,10 +239,11 @@ class BackboneCox(nn.Module):
     """A feature extractor under a Cox head: ``risk = head([features(backbone(x)), covariates])``.
 
     The head is linear (``hidden=None``) or one hidden layer, ending in a bias-free linear layer
-    as every Cox model here (the partial likelihood ignores a constant)."""
+    as every Cox model here (the partial likelihood ignores a constant); another family's head
+    ends in ``outputs`` units with a ``bias`` (its likelihood does not ignore one)."""
 
     def __init__(self, backbone: nn.Module, width: int, covariates: int = 0, hidden: int | None = None,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, outputs: int = 1, bias: bool = False) -> None:
         super().__init__()
         self.backbone, self.covariates = backbone, covariates
         size = width + covariates
@@ -241,7 +253,7 @@ class BackboneCox(nn.Module):
             size = hidden
         if dropout:
             layers.append(nn.Dropout(dropout))
-        self.head = nn.Sequential(*layers, nn.Linear(size, 1, bias=False))
+        self.head = nn.Sequential(*layers, nn.Linear(size, outputs, bias=bias))
 
     def forward(self, x: Tensor, covariates: Tensor | None = None) -> Tensor:
         f = features(self.backbone(x))
@@ -249,7 +261,8 @@ class BackboneCox(nn.Module):
             if covariates is None:
                 raise ValueError(f"BackboneCox: built for {self.covariates} covariates, called without them")
             f = torch.cat([f, covariates.to(f.dtype)], dim=1)
-        return self.head(f).squeeze(-1)
+        out = self.head(f)
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
 def strip_classifier(backbone: nn.Module, spec: str | None, target: str) -> str | None:
@@ -303,7 +316,7 @@ def load_backbone_weights(backbone: nn.Module, path: Path, stripped: str | None)
 
 
 def build_backbone(model: Mapping[str, Any], input_shape: tuple[int, ...], covariates: int = 0,
-                   from_artifact: bool = False) -> BackboneCox:
+                   from_artifact: bool = False, outputs: int = 1, bias: bool = False) -> BackboneCox:
     """``model=backbone``: the user's feature extractor, its classifier stripped, under a Cox head."""
     from ..survival.data import resolve_path
 
@@ -322,4 +335,4 @@ def build_backbone(model: Mapping[str, Any], input_shape: tuple[int, ...], covar
         width = features(out).shape[1]
     except ValueError as exc:
         raise ConfigError("model.backbone._target_", f"{target} returned {exc}") from None
-    return BackboneCox(backbone, int(width), covariates, model.get("hidden"), model.get("dropout", 0.0))
+    return BackboneCox(backbone, int(width), covariates, model.get("hidden"), model.get("dropout", 0.0), outputs, bias)

@@ -106,6 +106,7 @@ def load_csv(
     unseen: str = "refuse",
     max_levels: int = 50,
     indicator: bool = False,
+    causes: int = 1,
 ) -> Table:
     """Load and validate a survival table: a CSV file, or Parquet (by suffix or magic bytes).
 
@@ -122,6 +123,8 @@ def load_csv(
     "missing" level for categories (plus a 0/1 indicator per number column with
     ``indicator``). Rows in errors are 1-based data rows of the file (blank lines skipped).
     ``key`` is the config key reported when the file does not exist (e.g. "data.test_path").
+    ``causes``: the event column holds 0 (censored) or 1 (event), or with ``causes`` K > 1 the
+    code 1..K of the competing cause (``data.causes``; only DeepHit models several causes).
     The file is read once, in batches, column-wise (:mod:`.readers`); a problem is reported
     after the whole file is read, so it is the same one whichever batch it sits in.
     """
@@ -145,8 +148,8 @@ def load_csv(
         schema = FeatureSchema(duration_col, event_col, [
             ColumnSpec(name, "category", list(categories[name])) if name in categories else ColumnSpec(name, "number")
             for name in features], missing, unseen)
-    return _Loader(label, source, duration_col, event_col, features, schema, missing, unseen).run(max_levels,
-                                                                                                   indicator)
+    return _Loader(label, source, duration_col, event_col, features, schema, missing, unseen, causes).run(
+        max_levels, indicator)
 
 
 def _features(label: str, header: list[str], duration_col: str, event_col: str, feature_cols: Sequence[str] | None,
@@ -172,8 +175,8 @@ def _features(label: str, header: list[str], duration_col: str, event_col: str, 
 class _Target:
     """The duration or event column, gathered batch by batch: float64 values and each check's first row."""
 
-    def __init__(self, name: str, capacity: int) -> None:
-        self.name, self.values = name, Buffer(capacity, np.float64)
+    def __init__(self, name: str, capacity: int, causes: int = 1) -> None:
+        self.name, self.values, self.causes = name, Buffer(capacity, np.float64), causes
         self.refused: tuple[int, str, int] | None = None
         self.negative: tuple[int, str] | None = None
         self.not_binary: tuple[int, str] | None = None
@@ -188,7 +191,9 @@ class _Target:
         if self.negative is None:
             self.negative = _first(values < 0, rows, cells)
         if self.not_binary is None:
-            self.not_binary = _first((values != 0) & (values != 1) & (kind == NUMBER), rows, cells)
+            bad = (values != 0) & (values != 1) if self.causes == 1 else \
+                (values != np.floor(values)) | (values < 0) | (values > self.causes)
+            self.not_binary = _first(bad & (kind == NUMBER), rows, cells)
 
 
 def _first(bad: np.ndarray, rows: np.ndarray, cells: Cells) -> tuple[int, str] | None:
@@ -212,7 +217,7 @@ class _Loader:
     copied: the peak is about one float32 matrix plus one batch, not two matrices."""
 
     def __init__(self, label: str, source: Any, duration_col: str, event_col: str, features: list[str],
-                 schema: FeatureSchema | None, missing: str, unseen: str) -> None:
+                 schema: FeatureSchema | None, missing: str, unseen: str, causes: int = 1) -> None:
         self.label, self.source, self.schema = label, source, schema
         self.missing, self.unseen = missing, unseen
         self.names = [duration_col, event_col, *features]
@@ -221,7 +226,7 @@ class _Loader:
         if need > memory:  # refused before any of it is reserved (a Parquet file's row count is its own claim)
             raise DataError(f"{label}: {bound:,} rows x {len(features)} feature columns need at least "
                             f"{_size(need)} as float32, more than this machine's {_size(memory)}")
-        self.times, self.flags = _Target(duration_col, bound), _Target(event_col, bound)
+        self.times, self.flags = _Target(duration_col, bound), _Target(event_col, bound, causes)
         self.summaries = [ColumnSummary(name, bound) for name in features] if schema is None else []
         self.problems = Problems()
         self.x = None if schema is None else np.empty((bound, len(schema.feature_names)), dtype=np.float32)
@@ -291,7 +296,8 @@ class _Loader:
     def _targets(self) -> tuple[np.ndarray, np.ndarray]:
         """Check the duration and event columns, in the loader's order of checks."""
         label, times, flags = self.label, self.times, self.flags
-        for target, why in ((times, "durations must be numbers"), (flags, "events must be 0 or 1")):
+        for target, why in ((times, "durations must be numbers"),
+                            (flags, "events must be 0 or 1" if flags.causes == 1 else "events must be cause codes")):
             if target.refused:
                 row, cell, kind = target.refused
                 raise cell_error(label, target.name, row, cell, kind, why)
@@ -300,7 +306,17 @@ class _Loader:
             raise DataError(f"{label}: negative duration {shown(cell)} in column {times.name!r} at row {row}")
         if flags.not_binary:
             row, cell = flags.not_binary
-            raise DataError(f"{label}: event value {shown(cell)} in column {flags.name!r} at row {row}; allowed: 0, 1")
+            if flags.causes > 1:
+                raise DataError(f"{label}: event value {shown(cell)} in column {flags.name!r} at row {row}; allowed: 0 "
+                                f"(censored) or a cause 1..{flags.causes} (data.causes={flags.causes})")
+            try:
+                code = float(cell)
+            except (TypeError, ValueError):
+                code = 0.0
+            hint = (" (codes of competing causes need data.causes=<K> and family=deephit)"
+                    if 1 < code <= 10**6 and code == int(code) else "")
+            raise DataError(f"{label}: event value {shown(cell)} in column {flags.name!r} at row {row}; allowed: 0, "
+                            f"1{hint}")
         events = flags.values.view()
         if events.sum() == 0:
             raise DataError(f"{label}: no events (column {flags.name!r} is all 0); the Cox likelihood needs events")

@@ -3,6 +3,11 @@
 The output layers have no bias: the Cox partial likelihood is invariant to
 adding a constant to every risk, so a bias would get zero gradient and only
 add an unidentifiable parameter.
+
+The other survival families (:mod:`.families`) need a wider head: ``out_features`` outputs per
+row (a logit per grid time, a location and a scale), shape (n, out_features), with ``bias=True``
+(their likelihoods are not shift-invariant). With the defaults (one output, no bias) every
+network is exactly the Cox network it always was: same parameters, same names, shape (n,).
 """
 
 from __future__ import annotations
@@ -14,18 +19,23 @@ import torch
 from torch import Tensor, nn
 
 NORMS = ("batch", "layer", "none")
+
+
+def squeeze_one(out: Tensor) -> Tensor:
+    """(n, 1) -> (n,): a Cox head's one risk per row; wider heads keep (n, k)."""
+    return out.squeeze(-1) if out.shape[-1] == 1 else out
 ACTIVATIONS = {"relu": nn.ReLU, "selu": nn.SELU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
 class LinearCox(nn.Module):
     """Classical Cox regression written as a network (risk = x @ beta)."""
 
-    def __init__(self, in_features: int) -> None:
+    def __init__(self, in_features: int, out_features: int = 1, bias: bool = False) -> None:
         super().__init__()
-        self.linear = nn.Linear(in_features, 1, bias=False)
+        self.linear = nn.Linear(in_features, out_features, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.linear(x).squeeze(-1)
+        return squeeze_one(self.linear(x))
 
 
 class MLP(nn.Module):
@@ -43,6 +53,8 @@ class MLP(nn.Module):
         dropout: float = 0.1,
         norm: str = "batch",
         activation: str = "gelu",
+        out_features: int = 1,
+        bias: bool = False,
     ) -> None:
         super().__init__()
         if norm not in NORMS:
@@ -64,11 +76,11 @@ class MLP(nn.Module):
                 # Plain dropout breaks SELU's self-normalisation; AlphaDropout preserves it.
                 layers.append(nn.AlphaDropout(dropout) if activation == "selu" else nn.Dropout(dropout))
             width = units
-        layers.append(nn.Linear(width, 1, bias=False))
+        layers.append(nn.Linear(width, out_features, bias=bias))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).squeeze(-1)
+        return squeeze_one(self.net(x))
 
 
 class SmallCNN(nn.Module):
@@ -92,6 +104,8 @@ class SmallCNN(nn.Module):
         dropout: float = 0.1,
         pretrained: str | Path | None = None,
         pretrained_head: bool = False,
+        out_features: int = 1,
+        bias: bool = False,
     ) -> None:
         super().__init__()
         if not channels:
@@ -108,7 +122,7 @@ class SmallCNN(nn.Module):
             width = out
         self.backbone = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Sequential(
-            nn.Linear(width, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, 1, bias=False)
+            nn.Linear(width, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, out_features, bias=bias)
         )
         self.in_channels = in_channels
         if pretrained is not None:
@@ -119,7 +133,7 @@ class SmallCNN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"SmallCNN: expected images (n, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        return self.head(self.backbone(x)).squeeze(-1)
+        return squeeze_one(self.head(self.backbone(x)))
 
     def load_backbone(self, path: str | Path, head: bool = False) -> None:
         """Load pretrained backbone weights (and the head's, with ``head``); any problem is a

@@ -27,8 +27,15 @@ durations themselves as ``times`` makes the lookup exact.
   known 0, a censoring before t has weight 0. G is the Kaplan-Meier curve of the censoring
   times of the training rows, read as in :func:`~survopt_hydra.survival.timedep.brier_scores`
   (scikit-survival's convention), which it equals for one cause.
+
+:func:`own_time_concordance` computes the first two from a curve function asked only at the
+event rows' own times, a block of rows at a time (memory n x block, not n x distinct times), and
+:func:`own_time_pairs` gives its pairs as matrices for a bootstrap over patients.
 """
 from __future__ import annotations
+
+import math
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -124,3 +131,112 @@ def integrated_cause_specific_brier(cif: ArrayLike, times: ArrayLike, durations:
         raise ValueError("integrated_cause_specific_brier: times must be at least two increasing values")
     bs = cause_specific_brier(cif, tk, durations, events, cause, train_durations, train_events)
     return float(torch.trapezoid(bs, tk) / (tk[-1] - tk[0]))
+
+
+def _own_time_blocks(curve: Callable[[Tensor], Tensor], durations: ArrayLike, events: ArrayLike, cause: int | None,
+                     higher_is_worse: bool, block_elems: int = _BLOCK_ELEMS
+                     ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """Per block of event rows i (by time): (i, concordance weight (m, n) in {0, 1/2, 1}, usable (m, n)).
+
+    ``curve(times)`` gives every row's curve at ``times`` (n, len(times)); it is asked only at the
+    event rows' own times, a block at a time, so memory stays n x (rows per block) whatever n."""
+    t, e = _f64(durations).reshape(-1), _f64(events).reshape(-1)
+    n = t.numel()
+    case = (e > 0) if cause is None else (e == cause)
+    competing = torch.zeros_like(case) if cause is None else (e != 0) & ~case
+    rows = torch.nonzero(case).squeeze(1)
+    rows = rows[torch.argsort(t[rows], stable=True)]
+    step = max(1, block_elems // max(n, 1))
+    for a in range(0, rows.numel(), step):
+        i = rows[a : a + step]
+        ti = t[i]
+        at, col = torch.unique(ti, sorted=True, return_inverse=True)
+        score = _f64(curve(at))
+        if score.shape != (n, at.numel()):
+            raise ValueError(f"concordance: the curve gave shape {tuple(score.shape)} for {n} rows at {at.numel()} times")
+        if bool(torch.isnan(score).any()):
+            raise ValueError("concordance: the curves contain NaN")
+        score = score if higher_is_worse else -score
+        own = score[i, col][:, None]
+        other = score[:, col].T
+        ok = (t[None, :] > ti[:, None]) | ((t[None, :] == ti[:, None]) & (e[None, :] == 0)) | competing[None, :]
+        ok[torch.arange(i.numel()), i] = False
+        weight = ((other < own) & ok).to(torch.float64) + 0.5 * ((other == own) & ok).to(torch.float64)
+        yield i, weight, ok
+
+
+def own_time_concordance(curve: Callable[[Tensor], Tensor], durations: ArrayLike, events: ArrayLike,
+                         cause: int | None = None, higher_is_worse: bool = False) -> float:
+    """Antolini's C (``cause`` None, ``curve`` = S) or the cause-specific C (``curve`` = CIF of ``cause``,
+    ``higher_is_worse``), each event read at its own time: :func:`antolini_cindex` and
+    :func:`cause_specific_cindex` on the exact durations, without their (n, times) matrix."""
+    good = usable = 0.0
+    for _, weight, ok in _own_time_blocks(curve, durations, events, cause, higher_is_worse):
+        good += float(weight.sum())
+        usable += float(ok.sum())
+    if usable == 0:
+        raise ValueError("concordance: no usable pair (needs an event before another row's exit)")
+    return good / usable
+
+
+def own_time_pairs(curve: Callable[[Tensor], Tensor], durations: ArrayLike, events: ArrayLike,
+                   cause: int | None = None, higher_is_worse: bool = False) -> tuple[Tensor, Tensor]:
+    """The pairs behind :func:`own_time_concordance` as dense (n, n) matrices (concordance weight, usable),
+    row i the event: on a bootstrap resample drawing row k c_k times the C is c K c / c U c."""
+    n = _f64(durations).numel()
+    weights = torch.zeros((n, n), dtype=torch.float64)
+    usable = torch.zeros((n, n), dtype=torch.float64)
+    for i, weight, ok in _own_time_blocks(curve, durations, events, cause, higher_is_worse):
+        weights[i], usable[i] = weight, ok.to(torch.float64)
+    return weights, usable
+
+
+#: Rows whose pair matrices a bootstrap holds exactly (2 x n^2 float64: 64 MB at 2,000); above, a seeded subset
+#: of this many rows is bootstrapped and its spread scaled, as :func:`..bootstrap.bootstrap_intervals` does.
+PAIR_BOOTSTRAP_ROWS = 2000
+Scored = tuple[Callable[[Tensor], Tensor], "int | None", bool]  # (curve, cause, higher_is_worse)
+
+
+def bootstrap_concordance(scored: list[Scored], durations: ArrayLike, events: ArrayLike, *, resamples: int = 1000,
+                          seed: int = 0, level: float = 0.95, max_rows: int = PAIR_BOOTSTRAP_ROWS
+                          ) -> list[float] | None:
+    """Percentile interval of the mean over ``scored`` of :func:`own_time_concordance` (one entry: Antolini's C;
+    one per cause: the mean cause-specific C) over patient resamples.
+
+    The draws are :func:`..bootstrap.resample_counts`' (the same as the app's other test intervals); a
+    resample's C is c K c / c U c per entry (:func:`own_time_pairs`). Above ``max_rows`` rows a seeded subset
+    is resampled and its percentile deviations scaled by sqrt(max_rows / n) around the full rows' value."""
+    from ..bootstrap import percentile_interval, resample_counts
+
+    t, e = _f64(durations).reshape(-1), _f64(events).reshape(-1)
+    n = t.numel()
+    rows = None
+    if n > max_rows:
+        rows = torch.from_numpy(np.sort(np.random.default_rng([seed, n]).choice(n, max_rows, replace=False)))
+    def part(curve: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+        return curve if rows is None else (lambda at: _f64(curve(at))[rows])
+
+    tt, ee = (t, e) if rows is None else (t[rows], e[rows])
+    mats = []
+    for curve, cause, worse in scored:
+        try:
+            mats.append(own_time_pairs(part(curve), tt, ee, cause, worse))
+        except ValueError:
+            return None
+    values = []
+    for counts in resample_counts(tt.numel(), resamples, seed):
+        per = []
+        for weights, usable in mats:
+            num, den = ((counts @ weights) * counts).sum(1), ((counts @ usable) * counts).sum(1)
+            per.append(torch.where(den > 0, num / den.clamp(min=1e-300), torch.nan))
+        values.append(torch.stack(per).mean(0))
+    interval = percentile_interval(torch.cat(values), level)
+    if interval is None or rows is None:
+        return interval
+    def point(entries: list[Scored], d: Tensor, ev: Tensor) -> float:
+        return float(np.mean([own_time_concordance(c, d, ev, k, w) for c, k, w in entries]))
+
+    full = point(scored, t, e)
+    sub = point([(part(c), k, w) for c, k, w in scored], tt, ee)
+    scale = math.sqrt(max_rows / n)
+    return [full + scale * (bound - sub) for bound in interval]
