@@ -187,3 +187,61 @@ class CurveRun:
         from .family_metrics import finish_curve_run
 
         return finish_curve_run(self, model, cohort, config, best_epoch, ctx, run_dir)
+
+
+class FinishedRun:
+    """A finished run's best model as scores for a tool (``survopt-tune``'s bags): a split's risk and its
+    curves at any times, the same numbers ``survopt-predict`` gives (:mod:`.predictor`).
+
+    Cox: the network's log-hazard and Breslow's S(t | x) from the training rows' risks; another family:
+    1 - S(t_50 | x) (:func:`.family_metrics.risk_time`) and the family's own S(t | x) / CIF_k(t | x)."""
+
+    def __init__(self, settings: dict[str, dict[str, Any]], cohort: Any, model: nn.Module, family: Any) -> None:
+        self.cohort, self.model = cohort, model.eval()
+        self.run = run_family(settings, family)
+        self.causes = self.run.causes
+        if family is None:
+            from ..survival.breslow import BreslowBaseline
+
+            self.baseline = BreslowBaseline.fit(self._cox_risk(cohort.train), cohort.train.durations,
+                                                cohort.train.events)
+        else:
+            from .family_metrics import risk_time
+
+            self.run.prepare(cohort)
+            self.family, self.t50 = self.run.fitted(model, final=True), risk_time(cohort.train)
+
+    @torch.no_grad()
+    def _cox_risk(self, split: Any) -> Tensor:
+        return torch.cat([self.model(c) for c in split.x.split(EVAL_ROWS)]).double().reshape(-1)
+
+    def _outputs(self, split: Any) -> Tensor:
+        return self.run.outputs(self.model, split, None, self.family).cpu()
+
+    def risk(self, split: Any) -> Tensor:
+        """float64 (n,): higher = earlier event."""
+        if self.run.family is None:
+            return self._cox_risk(split)
+        return 1.0 - self.family.survival(self._outputs(split), [self.t50])[:, 0]
+
+    def curves(self, split: Any) -> Callable[[Tensor], Tensor]:
+        """times -> float64 (n, causes + 1, len(times)): S(t | x), then CIF_k(t | x) for each competing cause."""
+        if self.run.family is None:
+            risk = self._cox_risk(split)
+            return lambda times: self.baseline.survival(risk, times)[:, None, :]
+        out = self._outputs(split)
+        if self.causes == 1:
+            return lambda times: self.family.survival(out, times)[:, None, :]
+        return lambda times: torch.cat([self.family.survival(out, times)[:, None, :], self.family.cif(out, times)], 1)
+
+
+def bag_concordance(curves: list[Callable[[Tensor], Tensor]], durations: Tensor, events: Tensor, causes: int) -> float:
+    """Antolini's C (or the mean cause-specific C) of the bag's mean curves: the mixture of its members."""
+    def mean(times: Tensor) -> Tensor:
+        return torch.stack([c(times) for c in curves]).mean(0)
+
+    d, e = durations.cpu().double(), events.cpu().double()
+    if causes == 1:
+        return own_time_concordance(lambda at: mean(at)[:, 0], d, e)
+    return statistics.fmean(own_time_concordance(lambda at, k=k: mean(at)[:, k], d, e, k, True)
+                            for k in range(1, causes + 1))

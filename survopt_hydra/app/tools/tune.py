@@ -3,13 +3,16 @@
     survopt-tune data=gbsg2 --trials 40                      # or --seconds 300; = python scripts/tune.py ...
     survopt-tune data=csv data.path=train.csv data.test_path=test.csv --seconds 240
     survopt-tune data=gbsg2 optimizer.lr=1e-2 --trials 20    # a fixed key is not searched
+    survopt-tune data=gbsg2 --families all --trials 40       # also choose the model family (docs/families.md)
 
 Protocol (docs/sweeps.md):
 
 1. **Search, validation only.** Each trial trains the app in-process (the same code as
    ``scripts/train.py``, a throw-away run dir) with overrides drawn by Optuna's TPE sampler
    (``--sampler-seed``): LR, weight decay, width x depth, dropout, batch size and the Cox ties
-   method (:data:`SPACE`). Trial 0 is the base config itself (``--no-baseline`` drops it), so
+   method (:data:`SPACE`); with ``--families`` also the model family and its own few settings
+   (:data:`FAMILY_SPACE`), every family scored by the same validation C-index. Trial 0 is the base config
+   itself (``--no-baseline`` drops it), so
    the choice is never a config that validated worse than the untuned one. The objective is the
    run's monitored validation figure (``trainer.monitor``, the value the app hands any
    sweeper), averaged over ``--folds`` (default 5) event-stratified folds of the non-test rows
@@ -80,6 +83,25 @@ SPACE: dict[str, Callable[[Any], str]] = {
 }
 TRIAL_OVERRIDES = ["trainer.progress_bar=false", "trainer.resume=false"]
 
+#: Each family's own hyper-parameters, drawn when the preset searches that family (``--families``, or a
+#: base config with ``family=<name>``). Why these: the grid's resolution trades detail against events per
+#: interval (pycox's examples use 10-100 cuts); DeepHit's ranking-loss weight and scale are its two
+#: settings with the most effect in Lee et al. and Kvamme & Borgan; Cox-Time's controls per case trade
+#: gradient noise against time. The AFT families have none; Cox's ties method is in :data:`SPACE`.
+N_CUTS = [10, 20, 40]
+FAMILY_SPACE: dict[str, dict[str, Callable[[Any], str]]] = {
+    "cox": {},
+    "logistic_hazard": {"family.n_cuts": lambda t: str(t.suggest_categorical("n_cuts", N_CUTS))},
+    "pmf": {"family.n_cuts": lambda t: str(t.suggest_categorical("n_cuts", N_CUTS))},
+    "deephit": {"family.n_cuts": lambda t: str(t.suggest_categorical("n_cuts", N_CUTS)),
+                "family.alpha": lambda t: f"{t.suggest_float('alpha', 0.1, 10.0, log=True):.4g}",
+                "family.sigma": lambda t: f"{t.suggest_float('sigma', 0.05, 1.0, log=True):.4g}"},
+    "cox_time": {"family.n_control": lambda t: str(t.suggest_categorical("n_control", [1, 2, 4]))},
+    "weibull_aft": {},
+    "lognormal_aft": {},
+}
+COX_ONLY = ("cox",)
+
 
 def _key(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
@@ -91,7 +113,62 @@ def searched(base: list[str]) -> dict[str, Callable[[Any], str]]:
     return {k: f for k, f in SPACE.items() if k not in fixed}
 
 
-def baseline_params(cfg: Any, space: dict[str, Callable[[Any], str]]) -> dict[str, Any] | None:
+def family_keys(base: list[str], families: tuple[str, ...]) -> list[str]:
+    """The searched keys the families add (``family`` itself when there are several), for the study's settings."""
+    fixed = {_key(o) for o in base}
+    keys = ["family"] if len(families) > 1 else []
+    return keys + sorted({k for f in families for k in FAMILY_SPACE[f] if k not in fixed})
+
+
+def draw_overrides(trial: Any, base: list[str], space: dict[str, Callable[[Any], str]],
+                   families: tuple[str, ...]) -> list[str]:
+    """A trial's overrides: :data:`SPACE`'s keys (the Cox-only preset draws exactly these, as it always did),
+    and with ``families`` other than cox the family first (when there are several), then its own
+    :data:`FAMILY_SPACE` keys; Cox's ties method only for a Cox trial."""
+    if families == COX_ONLY:
+        return [f"{k}={draw(trial)}" for k, draw in space.items()]
+    name = trial.suggest_categorical("family", list(families)) if len(families) > 1 else families[0]
+    drawn = [f"family={name}"] if len(families) > 1 else []
+    drawn += [f"{k}={draw(trial)}" for k, draw in space.items() if k != "trainer.ties" or name == "cox"]
+    fixed = {_key(o) for o in base}
+    return drawn + [f"{k}={draw(trial)}" for k, draw in FAMILY_SPACE[name].items() if k not in fixed]
+
+
+def search_families(cfg: Any, base: list[str], families: list[str] | None) -> tuple[str, ...]:
+    """The families the preset chooses among: ``--families`` (names, or ``all``), else the base config's own.
+    One-line ConfigError naming ``--families`` for a name that is no family, a base override that fixes the
+    family, a family the data cannot take (competing causes: deephit only), or ``trainer.monitor=val_loss``
+    across families (their losses are different quantities; their C-indexes rank alike)."""
+    from survopt_hydra.app.schemas import FAMILIES
+    from survopt_hydra.errors import ConfigError, did_you_mean
+
+    own = str(cfg.family.name) if cfg.get("family") is not None else "cox"
+    if not families:
+        return (own,)
+    names = list(FAMILIES) if families == ["all"] else families
+    for name in names:
+        if name not in FAMILIES:
+            raise ConfigError("--families", f"unknown family {name!r}{did_you_mean(name, FAMILIES)}; allowed: all, "
+                              f"{', '.join(FAMILIES)}")
+    if len(set(names)) != len(names):
+        raise ConfigError("--families", f"a family is named twice in {','.join(names)}")
+    if len(names) > 1 and any(_key(o) == "family" for o in base):
+        raise ConfigError("--families", "the base overrides fix family=...; drop it to search the families")
+    causes = int(cfg.data.get("causes", 1) or 1)
+    if causes > 1 and names != ["deephit"]:
+        raise ConfigError("--families", f"data.causes={causes}: competing causes need deephit, the one family with a "
+                          "CIF per cause; pass --families deephit")
+    if len(names) > 1 and str(cfg.trainer.monitor) == "val_loss":
+        raise ConfigError("--families", "trainer.monitor=val_loss: each family's loss is another quantity; families are "
+                          "compared on the validation C-index (trainer.monitor=val_cindex)")
+    if len(names) == 1 and names[0] != own:
+        raise ConfigError("--families", f"one family ({names[0]}) is the base config's family=...: pass "
+                          f"family={names[0]} as an override instead")
+    return tuple(names)
+
+
+def baseline_params(cfg: Any, space: dict[str, Callable[[Any], str]], families: tuple[str, ...] = COX_ONLY,
+                    space_fixed: set[str] = frozenset()) -> dict[str, Any] | None:
     """The base config's own values as TPE parameters (trial 0), or None when one is off the grid.
 
     Why: on small validation sets a handful of random first draws can all rank below the
@@ -104,6 +181,25 @@ def baseline_params(cfg: Any, space: dict[str, Callable[[Any], str]]) -> dict[st
            "trainer.batch_size": ("batch_size", lambda: int(cfg.trainer.batch_size)),
            "trainer.ties": ("ties", lambda: str(cfg.trainer.ties))}
     params: dict[str, Any] = {}
+    own = str(cfg.family.name) if cfg.get("family") is not None else "cox"
+    if families != COX_ONLY:
+        if own not in families:
+            return None
+        if len(families) > 1:
+            params["family"] = own
+        space = {k: v for k, v in space.items() if k != "trainer.ties" or own == "cox"}
+        own_params = {"family.n_cuts": ("n_cuts", lambda: int(cfg.family.n_cuts)),
+                      "family.alpha": ("alpha", lambda: float(cfg.family.alpha)),
+                      "family.sigma": ("sigma", lambda: float(cfg.family.sigma)),
+                      "family.n_control": ("n_control", lambda: int(cfg.family.n_control))}
+        for key in FAMILY_SPACE[own]:
+            if key in space_fixed:
+                continue
+            name, value = own_params[key]
+            params[name] = value()
+        if params.get("n_cuts", N_CUTS[0]) not in N_CUTS or params.get("n_control", 1) not in (1, 2, 4) \
+                or not 0.1 <= params.get("alpha", 1.0) <= 10.0 or not 0.05 <= params.get("sigma", 0.1) <= 1.0:
+            return None
     for key in space:
         if key == "model.hidden":
             hidden = cfg.model.get("hidden")
@@ -188,7 +284,7 @@ def run_validation_only(overrides: list[str]) -> dict[str, Any]:
 def search(base: list[str], trials: int | None, seconds: float | None, sampler_seed: int = 0,
            log: Callable[[str], None] = print, folds: int = 5, baseline: bool = True, jobs: int = 1,
            prune: bool = True, storage: str | None = None,
-           study_name: str | None = None) -> tuple[Any, list[dict[str, Any]]]:
+           study_name: str | None = None, families: list[str] | None = None) -> tuple[Any, list[dict[str, Any]]]:
     """Optuna study maximizing (val_cindex) or minimizing (val_loss) the monitored validation figure.
 
     With ``folds`` > 1 a trial's value is the mean over K validation folds of the non-test rows
@@ -206,6 +302,11 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
     With ``storage`` (an RDB URL, :func:`open_study`) the study ``study_name`` lives in that database and
     several processes, on one machine or many, add trials to it; ``trials`` counts this process's. The
     returned records are every trial of the study that has one (all processes'), by trial number.
+
+    ``families`` (``--families``): the families the preset chooses among, each trial drawing one and its
+    own hyper-parameters (:data:`FAMILY_SPACE`), all compared on the same validation folds by their
+    validation C-index (Antolini's for the families other than cox: docs/families.md); default: the base
+    config's family alone (the Cox-only preset draws exactly what it always drew).
     """
     import optuna
 
@@ -215,20 +316,22 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
 
     cfg = compose_train([*base, *TRIAL_OVERRIDES])
     parts = fold_overrides(cfg, folds)
+    chosen_families = search_families(cfg, base, families)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0) if prune and len(parts) > 1
               else optuna.pruners.NopPruner())
-    study, created = open_study(storage, study_name, study_settings(base, cfg, len(parts), space), sampler_seed,
-                                pruner)
+    study, created = open_study(storage, study_name, study_settings(base, cfg, len(parts), space, chosen_families),
+                                sampler_seed, pruner)
     direction = "minimize" if study.direction == optuna.study.StudyDirection.MINIMIZE else "maximize"
-    start = baseline_params(cfg, space) if baseline else None
+    start = baseline_params(cfg, space, chosen_families, {_key(o) for o in base}) if baseline else None
     if start is not None and created:  # one baseline per study, by the process that created it
         study.enqueue_trial(start, user_attrs={"baseline": True})
     elif baseline and start is None:
-        log("the base config is off the search grid (model.hidden not one width x 1-3 layers): no baseline trial")
+        log("the base config is off the search grid (model.hidden not one width x 1-3 layers, or its family or "
+            "family options outside the searched ones): no baseline trial")
     records: list[dict[str, Any]] = []  # this process's, for its log lines
 
     def objective(trial: Any) -> float:
-        drawn = [f"{k}={draw(trial)}" for k, draw in space.items()]
+        drawn = draw_overrides(trial, base, space, chosen_families)
         results: list[dict[str, Any]] = []
         pruned = False
         for first in range(0, len(parts), width):  # a group of folds side by side, then a look at the pruner
@@ -272,14 +375,19 @@ def study_records(study: Any) -> list[dict[str, Any]]:
             if "record" in t.user_attrs]
 
 
-def study_settings(base: list[str], cfg: Any, folds: int, space: dict[str, Any]) -> dict[str, Any]:
+def study_settings(base: list[str], cfg: Any, folds: int, space: dict[str, Any],
+                   families: tuple[str, ...] = COX_ONLY) -> dict[str, Any]:
     """What every process of one stored study must share: the base overrides (data file paths may differ
-    between machines), the folds, the monitored figure and the searched keys."""
+    between machines), the folds, the monitored figure, the searched keys and the searched families
+    (recorded only when not the Cox-only preset's, so studies stored before families read the same)."""
     from survopt_hydra.app.components import DATA_PATH_KEYS
 
     paths = {f"data.{key}" for key in DATA_PATH_KEYS}
-    return {"overrides": sorted(o for o in base if _key(o) not in paths), "folds": folds,
-            "monitor": str(cfg.trainer.monitor), "space": sorted(space)}
+    settings = {"overrides": sorted(o for o in base if _key(o) not in paths), "folds": folds,
+                "monitor": str(cfg.trainer.monitor), "space": sorted(space)}
+    if families != COX_ONLY:
+        settings.update(families=list(families), family_space=family_keys(base, families))
+    return settings
 
 
 #: How long a process waits for SQLite's lock (SQLAlchemy's default, 5 s, is shorter than a busy moment of
@@ -332,7 +440,9 @@ def open_study(storage: str | None, name: str | None, settings: dict[str, Any], 
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # multivariate TPE
     direction = "minimize" if settings["monitor"] == "val_loss" else "maximize"
-    sampler = optuna.samplers.TPESampler(seed=sampler_seed, multivariate=True)
+    # several families: each draws its own keys, a search space that changes by trial (TPE's group mode)
+    group = len(settings.get("families", ())) > 1
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed, multivariate=True, **({"group": True} if group else {}))
     if storage is None:
         return optuna.create_study(direction=direction, pruner=pruner, sampler=sampler), True
     rdb = rdb_storage(storage)
@@ -345,8 +455,8 @@ def open_study(storage: str | None, name: str | None, settings: dict[str, Any], 
             created = False
     if study is None:
         try:
-            study = optuna.load_study(study_name=name, storage=rdb, pruner=pruner,
-                                      sampler=optuna.samplers.TPESampler(multivariate=True))
+            study = optuna.load_study(study_name=name, storage=rdb, pruner=pruner, sampler=optuna.samplers.TPESampler(
+                multivariate=True, **({"group": True} if group else {})))
         except KeyError:
             raise ConfigError("--study-name", f"no study {name!r} in --storage; run the search first") from None
     if study.user_attrs.get("survopt_tune") is None:
@@ -392,11 +502,18 @@ def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path, 
     per seed and ``ensemble_all``, folders ``survopt-predict`` loads like a run dir; their risk is the score
     above (each member standardized by its validation mean and sd), so predicting the test rows with one
     gives the figure reported for its bag.
+
+    A family other than cox has no single risk score: its bags' C-index is the family's own (Antolini's, or
+    the mean cause-specific C) of the bag's mean curves, which the ensemble predicts (S(t|x) = the members'
+    mean). Beside it, for every family: ``test_ibs_runs`` (the IBS of each seed's bag's mean S(t|x), the
+    censoring weights and horizons from every non-test row) and ``test_curve_cindex_runs`` (Antolini's C
+    of the same mean curves, a Cox bag's included), so bags of different families compare on one scale.
     """
     import numpy as np
     import torch
 
     from survopt_hydra.app.compose import compose_train
+    from survopt_hydra.app.families import FinishedRun, bag_concordance
     from survopt_hydra.app.trainer import load_best
     from survopt_hydra.survival import concordance_index
 
@@ -408,14 +525,16 @@ def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path, 
     overrides = [[*base, *chosen, *parts[k], f"trainer.seed={seed}"] for k, seed in plan]
     with workers(jobs) as run_all:
         members = list(run_all(train_kept, overrides, dirs))
-    val_z, test_z, val_rows, scales = {}, {}, {}, {}
+    val_z, test_z, val_rows, scales, val_curves, test_curves = {}, {}, {}, {}, {}, {}
     for (k, seed), run_dir in zip(plan, dirs):
-        _, cohort, model, _ = load_best(run_dir, own_files)
-        with torch.no_grad():
-            v, t = model(cohort.val.x).double().numpy(), model(cohort.test.x).double().numpy()
+        settings, cohort, model, state = load_best(run_dir, own_files)
+        run = FinishedRun(settings, cohort, model, state["family"])
+        v, t = run.risk(cohort.val).numpy(), run.risk(cohort.test).numpy()
         mu, sd = float(v.mean()), float(v.std()) or 1.0
         val_z[k, seed], test_z[k, seed], val_rows[k], test = (v - mu) / sd, (t - mu) / sd, cohort.val, cohort.test
+        val_curves[k, seed], test_curves[k, seed] = run.curves(cohort.val), run.curves(cohort.test)
         scales[k, seed] = {"run_dir": run_dir.name, "val_mean": mu, "val_sd": sd}
+        causes, cox, non_test = run.causes, state["family"] is None, all_rows(cohort)
     from survopt_hydra.app.ensemble import save_ensemble
 
     bag_dirs = {f"ensemble_seed{s}": [(k, s) for k in range(len(parts))] for s in seeds}
@@ -431,24 +550,62 @@ def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path, 
     durations = torch.cat([val_rows[k].durations for k in folds_seen])
     events = torch.cat([val_rows[k].events for k in folds_seen])
 
+    def curve_c(members: list[tuple[int, int]]) -> float:  # the bag's mean curves (the ensemble's S / CIFs)
+        return bag_concordance([test_curves[m] for m in members], test.durations, test.events, causes)
+
     def test_c(members: list[tuple[int, int]]) -> float:
+        if not cox:  # no single risk: the convention of the family's own C-index, on the bag's mean curves
+            return curve_c(members)
         return concordance_index(np.mean([test_z[m] for m in members], axis=0), test.durations, test.events)
 
     def oof_c(bag_seeds: list[int]) -> float:  # each fold's rows scored by that fold's members only
+        if not cox:
+            per_fold = [(k, [val_curves[k, s] for s in bag_seeds]) for k in folds_seen]
+            return bag_concordance([lambda at: torch.cat([torch.stack([c(at) for c in cs]).mean(0)
+                                                          for _, cs in per_fold])], durations, events, causes)
         risk = np.concatenate([np.mean([val_z[k, s] for s in bag_seeds], axis=0) for k in folds_seen])
         return concordance_index(risk, durations, events)
 
+    def test_ibs(members: list[tuple[int, int]]) -> float | None:  # of the bag's mean S(t|x), as the app's IBS
+        from survopt_hydra.app.predictor import IBS_POINTS, horizons
+        from survopt_hydra.survival.timedep import integrated_brier_score
+
+        t, e = test.durations.double(), (test.events > 0).double()
+        grid = torch.linspace(float(t.min()), min(max(horizons(non_test)), float(t.max())), IBS_POINTS,
+                              dtype=torch.float64)
+        grid = torch.unique(grid[grid < t.max()])
+        if grid.numel() < 2:
+            return None
+        mean = torch.stack([test_curves[m](grid)[:, 0] for m in members]).mean(0)
+        return integrated_brier_score(mean, grid, t, e, non_test.durations, non_test.events > 0)
+
     bags = ([m["test_cindex"] for m in members] if len(parts) == 1  # the run's own figure, as the app scored it
             else [test_c([(k, s) for k in folds_seen]) for s in seeds])
+    seed_bags = [[(k, s) for k in folds_seen] for s in seeds]
+    ibs = [test_ibs(bag) for bag in seed_bags]
     singles = [m["test_cindex"] for m in members]
     return {"seeds": seeds, "folds": len(parts), "test_cindex_runs": bags, "test_cindex_mean": statistics.fmean(bags),
             "test_cindex_sd": statistics.stdev(bags) if len(bags) > 1 else 0.0,
+            "test_ibs_runs": ibs, "test_ibs_mean": statistics.fmean(ibs) if None not in ibs else None,
+            "test_curve_cindex_runs": [curve_c(bag) for bag in seed_bags],
             "oof_val_cindex_runs": [oof_c([s]) for s in seeds],
             "single_test_cindex_runs": singles, "single_test_cindex_mean": statistics.fmean(singles),
             "single_val_cindex_runs": [m["val_cindex"] for m in members],
             "best_epochs": [m["best_epoch"] for m in members],
             "bagged_models": len(plan), "bagged_test_cindex": test_c(plan), "bagged_oof_val_cindex": oof_c(seeds),
+            "family": members[0].get("family", "cox"),
             "run_dirs": [str(d) for d in dirs], "ensembles": {name: str(out / name) for name in bag_dirs}}
+
+
+def all_rows(cohort: Any) -> Any:
+    """Every non-test row of a cohort (its training and validation rows): the censoring distribution and the
+    horizons of a bag's IBS, the same for every fold's members."""
+    import torch
+
+    from survopt_hydra.app.data import Split
+
+    tr, va = cohort.train, cohort.val
+    return Split(torch.cat([tr.x, va.x]), torch.cat([tr.durations, va.durations]), torch.cat([tr.events, va.events]))
 
 
 def own_data_paths(cfg: Any) -> dict[str, str]:
@@ -551,6 +708,9 @@ def main(argv: list[str] | None = None) -> int:
                         "write nothing else (no choice, no test rows)")
     parser.add_argument("--final-only", action="store_true", help="with --storage: no new trials; choose among the "
                         "study's complete trials, then train and test the final runs")
+    parser.add_argument("--families", type=lambda v: [f.strip() for f in v.split(",")], default=None,
+                        help="model families to choose among on the validation folds, e.g. cox,deephit,weibull_aft "
+                        "or all (default: the base config's family; docs/families.md)")
     parser.add_argument("--out", type=Path, help="output dir (default: a new outputs/tune/<date>/<time>/)")
     parser.add_argument("--quiet", action="store_true", help="no per-trial lines on stderr")
     args = parser.parse_args(argv)
@@ -578,7 +738,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = compose_train([*args.overrides, *TRIAL_OVERRIDES])  # a bad override fails here, before any trial
         parts = fold_overrides(cfg, args.folds)  # a bad --folds fails here too
         tic = time.perf_counter()
-        settings = study_settings(args.overrides, cfg, len(parts), searched(args.overrides))
+        families = search_families(cfg, args.overrides, args.families)  # a bad --families fails here too
+        settings = study_settings(args.overrides, cfg, len(parts), searched(args.overrides), families)
         if args.final_only:  # the study is checked before the output dir is made
             study, _ = open_study(args.storage, args.study_name, settings, args.sampler_seed, create=False)
             records = study_records(study)
@@ -589,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.final_only:
             study, records = search(args.overrides, trials, args.seconds, args.sampler_seed, log, args.folds,
                                     baseline=not args.no_baseline, jobs=args.jobs, prune=not args.no_prune,
-                                    storage=args.storage, study_name=args.study_name)
+                                    storage=args.storage, study_name=args.study_name, families=args.families)
         search_s = time.perf_counter() - tic
         complete = [r for r in records if not r["pruned"]]
         if args.search_only:
