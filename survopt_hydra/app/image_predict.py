@@ -7,7 +7,8 @@ the weights. The new manifest is read and checked as training read its own (path
 to its folder, ``--allow-outside`` to lift that; every file's header first; a file corrupt
 past its header stops the run with one line naming the row); durations and events are not
 needed. One output row per manifest row: ``row``, the path cell, ``risk`` and ``S(t)`` per
-``--times`` value, written to a temporary file renamed into place at the end.
+``--times`` value (a run of another family: its own curve, ``risk`` = 1 - S(t_50 | x); with
+competing causes ``CIF_k(t)``), written to a temporary file renamed into place at the end.
 
 Safety: the artifact's ``model`` and ``data.transform`` are data. A ``_target_`` in them is
 imported only when the user repeats it with ``--trust <dotted.path>`` (fnmatch patterns such
@@ -37,7 +38,8 @@ from ..survival.data import Standardizer, resolve_path
 from ..survival.schema import DataError
 from .image_data import IMAGE_FORMAT, ImageDataset, ImageReader, MANIFEST_SUFFIXES, probe_all, read_manifest
 from .image_files import MODES
-from .predictor import ARTEFACT
+from .family_fit import head_of
+from .predictor import ARTEFACT, checked_family, curve_columns, family_predictions
 
 MAX_ARTEFACT_BYTES = 64 * 2**20  # a predictor.json beyond this is not one the app wrote (its baseline is ~100 kB)
 #: The most values per image a predictor.json may ask for (data.max_pixels' default), whatever it records: the
@@ -88,6 +90,8 @@ class ImagePredictor:
         self.art, self.model, self.baseline, self.transforms, self.scaler, self.path = (
             art, model, baseline, transforms, scaler, path)
         self.shape = _shape(art["input_shape"], art["max_pixels"])
+        self.family: Any = None  # a family run's fitted library family (docs/families.md), else Breslow's Cox
+        self.risk_time: float | None = None
 
     @classmethod
     def load(cls, run_dir: str | Path, trust: Sequence[str] = ()) -> "ImagePredictor":
@@ -113,7 +117,12 @@ class ImagePredictor:
                 raise ValueError("max_pixels or eval_batch_size")
             shape = _shape(art["input_shape"], art["max_pixels"])
             _check_sizes(art["transform"], shape)
-            baseline = BreslowBaseline.from_dict(art["baseline"])
+            family = t50 = None
+            if "family" in art:  # a run of another family than cox: its curves instead of a Breslow baseline
+                family, t50 = checked_family(art)
+                baseline = None
+            else:
+                baseline = BreslowBaseline.from_dict(art["baseline"])
             scaler = None
             if art["covariate_cols"]:
                 scaler = Standardizer()
@@ -137,13 +146,16 @@ class ImagePredictor:
             raise DataError(f"{run_dir / 'best.pt'}: holds epoch {state.get('epoch')} but {path} was fitted with "
                             f"epoch {art.get('best_epoch')}; the pair does not belong together")
         try:
-            model = build_model(model_cfg, shape, len(art["covariate_cols"]), trust=tuple(trust), source=str(path))
+            model = build_model(model_cfg, shape, len(art["covariate_cols"]), trust=tuple(trust), source=str(path),
+                                head=head_of(family))
             model.load_state_dict(state["model"])
             transforms = [build_node(node, f"data.transform[{k}]") for k, node in enumerate(art["transform"])]
         except (ConfigError, RuntimeError) as exc:  # RuntimeError: load_state_dict's key/shape mismatch
             raise DataError(f"{path}: cannot rebuild the run's model and transforms: {str(exc).splitlines()[0]}") from None
         model.eval()
-        return cls(art, model, baseline, transforms, scaler, path)
+        predictor = cls(art, model, baseline, transforms, scaler, path)
+        predictor.family, predictor.risk_time = family, t50
+        return predictor
 
     @torch.no_grad()
     def score(self, manifest_path: str | Path, writer: Any, times: Sequence[float], num_workers: int,
@@ -161,8 +173,13 @@ class ImagePredictor:
         keys = [[(i, None) for i in range(s, min(s + step, len(manifest)))] for s in range(0, len(manifest), step)]
         done = 0
         for batch, inputs in zip(keys, reader.batches(keys, torch.device("cpu"))):
-            risk = self.model(*inputs).float().reshape(-1)
-            surv = self.baseline.survival(risk, list(times)).tolist() if times else [[] for _ in batch]
+            if self.family is not None:
+                out = self.model(*inputs).float().reshape(len(batch), -1)
+                risk, curves = family_predictions(self.family, out, self.risk_time, list(times))
+                surv = curves.tolist() if curves is not None else [[] for _ in batch]
+            else:
+                risk = self.model(*inputs).float().reshape(-1)
+                surv = self.baseline.survival(risk, list(times)).tolist() if times else [[] for _ in batch]
             for (i, _), r, s in zip(batch, risk.tolist(), surv):
                 writer.writerow([i + 1, manifest.cells[i], repr(float(r)), *map(repr, s)])
             done += len(batch)
@@ -191,7 +208,8 @@ def predict_manifest(run_dir: str | Path, manifest: str | Path, out: str | Path 
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(["row", pred.art["path_col"], "risk", *(f"S({t:g})" for t in times)])
+            causes = pred.family.n_risks if pred.family is not None else 1
+            writer.writerow(["row", pred.art["path_col"], "risk", *curve_columns(causes, times)])
             n = pred.score(manifest, writer, times, num_workers, allow_outside)
         os.replace(tmp, target)
     except BaseException:
