@@ -164,7 +164,10 @@ class CurveRun:
     def split_loss(self, model: nn.Module, split: Any, out: Tensor) -> float:
         """The family's loss on every row of ``split`` (Cox-Time: controls drawn by a generator seeded 0,
         so an epoch's figure does not depend on the global random stream)."""
-        target = self.family.transform(split.durations.cpu(), split.events.cpu())
+        try:
+            target = self.family.transform(split.durations.cpu(), split.events.cpu())
+        except ValueError:  # labels this family cannot score (fit_family warned): no loss, the C-index stands
+            return math.nan
         target = {k: v.to(split.durations.device) for k, v in target.items()}
         if self.family.time_input:
             g = torch.Generator(device=split.x.device).manual_seed(0)
@@ -243,5 +246,27 @@ def bag_concordance(curves: list[Callable[[Tensor], Tensor]], durations: Tensor,
     d, e = durations.cpu().double(), events.cpu().double()
     if causes == 1:
         return own_time_concordance(lambda at: mean(at)[:, 0], d, e)
-    return statistics.fmean(own_time_concordance(lambda at, k=k: mean(at)[:, k], d, e, k, True)
-                            for k in range(1, causes + 1))
+    per = []
+    for k in range(1, causes + 1):
+        try:
+            per.append(own_time_concordance(lambda at, k=k: mean(at)[:, k], d, e, k, True))
+        except ValueError:  # no event of this cause among these rows
+            continue
+    return statistics.fmean(per) if per else math.nan
+
+
+def bag_ibs(curves: list[Callable[[Tensor], Tensor]], test: Any, non_test: Any) -> float | None:
+    """The integrated Brier score of the bag's mean S(t | x) on the ``test`` rows, as a run's ``test_ibs``
+    (:mod:`.predictor`: 50 times from the first test time to the last horizon) with the horizons and the
+    censoring distribution of the ``non_test`` rows (every fold's members share them); None without a grid."""
+    from ..survival.timedep import integrated_brier_score
+    from .predictor import IBS_POINTS, horizons
+
+    t, e = test.durations.cpu().double(), (test.events.cpu() > 0).double()
+    grid = torch.linspace(float(t.min()), min(max(horizons(non_test)), float(t.max())), IBS_POINTS,
+                          dtype=torch.float64)
+    grid = torch.unique(grid[grid < t.max()])
+    if grid.numel() < 2:
+        return None
+    mean = torch.stack([c(grid)[:, 0] for c in curves]).mean(0)
+    return integrated_brier_score(mean, grid, t, e, non_test.durations.cpu(), non_test.events.cpu() > 0)

@@ -7,10 +7,13 @@ row from a bias-free layer, exactly as before the families existed.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..survival.schema import DataError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,12 @@ def family_options(family: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[
 def fit_family(settings: Mapping[str, Any], cohort: Any) -> Any:
     """The fitted library family of ``settings`` (``None`` for cox) on the cohort's training rows.
 
-    Every split's labels go through the family's transform once here, so a label the family cannot
+    The training rows' labels go through the family's transform here, so a label the family cannot
     take (a duration of 0 for an AFT family's log time, a grid that cannot be built) is one DataError
-    naming the data and the split, found by the pre-flight before anything is written."""
+    naming the data, found by the pre-flight before anything is written. Validation and test rows
+    need the transform only for their loss: one the family cannot score (an AFT family and a duration
+    of 0: a likelihood of 0) leaves that split's loss undefined (null, one warning) while its C-index
+    and curves stand; with ``trainer.monitor=val_loss`` the validation rows must be scorable."""
     if settings["family"]["name"] == "cox":
         return None
     from ..survival.families import make_family
@@ -60,12 +66,17 @@ def fit_family(settings: Mapping[str, Any], cohort: Any) -> Any:
     label = getattr(cohort, "source", "data")
     try:
         family = make_family(name, **options).fit(cohort.train.durations, cohort.train.events)
+        family.transform(cohort.train.durations, cohort.train.events)
     except ValueError as exc:
         raise DataError(f"{label}: family={name} cannot use the training rows: {exc}") from None
-    for split in ("train", "val", "test"):
+    for split in ("val", "test"):
         part = getattr(cohort, split)
         try:
             family.transform(part.durations, part.events)
         except ValueError as exc:
-            raise DataError(f"{label}: family={name} cannot use the {split} rows: {exc}") from None
+            if split == "val" and settings["trainer"].get("monitor") == "val_loss":
+                raise DataError(f"{label}: family={name} cannot score the validation rows' loss "
+                                f"(trainer.monitor=val_loss): {exc}") from None
+            log.warning("%s: family=%s: the %s rows' loss is undefined (%s); %s_loss is null, the C-index and the "
+                        "curves are not affected", label, name, split, exc, split)
     return family

@@ -349,8 +349,10 @@ class Trainer:
         load_model_state_dict(self.model, p.best_weights, ctx)
         test_c, test_loss = self.family.evaluate(self.model, self.cohort.test, ctx, final=True)
         best_row = next((r for r in p.history if r["epoch"] == p.best_epoch), {})
-        metrics = {"test_cindex": test_c, "test_loss": test_loss, "val_cindex": p.best_val_cindex,
-                   "val_loss": best_row.get("val_loss", math.nan), "monitor": self.t["monitor"],
+        val_loss = best_row.get("val_loss", math.nan)
+        metrics = {"test_cindex": test_c, "test_loss": test_loss if math.isfinite(test_loss) else None,
+                   "val_cindex": p.best_val_cindex, "val_loss": val_loss if math.isfinite(val_loss) else None,
+                   "monitor": self.t["monitor"],
                    "best_epoch": p.best_epoch, "epochs_run": p.epoch, "stopped_early": p.stopped_early,
                    "train_seconds": round(p.train_seconds, 3), "optimizer_steps": self.engine.global_step,
                    "skipped_steps": self.engine.skipped_steps, "nonfinite_steps": self.engine.nonfinite_steps,

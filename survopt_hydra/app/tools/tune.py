@@ -513,7 +513,7 @@ def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path, 
     import torch
 
     from survopt_hydra.app.compose import compose_train
-    from survopt_hydra.app.families import FinishedRun, bag_concordance
+    from survopt_hydra.app.families import FinishedRun, bag_concordance, bag_ibs
     from survopt_hydra.app.trainer import load_best
     from survopt_hydra.survival import concordance_index
 
@@ -567,17 +567,7 @@ def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path, 
         return concordance_index(risk, durations, events)
 
     def test_ibs(members: list[tuple[int, int]]) -> float | None:  # of the bag's mean S(t|x), as the app's IBS
-        from survopt_hydra.app.predictor import IBS_POINTS, horizons
-        from survopt_hydra.survival.timedep import integrated_brier_score
-
-        t, e = test.durations.double(), (test.events > 0).double()
-        grid = torch.linspace(float(t.min()), min(max(horizons(non_test)), float(t.max())), IBS_POINTS,
-                              dtype=torch.float64)
-        grid = torch.unique(grid[grid < t.max()])
-        if grid.numel() < 2:
-            return None
-        mean = torch.stack([test_curves[m](grid)[:, 0] for m in members]).mean(0)
-        return integrated_brier_score(mean, grid, t, e, non_test.durations, non_test.events > 0)
+        return bag_ibs([test_curves[m] for m in members], test, non_test)
 
     bags = ([m["test_cindex"] for m in members] if len(parts) == 1  # the run's own figure, as the app scored it
             else [test_c([(k, s) for k in folds_seen]) for s in seeds])
