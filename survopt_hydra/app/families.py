@@ -44,6 +44,12 @@ VAL_BASELINE_ROWS = 2048
 EVAL_ROWS = 4096  # rows per forward pass when scoring a split (the trainer's chunks)
 
 
+#: The output layer of each built-in model (app/components.build_model; user_models.BackboneCox).
+OUTPUT_LAYER: dict[str, Callable[[nn.Module], nn.Module]] = {
+    "linear": lambda m: m.linear, "mlp": lambda m: m.net[-1], "cnn": lambda m: m.head[-1],
+    "backbone": lambda m: m.head[-1]}
+
+
 def run_family(settings: dict[str, dict[str, Any]], family: Any) -> "CoxRun | CurveRun":
     """The seam for a checked run: ``family`` is the plan's fitted library family (None for cox)."""
     if family is None:
@@ -63,6 +69,9 @@ class CoxRun:
         self.ties = ties
 
     def prepare(self, cohort: Any) -> None:
+        pass
+
+    def init_head(self, model: nn.Module, name: str) -> None:
         pass
 
     def forward(self, model: nn.Module, inputs: tuple[Tensor, ...], idx: Tensor) -> Tensor:
@@ -126,6 +135,17 @@ class CurveRun:
         g = torch.Generator().manual_seed(0)
         rows = torch.randperm(n, generator=g)[:VAL_BASELINE_ROWS] if n > VAL_BASELINE_ROWS else torch.arange(n)
         self._baseline_rows = torch.sort(rows).values
+
+    def init_head(self, model: nn.Module, name: str) -> None:
+        """Start a built-in model's output bias at the family's featureless fit of the training rows (the
+        grid's Kaplan-Meier / Aalen-Johansen masses, :meth:`~..survival.families.SurvivalFamily.marginal_outputs`):
+        every row starts at the training curve instead of, for Logistic-Hazard, a hazard of 1/2 per interval
+        (S = 2^-20 at the last of 20 cuts). The user's own ``model=custom`` keeps its own initialisation."""
+        bias = self.family.marginal_outputs(self.cohort.train.durations.cpu(), self.cohort.train.events.cpu())
+        last = OUTPUT_LAYER.get(name, lambda m: None)(model)
+        if bias is not None and last is not None and last.bias is not None and last.bias.shape == bias.shape:
+            with torch.no_grad():
+                last.bias.copy_(bias.to(last.bias.device, last.bias.dtype))
 
     def forward(self, model: nn.Module, inputs: tuple[Tensor, ...], idx: Tensor) -> Any:
         return self.family.forward(_net(model, inputs), inputs[0], select(self.train_target, idx))

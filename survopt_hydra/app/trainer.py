@@ -98,9 +98,10 @@ class Trainer:
             self.family = run_family(plan.settings, plan.family)  # family=...: the loss, scores and curves
             self.family.prepare(self.cohort)
             seed_everything(t["seed"])
-            head = self.family.head
-            self.model = self.dist.wrap_model(build_model(plan.settings["model"], head.input_shape(
-                self.cohort.input_shape), self.cohort.covariates, head=head), self.ctx)
+            head, model = self.family.head, plan.settings["model"]
+            net = build_model(model, head.input_shape(self.cohort.input_shape), self.cohort.covariates, head=head)
+            self.family.init_head(net, model["name"])  # a family's output bias starts at its training curve
+            self.model = self.dist.wrap_model(net, self.ctx)
             self.optimizer = self._setup_optimizer(cfg.optimizer)
             self.engine = self._setup_engine(cfg, instantiate, plan.steps_per_epoch)
             self.progress = Progress()

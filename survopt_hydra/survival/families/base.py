@@ -105,6 +105,12 @@ class SurvivalFamily:
                      ) -> "SurvivalFamily":
         return self
 
+    def marginal_outputs(self, durations: ArrayLike, events: ArrayLike) -> Tensor | None:
+        """(n_outputs,) float32 outputs that give every row the training rows' own curve (the loss's
+        featureless optimum), for a network's output bias to start from; None where 0 already starts
+        near it (the AFT families on their standardised log time) or a constant means nothing (Cox-Time)."""
+        return None
+
     def predict(self, net: torch.nn.Module, x: Tensor) -> Tensor:
         with torch.no_grad():
             out = net(x)

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .base import ArrayLike, loss_dtype, no_autocast, times_f64
-from .discrete import DiscreteTimeFamily
+from .discrete import DiscreteTimeFamily, mass_logits
 from .grid import interpolate
 
 
@@ -104,6 +104,11 @@ class DeepHit(DiscreteTimeFamily):
 
     def grid_survival(self, outputs: Tensor) -> Tensor:
         return torch.exp(joint_log_pmf(outputs, self.risks)[1])
+
+    def marginal_outputs(self, durations, events) -> Tensor:
+        """log(y_kj / S_last): the grid's Aalen-Johansen masses per cause (cause-major, as the outputs are read)."""
+        _, y, after = self.marginal_masses(durations, events)
+        return mass_logits(y, after)
 
     def cif(self, outputs: Tensor, times: ArrayLike | list[float]) -> Tensor:
         """(n, K, len(times)) F_k(t | x); ``const_pdf`` is linear between cuts, ``step`` right-continuous.

@@ -16,6 +16,17 @@ from .base import ArrayLike, SurvivalFamily, as_labels, times_f64
 from .grid import INTERPOLATIONS, SCHEMES, discretize, interpolate, make_cuts
 
 
+#: Probabilities a featureless start (:meth:`DiscreteTimeFamily.marginal_masses`) is kept away from 0 and 1
+#: by, so its logits stay finite (an interval without events starts at a hazard of 1e-6, not 0).
+MARGIN = 1e-6
+
+
+def mass_logits(y: Tensor, after: Tensor) -> Tensor:
+    """Logits of the masses ``y`` against the appended logit 0 of "after the last cut" (mass ``after``):
+    log y - log after, each probability at least :data:`MARGIN`."""
+    return (torch.log(y.clamp_min(MARGIN)) - torch.log(after.clamp_min(MARGIN))).reshape(-1).float()
+
+
 @dataclasses.dataclass(frozen=True)
 class DiscreteTimeFamily(SurvivalFamily):
     n_cuts: int = 20
@@ -58,6 +69,30 @@ class DiscreteTimeFamily(SurvivalFamily):
         t, e = as_labels(durations, events, self.n_risks, self.name)
         idx, code = discretize(self.cut_tensor(), t, e)
         return {"idx": idx, "event": code}
+
+    def grid_hazards(self, durations: ArrayLike, events: ArrayLike) -> tuple[Tensor, Tensor]:
+        """(d (n_risks, m) events of each cause at each grid index, r (m,) rows at risk there) of the
+        discretised labels: a row at index k was at risk at every index up to k (a censoring at k is
+        alive through it), so the featureless maximum-likelihood hazard at index j is d_j / r_j, the
+        Kaplan-Meier (and per cause Aalen-Johansen) estimate on the grid."""
+        target = self.transform(durations, events)
+        idx, code = target["idx"], target["event"]
+        m = self.n_grid
+        r = torch.flip(torch.cumsum(torch.flip(torch.bincount(idx, minlength=m).double(), [0]), 0), [0])
+        d = torch.zeros(self.n_risks, m, dtype=torch.float64)
+        for k in range(1, self.n_risks + 1):
+            d[k - 1] = torch.bincount(idx[code == k], minlength=m).double()
+        return d, r
+
+    def marginal_masses(self, durations: ArrayLike, events: ArrayLike) -> tuple[Tensor, Tensor, Tensor]:
+        """(hazard h_j (m,), mass of each cause at each index y_kj (n_risks, m), S after the last cut) of
+        the featureless fit :meth:`grid_hazards` describes."""
+        d, r = self.grid_hazards(durations, events)
+        h = torch.where(r > 0, d.sum(0) / r.clamp_min(1), torch.zeros_like(r))
+        s = torch.cumprod(1.0 - h, 0)
+        before = torch.cat([torch.ones(1, dtype=torch.float64), s[:-1]])
+        y = before[None, :] * torch.where(r > 0, d / r.clamp_min(1), torch.zeros_like(d))
+        return h, y, s[-1]
 
     def _check(self, outputs: Tensor) -> Tensor:
         if outputs.dim() != 2 or outputs.shape[1] != self.n_outputs:

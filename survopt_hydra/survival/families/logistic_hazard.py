@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import loss_dtype, no_autocast
-from .discrete import DiscreteTimeFamily
+from .discrete import MARGIN, DiscreteTimeFamily
 
 
 def logistic_hazard_nll(phi: Tensor, idx: Tensor, event: Tensor) -> Tensor:
@@ -48,3 +48,8 @@ class LogisticHazard(DiscreteTimeFamily):
 
     def grid_survival(self, outputs: Tensor) -> Tensor:
         return torch.exp(-torch.cumsum(F.softplus(outputs), 1))
+
+    def marginal_outputs(self, durations, events) -> Tensor:
+        """logit(d_j / r_j), the grid's Kaplan-Meier hazards (clamped to a hazard in [1e-6, 1 - 1e-6])."""
+        h = self.marginal_masses(durations, events)[0].clamp(MARGIN, 1 - MARGIN)
+        return torch.logit(h).float()

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .base import loss_dtype, no_autocast
-from .discrete import DiscreteTimeFamily
+from .discrete import DiscreteTimeFamily, mass_logits
 
 
 def padded_log_softmax_tail(phi: Tensor) -> tuple[Tensor, Tensor]:
@@ -51,3 +51,8 @@ class PMF(DiscreteTimeFamily):
 
     def grid_survival(self, outputs: Tensor) -> Tensor:
         return torch.exp(padded_log_softmax_tail(outputs)[1])
+
+    def marginal_outputs(self, durations, events) -> Tensor:
+        """log(f_j / S_last): the grid's Kaplan-Meier masses against the appended class."""
+        _, y, after = self.marginal_masses(durations, events)
+        return mass_logits(y[0], after)
