@@ -405,3 +405,46 @@ def test_all_families():
     assert tune.search_families(compose_train([]), [], ["all"]) == tuple(schemas.FAMILIES)
     assert tune.search_families(compose_train(["family=pmf"]), ["family=pmf"], None) == ("pmf",)
     assert set(tune.FAMILY_SPACE) == set(schemas.FAMILIES)
+
+
+# ------------------------------------------------------------------ the featureless start
+@pytest.mark.parametrize("name,options,causes", [("logistic_hazard", {}, 1), ("pmf", {}, 1),
+                                                 ("deephit", {"alpha": 0.0}, 1), ("deephit", {"risks": 2, "alpha": 0.0}, 2)])
+def test_marginal_outputs_are_the_featureless_maximum_of_the_likelihood(name, options, causes):
+    """The same outputs for every row, at the grid's Kaplan-Meier (Aalen-Johansen) masses: the loss's gradient
+    there is zero but for the 1e-6 clamp of empty intervals, and Logistic-Hazard and PMF reach the same
+    likelihood (one discrete distribution, two parametrisations)."""
+    cohort = make_competing_risks(1500, seed=2, causes=causes)
+    d, e = torch.tensor(cohort.durations), torch.tensor(cohort.events)
+    family = make_family(name, **options).fit(d, e)
+    start = family.marginal_outputs(d, e).double().requires_grad_()
+    target = family.transform(d, e)
+    loss = family.loss(start[None, :].expand(len(d), -1), target)
+    loss.backward()
+    assert float(start.grad.abs().max()) < 1e-5
+    if causes == 1:
+        other = make_family("pmf" if name == "logistic_hazard" else "logistic_hazard").fit(d, e)
+        assert float(other.loss(other.marginal_outputs(d, e).double()[None, :].expand(len(d), -1), target)) == \
+            pytest.approx(float(loss.detach()), rel=1e-6)  # float32 outputs, 1e-6 clamps
+
+
+def test_a_built_in_model_starts_at_the_training_curve_and_a_custom_one_is_left_alone():
+    from survopt_hydra.app.components import build_model
+    from survopt_hydra.app.data import Cohort, Split
+
+    cohort = make_competing_risks(400, seed=3, causes=1)
+    split = Split(torch.tensor(cohort.x), torch.tensor(cohort.durations), torch.tensor(cohort.events).float())
+    family = make_family("logistic_hazard", n_cuts=8).fit(split.durations, split.events)
+    run = CurveRun(family)
+    run.prepare(Cohort(split, split, split, [], "toy", "toy"))
+    net = build_model({"name": "linear"}, (5,), head=run.head)
+    run.init_head(net, "linear")
+    with torch.no_grad():
+        torch.nn.init.zeros_(net.linear.weight)
+        curves = family.survival(net(split.x), family.cuts)
+    want = family.survival(family.marginal_outputs(split.durations, split.events)[None, :], family.cuts)
+    assert torch.allclose(curves, want.expand_as(curves), atol=1e-6)
+    custom = build_model({"name": "linear"}, (5,), head=run.head)
+    before = custom.linear.bias.detach().clone()
+    run.init_head(custom, "custom")
+    assert torch.equal(custom.linear.bias, before)
