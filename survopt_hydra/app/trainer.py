@@ -21,6 +21,10 @@ rerun ends exactly where an uninterrupted one does.
 With ``ema=ema`` the validation C-index, early stopping, ``best.pt`` and the test score all
 use the weight average (:mod:`survopt_hydra.engine.ema`); training steps the raw weights.
 
+What the network's outputs mean is the ``family`` group's (:mod:`.families`): the trainer calls
+its seam for the head, the loss of each batch, the validation figures and the end of the run,
+whatever the family (Cox by default, exactly as before the families existed).
+
 Under torchrun (``distributed=ddp|zero|fsdp``) every rank runs this same sequence on its own
 shard of every epoch; evaluation is gathered so every rank computes the same C-index, and
 every decision (early stopping, a stop signal, a non-finite step, a checkpoint) is agreed

@@ -11,7 +11,8 @@ never through OmegaConf, so nothing in an artifact is resolved as an interpolati
   shape under the keyword names the target's signature asks for (:func:`shape_keywords`).
   It must map a batch (the images, or the features; plus the covariates tensor as a second
   argument when ``data.covariate_cols`` is set) to one risk per row, shape ``(n,)`` or
-  ``(n, 1)``: a dry forward pass on two zero inputs checks it before anything is written.
+  ``(n, 1)`` (another ``family``: its ``n_outputs`` per row, ``(n, n_outputs)``, the width offered
+  as ``out_features``): a dry forward pass on two zero inputs checks it before anything is written.
 * ``model=backbone``: the target is a feature extractor (torchvision, timm, MONAI or your
   own); its classifier is replaced by ``nn.Identity`` (``model.classifier``), its output width
   is read from a dry forward pass, and :class:`BackboneCox` puts a Cox head on it. Parameter

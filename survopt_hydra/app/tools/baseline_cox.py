@@ -152,6 +152,9 @@ def compare_run(run_dir: str, penalizer: float = 0.01, n_boot: int = 2000, seed:
     except CheckpointError as exc:
         raise ConfigError("--run", str(exc)) from None
     _require_tabular(settings)
+    if settings["family"]["name"] != "cox":  # no single risk to pair with CoxPH's (docs/families.md)
+        raise ConfigError("--run", f"{run_dir} trained family={settings['family']['name']}; this tool compares a Cox "
+                          "run's risk with CoxPH's on the same pairs: compare a family run by its metrics.json")
     test = cohort.test
     if n_boot * len(test) > MAX_BOOTSTRAP_CELLS:
         raise ConfigError("--resamples", f"{n_boot} resamples x {len(test)} test patients is more than "

@@ -43,16 +43,21 @@ def lr_range_test(cfg: Any, min_lr: float = 1e-6, max_lr: float = 1.0, steps: in
     from survopt_hydra.app.schemas import check_app_config
     from survopt_hydra.app.data import load_cohort
     from survopt_hydra.app.image_data import ImageSplit
+    from survopt_hydra.app.families import run_family
+    from survopt_hydra.app.family_fit import fit_family
     from survopt_hydra.app.trainer import build_model, set_threads
-    from survopt_hydra.survival import cox_ph_loss
 
     check_arguments(min_lr, max_lr, steps, beta, diverge)
     settings = check_app_config(cfg)
     t = settings["trainer"]
     cohort = load_cohort(settings["data"])
+    family = run_family(settings, fit_family(settings, cohort))  # the run's loss: Cox's, or the family's
+    family.prepare(cohort)
     set_threads(t, settings["data"], torch.device("cpu"))
     seed_everything(t["seed"])
-    model = build_model(settings["model"], cohort.input_shape, cohort.covariates)
+    model = build_model(settings["model"], family.head.input_shape(cohort.input_shape), cohort.covariates,
+                        head=family.head)
+    family.init_head(model, settings["model"]["name"])
     optimizer = instantiate(cfg.optimizer, params=model)
     clipper = instantiate(cfg.clipping) if cfg.get("clipping") else None
     mults = [g.get("lr_mult", 1.0) for g in optimizer.param_groups]
@@ -73,7 +78,7 @@ def lr_range_test(cfg: Any, min_lr: float = 1e-6, max_lr: float = 1.0, steps: in
             inputs, durations, events = next(data.train_batches([idx], epoch_seed=i))
         else:
             inputs, durations, events = (data.x[idx],), data.durations[idx], data.events[idx]
-        loss = cox_ph_loss(model(*inputs), durations, events, t["ties"])
+        loss = family.loss(family.forward(model, inputs, idx), durations, events, idx)
         value = float(loss.detach())
         if not math.isfinite(value):
             break
