@@ -260,8 +260,8 @@ def _model_settings(model: Any, trust: tuple[str, ...] = (), where: Any = "") ->
     if isinstance(model, dict) and model.get("name") == "custom":
         try:
             check_trusted(model, "model", trust, str(where))
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+        except ConfigError as exc:  # its own line: the fix is a flag, not a damaged file
+            raise DataError(str(exc)) from None
         return dict(model)
     if not isinstance(model, dict) or model.get("name") not in TABLE_MODELS:
         name = model.get("name") if isinstance(model, dict) else model
@@ -323,6 +323,8 @@ class Predictor:
                 raise ValueError("standardizer: mean and std must be finite, std > 0")
             baseline = _checked_baseline(art["baseline"])
             model = _model_settings(art["model"], trust, path)
+        except DataError:
+            raise
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise DataError(f"{path}: unusable predictor file ({' '.join(str(exc).split())[:300] or repr(exc)})") \
                 from None
