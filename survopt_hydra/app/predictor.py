@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -332,6 +332,30 @@ class Predictor:
             raise DataError(f"{label}: column {self.schema.feature_names[j]!r} at row {rows[i]} is not finite in "
                             "float32 after standardization (an extreme value)")
         return torch.from_numpy(np.ascontiguousarray(z))
+
+    def scores(self, source: Any, label: str, batch_size: int = EVAL_ROWS) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """(data-row numbers, risks) per batch of at most ``batch_size`` rows of a source (:mod:`..survival.readers`:
+        a data file, or a table in memory), read column-wise and streamed, so memory stays bounded by a batch.
+
+        Missing cells, when the model was not trained with ``data.missing=impute``, are refused in one
+        line naming every column with its count once the whole source is read; from the first one on,
+        no batch is yielded."""
+        from ..survival.schema import count_missing, missing_summary
+
+        names = [c.name for c in self.schema.columns]
+        holes: dict[str, tuple[int, int]] = {}
+        for rows, cells in source.batches(names):
+            for start in range(0, len(rows), batch_size):
+                stop = min(start + batch_size, len(rows))
+                part, at = (({n: c.slice(start, stop) for n, c in cells.items()}, rows[start:stop])
+                            if stop - start < len(rows) else (cells, rows))
+                if self.schema.missing != "impute":
+                    count_missing(holes, part, at)
+                if not holes:  # once a hole is found, only count the rest
+                    yield at, self.risk(self.features(label, part, at))
+        if holes:
+            raise DataError(f"{label}: missing values in {len(holes)} column(s): {missing_summary(holes)}; the model "
+                            f"was trained with data.missing={self.schema.missing}, so it has no values to fill them")
 
     @torch.no_grad()
     def risk(self, x: torch.Tensor) -> torch.Tensor:
