@@ -57,7 +57,8 @@ SCRIPTS = HERE.parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 import deepsurv_benchmark  # noqa: E402
-import tune  # noqa: E402
+
+from survopt_hydra.app.tools import tune  # noqa: E402
 
 SEEDS = (0, 1, 2)
 

@@ -140,7 +140,7 @@ def run_app(train: Path, test: Path, seed: int, run_dir: Path) -> dict[str, Any]
 
 
 def coxph(train: Path, test: Path) -> float:
-    from baseline_cox import cox_baseline  # a sibling script: scripts/ is on sys.path when this one runs
+    from survopt_hydra.app.tools.baseline_cox import cox_baseline
 
     from survopt_hydra.app.compose import compose_train
 

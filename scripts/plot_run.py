@@ -1,44 +1,14 @@
-"""Draw a run's PNG plots from the CSVs in its run dir: ``python scripts/plot_run.py RUN_DIR [RUN_DIR ...]``.
+"""Draw a run's PNG plots from its CSVs: ``python scripts/plot_run.py ...`` is ``survopt-plot ...``.
 
-Writes ``curves.png`` (epochs.csv), ``lr_schedule.png`` (lr_steps.csv), ``calibration.png`` and
-``risk_groups.png`` (test_predictions.csv) into each run dir - byte for byte the PNGs a run with
-``trainer.plots=true`` draws, which a default run skips (matplotlib would cost more than its
-training). What each shows, and the conventions (lifelines') it follows:
-:mod:`survopt_hydra.app.plots` and docs/prediction.md. Works on a finished run and on a running
-or interrupted one (what its CSVs hold so far).
-A run dir is untrusted: a plot name that is a symbolic link there is refused in one line (a drawing
-would be written through it), before anything is drawn.
+The code lives in :mod:`survopt_hydra.app.tools.plot_run` (the console script's entry point); this file
+keeps the documented command working from a checkout. Imported as ``plot_run`` (``scripts/`` on
+``sys.path``), it is that module itself, so monkeypatching one patches the other.
 """
-from __future__ import annotations
-
-import argparse
 import sys
 
+from survopt_hydra.app.tools import plot_run
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    args = parser.parse_args(argv)
-    import os
-    from pathlib import Path
-
-    from survopt_hydra.app.outputs import RESULT_FILES
-    from survopt_hydra.app.plots import render_run
-
-    for run_dir in args.run_dirs:
-        links = [name for name in RESULT_FILES if name.endswith(".png") and os.path.islink(Path(run_dir) / name)]
-        if links:
-            print(f"error: {Path(run_dir) / links[0]}: a symbolic link; plots are never written through a link "
-                  "(move it away)", file=sys.stderr)
-            return 2
-        try:
-            for path in render_run(run_dir):
-                print(path)
-        except (OSError, ValueError, KeyError) as exc:
-            print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-            return 2
-    return 0
-
-
+main = plot_run.main
 if __name__ == "__main__":
     sys.exit(main())
+sys.modules[__name__] = plot_run

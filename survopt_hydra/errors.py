@@ -63,3 +63,43 @@ def first_line(exc: BaseException) -> str:
     multi-line reports (torch.load, Hydra) shortened to the one line a user error gets."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+def _normal(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503: Hydra_Zen, hydra-zen and hydra.zen are one project
+
+
+def pip_command(dist: str) -> str:
+    """The command that installs ``dist``: ``pip install "survopt-hydra[<extra>]"`` for the extra that lists
+    it (read from the installed package's own metadata, i.e. pyproject.toml's optional dependencies, so
+    the two cannot disagree; ``dev`` is never named), else ``pip install <dist>``."""
+    import re
+    from importlib import metadata
+
+    try:
+        requires = metadata.requires("survopt-hydra") or []
+    except metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
+        requires = []
+    for line in requires:
+        name, extra = re.match(r"\s*([A-Za-z0-9._-]+)", line), re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", line)
+        if name and extra and extra.group(1) != "dev" and _normal(name.group(1)) == _normal(dist):
+            return f'pip install "survopt-hydra[{extra.group(1)}]"'
+    return f"pip install {dist}"
+
+
+def require_package(module: str, key: str, dist: str | None = None) -> None:
+    """ConfigError ``<key>: needs <dist>, which is not installed: pip install ...`` unless ``module`` can be
+    imported. The module is looked up (``importlib.util.find_spec``), not imported, so checking costs
+    nothing; a command checks what it needs before it does any work. ``dist``: the project on PyPI when it
+    is not the module's top-level name (``hydra_plugins.hydra_joblib_launcher``: hydra-joblib-launcher)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or blocked with sys.modules[name] = None
+        found = False
+    if not found:
+        dist = dist or module.split(".")[0]
+        raise ConfigError(key, f"needs {dist}, which is not installed: {pip_command(dist)}")

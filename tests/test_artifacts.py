@@ -122,8 +122,8 @@ def test_weights_are_checked_against_the_model_before_it_is_built(model, weights
         good["extra"] = torch.ones(1)
     built = []
     real_build = components.build_model
-    monkeypatch.setattr(components, "build_model", lambda m, s: built.append(torch.empty(0).device.type) or
-                        real_build(m, s))
+    monkeypatch.setattr(components, "build_model", lambda m, s, *a, **k: built.append(torch.empty(0).device.type) or
+                        real_build(m, s, *a, **k))
     with pytest.raises(CheckpointError) as err:
         model_from_artifact(model, (12,), good, "best.pt")
     assert fragment in str(err.value) and "\n" not in str(err.value)

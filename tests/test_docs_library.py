@@ -56,14 +56,14 @@ def test_library_doc_tables_match_the_records():
 
 
 def train_commands(text: str) -> list[tuple[list[str], bool]]:
-    """(overrides, multirun) of every ``scripts/train.py`` call in the ```bash blocks of ``text``.
+    """(overrides, multirun) of every ``survopt-train`` / ``scripts/train.py`` call in the ```bash blocks of ``text``.
 
     A torchrun line is checked as one process would be (``distributed.allow_single_process``)."""
     found = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for line in block.splitlines():
             words = shlex.split(line, comments=True)
-            at = next((i for i, w in enumerate(words) if w.endswith("scripts/train.py")), None)
+            at = next((i for i, w in enumerate(words) if w.endswith("scripts/train.py") or w == "survopt-train"), None)
             if at is None:
                 continue
             args = []
@@ -89,11 +89,25 @@ def test_the_command_extractor_sees_the_readme_commands():
     assert any("distributed.allow_single_process=true" in o for o, _ in README_COMMANDS)
 
 
+@pytest.fixture(scope="module")
+def readme_scans(tmp_path_factory) -> Path:
+    """A folder where the README's image commands find what its earlier lines make: ``scans/`` as
+    ``scripts/synthetic_scans.py scans --n 400 --signal area`` writes it."""
+    from survopt_hydra.app.synthetic_scans import write_synthetic_scans
+
+    folder = tmp_path_factory.mktemp("readme")
+    write_synthetic_scans(folder / "scans", 400, signal="area")
+    return folder
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("overrides,multirun", README_COMMANDS, ids=[" ".join(o) or "default" for o, _ in README_COMMANDS])
-def test_readme_train_commands_pass_the_preflight(overrides, multirun):
+def test_readme_train_commands_pass_the_preflight(overrides, multirun, request, monkeypatch):
     from survopt_hydra.app.preflight import check_command
 
+    if "data=images" in overrides:  # run where the README's synthetic_scans.py line put scans/, with its PYTHONPATH
+        monkeypatch.chdir(request.getfixturevalue("readme_scans"))
+        monkeypatch.syspath_prepend(str(ROOT / "tests" / "user_code"))
     assert check_command(overrides, multirun) >= 1
 
 

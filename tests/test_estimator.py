@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("sklearn")
@@ -60,6 +61,17 @@ def same_table(a, b) -> None:
     np.testing.assert_array_equal(a.durations, b.durations)
     np.testing.assert_array_equal(a.events, b.events)
     assert a.feature_names == b.feature_names and a.schema.to_dict() == b.schema.to_dict()
+
+
+def test_without_scikit_learn_the_import_names_the_extra(monkeypatch):
+    import survopt_hydra.app as app
+
+    monkeypatch.delitem(sys.modules, "survopt_hydra.app.estimator")
+    for name in ("sklearn", "sklearn.base"):  # what an environment without it imports
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ImportError, match=r'^DeepCoxRegressor needs scikit-learn, which is not installed: '
+                                          r'pip install "survopt-hydra\[sklearn\]"$'):
+        app.DeepCoxRegressor
 
 
 # ================================================================== reading a DataFrame (fast)
@@ -398,6 +410,28 @@ def test_notebook_session_keeps_ids_and_matches_the_cli(tmp_path):
     assert grid.best_estimator_.named_steps["cox"].val_cindex_ == metrics["val_cindex"]
     cli = read_frame(tmp_path / "run" / "test_predictions.csv")
     np.testing.assert_array_equal(predictions["risk"].to_numpy(), cli["risk"].to_numpy())
+
+
+class TinyCox(torch.nn.Module):
+    """A user's own model (``model=custom``): the app offers ``in_features``."""
+
+    def __init__(self, in_features: int, width: int = 4) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(in_features, width), torch.nn.Tanh(),
+                                       torch.nn.Linear(width, 1, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@pytest.mark.slow
+def test_a_users_own_module_trains_and_predicts():
+    df = gbsg2().drop(columns="patient_id")
+    X, y = df.drop(columns=["time", "cens"]), surv(df)
+    est = DeepCoxRegressor(model={"name": "custom", "_target_": f"{__name__}.TinyCox", "width": 6},
+                           trainer={"max_epochs": 40}).fit(X.iloc[:500], y[:500])
+    assert isinstance(est.predictor_.model, TinyCox) and est.predictor_.model.net[0].out_features == 6
+    assert est.score(X.iloc[500:], y[500:]) > 0.6  # it learnt (0.661; lifelines CoxPH on these rows: 0.671)
 
 
 # ================================================================== the docs' example runs (slow)

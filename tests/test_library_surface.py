@@ -15,15 +15,13 @@ FORBIDDEN = ("survopt_hydra.app", "matplotlib", "lifelines", "pandas", "torch._d
 @pytest.mark.slow
 def test_importing_the_library_pulls_in_no_app_or_plotting_module():
     """A fresh interpreter (this one has imported everything already) imports the package, the
-    builders and the search-path plugin and lists sys.modules; then builds an optimizer and a
+    builders and the opt-in config package and lists sys.modules; then builds an optimizer and a
     scheduler and lists them again (torch's own ``Optimizer.__init__`` imports torch._dynamo and
     with it FSDP, so those are only required of the imports)."""
     probe = (
         "import json, sys, torch\n"
-        "import survopt_hydra, survopt_hydra.schemas, hydra_plugins.survopt_hydra_searchpath\n"
+        "import survopt_hydra, survopt_hydra.schemas, survopt_hydra.conf\n"
         "from survopt_hydra import build_optimizer, build_scheduler\n"
-        "from survopt_hydra.schemas import register_configs\n"
-        "register_configs()\n"
         "print(json.dumps(sorted(sys.modules)))\n"
         "opt = build_optimizer(torch.nn.Linear(2, 1), 'adamw')\n"
         "build_scheduler(opt, epochs=3, name='cosine')\n"

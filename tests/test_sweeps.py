@@ -76,11 +76,8 @@ def test_a_diverged_job_is_failed_and_never_best(tmp_path: Path) -> None:
     status = {j: json.loads((tmp_path / j / "status.json").read_text()) for j in ("0", "1")}
     assert status["0"]["status"] == "failed" and status["0"]["exit_code"] == 1
     assert "over 100 x the first epoch's" in status["0"]["error"] and status["1"] == {"status": "ok"}
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import sweep_report
-    finally:
-        sys.path.pop(0)
+    from survopt_hydra.app.tools import sweep_report
+
     jobs = sweep_report.collect(tmp_path)
     assert [j["status"] for j in jobs] == ["failed (exit 1)", "done"]
     assert sweep_report.best_by_validation(jobs)["job"] == "1"

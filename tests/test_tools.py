@@ -1,4 +1,5 @@
-"""Tests of the helper scripts: plot_schedule, lr_find, sweep_report (and baseline_cox)."""
+"""Tests of the tools (survopt_hydra/app/tools/: plot_schedule, lr_find, sweep_report, baseline_cox, plot_run)
+and the helper scripts; the CLI tests run the documented ``scripts/<tool>.py`` commands."""
 from __future__ import annotations
 
 import csv
@@ -12,11 +13,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "scripts"))  # select_defaults, deepsurv_benchmark
 
-import lr_find  # noqa: E402
-import plot_schedule  # noqa: E402
-import sweep_report  # noqa: E402
+from survopt_hydra.app.tools import lr_find, plot_schedule, sweep_report  # noqa: E402
 
 
 def script(*args: str) -> subprocess.CompletedProcess:
@@ -345,8 +344,9 @@ def test_baseline_cox_compares_a_finished_run_with_a_paired_bootstrap(tmp_path: 
 def test_paired_bootstrap_equals_the_loop_over_resamples() -> None:
     """The vectorized bootstrap gives, resample by resample, the C-index difference that scoring the
     resampled rows with the project's concordance_index (checked against lifelines elsewhere) gives."""
-    import baseline_cox
     import numpy as np
+
+    from survopt_hydra.app.tools import baseline_cox
     from survopt_hydra.survival import concordance_index
 
     rng = np.random.default_rng(1)
@@ -439,7 +439,7 @@ def test_sweep_report_ranks_a_fold_sweep_by_the_mean_over_folds(tmp_path: Path) 
 def test_plot_run_never_draws_through_a_link(tmp_path: Path, capsys) -> None:
     """A run dir is untrusted: curves.png planted as a link to a file elsewhere is refused in one line
     before anything is drawn, and the link's target is not created."""
-    import plot_run
+    from survopt_hydra.app.tools import plot_run
 
     (tmp_path / "epochs.csv").write_text("epoch,train_loss,val_cindex,val_loss\n1,1.0,0.6,1.0\n")
     (tmp_path / "curves.png").symlink_to(tmp_path / "elsewhere.png")

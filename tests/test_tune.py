@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("optuna", reason="scripts/tune.py needs optuna (pip install survopt-hydra[tune])")
+pytest.importorskip("optuna", reason="survopt-tune needs optuna (pip install survopt-hydra[tune])")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import select_defaults  # noqa: E402
-import tune  # noqa: E402
+
+from survopt_hydra.app.tools import tune  # noqa: E402
 
 BASE = ["data=gbsg2", "trainer.max_epochs=4"]
 
@@ -130,7 +131,8 @@ def test_bagged_final_runs_train_each_fold_in_two_workers(tmp_path: Path) -> Non
     base = ["data=gbsg2", "trainer.max_epochs=3"]
     final = tune.final_runs(base, ["model.hidden=[8]"], [0, 1], tmp_path, folds=2, jobs=2)
     names = [f"final_seed{s}_fold{k}" for k in (0, 1) for s in (0, 1)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names, "bags.json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names, "bags.json", "ensemble_seed0", "ensemble_seed1",
+                                                                 "ensemble_all"])  # tests/test_ensemble.py
     metrics = {n: json.loads((tmp_path / n / "metrics.json").read_text()) for n in names}
     assert final["single_test_cindex_runs"] == [metrics[n]["test_cindex"] for n in names]
     here = select_defaults.run_once([*base, "model.hidden=[8]", "data.folds=2", "data.fold=1", "trainer.seed=1"])
@@ -215,3 +217,75 @@ def test_pruned_trials_stop_early_and_are_never_chosen(monkeypatch) -> None:
     seen.clear()
     _, records = tune.search(["data=gbsg2"], trials=8, seconds=None, log=lambda _: None, folds=5, prune=False)
     assert len(seen) == 8 * 5 and not any(r["pruned"] for r in records)
+
+
+# ---------------------------------------------------------------- one study, several processes (--storage)
+def test_a_stored_study_draws_what_memory_draws_and_refuses_other_settings(monkeypatch, tmp_path: Path) -> None:
+    """One process with an SQLite storage draws the in-memory search's configs (the creator's sampler is
+    seeded); a second search joins the same study and continues its numbering with other draws; a process
+    with other settings, or a --final-only on a study that does not exist, is refused in one line."""
+    from survopt_hydra.errors import ConfigError
+
+    monkeypatch.setattr(tune, "run_validation_only", _stub([]))
+    base = ["data=gbsg2", "optimizer.lr=0.01"]
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    memory, _ = tune.search(base, trials=4, seconds=None, log=lambda _: None, folds=2)
+    stored, _ = tune.search(base, trials=4, seconds=None, log=lambda _: None, folds=2, storage=url, study_name="s")
+    assert [t.params for t in stored.trials] == [t.params for t in memory.trials]
+    joined, records = tune.search(base, trials=2, seconds=None, log=lambda _: None, folds=2, storage=url,
+                                  study_name="s")
+    assert [r["trial"] for r in records] == list(range(6)) and sum(r["baseline"] for r in records) == 1
+    assert len({json.dumps(t.params, sort_keys=True) for t in joined.trials}) == 6
+    with pytest.raises(ConfigError, match="study 's' tunes .* every process of a study uses the same"):
+        tune.search(base, trials=1, seconds=None, log=lambda _: None, folds=3, storage=url, study_name="s")
+    for args, line in ((["--storage", url], "error: --storage: needs --study-name"),
+                       (["--study-name", "s"], "error: --study-name: names a study in a database"),
+                       (["--final-only"], "error: --final-only: works on a study stored in --storage"),
+                       (["--storage", url, "--study-name", "none", "--final-only"],
+                        "error: --study-name: no study 'none' in --storage; run the search first"),
+                       (["--storage", "nonsense://", "--study-name", "s"], "error: --storage: nonsense://: not a usable")):
+        assert tune.main([*base, "--trials", "1", "--out", str(tmp_path / "out"), *args]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_tune_one_sqlite_study(tmp_path: Path) -> None:
+    """Two survopt-tune processes started together on one SQLite study: every trial each ran is in the
+    study, once, with distinct numbers and parameters, one baseline; --final-only then chooses the best
+    validation figure among all of them (records hold no test figure) and writes all of them to trials.csv."""
+    import subprocess
+
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    common = ["data=gbsg2", "trainer.max_epochs=2", "--folds", "2", "--jobs", "1", "--no-prune", "--storage", url,
+              "--study-name", "shared"]
+    procs = [subprocess.Popen([sys.executable, "scripts/tune.py", *common, "--trials", "3", "--search-only"],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-3000:] for o in outs]
+    ran = [{int(line.split()[1].rstrip(":")) for line in err.splitlines() if line.startswith("trial ")}
+           for _, err in outs]
+    assert len(ran[0]) == len(ran[1]) == 3 and not ran[0] & ran[1]  # each ran its own 3
+    study = optuna.load_study(study_name="shared", storage=url)
+    assert sorted(t.number for t in study.trials) == list(range(6)) == sorted(ran[0] | ran[1])
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert len({json.dumps(t.params, sort_keys=True) for t in study.trials}) == 6
+    assert sum(bool(t.user_attrs.get("baseline")) for t in study.trials) == 1
+    for t in study.trials:
+        record = t.user_attrs["record"]
+        assert not any("test" in k for k in [*record, *t.user_attrs])
+        assert record["value"] == t.value == pytest.approx(sum(map(float, record["val_cindex_folds"].split())) / 2,
+                                                           abs=1e-4)
+    final = subprocess.run([sys.executable, "scripts/tune.py", *common, "--final-only", "--final-seeds", "0",
+                            "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stderr[-3000:]
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    best = max(study.trials, key=lambda t: t.value)
+    assert (result["best_trial"], result["best_value"]) == (best.number, best.value) and result["trials"] == 6
+    assert result["chosen_overrides"] == best.user_attrs["overrides"]
+    import csv
+
+    with (tmp_path / "out" / "trials.csv").open() as handle:
+        assert [int(r["trial"]) for r in csv.DictReader(handle)] == list(range(6))
+    assert (tmp_path / "out" / "ensemble_seed0" / "ensemble.json").is_file()

@@ -60,9 +60,21 @@ def test_target_of_the_right_kind_passes():
                      "clipping": {**BASE["clipping"], "_target_": "survopt_hydra.engine.GradientClipper"}}, epochs=10)
 
 
-def test_closure_driven_optimizer_is_refused_for_the_engine():
+def test_closure_driven_optimizer_is_refused_for_the_engine_and_the_app_not_for_your_own_loop():
+    """LBFGS is right in an app's own step(closure) loop (validate_groups accepts it), wrong for a loop that
+    steps once per batch: the StepEngine and the app's check refuse it in one line."""
+    import torch
+
+    from survopt_hydra import StepEngine, build_optimizer
+    from survopt_hydra.api.validation import check_no_closure
+
+    lbfgs = {**BASE, "optimizer": {"name": "lbfgs"}}
+    validate_groups(lbfgs, epochs=10)
     with pytest.raises(ConfigError, match=r"^optimizer.name: lbfgs is closure-driven .* without a closure"):
-        validate_groups({**BASE, "optimizer": {"name": "lbfgs"}}, epochs=10)
+        check_no_closure(lbfgs)
+    model = torch.nn.Linear(2, 1)
+    with pytest.raises(ConfigError, match=r"^optimizer.name: lbfgs is closure-driven .* without a closure"):
+        StepEngine(model, build_optimizer(model, "lbfgs"))
 
 
 def test_inf_norm_accepted_and_overflowing_init_scale_refused():

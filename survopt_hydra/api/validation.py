@@ -63,7 +63,6 @@ def validate_groups(cfg: Mapping[str, Any], epochs: int | None = None,
             raise unknown_name(f"{group}.{field}", str(name), options)
         checked[group] = validate(options[name], values, group)
         check_target(group, node, options[name])
-    _check_closure(cfg)
     _check_ema_strategy(cfg)
     if epochs is not None:
         check_run_length(cfg, epochs, steps_per_epoch)
@@ -149,8 +148,10 @@ def check_target(group: str, node: Any, schema: type) -> None:
     locate_class(f"{group}._target_", str(target), base, what, allowed)
 
 
-def _check_closure(cfg: Mapping[str, Any]) -> None:
-    """The engine calls ``optimizer.step()`` once per applied step, never with a closure."""
+def check_no_closure(cfg: Mapping[str, Any]) -> None:
+    """For loops that step once per batch without a closure (the StepEngine, the app): a closure-driven
+    optimizer (LBFGS) is refused in one line. Not part of :func:`validate_groups`: in an app's own
+    ``step(closure)`` loop it is the right optimizer."""
     node = cfg.get("optimizer")
     if node is None:
         return
@@ -172,4 +173,4 @@ def _check_ema_strategy(cfg: Mapping[str, Any]) -> None:
                                       "use distributed=ddp or zero with ema=ema, or ema=none with fsdp")
 
 
-__all__ = ["validate_groups", "check_run_length", "plain_values", "check_target", "ConfigError", "NAME_FIELDS"]
+__all__ = ["validate_groups", "check_run_length", "check_no_closure", "plain_values", "check_target", "ConfigError", "NAME_FIELDS"]

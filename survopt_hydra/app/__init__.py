@@ -5,17 +5,17 @@
 """
 from typing import Any
 
-INSTALL_HINT = 'pip install "survopt-hydra[sklearn]"'
-
 
 def __getattr__(name: str) -> Any:
     if name == "DeepCoxRegressor":
         try:
             from .estimator import DeepCoxRegressor
         except ModuleNotFoundError as exc:
-            if exc.name and exc.name.split(".")[0] in ("sklearn", "pandas", "pyarrow"):
-                raise ImportError(f"DeepCoxRegressor needs {exc.name.split('.')[0]}, which is not installed: "
-                                  f"{INSTALL_HINT}") from None
+            if exc.name and exc.name.split(".")[0] == "sklearn":
+                from ..errors import pip_command
+
+                raise ImportError(f"DeepCoxRegressor needs scikit-learn, which is not installed: "
+                                  f"{pip_command('scikit-learn')}") from None
             raise
         return DeepCoxRegressor
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import torch
 from torch import nn
@@ -18,8 +18,10 @@ from ..distributed import DistContext, eval_indices, gather_by_index
 from ..errors import ConfigError
 from ..survival import LinearCox, MLP, SmallCNN, concordance_index, cox_ph_loss
 from ..survival.data import resolve_path
-from .schemas import check_app_config
+from .schemas import IMAGE_DATA, check_app_config
 from .data import Cohort, Split
+from .image_data import ImageSplit
+from .user_models import build_backbone, build_custom, check_trusted
 
 
 def pick_device(name: str) -> torch.device:
@@ -32,14 +34,30 @@ def set_threads(trainer: dict[str, Any], data: dict[str, Any], device: torch.dev
     """Tabular Cox models are tiny matmuls: extra intra-op threads only add sync overhead
     (10-50x slower steps on a busy 2-core machine) and change float summation order.
     Fixing the count also keeps a resumed run bit-identical to an uninterrupted one."""
-    threads = trainer["num_threads"] or (1 if data["name"] != "synthetic_images" else None)
+    threads = trainer["num_threads"] or (1 if data["name"] not in IMAGE_DATA else None)
     if threads and device.type == "cpu":
         torch.set_num_threads(threads)
 
 
-def build_model(model: dict[str, Any], input_shape: tuple[int, ...]) -> nn.Module:
-    """The ``model`` group's network for inputs of ``input_shape`` (without the batch dim)."""
+def build_model(model: dict[str, Any], input_shape: tuple[int, ...], covariates: int = 0,
+                trust: Collection[str] | None = None, source: str = "") -> nn.Module:
+    """The ``model`` group's network for inputs of ``input_shape`` (without the batch dim) and
+    ``covariates`` covariates beside each image (data=images).
+
+    ``trust`` is None for the user's own config. A ``model`` read from an artifact (``source``:
+    a checkpoint, ``predictor.json``) passes the dotted paths the user repeated instead: a
+    ``_target_`` outside them is refused (:func:`.user_models.check_trusted`), and
+    ``model.pretrained`` is not read, since the artifact's weights replace it all."""
+    from_artifact = trust is not None
+    if from_artifact:
+        check_trusted(model, "model", trust, source)
+    if model["name"] == "custom":  # the user's nn.Module (app/user_models.py)
+        return build_custom(model, input_shape, covariates)
+    if model["name"] == "backbone":  # a torchvision / timm / MONAI feature extractor under a Cox head
+        return build_backbone(model, input_shape, covariates, from_artifact)
     opts = {k: v for k, v in model.items() if k != "name"}
+    if from_artifact and opts.get("pretrained"):
+        opts.update(pretrained=None, pretrained_head=False)
     if model["name"] == "linear":
         return LinearCox(input_shape[0])
     if model["name"] == "mlp":
@@ -96,14 +114,16 @@ def artifact_settings(config: Any, where: Any, data_paths: Mapping[str, str] | N
     return settings
 
 
-def model_from_artifact(model: Mapping[str, Any], input_shape: tuple[int, ...], weights: Any, where: Any) -> nn.Module:
+def model_from_artifact(model: Mapping[str, Any], input_shape: tuple[int, ...], weights: Any, where: Any,
+                        covariates: int = 0, trust: Collection[str] = ()) -> nn.Module:
     """The ``model`` settings' network holding ``weights`` (read from ``where``), in eval mode.
 
     Nothing is allocated that the weights do not justify: the settings may describe no more layers
     than the weights hold tensors, the network is first built on the meta device (metadata only) and
     every weight is checked against it - names, dtype, shape, finite values
     (:func:`.checkpoint.check_weights`) - before the real one is built. So ``hidden: [200000000]`` next
-    to a 16-unit file is one line, not 9.6 GB. A ``pretrained`` file is never loaded here."""
+    to a 16-unit file is one line, not 9.6 GB. A ``pretrained`` file is never loaded here, and a
+    ``_target_`` is imported only when the user repeated it in ``trust`` (:func:`build_model`)."""
     from .checkpoint import CheckpointError, check_weights
 
     opts = dict(model)
@@ -116,11 +136,11 @@ def model_from_artifact(model: Mapping[str, Any], input_shape: tuple[int, ...], 
                               f"{held} tensors; the pair does not belong together")
     try:
         with torch.device("meta"):
-            skeleton = build_model(opts, tuple(input_shape))
+            skeleton = build_model(opts, tuple(input_shape), covariates, trust=trust, source=str(where))
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{where}: unusable model settings ({' '.join(str(exc).split())[:200]})") from None
     check_weights(weights, skeleton.state_dict(), where)
-    net = build_model(opts, tuple(input_shape))
+    net = build_model(opts, tuple(input_shape), covariates, trust=trust, source=str(where))
     net.load_state_dict(weights)
     net.eval()
     return net
@@ -144,9 +164,18 @@ def load_best(run_dir: str | Path, data_paths: Mapping[str, str] | None = None
         raise CheckpointError(f"{path} not found; pass the run directory of a finished survopt-train run")
     state = load_checkpoint(path)
     settings = artifact_settings(state.get("config"), path, data_paths)
+    check_trusted(settings["data"], "data", (), str(path))  # a checkpoint never chooses a transform to import
     cohort = load_cohort(settings["data"])
-    model = model_from_artifact(settings["model"], cohort.input_shape, state.get("model"), path)
+    model = model_from_artifact(settings["model"], cohort.input_shape, state.get("model"), path, cohort.covariates)
     return settings, cohort, model, state
+
+
+def split_forward(model: nn.Module, split: Split | ImageSplit, idx: torch.Tensor, rows: int = 4096) -> torch.Tensor:
+    """The model's outputs for the rows at positions ``idx`` of ``split``: tensors in chunks of ``rows``,
+    image files through the split's DataLoader (``data.eval_batch_size`` at a time)."""
+    if isinstance(split, ImageSplit):
+        return split.risks(model, idx)
+    return torch.cat([model(split.x[i]) for i in idx.split(rows)])
 
 
 @torch.no_grad()
@@ -154,8 +183,8 @@ def evaluate(model: nn.Module, split: Split, ties: str, ctx: DistContext | None 
     """(C-index, Cox loss) of ``split`` in eval mode and fp32; NaNs when the risk is not finite."""
     model.eval()
     ctx = ctx or DistContext()  # each rank scores its share; every rank gets every risk, in order
-    idx = eval_indices(len(split), ctx).to(split.x.device)
-    risk = gather_by_index(torch.cat([model(split.x[i]) for i in idx.split(4096)]).float(), idx, len(split), ctx)
+    idx = eval_indices(len(split), ctx).to(split.durations.device)
+    risk = gather_by_index(split_forward(model, split, idx).float(), idx, len(split), ctx)
     if not bool(torch.isfinite(risk).all()):
         return math.nan, math.nan
     loss = float(cox_ph_loss(risk, split.durations, split.events, ties))

@@ -36,10 +36,14 @@ class Split:
     def to(self, device: torch.device | str) -> "Split":
         return Split(self.x.to(device), self.durations.to(device), self.events.to(device))
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
 
 @dataclass
 class Cohort:
-    train: Split
+    train: Split  # or an image_data.ImageSplit (data=images): the same interface, images read per batch
     val: Split
     test: Split
     feature_names: list[str]
@@ -50,7 +54,13 @@ class Cohort:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.train.x.shape[1:])
+        return self.train.input_shape
+
+    @property
+    def covariates(self) -> int:
+        """Covariates the model gets beside each image (data=images with data.covariate_cols), else 0."""
+        images = self.extra.get("images")
+        return len(images.manifest.covariate_names) if images is not None else 0
 
     def to(self, device: torch.device | str) -> "Cohort":
         return Cohort(self.train.to(device), self.val.to(device), self.test.to(device), self.feature_names,
@@ -195,6 +205,17 @@ def load_cohort(data: Mapping[str, Any]) -> Cohort:
         cohort = Cohort(_tensors(x, durations, events, tr), _tensors(x, durations, events, va),
                         _tensors(x, durations, events, te), ["image"], label, label)
         _check_splits(label, cohort, data)
+        return cohort
+    if data["name"] == "images":  # image files from a manifest, read per batch (app/image_data.py)
+        from .image_data import ImageSet
+
+        images = ImageSet(data)
+        train, val, test = images.splits(_parts(images.events, data, images.label, test_in_file=True))
+        cohort = Cohort(train, val, test, images.feature_names, images.label, images.label,  # type: ignore[arg-type]
+                        images.standardizer, {"images": images})
+        _check_splits(images.label, cohort, data)
+        if data["verify"] == "full":
+            images.verify()
         return cohort
 
     path = str(data["path"])

@@ -311,6 +311,7 @@ class DeepCoxRegressor(BaseEstimator):
         from .predictor import Predictor
         from .run_plan import plan_run
         from .trainer import Trainer, TrainingError, train
+        from .user_models import targets_in
 
         cfg = self.compose()
         names = (str(cfg.data.duration_col), str(cfg.data.event_col))
@@ -333,7 +334,9 @@ class DeepCoxRegressor(BaseEstimator):
             if not metrics:
                 raise TrainingError("training stopped before the end (trainer.stop_after_epochs): nothing to predict "
                                     "with; leave trainer.stop_after_epochs null")
-            self.predictor_ = Predictor.load(run_dir)
+            # model=custom: the class this process's own config named (a file never chooses code to import)
+            trust = tuple(target for _, target in targets_in(OmegaConf.to_container(cfg.model), "model"))
+            self.predictor_ = Predictor.load(run_dir, trust=trust)
         finally:
             if temporary:
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -384,11 +387,13 @@ class DeepCoxRegressor(BaseEstimator):
         import torch
 
         from ..survival.readers import TableSource
+        from .predict import scored_batches
+        from .predictor import EVAL_ROWS
 
         self._check_fitted()
         source = TableSource(self._table(X), PREDICT)
         with self._threads():
-            parts = [risk for _, risk in self.predictor_.scores(source, PREDICT)]
+            parts = [risk for _, _, risk, _ in scored_batches(self.predictor_, source, PREDICT, EVAL_ROWS)]
         return torch.cat(parts).double().numpy() if parts else np.zeros(0)
 
     def _functions(self, X: Any, survival: bool, return_array: bool) -> np.ndarray:

@@ -51,6 +51,30 @@ def _bad_value(key: str, value: str, cause: BaseException | None) -> ConfigError
     return ConfigError(full, f"invalid value {value!r} ({first_line(cause or ValueError(text))})")
 
 
+#: Hydra launchers that a plugin brings, by the config name Hydra cannot load without it: (module, PyPI
+#: project). ``hydra/launcher=survopt_parallel`` and ``survopt_slurm`` extend ``joblib`` and ``submitit_slurm``.
+LAUNCHER_PLUGINS = {"joblib": ("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher"),
+                    "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher"),
+                    "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher")}
+
+
+def _missing_launcher(missing: str, text: str) -> ConfigError | None:
+    """``hydra/launcher=survopt_parallel: needs hydra-joblib-launcher, which is not installed: pip install
+    ...`` when the config Hydra could not load is a launcher whose plugin is absent; None otherwise."""
+    from ..errors import require_package
+
+    group, _, name = missing.rpartition("/")
+    if group != "hydra/launcher" or name not in LAUNCHER_PLUGINS:
+        return None
+    module, dist = LAUNCHER_PLUGINS[name]
+    chosen = re.match(r"In 'hydra/launcher/([^']+)'", text)  # survopt_parallel, which extends joblib
+    try:
+        require_package(module, f"hydra/launcher={chosen.group(1) if chosen else name}", dist)
+    except ConfigError as exc:
+        return exc
+    return None
+
+
 def explain(exc: BaseException) -> ConfigError:
     """One-line ConfigError for a Hydra composition / OmegaConf error."""
     from hydra.errors import MissingConfigException, OverrideParseException
@@ -59,6 +83,9 @@ def explain(exc: BaseException) -> ConfigError:
     cause = exc.__cause__ or exc.__context__
     if isinstance(exc, MissingConfigException):
         missing = exc.missing_cfg_file or ""
+        plugin = _missing_launcher(missing, text)
+        if plugin is not None:
+            return plugin
         if exc.options is not None and "/" in missing:
             group, _, name = missing.rpartition("/")
             options = sorted(exc.options)

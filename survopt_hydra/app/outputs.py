@@ -44,7 +44,8 @@ def summary_line(metrics: dict[str, Any]) -> str:
             f"val C-index {metrics['val_cindex']:.4f})")
 
 
-def _csv_text(rows: Sequence[Row]) -> str:
+def csv_text(rows: Sequence[Row]) -> str:
+    """Rows as CSV text: every key any row has is a column (first-seen order), floats as ``repr`` (exact)."""
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
@@ -101,17 +102,17 @@ class RunOutputs:
             return None
 
     def epoch_end(self, history: Sequence[Row]) -> None:
-        write_text_atomic(_csv_text(history), self.run_dir / "epochs.csv", durable=False)
+        write_text_atomic(csv_text(history), self.run_dir / "epochs.csv", durable=False)
         if self._tb is not None and history:
             self._tb(history[-1])
 
     def write_lr_steps(self, lr_steps: Sequence[Row]) -> None:
-        write_text_atomic(_csv_text(lr_steps), self.run_dir / "lr_steps.csv", durable=False)
+        write_text_atomic(csv_text(lr_steps), self.run_dir / "lr_steps.csv", durable=False)
 
     def finish(self, metrics: dict[str, Any], history: Sequence[Row], lr_steps: Sequence[Row]) -> None:
         self.write_lr_steps(lr_steps)
         flat = flat_metrics(metrics)
-        write_text_atomic(_csv_text([flat]), self.run_dir / "metrics.csv", durable=False)
+        write_text_atomic(csv_text([flat]), self.run_dir / "metrics.csv", durable=False)
         write_text_atomic(json.dumps(metrics, indent=2, sort_keys=True) + "\n", self.run_dir / "metrics.json")
         if self._tb is not None:
             final = {k: v for k, v in flat.items() if k in TB_FINAL or k.startswith(("test_td_auc@", "val_td_auc@"))}

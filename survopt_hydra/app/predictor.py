@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -66,8 +66,10 @@ def split_risks(model: nn.Module, split: Split, ctx: Any = None) -> torch.Tensor
 
     model.eval()
     ctx = ctx or DistContext()
-    idx = eval_indices(len(split), ctx).to(split.x.device)
-    risk = torch.cat([model(split.x[i]) for i in idx.split(EVAL_ROWS)]).float()
+    from .components import split_forward
+
+    idx = eval_indices(len(split), ctx).to(split.durations.device)
+    risk = split_forward(model, split, idx, EVAL_ROWS).float()
     return gather_by_index(risk, idx, len(split), ctx).reshape(-1)
 
 
@@ -136,6 +138,10 @@ def finish_run(model: nn.Module, cohort: Cohort, config: dict[str, Any], best_ep
         metrics.update(split_metrics(name, risk, split, cohort.train, base, at, intervals=name == "test"))
         if name == "test" and run_dir is not None:
             write_test_predictions(Path(run_dir), risk, split, base, at)
+    images = cohort.extra.get("images")
+    if images is not None:  # image files: how to read new ones (app/image_predict.py) instead of a feature schema
+        return metrics, {**images.artefact(), "baseline": base.to_dict(), "best_epoch": best_epoch, "horizons": at,
+                         "model": config["model"], "data_source": cohort.source}
     schema = cohort.extra.get("schema")
     if schema is None or cohort.standardizer is None:
         return metrics, None
@@ -242,15 +248,25 @@ def _checked_baseline(data: Any) -> BreslowBaseline:
     return base
 
 
-def _model_settings(model: Any) -> dict[str, Any]:
-    """predictor.json's ``model`` checked by the schema of a tabular model (ValueError, one line)."""
+def _model_settings(model: Any, trust: tuple[str, ...] = (), where: Any = "") -> dict[str, Any]:
+    """predictor.json's ``model`` checked by the schema of a tabular model (ValueError, one line); a user's
+    own ``model=custom`` only with its ``_target_`` in ``trust`` (its keywords are then checked against the
+    class's signature when it is built)."""
     from ..schemas.checks import validate
     from ..errors import ConfigError
     from .schemas import MODELS
+    from .user_models import check_trusted
 
+    if isinstance(model, dict) and model.get("name") == "custom":
+        try:
+            check_trusted(model, "model", trust, str(where))
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return dict(model)
     if not isinstance(model, dict) or model.get("name") not in TABLE_MODELS:
         name = model.get("name") if isinstance(model, dict) else model
-        raise ValueError(f"model.name: {name!r}; a predictor file holds a tabular model ({', '.join(TABLE_MODELS)})")
+        raise ValueError(f"model.name: {name!r}; a predictor file holds a tabular model ({', '.join(TABLE_MODELS)}, "
+                         "or custom with --trust)")
     hidden = [k for k in model if str(k).startswith("_")]
     if hidden:
         raise ValueError(f"model.{hidden[0]}: an artifact never names code to run")
@@ -269,7 +285,7 @@ class Predictor:
         self.baseline_error = 0.0  # the largest |S(t|x) - the run's own S(t|x)| its compacted baseline allows
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "Predictor":
+    def load(cls, run_dir: str | Path, trust: tuple[str, ...] = ()) -> "Predictor":
         """Read ``predictor.json`` and ``best.pt`` as untrusted data; DataError (one line) naming the file.
 
         ``predictor.json`` (a regular file, not a link, at most :data:`MAX_BYTES`) must hold a model of
@@ -277,7 +293,9 @@ class Predictor:
         ``_target_`` key is refused, so no path in it is ever loaded), a baseline whose times increase
         and whose hazard is finite, non-negative and non-decreasing, and a standardization of the
         schema's width. The model is then built on the meta device and checked against ``best.pt``'s
-        weights (:func:`.components.model_from_artifact`) before a byte of it is allocated."""
+        weights (:func:`.components.model_from_artifact`) before a byte of it is allocated. A user's own
+        model (``model=custom``) is rebuilt only when the user repeats its ``_target_`` in ``trust``
+        (``--trust``): a file never names code to import."""
         from .checkpoint import CheckpointError, file_kind, load_checkpoint
         from .components import model_from_artifact
 
@@ -304,7 +322,7 @@ class Predictor:
             if not (np.isfinite(scaler.mean).all() and np.isfinite(scaler.std).all() and (scaler.std > 0).all()):
                 raise ValueError("standardizer: mean and std must be finite, std > 0")
             baseline = _checked_baseline(art["baseline"])
-            model = _model_settings(art["model"])
+            model = _model_settings(art["model"], trust, path)
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise DataError(f"{path}: unusable predictor file ({' '.join(str(exc).split())[:300] or repr(exc)})") \
                 from None
@@ -313,7 +331,7 @@ class Predictor:
             if state.get("epoch") != art.get("best_epoch"):
                 raise DataError(f"{run_dir / 'best.pt'}: holds epoch {state.get('epoch')} but {path} was fitted with "
                                 f"epoch {art.get('best_epoch')}; the pair does not belong together")
-            net = model_from_artifact(model, (width,), state.get("model"), run_dir / "best.pt")
+            net = model_from_artifact(model, (width,), state.get("model"), run_dir / "best.pt", trust=trust)
         except CheckpointError as exc:
             raise DataError(str(exc)) from None
         predictor = cls(schema, scaler, baseline, net, run_dir)
@@ -333,30 +351,27 @@ class Predictor:
                             "float32 after standardization (an extreme value)")
         return torch.from_numpy(np.ascontiguousarray(z))
 
-    def scores(self, source: Any, label: str, batch_size: int = EVAL_ROWS) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        """(data-row numbers, risks) per batch of at most ``batch_size`` rows of a source (:mod:`..survival.readers`:
-        a data file, or a table in memory), read column-wise and streamed, so memory stays bounded by a batch.
-
-        Missing cells, when the model was not trained with ``data.missing=impute``, are refused in one
-        line naming every column with its count once the whole source is read; from the first one on,
-        no batch is yielded."""
-        from ..survival.schema import count_missing, missing_summary
-
-        names = [c.name for c in self.schema.columns]
-        holes: dict[str, tuple[int, int]] = {}
-        for rows, cells in source.batches(names):
-            for start in range(0, len(rows), batch_size):
-                stop = min(start + batch_size, len(rows))
-                part, at = (({n: c.slice(start, stop) for n, c in cells.items()}, rows[start:stop])
-                            if stop - start < len(rows) else (cells, rows))
-                if self.schema.missing != "impute":
-                    count_missing(holes, part, at)
-                if not holes:  # once a hole is found, only count the rest
-                    yield at, self.risk(self.features(label, part, at))
-        if holes:
-            raise DataError(f"{label}: missing values in {len(holes)} column(s): {missing_summary(holes)}; the model "
-                            f"was trained with data.missing={self.schema.missing}, so it has no values to fill them")
-
     @torch.no_grad()
     def risk(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.model(c) for c in x.split(EVAL_ROWS)]).float().reshape(-1)
+
+    # What survopt-predict asks of a model, shared with .ensemble.Ensemble (several runs as one):
+    @property
+    def columns(self) -> list[str]:
+        """The input columns the model reads (in any order in a file)."""
+        return [c.name for c in self.schema.columns]
+
+    @property
+    def missing(self) -> str:
+        """The run's ``data.missing``: only ``impute`` fills missing cells of new rows."""
+        return self.schema.missing
+
+    def set_unseen(self, policy: str) -> None:
+        """``refuse`` or ``zero`` for category levels unseen in training (``--unseen``)."""
+        self.schema.unseen = policy
+
+    def predict(self, label: str, column: dict[str, list[str]], rows: list[int],
+                times: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(risk, S(t|x) at ``times`` or None when there are none) of raw cells."""
+        risk = self.risk(self.features(label, column, rows))
+        return risk, (self.baseline.survival(risk, times) if times else None)

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from ..schemas import GROUPS
 from ..errors import ConfigError, did_you_mean
-from ..api.validation import NAME_FIELDS, check_run_length, validate_groups  # noqa: F401 (NAME_FIELDS re-exported)
+from ..api.validation import NAME_FIELDS, check_no_closure, check_run_length, validate_groups  # noqa: F401
 from .schemas import APP_GROUPS, check_app_config
 from .state import EPOCH_METRICS, config_difference
 
@@ -57,6 +57,7 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             raise ConfigError(group, f"missing config group; add '{group}: <option>' to the defaults list")
     settings = check_app_config(cfg)
     settings.update(validate_groups(cfg))  # every library group against its schema; the run length comes later
+    check_no_closure(cfg)  # the trainer steps once per batch
     for group in GROUPS:
         node = cfg.get(group)
         if node is not None and node.get("_partial_") in (True, "true", "True"):
@@ -168,7 +169,7 @@ def _data_key(data: Mapping[str, Any]) -> tuple[str, Any]:
     from ..survival.data import DataError, resolve_path
 
     stamps = []
-    for key in ("path", "test_path"):
+    for key in ("path", "test_path", "manifest"):
         if data.get(key):
             try:
                 st = resolve_path(data[key], f"data.{key}").stat()
@@ -215,10 +216,16 @@ def warn_finetune_without_weights(cfg: Mapping[str, Any]) -> str | None:
     if not any(fnmatch.fnmatchcase("backbone.x", str(p).lstrip("?")) and float(m) < 1 for p, m in mults.items()):
         return None
     name = model.get("name")
+    if name == "custom" or (name == "backbone" and model.get("pretrained")):
+        return None  # the user's own module may load weights itself; a backbone has them
     if name == "cnn" and not model.get("pretrained"):
         msg = (f"warning: model.pretrained: unset, but optimizer.lr_mult shrinks the backbone's LR (+preset=finetune, "
                f"lr {opt.get('lr')}): this fine-tunes random weights, which trains little; set model.pretrained="
                f"{PRETRAINED_CNN} (model.pretrained_head=true for the same endpoint) or drop the preset")
+    elif name == "backbone":
+        msg = (f"warning: model.pretrained: unset, but optimizer.lr_mult shrinks the backbone's LR (+preset=finetune, "
+               f"lr {opt.get('lr')}): this fine-tunes random weights, which trains little; set model.pretrained=<a "
+               "local state dict of the backbone> or drop the preset")
     elif name != "cnn":
         msg = (f"warning: model: model={name} has no pretrained weights, but optimizer.lr_mult shrinks a backbone's "
                f"LR (+preset=finetune, lr {opt.get('lr')}): this fine-tunes random weights, which trains little; drop "

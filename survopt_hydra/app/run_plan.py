@@ -1,8 +1,8 @@
 """The one validation pass of a run: everything it needs to know before it builds anything.
 
 :func:`plan_run` applies every rule in :mod:`.rules`, each once, in the order that fails
-cheapest first: the config (no torch: unknown keys, schemas, cross-group rules), the launch
-and device, the data (loaded once and kept for the trainer), the run length. The pre-flight
+cheapest first: the config (no torch: unknown keys, schemas, cross-group rules), the optional
+packages it asks for (:func:`check_packages`), the launch and device, the data (loaded once and kept for the trainer), the run length. The pre-flight
 calls it for every job of a sweep; :class:`~.trainer.Trainer` calls it (or takes the plan it
 was given) before it builds the model, so a direct ``train(cfg, run_dir)`` is checked the same.
 """
@@ -31,6 +31,20 @@ class RunPlan:
         return math.ceil(self.n_batches / self.settings["trainer"]["accumulate_grad_batches"])
 
 
+def check_packages(trainer: Mapping[str, Any]) -> None:
+    """The app's optional packages (the ``app`` extra) a run needs: tqdm always (the epoch loop), and what
+    its own settings ask for (``trainer.plots``: matplotlib, ``trainer.tensorboard``: tensorboard). A
+    missing one is one line naming the pip command before anything is built, not a traceback at the first
+    epoch or a run that ends hours later without what it was asked to write."""
+    from ..errors import require_package
+
+    require_package("tqdm", "survopt-train")
+    if trainer.get("plots"):
+        require_package("matplotlib", "trainer.plots")
+    if trainer.get("tensorboard"):
+        require_package("tensorboard", "trainer.tensorboard")
+
+
 def plan_run(cfg: Mapping[str, Any], settings: dict[str, dict[str, Any]] | None = None,
              load_data: Callable[[dict[str, Any]], Any] | None = None) -> RunPlan:
     """Check ``cfg`` (a composed task config) and load its data; ConfigError / DataError on the first problem.
@@ -43,6 +57,7 @@ def plan_run(cfg: Mapping[str, Any], settings: dict[str, dict[str, Any]] | None 
 
     settings = settings if settings is not None else check_config(cfg)
     trainer = settings["trainer"]
+    check_packages(trainer)
     world = check_launch(cfg)  # ddp/zero/fsdp without torchrun, none under torchrun
     pick_device(trainer["device"])
     cohort = (load_data or load_cohort_once)(settings["data"])

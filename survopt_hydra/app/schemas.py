@@ -7,8 +7,9 @@ can refuse a bad value with one line naming the key, before anything is written.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from ..schemas.checks import between, each, fld, ge, gt, one_of, open_unit, optional, schema_fields, unit_closed_open, validate
 from ..schemas.scheduler import PlateauConfig as LibraryPlateauConfig
@@ -21,6 +22,24 @@ MAX_THREADS = 1024  # more intra-op threads than any machine has cores (OpenMP w
 
 def _required(v: Any) -> str | None:
     return "is required (pass it on the command line)" if v == MISSING else None
+
+
+DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+
+
+def dotted(v: Any) -> str | None:
+    """A ``_target_``: the dotted path of a class or function in an importable module."""
+    if v == MISSING:
+        return "is required: the dotted path of a class, e.g. my_models.ScanNet"
+    return None if isinstance(v, str) and DOTTED.match(v) else "must be a dotted path such as my_models.ScanNet"
+
+
+def target_node(v: Any) -> str | None:
+    """A node the app instantiates: a mapping with a ``_target_`` and the target's keyword arguments."""
+    if not isinstance(v, dict) or "_target_" not in v:
+        return "must be a node with a _target_ (e.g. {_target_: my_models.Encoder, width: 64})"
+    why = dotted(v["_target_"])
+    return f"_target_ {why}" if why else None
 
 
 # ------------------------------------------------------------------ data
@@ -92,6 +111,30 @@ class SyntheticImagesDataConfig(DataConfig):
                       "what carries the risk; 'area': brightness is a 5-fold nuisance (the fine-tuning demo)")
 
 
+@dataclass
+class ImagesDataConfig(DataConfig):
+    """Image files listed in a manifest (CSV or Parquet): path, duration, event, optional covariates (docs/images.md)."""
+
+    name: str = "images"
+    manifest: str = fld(MISSING, _required, "CSV or Parquet file, one row per image; image paths are relative to its folder")
+    path_col: str = fld("path", doc="manifest column of image paths (PNG, JPEG, .npy, .nii/.nii.gz)")
+    duration_col: str = "time"
+    event_col: str = "event"
+    covariate_cols: List[str] = fld([], doc="numeric manifest columns given to the model beside the image "
+                                    "(standardized on the training rows)")
+    mode: str = fld("L", one_of("L", "RGB"), "PNG/JPEG pixels as L (1 channel) or RGB (3); .npy/NIfTI keep theirs")
+    transform: List[Any] = fld([], each(target_node), "_target_ nodes applied to every image (training, evaluation, "
+                               "survopt-predict), in order")
+    augment: List[Any] = fld([], each(target_node), "_target_ nodes applied to training images only, after transform")
+    num_workers: int = fld(0, between(0, 64), "DataLoader worker processes reading images (0: in the training process)")
+    eval_batch_size: int = fld(256, ge(1), "images per forward pass when scoring (validation, test, prediction)")
+    allow_outside: bool = fld(False, doc="allow image paths outside the manifest's folder (absolute, '..', links)")
+    max_pixels: int = fld(2**26, ge(1), "values per image (channels x height x width x depth) above which a file "
+                          "is refused as a decompression bomb")
+    verify: str = fld("header", one_of("header", "full"), "before training: header (every file's existence, size and "
+                      "header) or full (also decode every image once)")
+
+
 # ------------------------------------------------------------------ model
 @dataclass
 class ModelConfig:
@@ -120,6 +163,31 @@ class CNNModelConfig(ModelConfig):
     dropout: float = fld(0.1, unit_closed_open)
     pretrained: Optional[str] = fld(None, doc="backbone weights (.pt, or pkg://<package>/<file>); pair with +preset=finetune")
     pretrained_head: bool = fld(False, doc="also load the file's head (pretrained for the same endpoint)")
+
+
+@dataclass
+class CustomModelConfig(ModelConfig):
+    """model=custom model._target_=<dotted.path>: your own nn.Module; any other key is its keyword argument (+model.width=64)."""
+
+    name: str = "custom"
+    _target_: str = fld(MISSING, dotted, "dotted path of an nn.Module class (or a function returning one) that maps "
+                        "a batch to one risk per row")
+
+
+@dataclass
+class BackboneModelConfig(ModelConfig):
+    """model=backbone model.backbone._target_=<dotted.path>: a torchvision / timm / MONAI feature extractor under a Cox head."""
+
+    name: str = "backbone"
+    backbone: Dict[str, Any] = fld({"_target_": MISSING}, target_node, "the feature extractor: _target_ and its "
+                                   "keyword arguments (+model.backbone.spatial_dims=2)")
+    classifier: Optional[str] = fld("auto", doc="the backbone's own classifier, replaced by Identity: auto (timm's "
+                                    "reset_classifier, else the first of fc, classifier, heads, head), an attribute "
+                                    "name, or null (keep its output)")
+    hidden: Optional[int] = fld(None, optional(ge(1)), "units of one hidden head layer; null: a linear head")
+    dropout: float = fld(0.0, unit_closed_open, "dropout before the head's last layer")
+    pretrained: Optional[str] = fld(None, doc="backbone weights: a local state dict (.pt/.pth, or pkg://); "
+                                    "nothing downloads")
 
 
 # ------------------------------------------------------------------ trainer
@@ -166,8 +234,13 @@ DATA: dict[str, type] = {
     "gbsg2": GBSG2DataConfig,
     "csv": CSVDataConfig,
     "synthetic_images": SyntheticImagesDataConfig,
+    "images": ImagesDataConfig,
 }
-MODELS: dict[str, type] = {"linear": LinearModelConfig, "mlp": MLPModelConfig, "cnn": CNNModelConfig}
+MODELS: dict[str, type] = {"linear": LinearModelConfig, "mlp": MLPModelConfig, "cnn": CNNModelConfig,
+                           "custom": CustomModelConfig, "backbone": BackboneModelConfig}
+#: Data options that hold images, and the models that take images (custom and backbone take any data).
+IMAGE_DATA = ("synthetic_images", "images")
+TABLE_MODELS, IMAGE_MODELS = ("linear", "mlp"), ("cnn",)
 TRAINERS: dict[str, type] = {"default": TrainerConfig}
 APP_GROUPS: dict[str, dict[str, type]] = {"data": DATA, "model": MODELS, "trainer": TRAINERS}
 
@@ -194,6 +267,26 @@ def _plain(node: Any, group: str) -> dict[str, Any]:
     return values  # type: ignore[return-value]
 
 
+def check_group(group: str, values: dict[str, Any]) -> dict[str, Any]:
+    """One app group's plain values against its option's schema (``trainer``: the one schema);
+    also how ``survopt-predict`` checks the ``model`` a ``predictor.json`` records."""
+    options = APP_GROUPS[group]
+    if group == "trainer":
+        schema = TrainerConfig
+    else:
+        name = values.get("name")
+        if name not in options:
+            raise unknown_name(f"{group}.name", str(name), options)
+        schema = options[name]
+    if schema is CustomModelConfig:  # its other keys are the target's keyword arguments, checked when built
+        return _custom_model(values)
+    hidden = [k for k in values if str(k).startswith("_")]
+    if hidden:  # e.g. +data._target_=os.system: the app instantiates none of these nodes, so it would be ignored
+        raise ConfigError(f"{group}.{hidden[0]}", f"the app builds its {group} from the option's fields; "
+                                                 f"allowed: {', '.join(schema_fields(schema))}")
+    return validate(schema, values, group)
+
+
 def check_app_config(cfg: Any) -> dict[str, dict[str, Any]]:
     """Validate ``data``, ``model`` and ``trainer`` of a composed config.
 
@@ -201,22 +294,11 @@ def check_app_config(cfg: Any) -> dict[str, dict[str, Any]]:
     coerced values; raises :class:`ConfigError` naming the first bad key.
     """
     out: dict[str, dict[str, Any]] = {}
-    for group, options in APP_GROUPS.items():
+    for group in APP_GROUPS:
         if group not in cfg or cfg[group] is None:
             raise ConfigError(group, f"missing config group; add '{group}: <option>' to the defaults list")
         values = _plain(cfg[group], group)
-        if group == "trainer":
-            schema = TrainerConfig
-        else:
-            name = values.get("name")
-            if name not in options:
-                raise unknown_name(f"{group}.name", str(name), options)
-            schema = options[name]
-        hidden = [k for k in values if str(k).startswith("_")]
-        if hidden:  # e.g. +data._target_=os.system: the app instantiates none of these nodes, so it would be ignored
-            raise ConfigError(f"{group}.{hidden[0]}", f"the app builds its {group} from the option's fields; "
-                                                     f"allowed: {', '.join(schema_fields(schema))}")
-        out[group] = validate(schema, values, group)
+        out[group] = check_group(group, values)
     data = out["data"]
     uses_test_fraction = not data.get("test_path")
     if not uses_test_fraction and data["test_fraction"] != DataConfig.__dataclass_fields__["test_fraction"].default:
@@ -237,11 +319,32 @@ def check_app_config(cfg: Any) -> dict[str, dict[str, Any]]:
     if data["folds"] is not None and data["fold"] >= data["folds"]:
         raise ConfigError("data.fold", f"must be in 0..{data['folds'] - 1} (data.folds={data['folds']}), "
                           f"got {data['fold']}")
-    if out["model"]["name"] == "cnn" and data["name"] != "synthetic_images":
-        raise ConfigError("model.name", f"cnn needs image data (data=synthetic_images), got data={data['name']}")
-    if out["model"]["name"] != "cnn" and data["name"] == "synthetic_images":
-        raise ConfigError("model.name", f"data=synthetic_images holds images; use model=cnn, got {out['model']['name']}")
+    model = out["model"]["name"]
+    if model in IMAGE_MODELS and data["name"] not in IMAGE_DATA:
+        raise ConfigError("model.name", f"{model} needs image data (data=images or data=synthetic_images), "
+                                        f"got data={data['name']}")
+    if model in TABLE_MODELS and data["name"] in IMAGE_DATA:
+        raise ConfigError("model.name", f"data={data['name']} holds images; use model=cnn, model=backbone or "
+                                        f"model=custom, got {model}")
+    if model in IMAGE_MODELS and data.get("covariate_cols"):
+        raise ConfigError("data.covariate_cols", f"model={model} reads the image only; covariates need model=backbone "
+                                                 "(its head takes them) or your own model=custom")
     return out
+
+
+def _custom_model(values: dict[str, Any]) -> dict[str, Any]:
+    """``model=custom``: a dotted ``_target_``; every other key but ``name`` is passed to it as a keyword.
+
+    The keywords are checked against the target's signature when it is built (the pre-flight),
+    so a misspelt one is refused there with the names the target takes."""
+    why = dotted(values.get("_target_", MISSING))
+    if why:
+        raise ConfigError("model._target_", f"{why}, got {values.get('_target_')!r}")
+    reserved = [k for k in values if str(k).startswith("_") and k != "_target_"]
+    if reserved:  # _args_, _partial_, _recursive_, _convert_: the app calls the target itself, with keywords
+        raise ConfigError(f"model.{reserved[0]}", "the app calls model._target_ with keyword arguments only; allowed: "
+                                                  "_target_ and the target's own keywords")
+    return {"name": "custom", **{k: v for k, v in values.items() if k != "name"}}
 
 
 if __name__ == "__main__":

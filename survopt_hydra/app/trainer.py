@@ -34,7 +34,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -48,7 +48,8 @@ from ..survival import cox_ph_loss
 from .checkpoint import epoch_seed, seed_everything
 from .components import build_model, evaluate, load_best, pick_device, set_threads  # noqa: F401 (tools import them here)
 from ..errors import ConfigError
-from .data import Cohort
+from .data import Cohort, Split
+from .image_data import ImageSplit
 from .outputs import RunOutputs, archive_old_results, summary_line
 from .run_plan import RunPlan, plan_run
 from .run_checkpoints import RunCheckpoints
@@ -95,7 +96,8 @@ class Trainer:
             set_threads(t, plan.settings["data"], self.ctx.device)
             self.cohort: Cohort = self._setup_data(plan)
             seed_everything(t["seed"])
-            self.model = self.dist.wrap_model(build_model(plan.settings["model"], self.cohort.input_shape), self.ctx)
+            self.model = self.dist.wrap_model(build_model(plan.settings["model"], self.cohort.input_shape,
+                                                          self.cohort.covariates), self.ctx)
             self.optimizer = self._setup_optimizer(cfg.optimizer)
             self.engine = self._setup_engine(cfg, instantiate, plan.steps_per_epoch)
             self.progress = Progress()
@@ -238,10 +240,10 @@ class Trainer:
         else:
             perm = torch.randperm(len(data), device=ctx.device)  # global RNG, seeded per epoch
         empty = torch.zeros((), dtype=torch.int64, device=ctx.device)  # counted on the device: no sync per batch
-        for i, idx in enumerate(torch.tensor_split(perm, self.n_batches)):
+        for i, (inputs, durations, events) in enumerate(self._batches(data, perm, epoch)):
             with e.autocast():
-                risk = e.model(data.x[idx])
-            loss = cox_ph_loss(risk, data.durations[idx], data.events[idx], self.t["ties"])  # fp32 by design
+                risk = e.model(*inputs)
+            loss = cox_ph_loss(risk, durations, events, self.t["ties"])  # fp32 by design
             empty += loss.detach() == 0  # exactly 0 only without a comparable pair: it trained nothing
             e.backward(loss)
             if e.will_step():
@@ -262,6 +264,18 @@ class Trainer:
         if n_empty:  # their exact zeros are in the sum but must not be in the mean
             mean = mean * count / (count - n_empty) if count > n_empty else math.nan
         return ctx.all_reduce_mean(mean)
+
+    def _batches(self, data: Split | ImageSplit, perm: torch.Tensor, epoch: int) -> Iterator[Any]:
+        """(model inputs, durations, events) of each of the epoch's ``n_batches`` slices of ``perm``.
+
+        Tensors in memory are indexed directly (no DataLoader: the tabular path stays as fast as
+        it was); image files come through the split's DataLoader, augmented under the epoch's seed."""
+        chunks = torch.tensor_split(perm, self.n_batches)
+        if isinstance(data, ImageSplit):
+            yield from data.train_batches(chunks, epoch_seed(self.t["seed"], epoch))
+            return
+        for idx in chunks:
+            yield (data.x[idx],), data.durations[idx], data.events[idx]
 
     def _check_loss(self, epoch: int, loss: float) -> None:
         """An epoch whose training loss exploded against the first epoch's (``trainer.max_loss_ratio``) ends the

@@ -245,7 +245,7 @@ class OptimizerMonitor:
         self.log_interval = _check_interval(log_interval)
         self._emitter = _Emitter(sink, log_level)
 
-    def _keys(self) -> list[str]:
+    def keys(self) -> list[str]:
         keys: list[str] = []
         seen: set[str] = set()
         for i, group in enumerate(self.optimizer.param_groups):
@@ -265,7 +265,7 @@ class OptimizerMonitor:
         if step % self.log_interval:
             return None
         record: Record = {"step": step}
-        for key, group in zip(self._keys(), self.optimizer.param_groups):
+        for key, group in zip(self.keys(), self.optimizer.param_groups):
             record[key] = float(group["lr"])
         return self._emitter.emit(record)
 

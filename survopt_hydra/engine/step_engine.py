@@ -64,6 +64,17 @@ def compile_model(model: nn.Module) -> nn.Module:
         return model
 
 
+def _refuse_closure_driven(optimizer: Optimizer) -> None:
+    """The engine calls ``optimizer.step()`` once per applied step, never with a closure (LBFGS needs one)."""
+    from ..schemas.optimizer import OPTIM_INFO
+
+    for info in OPTIM_INFO.values():
+        if info.closure and info.module == "torch.optim" and isinstance(optimizer, getattr(torch.optim, info.cls)):
+            raise ConfigError("optimizer.name", f"{info.name} is closure-driven (step(closure) re-evaluates the loss "
+                              "several times); the StepEngine steps once per batch without a closure. Use it with "
+                              "instantiate() in your own loop; here allowed: any other optimizer")
+
+
 class StepEngine:
     """Owns optimizer, scheduler, clipper and GradScaler for one model.
 
@@ -91,6 +102,7 @@ class StepEngine:
     ) -> None:
         if not isinstance(accumulate_grad_batches, int) or accumulate_grad_batches < 1:
             raise ConfigError("trainer.accumulate_grad_batches", f"must be an integer >= 1, got {accumulate_grad_batches!r}")
+        _refuse_closure_driven(optimizer)
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler

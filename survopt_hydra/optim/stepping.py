@@ -11,6 +11,7 @@ with one; without one it steps once per epoch, as under Lightning.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -37,11 +38,14 @@ class Stepping:
 
     @classmethod
     def of(cls, config: Any) -> "Stepping":
-        """The stepping a scheduler config (OmegaConf node, mapping or schema instance) asks for."""
+        """The stepping a scheduler config asks for: an OmegaConf node, a mapping, a schema instance, or the
+        ``functools.partial`` that ``instantiate`` makes of a ``_partial_`` node (Lightning apps hold those)."""
         if isinstance(config, Stepping):
             return config
         if config is None:
             return cls()
+        if isinstance(config, functools.partial):  # instantiate(node) of a _partial_ node: its keywords are the config
+            config = config.keywords
         get = config.get if isinstance(config, Mapping) or hasattr(config, "get") else \
             (lambda key, default=None: getattr(config, key, default))
         name = get("name", None)

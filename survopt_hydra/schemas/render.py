@@ -3,8 +3,10 @@
 Why YAML files and not ConfigStore entries: Hydra merges a ConfigStore node into a YAML file
 of the same group and name as its schema, and a later ``store`` replaces an earlier one, so
 library entries would change other apps' own ``optimizer/adamw``. YAML files on a search
-path an app opts into (``hydra.searchpath: [pkg://survopt_hydra.conf]``) are found after the
-app's own files and ConfigStore entries: the app's option of the same name wins, unchanged.
+path an app opts into (``hydra.searchpath: [pkg://survopt_hydra.conf]``) change no other app,
+and are found after the app's own config dir: the app's YAML option of the same name wins,
+unchanged. (Hydra searches the ConfigStore after every search path, so an option an opted-in
+app *stores* under a library name is shadowed by the file: such options need their own names.)
 
 The dataclasses stay the one source of truth: every file is written from its schema by
 ``python -m survopt_hydra.schemas.render`` (``tests/test_conf_files.py`` fails on drift),

@@ -1,7 +1,7 @@
 """Survival-analysis building blocks: Cox losses, the C-index and time-dependent metrics (with
-bootstrap intervals), the Breslow baseline, data loading (one feature schema per cohort) and models; the model
-families beyond Cox (``families``: Logistic-Hazard, PMF, DeepHit, Cox-Time, Weibull and
-log-normal AFT) with their metrics, and a synthetic competing-risks cohort.
+bootstrap intervals), the Breslow baseline, data loading (one feature schema per cohort) and
+models; the model families beyond Cox (``families``: Logistic-Hazard, PMF, DeepHit, Cox-Time,
+Weibull and log-normal AFT) with their metrics, and a synthetic competing-risks cohort.
 
 Kept free of any config/training logic so each piece can be tested against an
 independent reference (lifelines, plain numpy) on its own.

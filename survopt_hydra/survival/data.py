@@ -77,7 +77,12 @@ def resolve_path(path: str | Path, key: str = "data.path") -> Path:
                 if not candidate.resolve().is_relative_to(Path(root).resolve()):
                     raise DataError(f"{key}: {text} leaves the package {package!r}; pkg:// paths must stay inside it")
                 return candidate
-        why = "no such file in the package" if spec else f"package {package!r} is not installed"
+        if spec:
+            why = "no such file in the package"
+        else:
+            from ..errors import pip_command
+
+            why = f"package {package!r} is not installed: {pip_command(package)}"
         raise DataError(f"{key}: file not found: {text} ({why})")
     resolved = Path(text).expanduser()
     if not resolved.is_file():

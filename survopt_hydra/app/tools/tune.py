@@ -1,0 +1,644 @@
+"""Tune the app's hyper-parameters on the validation C-index (Optuna TPE, seeded), then test once.
+
+    survopt-tune data=gbsg2 --trials 40                      # or --seconds 300; = python scripts/tune.py ...
+    survopt-tune data=csv data.path=train.csv data.test_path=test.csv --seconds 240
+    survopt-tune data=gbsg2 optimizer.lr=1e-2 --trials 20    # a fixed key is not searched
+
+Protocol (docs/sweeps.md):
+
+1. **Search, validation only.** Each trial trains the app in-process (the same code as
+   ``scripts/train.py``, a throw-away run dir) with overrides drawn by Optuna's TPE sampler
+   (``--sampler-seed``): LR, weight decay, width x depth, dropout, batch size and the Cox ties
+   method (:data:`SPACE`). Trial 0 is the base config itself (``--no-baseline`` drops it), so
+   the choice is never a config that validated worse than the untuned one. The objective is the
+   run's monitored validation figure (``trainer.monitor``, the value the app hands any
+   sweeper), averaged over ``--folds`` (default 5) event-stratified folds of the non-test rows
+   (``data.folds``/``data.fold``: every such row validates once; the test rows never move),
+   because one small validation split ranks configs by noise. The trial keeps that figure, the
+   best epoch and the epochs run; the app's test score of the trial is dropped unread and never
+   reaches the sampler, the trial records or the choice.
+2. **Choose** the trial with the best validation figure.
+3. **Test once.** Only then the chosen overrides train with each of ``--final-seeds`` (default
+   0 1 2) on each fold, in kept run dirs under ``--out``. The preset's model for a seed is the
+   bag of its K fold models (together they trained on every non-test row); the mean over seeds
+   of the bags' test C-index is the preset's figure, decided before any test row was read.
+   Reported beside it: each single model's test C-index, the bag of all seeds x folds, and the
+   bags' out-of-fold validation C-index.
+
+Writes ``trials.csv`` (every trial: overrides, validation figure, best epoch, seconds),
+``optimization_results.yaml`` (``best_params``/``best_value``, the layout of Hydra's Optuna
+sweeper), ``result.json``, the final run dirs and each bag as one ensemble (``ensemble_seed<s>``,
+``ensemble_all``: ``survopt-predict`` loads one like a run dir) into ``--out`` (default a fresh
+``outputs/tune/<date>/<time>/``), and prints the command that reruns the chosen config.
+
+**One study, several processes** (``--storage sqlite:///study.db --study-name NAME``; PostgreSQL or
+MySQL URLs across machines): the study lives in Optuna's RDB storage and every process naming it
+adds its ``--trials`` to it (``--search-only``: nothing else); ``--final-only`` then chooses among
+all the study's complete trials, by their validation figures as above, and runs step 3 once.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import logging
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+
+WIDTHS = (16, 32, 64, 128, 256)
+
+
+def _hidden(trial: Any) -> str:
+    width = trial.suggest_categorical("width", list(WIDTHS))
+    depth = trial.suggest_int("depth", 1, 3)
+    return "[" + ",".join([str(width)] * depth) + "]"
+
+
+# key -> how a trial draws its value (a string, as on the command line). Why each is here:
+# LR and weight decay matter most for an MLP under AdamW (LR from 1e-3: in 359 trials of two
+# bench_survival runs on the four DeepSurv cohorts, 2026-12-01, no LR below 1e-3 came within 0.005
+# of a cohort's best validation figure, and those trials took 1.5-2.6x as long); width x depth
+# with dropout lets large cohorts use a larger, more regularised model; the batch size sets the
+# Cox risk sets (a batch is a risk set) and the update noise; Efron ties are the better partial
+# likelihood on tied times.
+SPACE: dict[str, Callable[[Any], str]] = {
+    "optimizer.lr": lambda t: f"{t.suggest_float('lr', 1e-3, 1e-1, log=True):.6g}",
+    "optimizer.weight_decay": lambda t: f"{t.suggest_float('weight_decay', 1e-5, 0.3, log=True):.6g}",
+    "model.hidden": _hidden,
+    "model.dropout": lambda t: f"{t.suggest_float('dropout', 0.0, 0.6):.4g}",
+    "trainer.batch_size": lambda t: str(t.suggest_categorical("batch_size", [64, 128, 256, 512])),
+    "trainer.ties": lambda t: t.suggest_categorical("ties", ["breslow", "efron"]),
+}
+TRIAL_OVERRIDES = ["trainer.progress_bar=false", "trainer.resume=false"]
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def searched(base: list[str]) -> dict[str, Callable[[Any], str]]:
+    """:data:`SPACE` without the keys the base overrides fix."""
+    fixed = {_key(o) for o in base}
+    return {k: f for k, f in SPACE.items() if k not in fixed}
+
+
+def baseline_params(cfg: Any, space: dict[str, Callable[[Any], str]]) -> dict[str, Any] | None:
+    """The base config's own values as TPE parameters (trial 0), or None when one is off the grid.
+
+    Why: on small validation sets a handful of random first draws can all rank below the
+    app's defaults; starting from them means the search is compared against what a user
+    gets without tuning, and TPE learns from that point.
+    """
+    get = {"optimizer.lr": ("lr", lambda: float(cfg.optimizer.lr)),
+           "optimizer.weight_decay": ("weight_decay", lambda: float(cfg.optimizer.weight_decay)),
+           "model.dropout": ("dropout", lambda: float(cfg.model.dropout)),
+           "trainer.batch_size": ("batch_size", lambda: int(cfg.trainer.batch_size)),
+           "trainer.ties": ("ties", lambda: str(cfg.trainer.ties))}
+    params: dict[str, Any] = {}
+    for key in space:
+        if key == "model.hidden":
+            hidden = cfg.model.get("hidden")
+            hidden = list(hidden) if not isinstance(hidden, (int, str)) and hidden is not None else []
+            if not hidden or len(set(hidden)) != 1 or hidden[0] not in WIDTHS or not 1 <= len(hidden) <= 3:
+                return None
+            params.update(width=hidden[0], depth=len(hidden))
+        elif key in get:
+            name, value = get[key]
+            try:
+                params[name] = value()
+            except Exception:  # the model or optimizer has no such key (e.g. SGD has no dropout search)
+                return None
+    return params
+
+
+def fold_overrides(cfg: Any, folds: int) -> list[list[str]]:
+    """The overrides of each validation fold a trial averages over (``[[]]``: the app's one split).
+
+    K-fold (``data.folds``/``data.fold``) validates on every non-test row once, and the test rows
+    stay those of ``data.split_seed`` whichever fold validates, with or without a test file.
+    """
+    from survopt_hydra.errors import ConfigError
+
+    if folds < 1:
+        raise ConfigError("--folds", f"must be >= 1, got {folds}")
+    if cfg.data.get("folds") is not None:
+        raise ConfigError("data.folds", "is set by scripts/tune.py (--folds); drop the override")
+    return [[]] if folds == 1 else [[f"data.folds={folds}", f"data.fold={k}"] for k in range(folds)]
+
+
+def _quiet_worker() -> None:
+    logging.disable(logging.WARNING)  # the app's per-epoch log lines, as in the parent
+
+
+@contextlib.contextmanager
+def workers(jobs: int) -> Iterator[Callable[..., Iterator[Any]]]:
+    """A ``map`` that runs trainings in ``jobs`` worker processes, or the builtin ``map`` for one.
+
+    Why processes: a trial's validation folds and the final runs are independent trainings of
+    a tiny single-threaded model (the app uses one intra-op thread for tables), so a second
+    core is a second training, while threads would share one GIL. Workers are spawned (a fresh
+    interpreter each pays the torch import once, then serves many runs). Each run is seeded and
+    single-threaded, so its figures do not depend on the process it ran in (a test compares).
+    """
+    if jobs <= 1:
+        yield map
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_quiet_worker) as pool:
+        yield pool.map
+
+
+def train_kept(overrides: list[str], run_dir: Path) -> dict[str, Any]:
+    """One final run in a kept run dir (``load_best`` reads it afterwards); its metrics."""
+    from survopt_hydra.app.compose import compose_train
+    from survopt_hydra.app.trainer import train
+
+    cfg = compose_train([*overrides, *TRIAL_OVERRIDES])
+    with contextlib.redirect_stdout(io.StringIO()):
+        return train(cfg, run_dir)
+
+
+def run_validation_only(overrides: list[str]) -> dict[str, Any]:
+    """One trial: the app in-process in a throw-away dir; returns only validation-side figures."""
+    from survopt_hydra.app.compose import compose_train
+    from survopt_hydra.app.trainer import train
+
+    cfg = compose_train([*overrides, *TRIAL_OVERRIDES])  # last.pt on the default time cadence: at the end only
+    tic = time.perf_counter()
+    with tempfile.TemporaryDirectory() as run_dir, contextlib.redirect_stdout(io.StringIO()):
+        metrics = train(cfg, Path(run_dir))
+    monitor = metrics.get("monitor", "val_cindex")
+    return {"monitor": monitor, "value": metrics[monitor], "val_cindex": metrics["val_cindex"],
+            "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
+            "seconds": round(time.perf_counter() - tic, 3)}  # every test_* figure is dropped here, unread
+
+
+def search(base: list[str], trials: int | None, seconds: float | None, sampler_seed: int = 0,
+           log: Callable[[str], None] = print, folds: int = 5, baseline: bool = True, jobs: int = 1,
+           prune: bool = True, storage: str | None = None,
+           study_name: str | None = None) -> tuple[Any, list[dict[str, Any]]]:
+    """Optuna study maximizing (val_cindex) or minimizing (val_loss) the monitored validation figure.
+
+    With ``folds`` > 1 a trial's value is the mean over K validation folds of the non-test rows
+    (:func:`fold_overrides`): one 55-230-patient validation C-index alone is too noisy to rank
+    configs. With ``baseline`` the base config itself is trial 0. ``jobs`` > 1 trains a trial's
+    folds side by side in worker processes (:func:`workers`).
+
+    With ``prune`` (Optuna's ``MedianPruner``, after 5 complete trials) a trial reports the mean
+    of the folds it has run after each group of ``jobs`` folds and stops when that is worse than
+    the median of earlier trials at the same number of folds: a config that loses on the first
+    folds rarely wins on the rest, and the budget goes to more trials. A pruned trial is recorded
+    (``pruned``, its partial mean) but can never be the choice; a complete trial's value is the
+    mean over all K folds, as without pruning.
+
+    With ``storage`` (an RDB URL, :func:`open_study`) the study ``study_name`` lives in that database and
+    several processes, on one machine or many, add trials to it; ``trials`` counts this process's. The
+    returned records are every trial of the study that has one (all processes'), by trial number.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = searched(base)
+    from survopt_hydra.app.compose import compose_train
+
+    cfg = compose_train([*base, *TRIAL_OVERRIDES])
+    parts = fold_overrides(cfg, folds)
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0) if prune and len(parts) > 1
+              else optuna.pruners.NopPruner())
+    study, created = open_study(storage, study_name, study_settings(base, cfg, len(parts), space), sampler_seed,
+                                pruner)
+    direction = "minimize" if study.direction == optuna.study.StudyDirection.MINIMIZE else "maximize"
+    start = baseline_params(cfg, space) if baseline else None
+    if start is not None and created:  # one baseline per study, by the process that created it
+        study.enqueue_trial(start, user_attrs={"baseline": True})
+    elif baseline and start is None:
+        log("the base config is off the search grid (model.hidden not one width x 1-3 layers): no baseline trial")
+    records: list[dict[str, Any]] = []  # this process's, for its log lines
+
+    def objective(trial: Any) -> float:
+        drawn = [f"{k}={draw(trial)}" for k, draw in space.items()]
+        results: list[dict[str, Any]] = []
+        pruned = False
+        for first in range(0, len(parts), width):  # a group of folds side by side, then a look at the pruner
+            results += run_all(run_validation_only, [[*base, *drawn, *part] for part in parts[first:first + width]])
+            if len(results) < len(parts):
+                trial.report(statistics.fmean(r["value"] for r in results), step=len(results))
+                if trial.should_prune():
+                    pruned = True
+                    break
+        result = {"monitor": results[0]["monitor"],
+                  "value": statistics.fmean(r["value"] for r in results),
+                  "val_cindex": statistics.fmean(r["val_cindex"] for r in results),
+                  "val_cindex_folds": " ".join(f"{r['val_cindex']:.4f}" for r in results),
+                  "best_epoch": max(r["best_epoch"] for r in results),
+                  "epochs_run": max(r["epochs_run"] for r in results),
+                  "seconds": round(sum(r["seconds"] for r in results), 3), "pruned": pruned}
+        trial.set_user_attr("overrides", drawn)
+        for k in ("best_epoch", "epochs_run", "seconds"):
+            trial.set_user_attr(k, result[k])
+        tag = "baseline" if trial.user_attrs.get("baseline") else ""
+        records.append({"trial": trial.number, "overrides": " ".join(drawn), "baseline": bool(tag), **result})
+        trial.set_user_attr("record", records[-1])  # trials.csv's row, for whichever process writes it
+        done = [r["value"] for r in records if not r["pruned"]]
+        best = (max if direction == "maximize" else min)(done) if done else float("nan")
+        state = f"pruned after {len(results)} of {len(parts)} folds" if pruned else f"{result['monitor']}"
+        log(f"trial {trial.number}{' (the base config)' if tag else ''}: {state} {result['value']:.4f} "
+            f"(best {best:.4f}) {result['seconds']:.1f}s  {' '.join(drawn)}")
+        if pruned:
+            raise optuna.TrialPruned()
+        return result["value"]
+
+    width = min(jobs, len(parts))
+    with workers(width) as run_all:
+        study.optimize(objective, n_trials=trials, timeout=seconds, catch=())
+    return study, study_records(study)
+
+
+def study_records(study: Any) -> list[dict[str, Any]]:
+    """Every finished trial's record (trials.csv's rows), by trial number, whichever process ran it."""
+    return [t.user_attrs["record"] for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+            if "record" in t.user_attrs]
+
+
+def study_settings(base: list[str], cfg: Any, folds: int, space: dict[str, Any]) -> dict[str, Any]:
+    """What every process of one stored study must share: the base overrides (data file paths may differ
+    between machines), the folds, the monitored figure and the searched keys."""
+    from survopt_hydra.app.components import DATA_PATH_KEYS
+
+    paths = {f"data.{key}" for key in DATA_PATH_KEYS}
+    return {"overrides": sorted(o for o in base if _key(o) not in paths), "folds": folds,
+            "monitor": str(cfg.trainer.monitor), "space": sorted(space)}
+
+
+#: How long a process waits for SQLite's lock (SQLAlchemy's default, 5 s, is shorter than a busy moment of
+#: several processes writing trial results).
+SQLITE_TIMEOUT_S = 60
+
+
+def rdb_storage(url: str) -> Any:
+    """Optuna's RDB storage at ``url`` (SQLAlchemy's URL: ``sqlite:///study.db``, ``postgresql://...``,
+    ``mysql+pymysql://...``); a one-line ConfigError on ``--storage`` when it cannot be opened. Opening
+    is retried a few times: processes started together may create the tables at the same moment."""
+    import optuna
+    import sqlalchemy
+
+    from survopt_hydra.errors import ConfigError, first_line
+
+    try:
+        shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparseable URL: refused below, in SQLAlchemy's words
+        shown = url
+    kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else None
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except ImportError as exc:  # the database's driver
+            raise ConfigError("--storage", f"{shown}: its database driver is not installed ({exc}); e.g. pip install "
+                              "psycopg2-binary for PostgreSQL or PyMySQL for MySQL") from None
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:  # locked; a table made twice
+            if attempt == 4:
+                raise ConfigError("--storage", f"{shown}: cannot open the database ({first_line(exc)[:200]})") from None
+            time.sleep(0.5 * (attempt + 1))
+        except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
+            raise ConfigError("--storage", f"{shown}: not a usable database URL ({first_line(exc)[:200]}); e.g. "
+                              "sqlite:///study.db") from None
+
+
+def open_study(storage: str | None, name: str | None, settings: dict[str, Any], sampler_seed: int,
+               pruner: Any = None, create: bool = True) -> tuple[Any, bool]:
+    """(the Optuna study, whether this call created it).
+
+    In memory without ``storage``. With it, the study ``name`` is created, or joined when another process
+    created it first; a study made with other settings (:func:`study_settings`) is refused in one line. The
+    creating process's TPE sampler is seeded with ``sampler_seed`` (one process with a storage draws what it
+    would in memory); a joining process's sampler takes fresh entropy, so processes never draw the same
+    configs. ``create=False`` (``--final-only``) only joins."""
+    import optuna
+    import warnings
+
+    from survopt_hydra.errors import ConfigError
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # multivariate TPE
+    direction = "minimize" if settings["monitor"] == "val_loss" else "maximize"
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed, multivariate=True)
+    if storage is None:
+        return optuna.create_study(direction=direction, pruner=pruner, sampler=sampler), True
+    rdb = rdb_storage(storage)
+    study, created = None, create
+    if create:
+        try:
+            study = optuna.create_study(storage=rdb, study_name=name, direction=direction, pruner=pruner,
+                                        sampler=sampler)
+        except optuna.exceptions.DuplicatedStudyError:  # another process was first: join it
+            created = False
+    if study is None:
+        try:
+            study = optuna.load_study(study_name=name, storage=rdb, pruner=pruner,
+                                      sampler=optuna.samplers.TPESampler(multivariate=True))
+        except KeyError:
+            raise ConfigError("--study-name", f"no study {name!r} in --storage; run the search first") from None
+    if study.user_attrs.get("survopt_tune") is None:
+        study.set_user_attr("survopt_tune", settings)
+    same_settings(study, name, settings)
+    return study, created
+
+
+def same_settings(study: Any, name: str | None, settings: dict[str, Any]) -> None:
+    """ConfigError unless the stored study was made with ``settings`` (:func:`study_settings`)."""
+    from survopt_hydra.errors import ConfigError
+
+    stored = study.user_attrs.get("survopt_tune")
+    if stored is not None and stored != settings:
+        raise ConfigError("--study-name", f"study {name!r} tunes {stored}, this command {settings}; every process "
+                          "of a study uses the same overrides, --folds and monitor (or pass another --study-name)")
+
+
+def check_study(storage: str, name: str, settings: dict[str, Any]) -> None:
+    """Before anything is written: the storage opens, and a study already stored under ``name`` was made with
+    ``settings``. Nothing is created."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=name, storage=rdb_storage(storage))
+    except KeyError:  # a new study: created by the search
+        return
+    same_settings(study, name, settings)
+
+def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path, folds: int = 5,
+               jobs: int = 1) -> dict[str, Any]:
+    """The chosen config trained with each seed on each fold in kept run dirs; then, once, the test rows.
+
+    The preset's model for one seed is the bag of its K fold models: each member early-stopped on
+    its own fold, together they trained on every non-test row. The bag averages the members' risk
+    scores, each standardized by its own validation mean and sd (log-risks of separate fits differ
+    by shift and scale). Its test C-index, mean over ``seeds``, is the preset's figure; beside it
+    each member's own figure ("single runs"), the bag of all seeds x folds, and the bags'
+    out-of-fold validation C-index (every non-test row scored by the member it validated), the
+    figure a user can check without the test rows. With ``folds`` 1 a seed's bag is its one run.
+
+    Each bag is saved as one model (:func:`survopt_hydra.app.ensemble.save_ensemble`): ``ensemble_seed<s>``
+    per seed and ``ensemble_all``, folders ``survopt-predict`` loads like a run dir; their risk is the score
+    above (each member standardized by its validation mean and sd), so predicting the test rows with one
+    gives the figure reported for its bag.
+    """
+    import numpy as np
+    import torch
+
+    from survopt_hydra.app.compose import compose_train
+    from survopt_hydra.app.trainer import load_best
+    from survopt_hydra.survival import concordance_index
+
+    cfg = compose_train([*base, *TRIAL_OVERRIDES])
+    parts = fold_overrides(cfg, folds)
+    own_files = own_data_paths(cfg)  # the data files the user named: the runs' best.pt may name them back
+    plan = [(k, seed) for k in range(len(parts)) for seed in seeds]
+    dirs = [out / (f"final_seed{seed}" if len(parts) == 1 else f"final_seed{seed}_fold{k}") for k, seed in plan]
+    overrides = [[*base, *chosen, *parts[k], f"trainer.seed={seed}"] for k, seed in plan]
+    with workers(jobs) as run_all:
+        members = list(run_all(train_kept, overrides, dirs))
+    val_z, test_z, val_rows, scales = {}, {}, {}, {}
+    for (k, seed), run_dir in zip(plan, dirs):
+        _, cohort, model, _ = load_best(run_dir, own_files)
+        with torch.no_grad():
+            v, t = model(cohort.val.x).double().numpy(), model(cohort.test.x).double().numpy()
+        mu, sd = float(v.mean()), float(v.std()) or 1.0
+        val_z[k, seed], test_z[k, seed], val_rows[k], test = (v - mu) / sd, (t - mu) / sd, cohort.val, cohort.test
+        scales[k, seed] = {"run_dir": run_dir.name, "val_mean": mu, "val_sd": sd}
+    from survopt_hydra.app.ensemble import save_ensemble
+
+    bag_dirs = {f"ensemble_seed{s}": [(k, s) for k in range(len(parts))] for s in seeds}
+    bag_dirs["ensemble_all"] = plan
+    for name, bag in bag_dirs.items():  # each bag as one model: survopt-predict <out>/ensemble_seed0 rows.csv
+        save_ensemble(out / name, [(out / scales[m]["run_dir"], scales[m]["val_mean"], scales[m]["val_sd"])
+                                   for m in bag])
+    write_tool_output(out / "bags.json", json.dumps({  # how each ensemble combines its members
+        "how": "risk(x) = mean over a seed's members of (member's survopt-predict risk - val_mean) / val_sd; "
+               "survopt-predict <out>/ensemble_seed<s> computes it (and S(t|x), the members' mean)",
+        "bags": {str(s): [scales[k, s] for k in range(len(parts))] for s in seeds}}, indent=2))
+    folds_seen = range(len(parts))
+    durations = torch.cat([val_rows[k].durations for k in folds_seen])
+    events = torch.cat([val_rows[k].events for k in folds_seen])
+
+    def test_c(members: list[tuple[int, int]]) -> float:
+        return concordance_index(np.mean([test_z[m] for m in members], axis=0), test.durations, test.events)
+
+    def oof_c(bag_seeds: list[int]) -> float:  # each fold's rows scored by that fold's members only
+        risk = np.concatenate([np.mean([val_z[k, s] for s in bag_seeds], axis=0) for k in folds_seen])
+        return concordance_index(risk, durations, events)
+
+    bags = ([m["test_cindex"] for m in members] if len(parts) == 1  # the run's own figure, as the app scored it
+            else [test_c([(k, s) for k in folds_seen]) for s in seeds])
+    singles = [m["test_cindex"] for m in members]
+    return {"seeds": seeds, "folds": len(parts), "test_cindex_runs": bags, "test_cindex_mean": statistics.fmean(bags),
+            "test_cindex_sd": statistics.stdev(bags) if len(bags) > 1 else 0.0,
+            "oof_val_cindex_runs": [oof_c([s]) for s in seeds],
+            "single_test_cindex_runs": singles, "single_test_cindex_mean": statistics.fmean(singles),
+            "single_val_cindex_runs": [m["val_cindex"] for m in members],
+            "best_epochs": [m["best_epoch"] for m in members],
+            "bagged_models": len(plan), "bagged_test_cindex": test_c(plan), "bagged_oof_val_cindex": oof_c(seeds),
+            "run_dirs": [str(d) for d in dirs], "ensembles": {name: str(out / name) for name in bag_dirs}}
+
+
+def own_data_paths(cfg: Any) -> dict[str, str]:
+    """The data files the user's own config names (``data.path``/``data.test_path``): what the tool may
+    read again when a run it trained names them (:func:`survopt_hydra.app.components.artifact_settings`)."""
+    from survopt_hydra.app.components import DATA_PATH_KEYS
+
+    return {key: str(cfg.data[key]) for key in DATA_PATH_KEYS if cfg.data.get(key)}
+
+
+def write_trials(records: list[dict[str, Any]], path: Path) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    write_tool_output(path, buffer.getvalue())
+
+
+def write_tool_output(path: Path, text: str) -> None:
+    from survopt_hydra.app.outputs import write_tool_output as write
+
+    write(path, text)
+
+
+def make_output_dir(out: Path) -> None:
+    from survopt_hydra.errors import ConfigError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("--out", f"{out}: cannot create it ({exc.strerror or exc}); choose another --out") from None
+
+
+#: Bounds of the search flags: each is what a day of tuning on this machine could use, far above the defaults.
+MAX_TRIALS, MAX_SECONDS, MAX_FOLDS, MAX_SEEDS, MAX_JOBS = 100_000, 7 * 86400.0, 100, 100, 256
+
+
+def check_flags(trials: int | None, seconds: float | None, folds: int, jobs: int, seeds: list[int],
+                sampler_seed: int) -> None:
+    """One-line ConfigError naming the flag for a budget or count the search cannot run with."""
+    from survopt_hydra.errors import ConfigError
+
+    if seconds is not None and not math.isfinite(seconds):
+        raise ConfigError("--seconds", f"must be a finite number of seconds, got {seconds:g}")
+    if (trials is not None and trials < 1) or (seconds is not None and seconds <= 0):
+        raise ConfigError("--trials/--seconds", "the budget must be positive")
+    if (trials or 0) > MAX_TRIALS or (seconds or 0) > MAX_SECONDS:
+        raise ConfigError("--trials/--seconds", f"at most {MAX_TRIALS} trials and {MAX_SECONDS:g} s (a week)")
+    if folds < 1:
+        raise ConfigError("--folds", f"must be >= 1, got {folds}")
+    if folds > MAX_FOLDS:
+        raise ConfigError("--folds", f"at most {MAX_FOLDS}, got {folds}")
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ConfigError("--jobs", f"must be in 1..{MAX_JOBS}, got {jobs}")
+    if not 1 <= len(seeds) <= MAX_SEEDS or not all(0 <= s < 2**32 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError("--final-seeds", f"1..{MAX_SEEDS} distinct seeds in [0, 2**32), got {seeds}")
+    if not 0 <= sampler_seed < 2**32:
+        raise ConfigError("--sampler-seed", f"must be in [0, 2**32), got {sampler_seed}")
+    from survopt_hydra.app.ensemble import MAX_MEMBERS
+
+    if len(seeds) * folds > MAX_MEMBERS:  # the bag of all seeds x folds is saved as one ensemble
+        raise ConfigError("--final-seeds/--folds", f"{len(seeds)} seeds x {folds} folds = {len(seeds) * folds} final "
+                          f"runs; at most {MAX_MEMBERS}")
+
+
+def check_storage_flags(storage: str | None, study_name: str | None, search_only: bool, final_only: bool) -> None:
+    """One-line ConfigError for a combination of the shared-study flags that cannot work."""
+    from survopt_hydra.errors import ConfigError
+
+    if storage is not None and not study_name:
+        raise ConfigError("--storage", "needs --study-name: the name every process of the study gives")
+    if study_name is not None and storage is None:
+        raise ConfigError("--study-name", "names a study in a database; give --storage too (e.g. sqlite:///study.db)")
+    if search_only and final_only:
+        raise ConfigError("--search-only/--final-only", "give one of them")
+    if (search_only or final_only) and storage is None:
+        flag = "--search-only" if search_only else "--final-only"
+        raise ConfigError(flag, "works on a study stored in --storage (a process without one keeps its trials in "
+                          "memory)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="survopt-tune", description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for survopt-train (not searched)")
+    parser.add_argument("--trials", type=int, help="number of trials of this process (default 40 unless --seconds "
+                        "is given)")
+    parser.add_argument("--seconds", type=float, help="search time budget; the running trial finishes")
+    parser.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler")
+    parser.add_argument("--final-seeds", type=int, nargs="+", default=[0, 1, 2], help="trainer.seed of the test runs")
+    parser.add_argument("--folds", type=int, default=5, help="K validation folds of the non-test rows a trial "
+                        "averages over, and members of each seed's final bag (default 5; 1: the app's one split)")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="trainings side by side in worker processes (default: 2 on a machine with 2+ cores)")
+    parser.add_argument("--no-baseline", action="store_true", help="do not start the search from the base config")
+    parser.add_argument("--no-prune", action="store_true", help="run every trial on all folds (no MedianPruner)")
+    parser.add_argument("--storage", help="an RDB URL holding the study, shared by every process that names it "
+                        "(sqlite:///study.db; postgresql://... or mysql+pymysql://... across machines)")
+    parser.add_argument("--study-name", help="the study's name in --storage")
+    parser.add_argument("--search-only", action="store_true", help="with --storage: add trials to the study, "
+                        "write nothing else (no choice, no test rows)")
+    parser.add_argument("--final-only", action="store_true", help="with --storage: no new trials; choose among the "
+                        "study's complete trials, then train and test the final runs")
+    parser.add_argument("--out", type=Path, help="output dir (default: a new outputs/tune/<date>/<time>/)")
+    parser.add_argument("--quiet", action="store_true", help="no per-trial lines on stderr")
+    args = parser.parse_args(argv)
+    from survopt_hydra.errors import ConfigError, require_package
+
+    try:
+        require_package("optuna", "survopt-tune")  # before any import or check that costs time
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    trials = args.trials if args.trials is not None or args.seconds is not None else 40
+    logging.disable(logging.WARNING)  # the app's per-epoch log lines; errors still surface
+    from survopt_hydra.app.compose import compose_train
+    from survopt_hydra.app.outputs import tool_output_path
+    from survopt_hydra.survival.data import DataError
+
+    log = (lambda _: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    try:
+        check_flags(trials, args.seconds, args.folds, args.jobs, args.final_seeds, args.sampler_seed)
+        check_storage_flags(args.storage, args.study_name, args.search_only, args.final_only)
+        if not args.search_only:  # a search-only process writes nothing: its trials are in the study
+            out = tool_output_path(args.out, "tune", "result.json", force=True).parent  # an old result: refused below
+            if (out / "result.json").exists():
+                raise ConfigError("--out", f"{out} already holds a tuning result; pass another --out")
+        cfg = compose_train([*args.overrides, *TRIAL_OVERRIDES])  # a bad override fails here, before any trial
+        parts = fold_overrides(cfg, args.folds)  # a bad --folds fails here too
+        tic = time.perf_counter()
+        settings = study_settings(args.overrides, cfg, len(parts), searched(args.overrides))
+        if args.final_only:  # the study is checked before the output dir is made
+            study, _ = open_study(args.storage, args.study_name, settings, args.sampler_seed, create=False)
+            records = study_records(study)
+        elif args.storage is not None:
+            check_study(args.storage, args.study_name, settings)
+        if not args.search_only:
+            make_output_dir(out)  # the last check before the search: a folder that cannot be made is one line now
+        if not args.final_only:
+            study, records = search(args.overrides, trials, args.seconds, args.sampler_seed, log, args.folds,
+                                    baseline=not args.no_baseline, jobs=args.jobs, prune=not args.no_prune,
+                                    storage=args.storage, study_name=args.study_name)
+        search_s = time.perf_counter() - tic
+        complete = [r for r in records if not r["pruned"]]
+        if args.search_only:
+            best = (f", best validation {study.best_value:.4f} (trial {study.best_trial.number})" if complete else "")
+            print(f"searched for {search_s:.0f} s; the study {args.study_name!r} holds {len(records)} finished trials "
+                  f"({len(complete)} complete){best}; choose and test with --final-only")
+            return 0
+        if not complete:
+            raise ConfigError("--study-name" if args.final_only else "--trials",
+                              "no complete trial to choose from yet; run (more of) the search first")
+        running = sum(t.state.name == "RUNNING" for t in study.get_trials(deepcopy=False))
+        if running:
+            log(f"{running} trial(s) of the study are still running; the choice is among the {len(complete)} complete")
+        chosen = list(study.best_trial.user_attrs["overrides"])  # the choice: validation only
+        write_trials(records, out / "trials.csv")
+        import yaml
+
+        best_params = dict(_o.split("=", 1) for _o in chosen)
+        write_tool_output(out / "optimization_results.yaml", yaml.safe_dump(
+            {"name": "survopt-tune", "best_params": best_params, "best_value": float(study.best_value)}))
+        final = final_runs(args.overrides, chosen, args.final_seeds, out, args.folds, args.jobs)  # first look at test
+        result = {"base_overrides": args.overrides, "chosen_overrides": chosen, "best_trial": study.best_trial.number,
+                  "best_value": study.best_value, "trials": len(records), "search_seconds": round(search_s, 1),
+                  "trial_seconds": round(sum(r["seconds"] for r in records), 1), "sampler_seed": args.sampler_seed,
+                  "study_name": args.study_name, "baseline_trial": any(r["baseline"] for r in records), **final}
+        write_tool_output(out / "result.json", json.dumps(result, indent=2))
+    except (ConfigError, DataError) as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 2
+    command = " ".join(["survopt-train", *args.overrides, *chosen])
+    where = f"in the study {args.study_name!r}" if args.storage else f"in {search_s:.0f} s"
+    print(f"{len(records)} trials {where}; best validation {study.best_value:.4f} (trial "
+          f"{study.best_trial.number}): {' '.join(chosen)}")
+    print(f"rerun one model: {command}")
+    print(f"wrote {out / 'result.json'}, {out / 'trials.csv'}, the {final['bagged_models']} final run dirs and their "
+          f"bags as ensembles: survopt-predict {final['ensembles'][f'ensemble_seed{args.final_seeds[0]}']} rows.csv")
+    runs = ", ".join(f"{c:.4f}" for c in final["test_cindex_runs"])
+    seeds = " ".join(map(str, args.final_seeds))
+    if final["folds"] > 1:
+        oof = ", ".join(f"{c:.4f}" for c in final["oof_val_cindex_runs"])
+        print(f"each seed's bag of its {final['folds']} fold models: out-of-fold validation C-index {oof}; "
+              f"single models' mean test C-index {final['single_test_cindex_mean']:.4f}; "
+              f"the bag of all {final['bagged_models']}: test {final['bagged_test_cindex']:.4f}")
+        print(f"test C-index of the preset (each seed's bag): {final['test_cindex_mean']:.4f} (seeds {seeds}: {runs})")
+    else:
+        print(f"seed ensemble: test C-index {final['bagged_test_cindex']:.4f}")
+        print(f"test C-index of the chosen config: {final['test_cindex_mean']:.4f} (seeds {seeds}: {runs})")
+    return 0 if all(math.isfinite(c) for c in final["test_cindex_runs"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
