@@ -41,32 +41,14 @@ from typing import Any, Callable
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-CONF_DIR = REPO / "survopt_hydra" / "app" / "conf"  # train.yaml; the library groups come from the ConfigStore
 
 
 # ---------------------------------------------------------------------- app setup
 def compose_app_config(overrides: list[str] | None = None) -> tuple[Any, str]:
-    """The app's composed default config and ``"train.yaml"``, or the groups-only fallback.
+    """The app's composed default config on GBSG2 and ``"train.yaml"``, composed as the app composes it."""
+    from survopt_hydra.app.compose import compose_train
 
-    Registers the library and app schemas first (as ``scripts/train.py`` does).
-    """
-    from hydra import compose, initialize_config_dir
-
-    from survopt_hydra.schemas import register_configs
-
-    register_configs()
-    try:
-        from survopt_hydra.app.schemas import register_app_configs
-
-        register_app_configs()
-    except ImportError:
-        pass
-    have_app = (CONF_DIR / "train.yaml").is_file()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        if have_app:
-            return compose("train", overrides=["data=gbsg2", *(overrides or [])]), "train.yaml"
-        groups = ["+optimizer=adamw", "+scheduler=cosine", "+clipping=norm"]
-        return compose(None, overrides=groups + list(overrides or [])), "groups only (no conf/train.yaml)"
+    return compose_train(["data=gbsg2", *(overrides or [])]), "train.yaml"
 
 
 def _app_data(cfg: Any) -> dict[str, Any]:

@@ -193,8 +193,10 @@ def validation_vs_epoch(n: int, features: int = 14) -> dict[str, Any]:
         return Split(x, torch.from_numpy(d).float(), torch.from_numpy(e.astype(np.float32)))
 
     synthetic = Cohort(split(7), split(8), split(9), [f"x{i}" for i in range(features)], "synthetic", "synthetic")
-    real_take = app_trainer.take_cohort
-    app_trainer.take_cohort = lambda data: synthetic
+    from survopt_hydra.app import run_plan
+
+    real_take = run_plan.load_cohort_once
+    run_plan.load_cohort_once = lambda data: synthetic
     try:
         with tempfile.TemporaryDirectory() as run_dir:
             trainer = app_trainer.Trainer(compose_train(["trainer.progress_bar=false"]), Path(run_dir))
@@ -216,7 +218,7 @@ def validation_vs_epoch(n: int, features: int = 14) -> dict[str, Any]:
             cindex_s, _ = best(lambda: concordance_index(risk, val.durations, val.events), 3)
             trainer._close()
     finally:
-        app_trainer.take_cohort = real_take
+        run_plan.load_cohort_once = real_take
     epoch_s = min(epochs[1:])
     return {"n": n, "batches": trainer.n_batches, "epoch_s": epoch_s, "validate_s": val_s, "cindex_s": cindex_s,
             "forward_s": forward_s, "loss_s": loss_s,

@@ -11,14 +11,10 @@
   ``instantiate(cfg.optimizer, params=model)`` + ``instantiate(cfg.scheduler, ...)`` on
   the default app model, warm: median over repeats in one process.
   ``compose_instantiate_cold_ms`` is the first such call in a fresh interpreter that has
-  only imported torch, so it includes importing Hydra/OmegaConf, registering the
-  schemas, Hydra's plugin discovery and the ``torch._dynamo`` import that torch does in
-  the first ``torch.optim.Optimizer.__init__`` of a process (``compose_cold_breakdown_ms``
-  splits it).  Diagnostics: ``compose_hydra_floor_ms`` (compose of an empty config:
-  Hydra's own ``hydra`` node) and ``compose_flat_schemas_ms`` (train.yaml with each
-  group pointing straight at its ConfigStore schema instead of through
-  ``conf/<group>/<option>.yaml``; ``compose_flat_equivalent`` checks it composes the same
-  config).
+  only imported torch, so it includes importing Hydra/OmegaConf, Hydra's plugin discovery and
+  the ``torch._dynamo`` import that torch does in the first ``torch.optim.Optimizer.__init__``
+  of a process (``compose_cold_breakdown_ms`` splits it).  Diagnostic:
+  ``compose_hydra_floor_ms`` (compose of an empty config: Hydra's own ``hydra`` node).
 
 Usage: ``python benchmarks/bench_startup.py [--quick]``; ``run(quick)`` returns the dict.
 """
@@ -112,32 +108,6 @@ def import_top(limit: int = 8) -> list[dict]:
     return top[:limit]
 
 
-def _flat_train_yaml(dest: Path) -> bool:
-    """Write ``flat.yaml``: train.yaml with each ``group: option`` pointing at its schema.
-
-    ``conf/<group>/<option>.yaml`` files only select ``/survopt/<group>/<option>``; the
-    flat file skips that indirection.  Returns False when train.yaml cannot be flattened.
-    """
-    import yaml
-
-    src = REPO / "conf" / "train.yaml"
-    if not src.is_file():
-        return False
-    doc = yaml.safe_load(src.read_text())
-    defaults = []
-    for entry in doc.get("defaults", []):
-        if isinstance(entry, dict) and len(entry) == 1:
-            (group, option), = entry.items()
-            if not (REPO / "conf" / str(group) / f"{option}.yaml").is_file():
-                return False
-            defaults.append(f"/survopt/{group}/{option}@{group}")
-        else:
-            defaults.append(entry)
-    doc["defaults"] = defaults
-    (dest / "flat.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    return True
-
-
 def _median_ms(fn, repeats: int) -> float:
     fn()
     samples = []
@@ -149,9 +119,7 @@ def _median_ms(fn, repeats: int) -> float:
 
 
 def compose_warm(repeats: int, diagnostics: bool = True) -> dict:
-    """Warm compose + instantiate; with ``diagnostics`` also Hydra's floor and the flat config."""
-    import tempfile
-
+    """Warm compose + instantiate; with ``diagnostics`` also Hydra's floor."""
     sys.path.insert(0, str(HERE))
     import bench_engine
     from hydra import compose, initialize_config_dir
@@ -175,17 +143,7 @@ def compose_warm(repeats: int, diagnostics: bool = True) -> dict:
             compose(None)
 
     variants: dict[str, Any] = {"ms": full, "compose_ms": bench_engine.compose_app_config, "floor_ms": floor}
-    out: dict[str, Any] = {"source": source}
-    with tempfile.TemporaryDirectory() as tmp:
-        if source == "train.yaml" and _flat_train_yaml(Path(tmp)):
-            def flat() -> Any:
-                with initialize_config_dir(config_dir=tmp, version_base=None):
-                    return compose("flat")
-
-            variants["flat_ms"] = flat
-            out["flat_equivalent"] = OmegaConf.to_container(flat()) == OmegaConf.to_container(cfg)
-        out.update(_interleaved_ms(variants, repeats))
-    return out
+    return {"source": source, **_interleaved_ms(variants, repeats)}
 
 
 def _interleaved_ms(variants: dict[str, Any], repeats: int) -> dict[str, float]:
@@ -218,8 +176,6 @@ def run(quick: bool = False) -> dict:
         "compose_instantiate_ms": round(warm["ms"], 2),
         "compose_only_ms": round(warm["compose_ms"], 2),
         "compose_hydra_floor_ms": round(warm["floor_ms"], 2) if "floor_ms" in warm else None,
-        "compose_flat_schemas_ms": round(warm["flat_ms"], 2) if "flat_ms" in warm else None,
-        "compose_flat_equivalent": warm.get("flat_equivalent"),
         "compose_instantiate_cold_ms": round(cold["total"] * 1e3, 1),
         "compose_cold_breakdown_ms": {k: round(cold[k] * 1e3, 1) for k in parts},
     }

@@ -76,3 +76,46 @@ def test_the_conf_package_registers_nothing():
     importlib.import_module("survopt_hydra.schemas")
     assert set(ConfigStore.instance().repo) == before
     assert not any(g in ConfigStore.instance().repo for g in GROUPS)
+
+
+@pytest.fixture()
+def clean_store():
+    """Hydra's ConfigStore is process-wide: give the test one without the library's groups (Hydra's own entries
+    stay) and put the old one back."""
+    import copy
+
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    saved = copy.deepcopy(store.repo)
+    for group in [*GROUPS, "preset"]:
+        store.repo.pop(group, None)
+    yield store
+    store.repo = saved
+
+
+def test_store_options_keeps_the_apps_own_entries(clean_store):
+    """The Python opt-in stores every library option and preset except where the app has one of that name; the
+    app's entry composes unchanged, the library's typed options beside it, a preset with its defaults list."""
+    from hydra import compose, initialize
+
+    from survopt_hydra.schemas.optimizers import SGDConfig
+    from survopt_hydra.schemas.store import store_options
+
+    clean_store.store(group="optimizer", name="adamw", node={"_target_": "torch.optim.AdamW", "lr": 0.123})
+    stored = store_options()
+    assert "adamw" not in stored["optimizer"] and "sgd" in stored["optimizer"]
+    assert set(stored["preset"]) == {"finetune", "large_model"} and "plateau" in stored["scheduler"]
+    assert store_options() == {}  # idempotent: everything is taken now
+    clean_store.store(group="scheduler", name="app_root", node={"defaults": ["_self_"]})
+    with initialize(version_base=None):
+        own = compose(overrides=["+optimizer=adamw"]).optimizer
+        assert OmegaConf.to_container(own) == {"_target_": "torch.optim.AdamW", "lr": 0.123}
+        sgd = compose(overrides=["+optimizer=sgd", "optimizer.lr=0.5"]).optimizer
+        assert OmegaConf.get_type(sgd) is SGDConfig and sgd.lr == 0.5
+        tuned = compose(overrides=["+optimizer=sgd", "+scheduler=cosine", "+preset=large_model"])
+        # the preset's override picks optimizer/adamw - the app's own, which keeps winning - and sets its values
+        assert tuned.optimizer._target_ == "torch.optim.AdamW" and tuned.optimizer.lr == 3e-3
+        assert tuned.scheduler.name == "cosine" and tuned.scheduler.eta_min == 1e-6
+    with pytest.raises(Exception, match="groups: unknown group"):
+        store_options(["optimiser"])

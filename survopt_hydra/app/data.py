@@ -15,8 +15,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ..survival.data import (DataError, Standardizer, fold_indices, load_csv, make_synthetic_images, resolve_path,
-                             split_indices)
+from ..survival.data import (DataError, Standardizer, fold_indices, load_arrow, load_csv, make_synthetic_images,
+                             resolve_path, split_indices)
 from ..survival.metrics import comparable_pairs
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def check_spread(label: str, name: str, split: Split, column: str) -> None:
                     "data.duration_col?)")
 
 
-def _check_splits(label: str, cohort: "Cohort", data: Mapping[str, Any]) -> None:
+def _check_splits(label: str, cohort: "Cohort", data: Mapping[str, Any], holdout: bool = True) -> None:
     times = "events at distinct times (all at time 0? data.duration_col and data.event_col swapped?)"
     column = data.get("duration_col", "durations")
     check_scorable(label, "training", cohort.train, f"the data needs more {times}", column=column)
@@ -160,6 +160,8 @@ def _check_splits(label: str, cohort: "Cohort", data: Mapping[str, Any]) -> None
             else f"raise data.val_fraction (now {data['val_fraction']:g})")
     check_scorable(label, "validation", cohort.val, more + (f" or data.n (now {data['n']})" if "n" in data else ""),
                    rank=True, column=column)
+    if not holdout:
+        return  # the test split is the validation split
     if data.get("test_path"):
         check_scorable(str(data["test_path"]), "test", cohort.test, f"the test file needs more {times}", rank=True,
                        column=column)
@@ -178,12 +180,17 @@ def _finite(label: str, x: np.ndarray, names: list[str]) -> np.ndarray:
     return x
 
 
+def read_options(data: Mapping[str, Any]) -> dict[str, Any]:
+    """How the ``data`` group reads a table: the columns and the missing/unseen/levels policies."""
+    return {"duration_col": data["duration_col"], "event_col": data["event_col"], "feature_cols": data["feature_cols"],
+            "missing": data.get("missing", "refuse"), "unseen": data.get("unseen", "refuse"),
+            "max_levels": data.get("max_levels", 50), "indicator": data.get("missing_indicator", False),
+            "causes": data.get("causes", 1)}
+
+
 def load_table(data: Mapping[str, Any], path: str, key: str, schema: Any = None) -> Any:
     """One data file (CSV or Parquet) of the ``data`` group, typed by ``schema`` when given (the training file's)."""
-    return load_csv(path, data["duration_col"], data["event_col"], data["feature_cols"], key=key, schema=schema,
-                    missing=data.get("missing", "refuse"), unseen=data.get("unseen", "refuse"),
-                    max_levels=data.get("max_levels", 50), indicator=data.get("missing_indicator", False),
-                    causes=data.get("causes", 1))
+    return load_csv(path, key=key, schema=schema, **read_options(data))
 
 
 def load_cohort(data: Mapping[str, Any]) -> Cohort:
@@ -222,24 +229,47 @@ def load_cohort(data: Mapping[str, Any]) -> Cohort:
         if resolve_path(test_path, "data.test_path").resolve() == resolve_path(path).resolve():
             log.warning("data.test_path is the training file %s: the test rows are training rows, so the test "
                         "C-index is not a held-out figure", path)
-    tr, va, te = _parts(table.events, data, path, test_in_file=not test_path)
+        return _table_cohort(data, table, path, lambda schema: load_table(data, test_path, "data.test_path", schema),
+                             str(test_path))
+    return _table_cohort(data, table, path)
+
+
+def cohort_from_table(data: Mapping[str, Any], table: Any, label: str, holdout: bool = True) -> Cohort:
+    """A cohort from an Arrow table in memory (:func:`..survival.frames.arrow_table` of a DataFrame),
+    read, checked, split and standardized exactly as :func:`load_cohort` does a data file with those rows.
+
+    ``holdout=False`` (the Python API, which is scored later on rows of the caller's): no test rows
+    are split off (``data.test_fraction`` is unused), and the cohort's test split is its validation
+    split, so the run's end-of-run figures are validation figures."""
+    rows = load_arrow(table, label=label, **read_options(data))
+    return _table_cohort(data, rows, label, holdout=holdout)
+
+
+def _table_cohort(data: Mapping[str, Any], table: Any, path: str, load_test: Any = None, test_path: str | None = None,
+                  holdout: bool = True) -> Cohort:
+    """Split, impute, standardize and check a loaded training table; ``load_test(schema)`` reads the
+    fixed test table (``data.test_path``), else the test rows are split off ``table`` (if ``holdout``)."""
+    tr, va, te = _parts(table.events, data, path, test_in_file=load_test is None and holdout)
     schema = table.schema
     if schema.missing == "impute":
         schema.fit_fill(table.x[tr].astype(np.float64), path)
         table.x = schema.fill_missing(table.x)
-    test_table = load_table(data, test_path, "data.test_path", schema) if test_path else table
-    if test_path:
+    test_table = load_test(schema) if load_test is not None else table
+    if load_test is not None:
         test_table.x = schema.fill_missing(test_table.x)
     scaler = Standardizer().fit(table.x[tr])
     names = list(table.feature_names)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is what _finite reports
         x = _finite(path, scaler.transform(table.x), names)
-        x_test = _finite(str(test_path), scaler.transform(test_table.x), names) if test_path else x
-    test = (_tensors(x_test, test_table.durations, test_table.events) if test_path
-            else _tensors(x, table.durations, table.events, te))
-    cohort = Cohort(_tensors(x, table.durations, table.events, tr), _tensors(x, table.durations, table.events, va),
-                    test, names, path, str(test_path or path), scaler, {"schema": schema})
-    _check_splits(path, cohort, data)
+        x_test = _finite(str(test_path), scaler.transform(test_table.x), names) if load_test is not None else x
+    train, val = _tensors(x, table.durations, table.events, tr), _tensors(x, table.durations, table.events, va)
+    if load_test is not None:
+        test = _tensors(x_test, test_table.durations, test_table.events)
+    else:
+        test = _tensors(x, table.durations, table.events, te) if holdout else val
+    cohort = Cohort(train, val, test, names, path, str(test_path or path) if holdout else f"{path} (validation rows)",
+                    scaler, {"schema": schema})
+    _check_splits(path, cohort, data, holdout)
     return cohort
 
 

@@ -42,7 +42,7 @@ from typing import Any, Sequence
 import torch
 
 from ..survival.data import DataError
-from .predictor import ARTEFACT, Predictor
+from .predictor import ARTEFACT, Predictor, read_artifact_json
 
 ENSEMBLE = "ensemble.json"
 FORMAT = "survopt-ensemble/1"
@@ -112,16 +112,8 @@ class Ensemble:
 
         folder = Path(folder)
         path = folder / ENSEMBLE
-        kind = file_kind(path)
-        if kind != "file":
-            raise DataError(f"{path}: {kind}, not an ensemble file; artifacts are never read through links")
-        if path.stat().st_size > MAX_BYTES:
-            raise DataError(f"{path}: {path.stat().st_size} bytes, more than an ensemble file holds ({MAX_BYTES})")
+        spec = read_artifact_json(path, "ensemble", MAX_BYTES, (FORMAT,))
         try:
-            spec = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(spec, dict) or spec.get("format") != FORMAT:
-                raise ValueError(f"format {spec.get('format') if isinstance(spec, dict) else None!r}, expected "
-                                 f"{FORMAT!r}")
             entries = spec["members"]
             if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_MEMBERS:
                 raise ValueError(f"members: a list of 1 to {MAX_MEMBERS} members")

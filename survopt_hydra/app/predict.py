@@ -94,6 +94,32 @@ def _batches(source, names: list[str], size: int) -> Iterator[tuple[Any, dict]]:
                                      else cells)
 
 
+def scored_batches(pred: Any, source: Any, label: str, batch_size: int, times: Sequence[float] = (),
+                   extra: Sequence[str] = ()) -> Iterator[tuple[Any, dict, Any, Any]]:
+    """(data-row numbers, {column: cells}, risks, S(t|x) at ``times`` or None) per batch of at most
+    ``batch_size`` rows of a source (a data file, or a table in memory: the Python API's), for a
+    :class:`.predictor.Predictor` or an :class:`.ensemble.Ensemble`; ``extra`` columns are read along.
+
+    Missing cells, when the model was not trained with ``data.missing=impute``, are refused in one line
+    naming every column with its count once the whole source is read; from the first one on, no batch is
+    yielded."""
+    from ..survival.data import DataError
+    from ..survival.schema import count_missing, missing_summary
+
+    holes: dict[str, tuple[int, int]] = {}
+    names = pred.columns
+    for rows, cells in _batches(source, [*names, *extra], batch_size):
+        used = {name: cells[name] for name in names}
+        if pred.missing != "impute":
+            count_missing(holes, used, rows)
+        if not holes:  # once a hole is found, only count the rest
+            risk, surv = pred.predict(label, used, rows, times)
+            yield rows, cells, risk, surv
+    if holes:
+        raise DataError(f"{label}: missing values in {len(holes)} column(s): {missing_summary(holes)}; the model "
+                        f"was trained with data.missing={pred.missing}, so it has no values to fill them")
+
+
 def _texts(cells: Any) -> list[str]:
     """A column's cells as the input's text (stripped, as the reader strips every cell)."""
     column = cells.text if cells.text is not None else cells.raw
@@ -128,7 +154,6 @@ def predict_file(run_dir: str | Path, input_path: str | Path, out: str | Path | 
     ``model._target_`` paths the user repeats (``--trust``): a file never names code to import."""
     from ..survival.data import DataError, resolve_path
     from ..survival.readers import find_columns, listing, open_source
-    from ..survival.schema import count_missing, missing_summary
     from .ensemble import load_predictor
 
     pred = load_predictor(run_dir, trust)
@@ -147,7 +172,6 @@ def predict_file(run_dir: str | Path, input_path: str | Path, out: str | Path | 
         log.info("%s: columns not used by the model, ignored: %s (--id-cols copies any to the output)", label,
                  listing(ignored))
     fd, tmp = _open_output(target)
-    holes: dict[str, tuple[int, int]] = {}
     done = 0
     bar = _progress(source, progress)
     try:
@@ -155,21 +179,13 @@ def predict_file(run_dir: str | Path, input_path: str | Path, out: str | Path | 
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(["row", *id_cols, "risk", *curves])
             extra = [name for name in id_cols if name not in index]
-            for rows, cells in _batches(table, [*names, *extra], batch_size):
-                used = {name: cells[name] for name in names}
-                if pred.missing != "impute":
-                    count_missing(holes, used, rows)
-                if not holes:  # once a hole is found, only count the rest
-                    risk, surv = pred.predict(label, used, rows, times)
-                    surv = surv.T.tolist() if surv is not None else []
-                    ids = [_texts(cells[name]) for name in id_cols]
-                    # column by column: repr per value in C loops, no list per row (10^6 rows: ~2x faster)
-                    writer.writerows(zip(rows.tolist(), *ids, map(repr, risk.tolist()), *(map(repr, c) for c in surv)))
+            for rows, cells, risk, surv in scored_batches(pred, table, label, batch_size, times, extra):
+                surv = surv.T.tolist() if surv is not None else []
+                ids = [_texts(cells[name]) for name in id_cols]
+                # column by column: repr per value in C loops, no list per row (10^6 rows: ~2x faster)
+                writer.writerows(zip(rows.tolist(), *ids, map(repr, risk.tolist()), *(map(repr, c) for c in surv)))
                 done += len(rows)
                 bar.update(len(rows))
-        if holes:
-            raise DataError(f"{label}: missing values in {len(holes)} column(s): {missing_summary(holes)}; the model "
-                            f"was trained with data.missing={pred.missing}, so it has no values to fill them")
         os.replace(tmp, target)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)

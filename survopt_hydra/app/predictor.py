@@ -253,6 +253,28 @@ def _checked_baseline(data: Any) -> BreslowBaseline:
     return base
 
 
+def read_artifact_json(path: Path, what: str, max_bytes: int, formats: Sequence[str]) -> dict[str, Any]:
+    """A JSON artifact as untrusted data: a regular file (never read through a link), at most ``max_bytes``,
+    a mapping whose ``format`` is one of ``formats``; DataError (one line) naming the file otherwise."""
+    from .checkpoint import file_kind
+
+    kind = file_kind(path)
+    if kind != "file":
+        raise DataError(f"{path}: {kind}, not {'an' if what[0] in 'aeiou' else 'a'} {what} file; artifacts are never "
+                        "read through links")
+    if path.stat().st_size > max_bytes:
+        raise DataError(f"{path}: {path.stat().st_size} bytes, more than {'an' if what[0] in 'aeiou' else 'a'} {what} "
+                        f"file holds ({max_bytes})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("format") not in formats:
+            raise ValueError(f"format {data.get('format') if isinstance(data, dict) else None!r}, expected "
+                             f"{formats[-1]!r}")
+    except (ValueError, RecursionError) as exc:
+        raise DataError(f"{path}: unusable {what} file ({' '.join(str(exc).split())[:300] or repr(exc)})") from None
+    return data
+
+
 def _model_settings(model: Any, trust: tuple[str, ...] = (), where: Any = "") -> dict[str, Any]:
     """predictor.json's ``model`` checked by the schema of a tabular model (ValueError, one line); a user's
     own ``model=custom`` only with its ``_target_`` in ``trust`` (its keywords are then checked against the
@@ -265,8 +287,8 @@ def _model_settings(model: Any, trust: tuple[str, ...] = (), where: Any = "") ->
     if isinstance(model, dict) and model.get("name") == "custom":
         try:
             check_trusted(model, "model", trust, str(where))
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+        except ConfigError as exc:  # its own line: the fix is a flag, not a damaged file
+            raise DataError(str(exc)) from None
         return dict(model)
     if not isinstance(model, dict) or model.get("name") not in TABLE_MODELS:
         name = model.get("name") if isinstance(model, dict) else model
@@ -309,18 +331,11 @@ class Predictor:
 
         run_dir = Path(run_dir)
         path = run_dir / ARTEFACT
-        kind = file_kind(path)
-        if kind == "missing":
+        if file_kind(path) == "missing":
             raise DataError(f"{path}: not found; pass the run directory of a finished survopt-train run on "
                             "tabular data")
-        if kind != "file":
-            raise DataError(f"{path}: {kind}, not a predictor file; artifacts are never read through links")
-        if path.stat().st_size > MAX_BYTES:
-            raise DataError(f"{path}: {path.stat().st_size} bytes, more than a predictor file holds ({MAX_BYTES})")
+        art = read_artifact_json(path, "predictor", MAX_BYTES, FORMATS)
         try:
-            art = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(art, dict) or art.get("format") not in FORMATS:
-                raise ValueError(f"format {art.get('format') if isinstance(art, dict) else None!r}, expected {FORMAT!r}")
             schema = FeatureSchema.from_dict(art["schema"])
             scaler = Standardizer()
             scaler.load_state_dict(art["standardizer"])
@@ -336,6 +351,8 @@ class Predictor:
             else:
                 baseline = _checked_baseline(art["baseline"])
             model = _model_settings(art["model"], trust, path)
+        except DataError:
+            raise
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise DataError(f"{path}: unusable predictor file ({' '.join(str(exc).split())[:300] or repr(exc)})") \
                 from None

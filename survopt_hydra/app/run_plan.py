@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .rules import batches_per_rank, check_config, check_launch, check_run, load_cohort_once
 
@@ -47,11 +47,14 @@ def check_packages(trainer: Mapping[str, Any]) -> None:
         require_package("tensorboard", "trainer.tensorboard")
 
 
-def plan_run(cfg: Mapping[str, Any], settings: dict[str, dict[str, Any]] | None = None) -> RunPlan:
+def plan_run(cfg: Mapping[str, Any], settings: dict[str, dict[str, Any]] | None = None,
+             load_data: Callable[[dict[str, Any]], Any] | None = None) -> RunPlan:
     """Check ``cfg`` (a composed task config) and load its data; ConfigError / DataError on the first problem.
 
     ``settings``: :func:`~.rules.check_config`'s result when the caller already has it (a sweep
-    checks every job's config before it loads any data)."""
+    checks every job's config before it loads any data). ``load_data``: builds the cohort from the
+    checked ``data`` settings (the Python API's reads a DataFrame, :func:`.data.cohort_from_table`);
+    default: the files ``cfg.data`` names (:func:`~.rules.load_cohort_once`)."""
     from .components import pick_device  # imports torch: only once the config is known to be sane
     from .family_fit import fit_family
 
@@ -60,7 +63,7 @@ def plan_run(cfg: Mapping[str, Any], settings: dict[str, dict[str, Any]] | None 
     check_packages(trainer)
     world = check_launch(cfg)  # ddp/zero/fsdp without torchrun, none under torchrun
     pick_device(trainer["device"])
-    cohort = load_cohort_once(settings["data"])
+    cohort = (load_data or load_cohort_once)(settings["data"])
     family = fit_family(settings, cohort)
     rows = math.ceil(len(cohort.train) / world)
     n_batches = batches_per_rank(len(cohort.train), trainer["batch_size"], world)

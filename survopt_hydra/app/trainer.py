@@ -383,11 +383,12 @@ class Trainer:
                 log.warning("could not close an output file: %s", exc)
 
 
-def train(cfg: DictConfig, run_dir: Path, trainer: Trainer | None = None) -> dict[str, Any]:
+def train(cfg: DictConfig, run_dir: Path, trainer: Trainer | None = None, report: bool = True) -> dict[str, Any]:
     """Build (and check) everything, then train; returns metrics ({} when stopped by stop_after_epochs).
 
     ``trainer``: one already built for ``cfg`` and ``run_dir`` (the app's pre-flight builds it
-    before Hydra writes anything, so a refused run leaves no trace)."""
+    before Hydra writes anything, so a refused run leaves no trace). ``report``: print the final
+    line (the Python API, whose "test" rows are its validation rows, prints none)."""
     try:
         trainer = trainer if trainer is not None else Trainer(cfg, run_dir)
         ctx = trainer.ctx
@@ -398,6 +399,6 @@ def train(cfg: DictConfig, run_dir: Path, trainer: Trainer | None = None) -> dic
             ctx.teardown()
     finally:
         unlock_run_dir(run_dir)
-    if metrics and ctx.is_main:
+    if metrics and ctx.is_main and report:
         print(summary_line(metrics), flush=True)
     return metrics

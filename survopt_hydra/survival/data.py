@@ -129,6 +129,26 @@ def load_csv(
     after the whole file is read, so it is the same one whichever batch it sits in.
     """
     label = str(path)
+    _check_options(label, duration_col, event_col, schema, missing, unseen)
+    return load_source(open_source(resolve_path(path, key), label), duration_col, event_col, feature_cols, categories,
+                       schema=schema, missing=missing, unseen=unseen, max_levels=max_levels, indicator=indicator,
+                       causes=causes)
+
+
+def load_arrow(table: Any, duration_col: str, event_col: str, feature_cols: Sequence[str] | None = None,
+               label: str = "table", *, schema: FeatureSchema | None = None, missing: str = "refuse",
+               unseen: str = "refuse", max_levels: int = 50, indicator: bool = False, causes: int = 1) -> Table:
+    """:func:`load_csv` for an Arrow table in memory (:func:`.frames.arrow_table` makes one of a
+    DataFrame): the same typing, encoding and checks, its rows numbered from 1; ``label`` names it."""
+    from .readers import TableSource
+
+    _check_options(label, duration_col, event_col, schema, missing, unseen)
+    return load_source(TableSource(table, label), duration_col, event_col, feature_cols, schema=schema,
+                       missing=missing, unseen=unseen, max_levels=max_levels, indicator=indicator, causes=causes)
+
+
+def _check_options(label: str, duration_col: str, event_col: str, schema: FeatureSchema | None, missing: str,
+                   unseen: str) -> None:
     if duration_col == event_col:
         raise DataError(f"{label}: data.duration_col and data.event_col are both {duration_col!r}; they must name "
                         "two different columns")
@@ -137,7 +157,16 @@ def load_csv(
     for name, value, allowed in (("missing", missing, MISSING_POLICIES), ("unseen", unseen, UNSEEN_POLICIES)):
         if value not in allowed:
             raise ValueError(f"load_csv: {name} must be one of {', '.join(allowed)}, got {value!r}")
-    source = open_source(resolve_path(path, key), label)
+
+
+def load_source(source: Any, duration_col: str, event_col: str, feature_cols: Sequence[str] | None = None,
+                categories: dict[str, list[str]] | None = None, *, schema: FeatureSchema | None = None,
+                missing: str = "refuse", unseen: str = "refuse", max_levels: int = 50, indicator: bool = False,
+                causes: int = 1) -> Table:
+    """A table from an opened source (:mod:`.readers`: a file, or an Arrow table in memory); see :func:`load_csv`."""
+    label = source.label
+    if schema is not None:
+        missing, unseen = schema.missing, schema.unseen
     try:
         features = _features(label, source.header, duration_col, event_col, feature_cols, categories, schema)
         find_columns(label, [duration_col, event_col, *features], source.header)

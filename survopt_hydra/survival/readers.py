@@ -13,6 +13,7 @@ file is scanned with the csv module, the reference, which words the first proble
 it always has - or, if the csv module reads the file after all (a row of only spaces, say),
 reading goes on with it from the row where Arrow stopped. Parquet: the typed columns as
 stored; nulls and NaN are missing cells, every row counts (Parquet has no blank lines).
+:class:`TableSource` reads an Arrow table in memory (the Python API's DataFrames) the same way.
 """
 from __future__ import annotations
 
@@ -279,13 +280,7 @@ class ParquetSource:
 
     def batches(self, names: Sequence[str]) -> Iterator[tuple[np.ndarray, dict[str, Cells]]]:
         pa, _ = arrow()
-        find_columns(self.label, names, self.header)
-        schema = self.file.schema_arrow
-        for name in names:
-            kind = schema.field(name).type
-            if not _readable(pa, kind):
-                raise DataError(f"{self.label}: column {name!r} holds {kind} values; allowed: numbers, booleans, "
-                                "text (leave it out with data.feature_cols)")
+        check_types(self.label, self.file.schema_arrow, names, self.header)
         done = 0
         try:
             for batch in self.file.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=list(names),
@@ -295,6 +290,43 @@ class ParquetSource:
                 done += batch.num_rows
         except (pa.ArrowException, OSError) as exc:
             raise DataError(f"{self.label}: not a readable Parquet file ({_first_line(exc)})") from None
+        if not done:
+            raise DataError(f"{self.label}: no data rows")
+
+
+def check_types(label: str, schema: Any, names: Sequence[str], header: Sequence[str]) -> None:
+    """The named columns exist and hold types the cell rule reads (numbers, booleans, text)."""
+    pa, _ = arrow()
+    find_columns(label, names, header)
+    for name in names:
+        kind = schema.field(name).type
+        if not _readable(pa, kind):
+            raise DataError(f"{label}: column {name!r} holds {kind} values; allowed: numbers, booleans, "
+                            "text (leave it out with data.feature_cols)")
+
+
+class TableSource:
+    """An Arrow table in memory (a pandas DataFrame or a numpy array, see :mod:`.frames`), read as a
+    Parquet file's typed columns are: the same cell rule, batch by batch, rows numbered from 1."""
+
+    def __init__(self, table: Any, label: str) -> None:
+        self.table, self.label = table, label
+        self.header = check_header(label, list(table.column_names))
+
+    def check(self) -> None:
+        """Nothing to add: there is no file to misread."""
+
+    def rows_bound(self) -> int:
+        return self.table.num_rows
+
+    def batches(self, names: Sequence[str]) -> Iterator[tuple[np.ndarray, dict[str, Cells]]]:
+        check_types(self.label, self.table.schema, names, self.header)
+        done = 0
+        for batch in self.table.select(list(names)).to_batches(max_chunksize=PARQUET_BATCH_ROWS):
+            if batch.num_rows:
+                cells = {name: parse(batch.column(name)) for name in names}
+                yield np.arange(done + 1, done + batch.num_rows + 1, dtype=np.int64), cells
+                done += batch.num_rows
         if not done:
             raise DataError(f"{self.label}: no data rows")
 

@@ -10,9 +10,9 @@ import torch.distributed
 from torch import nn
 
 import _common as C
-from survopt_hydra import ConfigError, StepEngine, build_optimizer
+from survopt_hydra import ConfigError, DistributedOptimizer, StepEngine, build_optimizer
 from survopt_hydra.distributed import (
-    DistributedOptimizer, DistributedSettings, eval_indices, gather_by_index, is_main, shard_indices,
+    DistributedSettings, eval_indices, gather_by_index, is_main, shard_indices,
 )
 
 
