@@ -240,3 +240,36 @@ def test_the_tuning_preset_chooses_a_family_on_validation_folds(tmp_path):
     assert 0 < result["test_ibs_mean"] < 0.3 and len(result["test_curve_cindex_runs"]) == 1
     predict(out / "ensemble_seed0", "pkg://lifelines/datasets/gbsg2.csv", tmp_path / "ens.csv", "--times", "365")
     assert list(read(tmp_path / "ens.csv")[0]) == ["row", "risk", "S(365)"]
+
+
+def test_the_python_estimator_trains_a_family_as_the_cli_does(tmp_path):
+    """DeepCoxRegressor(family=...) runs the CLI's training path: the same run, so its survival curves are
+    the CLI's test_predictions.csv, its score the CLI's test C-index (Antolini's) and its interval the CLI's."""
+    pd = pytest.importorskip("pandas")
+    from sksurv.util import Surv
+
+    from survopt_hydra.app import DeepCoxRegressor
+    from survopt_hydra.survival.data import resolve_path
+
+    df = pd.read_csv(resolve_path("pkg://lifelines/datasets/gbsg2.csv"))
+    train_rows, test_rows = df.iloc[:520], df.iloc[520:].reset_index(drop=True)
+    train_rows.to_csv(tmp_path / "train.csv", index=False)
+    test_rows.to_csv(tmp_path / "test.csv", index=False)
+    train(tmp_path / "cli", "data=csv", f"data.path={tmp_path / 'train.csv'}", f"data.test_path={tmp_path / 'test.csv'}",
+          "data.duration_col=time", "data.event_col=cens", "family=deephit", "family.n_cuts=10", "trainer.max_epochs=8")
+    m = metrics_of(tmp_path / "cli")
+    est = DeepCoxRegressor(family={"name": "deephit", "n_cuts": 10}, trainer={"max_epochs": 8},
+                           data={"duration_col": "time", "event_col": "cens"})
+    y = lambda d: Surv.from_arrays(d["cens"].astype(bool), d["time"])  # noqa: E731
+    est.fit(train_rows.drop(columns=["time", "cens"]), y(train_rows))
+    X = test_rows.drop(columns=["time", "cens"])
+    assert est.val_cindex_ == m["val_cindex"] and est.best_epoch_ == m["best_epoch"]
+    assert est.score(X, y(test_rows)) == pytest.approx(m["test_cindex"], abs=1e-12)
+    assert est.score_interval(X, y(test_rows)) == pytest.approx([m["test_cindex"], *m["test_cindex_ci"]], abs=1e-12)
+    cli = read(tmp_path / "cli" / "test_predictions.csv")
+    np.testing.assert_allclose(est.predict(X), [float(r["risk"]) for r in cli], atol=1e-12)
+    fns = est.predict_survival_function(X)
+    for h in m["horizons"]:  # the family's own curve between training times, read at h
+        at_h = est._curves(X, [h])[:, 0]
+        np.testing.assert_allclose(at_h, [float(r[f"surv@{h:g}"]) for r in cli], atol=1e-12)
+        assert all(0 <= f(h) <= 1 for f in fns[:5])

@@ -44,7 +44,7 @@ from ..errors import ConfigError
 from ..survival.cells import DataError
 
 #: The config groups the estimator takes as parameters (``distributed``: one process; presets: ``overrides``).
-GROUPS = ("model", "optimizer", "scheduler", "clipping", "ema", "amp", "trainer", "data")
+GROUPS = ("model", "family", "optimizer", "scheduler", "clipping", "ema", "amp", "trainer", "data")
 #: ``data`` keys that name files or the test split: the estimator's rows are ``X``, its test rows the caller's.
 NOT_FOR_THE_ESTIMATOR = ("path", "test_path", "test_fraction")
 FIT, PREDICT = "fit(X, y)", "X"
@@ -219,7 +219,8 @@ class DeepCoxRegressor(BaseEstimator):
     """A deep Cox proportional-hazards network (DeepSurv), trained by survopt-train's own recipe.
 
     Parameters (each a config group of the app: None, an option name, a dict or a config dataclass;
-    see the module docstring): ``model`` (``mlp``, ``linear``), ``optimizer``, ``scheduler``,
+    see the module docstring): ``model`` (``mlp``, ``linear``), ``family`` (``cox``, the default, or another
+    model family: docs/families.md), ``optimizer``, ``scheduler``,
     ``clipping``, ``ema``, ``amp``, ``trainer`` (epochs, batch size, seed, early stopping ...),
     ``data`` (``val_fraction``, ``split_seed``, ``folds``/``fold``, ``missing``, ``unseen``,
     ``max_levels``, ``feature_cols``, and ``duration_col``/``event_col``: the names of y's columns);
@@ -234,8 +235,9 @@ class DeepCoxRegressor(BaseEstimator):
 
     def __init__(self, model: Any = None, optimizer: Any = None, scheduler: Any = None, clipping: Any = None,
                  ema: Any = None, amp: Any = None, trainer: Any = None, data: Any = None,
-                 overrides: Any = (), run_dir: Any = None) -> None:
+                 overrides: Any = (), run_dir: Any = None, family: Any = None) -> None:
         self.model = model
+        self.family = family
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.clipping = clipping
@@ -396,10 +398,35 @@ class DeepCoxRegressor(BaseEstimator):
             parts = [risk for _, _, risk, _ in scored_batches(self.predictor_, source, PREDICT, EVAL_ROWS)]
         return torch.cat(parts).double().numpy() if parts else np.zeros(0)
 
+    def _all_curves(self, X: Any, times: Any) -> np.ndarray:
+        """A family run's curves at ``times``: (n, 1 + causes, len(times)) with S(t | x) first, then CIF_k(t | x)
+        of each competing cause (S = 1 - their sum), as ``survopt-predict`` computes them."""
+        import torch
+
+        from ..survival.readers import TableSource
+        from .predict import scored_batches
+        from .predictor import EVAL_ROWS
+
+        times, causes = [float(t) for t in times], self.predictor_.causes
+        with self._threads():
+            parts = [surv for *_, surv in scored_batches(self.predictor_, TableSource(self._table(X), PREDICT),
+                                                          PREDICT, EVAL_ROWS, times)]
+        curves = torch.cat(parts).double() if parts else torch.zeros(0, len(times) * causes, dtype=torch.float64)
+        curves = curves.reshape(len(curves), causes, len(times))
+        return (curves if causes == 1 else torch.cat([1.0 - curves.sum(1, keepdim=True), curves], 1)).numpy()
+
+    def _curves(self, X: Any, times: Any) -> np.ndarray:
+        """A family run's S(t | x) at ``times`` (n, len(times))."""
+        return self._all_curves(X, times)[:, 0]
+
     def _functions(self, X: Any, survival: bool, return_array: bool) -> np.ndarray:
-        base = self.predictor_.baseline
-        risk = self.predict(X)
-        values = (base.survival if survival else base.cumulative_hazard)(risk, self.unique_times_).numpy()
+        if self.predictor_.family is not None:  # the family's own curve; H = -log S
+            values = self._curves(X, self.unique_times_)
+            values = values if survival else -np.log(np.clip(values, np.finfo(np.float64).tiny, None))
+        else:
+            base = self.predictor_.baseline
+            risk = self.predict(X)
+            values = (base.survival if survival else base.cumulative_hazard)(risk, self.unique_times_).numpy()
         if return_array:
             return values
         try:
@@ -436,18 +463,41 @@ class DeepCoxRegressor(BaseEstimator):
         t, e = (np.ascontiguousarray(v, dtype=np.float64).reshape(-1) for v in pair)
         if not (np.isfinite(t).all() and (t >= 0).all()):
             raise DataError("y: durations must be finite and >= 0")
-        if not np.isin(e, (0.0, 1.0)).all():
-            raise DataError("y: events must be 0 or 1 (False/True)")
+        causes = self.predictor_.causes
+        if not np.isin(e, np.arange(causes + 1)).all():
+            raise DataError("y: events must be 0 or 1 (False/True)" if causes == 1 else
+                            f"y: events must be 0 (censored) or a cause 1..{causes}")
         risk = self.predict(X)
         if len(risk) != len(t):
             raise DataError(f"X has {len(risk)} rows but y has {len(t)}")
         return torch.from_numpy(risk), torch.from_numpy(t), torch.from_numpy(e)
 
+    def _family_scored(self, X: Any, y: Any) -> list[tuple[Any, Any, bool]]:
+        """A family run's curves on ``X`` for the C-index the app gives its family (docs/families.md): S(t | x)
+        for Antolini's C, or each cause's CIF for the cause-specific C, read at the rows' own times."""
+        import torch
+
+        _, t, e = self._scored(X, y)
+        at = torch.unique(t)
+        curves = torch.from_numpy(self._all_curves(X, at.tolist()))
+
+        def lookup(k: int) -> Any:
+            return lambda times: curves[:, k, torch.searchsorted(at, torch.as_tensor(times, dtype=torch.float64))]
+
+        causes = self.predictor_.causes
+        return [(lookup(0), None, False)] if causes == 1 else [(lookup(k), k, True) for k in range(1, causes + 1)]
+
     def score(self, X: Any, y: Any = None) -> float:
         """Harrell's C-index of :meth:`predict` on ``X`` against ``y`` (scikit-survival's ``score``; ties in
-        risk count one half, exactly equal risks only - scikit-survival also ties risks within 1e-8)."""
+        risk count one half, exactly equal risks only - scikit-survival also ties risks within 1e-8). A run
+        of another family: the C-index the app reports for it (Antolini's, or the mean cause-specific C)."""
         from ..survival.metrics import concordance_index
 
+        if self.predictor_.family is not None:
+            from ..survival.families.metrics import own_time_concordance
+
+            _, t, e = self._scored(X, y)
+            return float(np.mean([own_time_concordance(c, t, e, k, w) for c, k, w in self._family_scored(X, y)]))
         return concordance_index(*self._scored(X, y))
 
     def score_interval(self, X: Any, y: Any = None, level: float = 0.95, resamples: int = 1000,
@@ -459,6 +509,14 @@ class DeepCoxRegressor(BaseEstimator):
         from .predictor import BOOTSTRAP_MAX_ROWS
 
         risk, t, e = self._scored(X, y)
+        if self.predictor_.family is not None:
+            from ..survival.families.metrics import bootstrap_concordance
+
+            with self._threads():
+                ci = bootstrap_concordance(self._family_scored(X, y), t, e, resamples=resamples, seed=seed,
+                                           level=level)
+            lo, hi = ci if ci is not None else (float("nan"), float("nan"))
+            return self.score(X, y), lo, hi
         with self._threads():
             ci = bootstrap_intervals(risk, t, e, resamples=resamples, seed=seed, level=level,
                                      max_rows=BOOTSTRAP_MAX_ROWS)["cindex"]
