@@ -121,6 +121,29 @@ def test_the_batch_loss_is_the_familys_loss_on_the_batch_rows(name):
     assert got.dtype == torch.float32 and torch.equal(got, want)
 
 
+@pytest.mark.parametrize("name", ["logistic_hazard", "deephit", "weibull_aft", "cox_time"])
+def test_under_autocast_the_loss_is_float32_of_the_half_precision_outputs(name):
+    """The trainer runs the forward in the engine's autocast and the loss outside it: bf16 outputs, an fp32
+    loss equal to the loss of those outputs cast to fp32 (no half-precision log-sums)."""
+    cohort = make_competing_risks(200, seed=2, causes=1)
+    d, e, x = torch.tensor(cohort.durations), torch.tensor(cohort.events).float(), torch.tensor(cohort.x)
+    family = make_family(name).fit(d, e)
+    split = type("S", (), {"x": x, "durations": d, "events": e, "__len__": lambda s: 200})()
+    run = CurveRun(family)
+    run.prepare(type("C", (), {"train": split})())
+    torch.manual_seed(0)
+    net = torch.nn.Linear(5 + family.time_input, family.n_outputs)
+    idx = torch.arange(0, 200, 3)
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = run.forward(net, (x[idx],), idx)
+    loss = run.loss(out, d[idx], e[idx], idx)
+    half = out.case if name == "cox_time" else out
+    assert half.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    widened = type(out)(*(t.float() if t.is_floating_point() else t for t in out)) if name == "cox_time" else out.float()
+    assert torch.equal(loss, run.loss(widened, d[idx], e[idx], idx))
+
+
 def test_the_batch_loss_makes_no_host_sync():
     """Targets and outputs on the meta device: any .item() or bool() of a tensor would fail."""
     family = make_family("deephit", risks=2, n_cuts=6).fit(torch.tensor([1.0, 2, 3, 4, 5, 6, 7, 8]),
