@@ -149,13 +149,32 @@ def load_best(run_dir: str | Path, data_paths: Mapping[str, str] | None = None
     return settings, cohort, model, state
 
 
+#: Rows per forward pass when a split is scored (the trainer's validation, the final metrics).
+EVAL_ROWS = 4096
+
+
+@torch.no_grad()
+def split_outputs(model: nn.Module, split: Split, ctx: DistContext | None = None) -> torch.Tensor:
+    """The model's fp32 output for every row of ``split``, in order, on every rank.
+
+    Each rank runs its share in chunks of :data:`EVAL_ROWS` (its shard when it holds one,
+    :meth:`.data.Split.shard`; else :func:`~survopt_hydra.distributed.eval_indices`' rows) and the
+    results are gathered. Every rank runs the same number of chunks, as FSDP requires."""
+    ctx = ctx or DistContext()
+    if split.rows is None:
+        idx = eval_indices(len(split), ctx).to(split.x.device)
+        out = torch.cat([model(split.x[i]) for i in idx.split(EVAL_ROWS)])
+    else:
+        idx = split.rows.to(split.x.device)
+        out = torch.cat([model(x) for x in split.x.split(EVAL_ROWS)])
+    return gather_by_index(out.float(), idx, len(split), ctx)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, ties: str, ctx: DistContext | None = None) -> tuple[float, float]:
     """(C-index, Cox loss) of ``split`` in eval mode and fp32; NaNs when the risk is not finite."""
     model.eval()
-    ctx = ctx or DistContext()  # each rank scores its share; every rank gets every risk, in order
-    idx = eval_indices(len(split), ctx).to(split.x.device)
-    risk = gather_by_index(torch.cat([model(split.x[i]) for i in idx.split(4096)]).float(), idx, len(split), ctx)
+    risk = split_outputs(model, split, ctx)  # each rank scores its share; every rank gets every risk, in order
     if not bool(torch.isfinite(risk).all()):
         return math.nan, math.nan
     loss = float(cox_ph_loss(risk, split.durations, split.events, ties))
