@@ -235,21 +235,31 @@ def probe(tool: str, path: Path | str = "", fmt: str = "", epochs: int = 0, time
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def app_run(path: Path, run_dir: Path, epochs: int) -> dict:
-    """``scripts/train.py`` on ``path`` as a whole process: wall time, peak RSS, its timings and metrics."""
-    cmd = [sys.executable, "scripts/train.py", "data=csv", f"data.path={path}", f"trainer.max_epochs={epochs}",
-           "trainer.early_stopping_patience=null", "trainer.progress_bar=false", f"hydra.run.dir={run_dir}"]
+def app_run(path: Path, run_dir: Path, epochs: int, tree: Path | None = None) -> dict:
+    """``scripts/train.py`` on ``path`` as a whole process: wall time, peak RSS, its timings and metrics.
+
+    ``tree``: run the code of that folder (:func:`checkout`) instead of this one's; it may predate
+    timings.json (then only the wall time, the peak and metrics.json's figures)."""
+    root = tree or REPO
+    cmd = [sys.executable, str(root / "scripts" / "train.py"), "data=csv", f"data.path={path}",
+           f"trainer.max_epochs={epochs}", "trainer.early_stopping_patience=null", "trainer.progress_bar=false",
+           f"hydra.run.dir={run_dir}"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tree or ""), os.environ.get("PYTHONPATH")])))
     log = run_dir.with_suffix(".log")
     with open(log, "wb") as sink:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=root, stdout=sink, stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {log.read_text()[-3000:]}")
-    timings = json.loads((run_dir / "timings.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    if tree is not None:
+        return {"wall_s": wall, "peak_mb": usage.ru_maxrss / 1024, "train_seconds": metrics["train_seconds"],
+                "test_cindex": metrics["test_cindex"],
+                "test_predictions_bytes": (run_dir / "test_predictions.csv").stat().st_size}
+    timings = json.loads((run_dir / "timings.json").read_text())
     sizes = {name: (run_dir / name).stat().st_size for name in
              ("predictor.json", "test_predictions.csv", "last.pt", "best.pt", "metrics.json")}
     groups = {g: sum(timings.get(k, 0.0) for k in keys) for g, keys in GROUPS.items()}
@@ -257,6 +267,44 @@ def app_run(path: Path, run_dir: Path, epochs: int) -> dict:
     return {"wall_s": wall, "peak_mb": usage.ru_maxrss / 1024, "timings": timings, "groups": groups,
             "test_cindex": metrics["test_cindex"], "train_seconds": metrics["train_seconds"],
             "n_train": metrics["n_train"], "file_bytes": sizes}
+
+
+def checkout(ref: str, folder: Path) -> Path:
+    """The package, its config groups and scripts at git ref ``ref``, laid out as the editable install maps
+    them (``conf/`` as ``survopt_hydra/conf``), in ``folder``."""
+    import shutil
+
+    archive = subprocess.run(["git", "archive", ref, "survopt_hydra", "conf", "scripts"], cwd=REPO, check=True,
+                             capture_output=True).stdout
+    folder.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    if (folder / "conf").is_dir() and not (folder / "survopt_hydra" / "conf").exists():
+        shutil.move(str(folder / "conf"), str(folder / "survopt_hydra" / "conf"))
+    return folder
+
+
+def before_after(ref: str, folder: Path, n: int, epochs: int, repeats: int) -> dict:
+    """The app at ``ref`` and now on the same n-patient Parquet file, alternating run by run."""
+    tree = checkout(ref, folder / "before")
+    path = write_cohort(folder / f"before_{n}.parquet", n)
+    rounds = []
+    for r in range(repeats):
+        old = app_run(path, folder / f"old_{r}", epochs, tree)
+        new = app_run(path, folder / f"new_{r}", epochs)
+        rounds.append((old, new))
+        print(f"before/after {r}: {old['wall_s']:.2f} s / {new['wall_s']:.2f} s", flush=True)
+    med = lambda side, key: statistics.median(rd[side][key] for rd in rounds)  # noqa: E731
+    return {"ref": ref, "n": n, "epochs": epochs,
+            "before": {k: med(0, k) for k in ("wall_s", "peak_mb", "train_seconds", "test_cindex",
+                                              "test_predictions_bytes")},
+            "after": {"wall_s": med(1, "wall_s"), "peak_mb": med(1, "peak_mb"), "test_cindex": med(1, "test_cindex"),
+                      "train_seconds": med(1, "train_seconds"),
+                      "test_predictions_bytes": statistics.median(rd[1]["file_bytes"]["test_predictions.csv"]
+                                                                  for rd in rounds),
+                      "groups": _median_dicts([rd[1]["groups"] for rd in rounds])},
+            "speedup": statistics.median(rd[0]["wall_s"] / rd[1]["wall_s"] for rd in rounds),
+            "overhead_before": statistics.median(rd[0]["wall_s"] - rd[0]["train_seconds"] for rd in rounds),
+            "overhead_after": statistics.median(rd[1]["wall_s"] - rd[1]["train_seconds"] for rd in rounds)}
 
 
 def _machine() -> dict:
@@ -490,6 +538,19 @@ def markdown(result: dict) -> str:
     for g in [*GROUPS, "whole run"]:
         cells = [t[f][k][g] for k in ("slopes", "slopes_upper") for f in ("csv", "parquet")]
         lines.append(f"| {g} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in cells) + " |")
+    ba = result.get("before_after")
+    if ba:
+        b, a = ba["before"], ba["after"]
+        lines += ["", f"Before / after: the app at `{ba['ref']}` and now on the same {ba['n']:,}-patient Parquet file, "
+                  f"{ba['epochs']} epochs, alternating run by run ({ba['started_utc']}, load average {ba['load']:.1f}; "
+                  f"`{ba['command']}`). train = metrics.json's `train_seconds` (training + per-epoch validation).", "",
+                  "| code | wall s | train s | wall - train s | peak RSS MB | test_predictions.csv bytes | test C |",
+                  "|---|---|---|---|---|---|---|",
+                  f"| `{ba['ref']}` | {b['wall_s']:.2f} | {b['train_seconds']:.2f} | {ba['overhead_before']:.2f} | "
+                  f"{b['peak_mb']:.0f} | {b['test_predictions_bytes']:,.0f} | {b['test_cindex']:.4f} |",
+                  f"| now | {a['wall_s']:.2f} | {a['train_seconds']:.2f} | {ba['overhead_after']:.2f} | "
+                  f"{a['peak_mb']:.0f} | {a['test_predictions_bytes']:,.0f} | {a['test_cindex']:.4f} |",
+                  "", f"Speed-up of the whole run: {ba['speedup']:.2f}x (per round, median)."]
     sizes = result["runs"][-1]["file_bytes"]
     lines += ["", f"Files of the {big:,}-patient Parquet run, bytes: "
               + ", ".join(f"{k} {v:,}" for k, v in sizes.items()) + ".", "", "![time against n](scale.png)", ""]
@@ -545,12 +606,27 @@ def main() -> None:
     parser.add_argument("--quiet-load", type=float, default=3.0,
                         help="before each round, wait for the 1-minute load average to fall under this")
     parser.add_argument("--quiet-wait", type=float, default=60.0, help="... for at most this many seconds")
+    parser.add_argument("--before", help="git ref: also run the app at that ref and now on the largest Parquet "
+                                         "cohort, alternating (a before/after table)")
+    parser.add_argument("--only-before", action="store_true", help="only the --before comparison; merge it into "
+                                                                   "an existing <out>/scale.json")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
-    result = run(args.quick, args.epochs, args.repeats, args.sizes, args.peer_cap, args.quiet_load, args.quiet_wait)
-    result["command"] = " ".join(["python benchmarks/bench_scale.py", *sys.argv[1:]])
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = "scale-quick" if args.quick else "scale"
+    if args.only_before:
+        result = json.loads((args.out / f"{stem}.json").read_text())
+    else:
+        result = run(args.quick, args.epochs, args.repeats, args.sizes, args.peer_cap, args.quiet_load,
+                     args.quiet_wait)
+        result["command"] = " ".join(["python benchmarks/bench_scale.py", *sys.argv[1:]])
+    if args.before:
+        with tempfile.TemporaryDirectory(prefix="bench_scale_before_") as tmp:
+            started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+            result["before_after"] = before_after(args.before, Path(tmp), max(result["sizes"]), result["epochs"],
+                                                  result["repeats"])
+            result["before_after"].update(started_utc=started, load=os.getloadavg()[0],
+                                          command=" ".join(["python benchmarks/bench_scale.py", *sys.argv[1:]]))
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     text = markdown(result).replace("scale.png", f"{stem}.png")
     (args.out / f"{stem}.md").write_text(text)
