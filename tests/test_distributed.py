@@ -631,3 +631,46 @@ def test_app_sharded_checkpoints_hold_shards_not_full_weights(tmp_path):
     assert f"error: distributed.checkpoint: {tmp_path / last['sharded']} (the checkpoint's model/optimizer shards) " \
            "is missing" in proc.stderr and "survopt_hydra/" not in proc.stderr  # one line, no traceback of ours
     assert (tmp_path / "last.pt").read_bytes() == before
+
+
+@pytest.mark.slow
+@app_distributed
+def test_app_ranks_hold_only_their_shard_and_score_every_row(tmp_path):
+    """Issue 27, item 5: under torchrun each rank keeps the inputs of its own rows only, so the
+    training tensors per rank are half of one process's (ceil(n / 2) rows), every row is held by
+    one rank (one repeat pads the shards to equal size); and the run's figures are those of the
+    whole data: the test C-index and the Breslow baseline, recomputed in one process from best.pt
+    on every row, equal what the sharded run wrote."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from make_cohort import write_cohort
+
+    from survopt_hydra.app.components import evaluate
+    from survopt_hydra.app.predictor import compact_baseline, split_risks
+    from survopt_hydra.app.trainer import load_best
+    from survopt_hydra.survival.breslow import BreslowBaseline
+
+    cohort_file = write_cohort(tmp_path / "cohort.csv", 2001)
+    torchrun(WORKERS / "shard_worker.py", str(tmp_path / "out"), str(cohort_file))
+    ranks = [json.loads((tmp_path / "out" / f"rank{r}.json").read_text()) for r in range(2)]
+    assert all(r["ok"] for r in ranks), [r.get("traceback") for r in ranks]
+    run_dir = tmp_path / "out" / "run"
+    _, cohort, model, _ = load_best(run_dir, {"path": str(cohort_file)})  # one process, every row
+    for name in ("train", "val", "test"):
+        n = len(getattr(cohort, name))
+        full_bytes = getattr(cohort, name).x.numel() * 4
+        held = [r["held"][name] for r in ranks]
+        assert all(h["n"] == n and len(h["rows"]) == math.ceil(n / 2) for h in held), name
+        assert all(h["x_bytes"] == math.ceil(n / 2) * 20 * 4 <= full_bytes / 2 + 20 * 4 for h in held), name
+        rows = held[0]["rows"] + held[1]["rows"]
+        assert sorted(set(rows)) == list(range(n)) and len(rows) - n == n % 2, name  # all, one repeat if odd
+    assert ranks[0]["held"]["train"]["local_rows"] == math.ceil(len(cohort.train) / 2)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert ranks[0]["metrics"]["test_cindex"] == ranks[1]["metrics"]["test_cindex"] == metrics["test_cindex"]
+    c, _ = evaluate(model, cohort.test, "breslow")
+    assert c == pytest.approx(metrics["test_cindex"], abs=1e-9)
+    base = BreslowBaseline.fit(split_risks(model, cohort.train), cohort.train.durations, cohort.train.events)
+    stored = json.loads((run_dir / "predictor.json").read_text())["baseline"]
+    ref = compact_baseline(base.to_dict())
+    assert stored["exact"] and ref["times"] == stored["times"]
+    assert ref["shift"] == pytest.approx(stored["shift"], rel=1e-6)
+    assert torch.allclose(torch.tensor(ref["cumhaz"]), torch.tensor(stored["cumhaz"]), rtol=1e-5, atol=0)

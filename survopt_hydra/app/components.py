@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from ..survival import LinearCox, MLP, SmallCNN, concordance_index, cox_ph_loss
 from ..survival.data import resolve_path
 from .schemas import IMAGE_DATA, check_app_config
-from .data import Cohort, Split
+from .data import EVAL_ROWS, Cohort, Split
 from .family_fit import COX_HEAD, Head, fit_family, head_of
 from .image_data import ImageSplit
 from .user_models import build_backbone, build_custom, check_trusted
@@ -182,21 +182,32 @@ def load_best(run_dir: str | Path, data_paths: Mapping[str, str] | None = None
     return settings, cohort, model, state
 
 
-def split_forward(model: nn.Module, split: Split | ImageSplit, idx: torch.Tensor, rows: int = 4096) -> torch.Tensor:
-    """The model's outputs for the rows at positions ``idx`` of ``split``: tensors in chunks of ``rows``,
-    image files through the split's DataLoader (``data.eval_batch_size`` at a time)."""
+@torch.no_grad()
+def split_outputs(model: nn.Module, split: Split | ImageSplit, ctx: DistContext | None = None) -> torch.Tensor:
+    """The model's fp32 outputs for every row of ``split``, in order, on every rank.
+
+    Each rank runs its share in chunks of :data:`EVAL_ROWS` (its shard when it holds one,
+    :meth:`.data.Split.shard`; else :func:`~survopt_hydra.distributed.eval_indices`' rows; image
+    files through the split's DataLoader, ``data.eval_batch_size`` at a time) and the results are
+    gathered. Every rank runs the same number of chunks, as FSDP requires."""
+    ctx = ctx or DistContext()
     if isinstance(split, ImageSplit):
-        return split.risks(model, idx)
-    return torch.cat([model(split.x[i]) for i in idx.split(rows)])
+        idx = eval_indices(len(split), ctx).to(split.durations.device)
+        out = split.risks(model, idx)
+    elif split.rows is None:
+        idx = eval_indices(len(split), ctx).to(split.x.device)
+        out = torch.cat([model(split.x[i]) for i in idx.split(EVAL_ROWS)])
+    else:
+        idx = split.rows.to(split.x.device)
+        out = torch.cat([model(x) for x in split.x.split(EVAL_ROWS)])
+    return gather_by_index(out.float(), idx, len(split), ctx)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, ties: str, ctx: DistContext | None = None) -> tuple[float, float]:
     """(C-index, Cox loss) of ``split`` in eval mode and fp32; NaNs when the risk is not finite."""
     model.eval()
-    ctx = ctx or DistContext()  # each rank scores its share; every rank gets every risk, in order
-    idx = eval_indices(len(split), ctx).to(split.durations.device)
-    risk = gather_by_index(split_forward(model, split, idx).float(), idx, len(split), ctx)
+    risk = split_outputs(model, split, ctx)  # each rank scores its share; every rank gets every risk, in order
     if not bool(torch.isfinite(risk).all()):
         return math.nan, math.nan
     loss = float(cox_ph_loss(risk, split.durations, split.events, ties))

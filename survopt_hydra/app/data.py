@@ -22,20 +22,41 @@ from ..survival.metrics import comparable_pairs
 log = logging.getLogger(__name__)
 
 
+#: Rows per forward pass when a split is scored (the trainer's validation, the final metrics, predict):
+#: one size everywhere, so a predictor scores a run's rows to the same floats as the run did.
+EVAL_ROWS = 4096
+
+
 @dataclass
 class Split:
     """One part of a cohort as tensors: inputs, durations and events (0 = censored, 1 = event, or with
-    competing risks (``data.causes`` > 1) the cause 1..K; ``events > 0`` is "had an event")."""
+    competing risks (``data.causes`` > 1) the cause 1..K; ``events > 0`` is "had an event").
+
+    ``rows``: under torchrun, the rows of the split this rank holds inputs for (:meth:`shard`): ``x``
+    has those rows only, in that order, while durations and events stay whole (8 bytes a row, and
+    every rank computes the same metrics from the gathered risks). None: ``x`` holds every row."""
 
     x: torch.Tensor
     durations: torch.Tensor
     events: torch.Tensor
+    rows: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.durations.shape[0])
 
     def to(self, device: torch.device | str) -> "Split":
-        return Split(self.x.to(device), self.durations.to(device), self.events.to(device))
+        rows = self.rows.to(device) if self.rows is not None else None
+        return Split(self.x.to(device), self.durations.to(device), self.events.to(device), rows)
+
+    def shard(self, rows: torch.Tensor) -> "Split":
+        """The split with inputs for ``rows`` only (a copy: the whole ``x`` can be freed)."""
+        return Split(self.x.index_select(0, rows.to(self.x.device)), self.durations, self.events, rows)
+
+    def local(self) -> "Split":
+        """The rows ``x`` holds as a split of their own (durations and events picked to match)."""
+        if self.rows is None:
+            return self
+        return Split(self.x, self.durations[self.rows], self.events[self.rows])
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -66,6 +87,20 @@ class Cohort:
     def to(self, device: torch.device | str) -> "Cohort":
         return Cohort(self.train.to(device), self.val.to(device), self.test.to(device), self.feature_names,
                       self.source, self.test_source, self.standardizer, self.extra)
+
+    def sharded(self, ctx: Any, seed: int) -> "Cohort":
+        """This rank's inputs only (torchrun): memory per rank falls with the world size.
+
+        Training rows: a fixed random shard, ``DistributedSampler``'s draw for epoch 0 seeded by
+        ``seed`` (``trainer.seed``), sorted; the trainer reshuffles it every epoch. Validation and test
+        rows: the strided share each rank scores (:func:`~survopt_hydra.distributed.eval_indices`).
+        Every shard has ``ceil(n / world)`` rows (a few repeated), as collectives need."""
+        from ..distributed import eval_indices, shard_indices
+
+        train = self.train.shard(torch.sort(shard_indices(len(self.train), 0, seed, ctx)).values)
+        val, test = (s.shard(eval_indices(len(s), ctx)) for s in (self.val, self.test))
+        return Cohort(train, val, test, self.feature_names, self.source, self.test_source, self.standardizer,
+                      self.extra)
 
     def describe(self) -> str:
         def part(name: str, s: Split) -> str:
@@ -101,11 +136,20 @@ def _parts(events: np.ndarray, data: Mapping[str, Any], label: str, test_in_file
     return tr, va, te
 
 
+#: Rows gathered per block when a split's rows are copied out of the cohort's matrix.
+GATHER_ROWS = 8192
+
+
 def _tensors(x: np.ndarray, durations: np.ndarray, events: np.ndarray, idx: np.ndarray | None = None) -> Split:
-    if idx is not None:
-        x, durations, events = x[idx], durations[idx], events[idx]
+    """The rows ``idx`` (default: all) as a Split of row-major float32 tensors. A block of rows at a time
+    into the result: ``x`` may be column-major (the loader's), and a 10^6-row split gets no temporary copy."""
     as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-    return Split(as_t(x), as_t(durations), as_t(events))
+    if idx is None:
+        return Split(as_t(x), as_t(durations), as_t(events))
+    rows = np.empty((len(idx), *x.shape[1:]), dtype=np.float32)
+    for a in range(0, len(idx), GATHER_ROWS):
+        rows[a : a + GATHER_ROWS] = x[idx[a : a + GATHER_ROWS]]
+    return Split(torch.from_numpy(rows), as_t(durations[idx]), as_t(events[idx]))
 
 
 #: A validation or test split ranks at least this many events over this many comparable pairs: with
@@ -119,9 +163,13 @@ def check_scorable(label: str, name: str, split: Split, hint: str, rank: bool = 
     validation or test split) also one with too few events or pairs to rank (:data:`MIN_EVENTS_TO_RANK`);
     and one whose durations have no spread (:func:`check_spread`).
 
-    Found at load time, i.e. by the pre-flight before anything is written, not after training."""
-    pairs = comparable_pairs(split.durations, split.events)
+    Found at load time, i.e. by the pre-flight before anything is written, not after training. The
+    pairs are counted (O(n log n)) only when an O(n) bound does not already show enough of them."""
     n, e = len(split), int((split.events > 0).sum())
+    if e >= MIN_EVENTS_TO_RANK and _pairs_at_least(split) >= MIN_PAIRS_TO_RANK:
+        check_spread(label, name, split, column)
+        return
+    pairs = comparable_pairs(split.durations, split.events)
     if pairs == 0:
         raise DataError(f"{label}: the {name} split has {n} row(s) and {e} event(s) but no comparable pair (an event "
                         f"before another row's exit), so it cannot be scored; {hint}")
@@ -130,6 +178,18 @@ def check_scorable(label: str, name: str, split: Split, hint: str, rank: bool = 
                         f"few to rank (at least {MIN_EVENTS_TO_RANK} events and {MIN_PAIRS_TO_RANK} pairs; its C-index "
                         f"could take only a few values); {hint}")
     check_spread(label, name, split, column)
+
+
+def _first_event(split: Split) -> tuple[np.ndarray, float]:
+    """(durations as numpy, the earliest event time or inf): a masked min in numpy, 5x torch's on a CPU."""
+    t = split.durations.detach().cpu().numpy()
+    return t, float(np.min(t, where=split.events.detach().cpu().numpy() > 0, initial=np.inf))
+
+
+def _pairs_at_least(split: Split) -> int:
+    """A lower bound on the comparable pairs: the first event pairs with every row that exits after it."""
+    t, first = _first_event(split)
+    return int(np.count_nonzero(t > first))
 
 
 def check_spread(label: str, name: str, split: Split, column: str) -> None:
@@ -141,9 +201,10 @@ def check_spread(label: str, name: str, split: Split, column: str) -> None:
     survival needs one event before another row's exit, in float32 as the model sees the times:
     Uno's C counts only such pairs, the time-dependent AUC needs cases at a horizon and controls
     still at risk after it, the Brier score a time grid inside the follow-up."""
-    t, events = split.durations.double(), split.events > 0
-    if not bool(events.any()) or float(t[events].min()) < float(t.max()):
+    t, first = _first_event(split)  # float32, as the model sees them: compared exactly
+    if first == np.inf or first < float(t.max()):
         return
+    t, events = split.durations, split.events > 0
     low, high = float(t.min()), float(t.max())
     what = (f"all {len(split)} durations are {high:g}" if low == high else
             f"every event is at or after the last exit ({float(t[events].min()):g}, durations {low:g} to {high:g})")
@@ -171,10 +232,17 @@ def _check_splits(label: str, cohort: "Cohort", data: Mapping[str, Any], holdout
 
 
 def _finite(label: str, x: np.ndarray, names: list[str]) -> np.ndarray:
-    """Standardized features must be finite in float32 (an extreme value can overflow the z-score)."""
-    bad = ~np.isfinite(x)
-    if bad.any():
-        row, col = map(int, np.argwhere(bad)[0])
+    """Standardized features must be finite in float32 (an extreme value can overflow the z-score).
+
+    Column by column (a column-major matrix's columns are contiguous; no n x p mask); the row reported
+    is the first bad one, and of its bad columns the first."""
+    first = None
+    for col in range(x.shape[1]):
+        bad = ~np.isfinite(x[:, col])
+        if bad.any() and (first is None or int(np.argmax(bad)) < first[0]):
+            first = (int(np.argmax(bad)), col)
+    if first is not None:
+        row, col = first
         raise DataError(f"{label}: column {names[col]!r} at row {row + 1} is not finite in float32 after "
                         "standardization (an extreme value); rescale or clip the column")
     return x
@@ -257,11 +325,13 @@ def _table_cohort(data: Mapping[str, Any], table: Any, path: str, load_test: Any
     test_table = load_test(schema) if load_test is not None else table
     if load_test is not None:
         test_table.x = schema.fill_missing(test_table.x)
-    scaler = Standardizer().fit(table.x[tr])
+    scaler = Standardizer().fit(table.x, rows=tr)
     names = list(table.feature_names)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is what _finite reports
-        x = _finite(path, scaler.transform(table.x), names)
-        x_test = _finite(str(test_path), scaler.transform(test_table.x), names) if load_test is not None else x
+        # in place: the loader's matrix is ours, and the peak stays this matrix plus the splits (issue 27)
+        x = _finite(path, scaler.transform(table.x, out=table.x), names)
+        x_test = (_finite(str(test_path), scaler.transform(test_table.x, out=test_table.x), names)
+                  if load_test is not None else x)
     train, val = _tensors(x, table.durations, table.events, tr), _tensors(x, table.durations, table.events, va)
     if load_test is not None:
         test = _tensors(x_test, test_table.durations, test_table.events)
@@ -269,6 +339,8 @@ def _table_cohort(data: Mapping[str, Any], table: Any, path: str, load_test: Any
         test = _tensors(x, table.durations, table.events, te) if holdout else val
     cohort = Cohort(train, val, test, names, path, str(test_path or path) if holdout else f"{path} (validation rows)",
                     scaler, {"schema": schema})
+    del x, x_test
+    table.x = test_table.x = None  # the splits hold copies: the whole matrix goes before the checks run
     _check_splits(path, cohort, data, holdout)
     return cohort
 

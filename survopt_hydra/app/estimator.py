@@ -390,7 +390,7 @@ class DeepCoxRegressor(BaseEstimator):
 
         from ..survival.readers import TableSource
         from .predict import scored_batches
-        from .predictor import EVAL_ROWS
+        from .data import EVAL_ROWS
 
         self._check_fitted()
         source = TableSource(self._table(X), PREDICT)
@@ -405,7 +405,7 @@ class DeepCoxRegressor(BaseEstimator):
 
         from ..survival.readers import TableSource
         from .predict import scored_batches
-        from .predictor import EVAL_ROWS
+        from .data import EVAL_ROWS
 
         times, causes = [float(t) for t in times], self.predictor_.causes
         with self._threads():

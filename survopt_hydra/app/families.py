@@ -32,16 +32,16 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..distributed import DistContext, eval_indices, gather_by_index
+from ..distributed import DistContext
 from ..survival import cox_ph_loss
 from ..survival.families import select
 from ..survival.families.metrics import own_time_concordance
-from .components import evaluate, split_forward
+from .components import evaluate, split_outputs
+from .data import EVAL_ROWS
 from .family_fit import COX_HEAD, Head, head_of
 
 #: Training rows whose Breslow-type baseline scores Cox-Time's curves each epoch (seeded, fixed).
 VAL_BASELINE_ROWS = 2048
-EVAL_ROWS = 4096  # rows per forward pass when scoring a split (the trainer's chunks)
 
 
 #: The output layer of each built-in model (app/components.build_model; user_models.BackboneCox).
@@ -85,10 +85,10 @@ class CoxRun:
         return evaluate(model, split, self.ties, ctx)
 
     def finish(self, model: nn.Module, cohort: Any, config: dict[str, Any], best_epoch: int, ctx: Any,
-               run_dir: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+               run_dir: Any, timings: Any = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
         from .predictor import finish_run
 
-        return finish_run(model, cohort, config, best_epoch, ctx, run_dir)
+        return finish_run(model, cohort, config, best_epoch, ctx, run_dir, timings=timings)
 
 
 def _net(model: nn.Module, inputs: tuple[Tensor, ...]) -> Callable[[Tensor], Tensor]:
@@ -175,10 +175,8 @@ class CurveRun:
         model.eval()
         if self.family.time_input:
             return (family or self.fitted(model)).predict(model, split.x).float()
-        ctx = ctx or DistContext()
-        idx = eval_indices(len(split), ctx).to(split.durations.device)
-        out = split_forward(model, split, idx, EVAL_ROWS).float()
-        return gather_by_index(out.reshape(out.shape[0], -1), idx, len(split), ctx)
+        out = split_outputs(model, split, ctx)
+        return out.reshape(out.shape[0], -1)
 
     @torch.no_grad()
     def split_loss(self, model: nn.Module, split: Any, out: Tensor) -> float:
@@ -206,10 +204,10 @@ class CurveRun:
         return family_concordance(family, out.cpu(), split.durations, split.events, self.causes), loss
 
     def finish(self, model: nn.Module, cohort: Any, config: dict[str, Any], best_epoch: int, ctx: Any,
-               run_dir: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+               run_dir: Any, timings: Any = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
         from .family_metrics import finish_curve_run
 
-        return finish_curve_run(self, model, cohort, config, best_epoch, ctx, run_dir)
+        return finish_curve_run(self, model, cohort, config, best_epoch, ctx, run_dir, timings=timings)
 
 
 class FinishedRun:

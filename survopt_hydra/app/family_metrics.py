@@ -17,16 +17,17 @@ S(t | x), and for competing risks the cause-specific ones beside them:
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..survival.bootstrap import LEVEL, RESAMPLES, SEED, bootstrap_intervals
+from ..survival.bootstrap import LEVEL, RESAMPLES, SEED, bootstrap_intervals, subset_rows
 from ..survival.families.metrics import bootstrap_concordance, integrated_cause_specific_brier, own_time_concordance
 from ..survival.timedep import brier_contributions, cumulative_dynamic_auc, uno_cindex, uno_weights
-from .predictor import BOOTSTRAP_MAX_ROWS, FORMAT_FAMILY, IBS_POINTS, horizons
+from .predictor import BOOTSTRAP_MAX_ROWS, FORMAT_FAMILY, IBS_POINTS, PREDICTION_ROWS, horizons
 
 CIF_PREFIX = "cif{k}@"  # test_predictions.csv: CIF_k(h | x) per cause k and horizon h (competing risks)
 
@@ -94,21 +95,25 @@ def curve_split_metrics(name: str, family: Any, out: torch.Tensor, split: Any, t
 
 
 def finish_curve_run(run: Any, model: torch.nn.Module, cohort: Any, config: dict[str, Any], best_epoch: int,
-                     ctx: Any = None, run_dir: Path | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+                     ctx: Any = None, run_dir: Path | None = None,
+                     timings: Any = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(extra metrics, predictor artefact or None) for a family run's best model (``run``: its
-    :class:`.families.CurveRun`); with ``run_dir`` the test rows' predictions to ``test_predictions.csv``."""
+    :class:`.families.CurveRun`); with ``run_dir`` the test rows' predictions to ``test_predictions.csv``
+    (timed as a write in ``timings``, :class:`.timings.Timings`, when given)."""
     family = run.fitted(model.eval(), final=True)
     at, t50 = horizons(cohort.train), risk_time(cohort.train)
     metrics: dict[str, Any] = {"family": run.name, "cindex_kind": "antolini" if run.causes == 1 else
                                "cause_specific_mean", "risk_time": t50, "causes": run.causes, "horizons": at,
                                "uno_tau": max(at), "bootstrap_resamples": RESAMPLES, "bootstrap_seed": SEED,
-                               "bootstrap_rows": min(len(cohort.test), BOOTSTRAP_MAX_ROWS)}
+                               "bootstrap_rows": min(len(cohort.test), BOOTSTRAP_MAX_ROWS),
+                               "test_predictions_rows": min(len(cohort.test), PREDICTION_ROWS)}
     for name, split in (("test", cohort.test), ("val", cohort.val)):
         out = run.outputs(model, split, ctx, family)
         metrics.update(curve_split_metrics(name, family, out, split, cohort.train, at, t50, run.causes,
                                            intervals=name == "test"))
         if name == "test" and run_dir is not None:
-            write_curve_predictions(Path(run_dir), family, out.cpu(), split, at, t50, run.causes)
+            with timings.phase("writes") if timings is not None else contextlib.nullcontext():
+                write_curve_predictions(Path(run_dir), family, out.cpu(), split, at, t50, run.causes)
     common = {"family": family.to_dict(), "risk_time": t50, "causes": run.causes, "best_epoch": best_epoch,
               "horizons": at, "model": config["model"], "data_source": cohort.source}
     images = cohort.extra.get("images")
@@ -124,13 +129,17 @@ def finish_curve_run(run: Any, model: torch.nn.Module, cohort: Any, config: dict
 
 def write_curve_predictions(run_dir: Path, family: Any, out: torch.Tensor, split: Any, at: list[float], t50: float,
                             causes: int) -> None:
-    """``test_predictions.csv`` as a Cox run writes it (duration, event, risk, ``surv@<h>``), plus
-    ``cif<k>@<h>`` per cause with competing risks (the event column holds the cause)."""
+    """``test_predictions.csv`` as a Cox run writes it (duration, event, risk, ``surv@<h>``; the same
+    bounded subset of rows, :func:`.predictor.write_test_predictions`), plus ``cif<k>@<h>`` per cause
+    with competing risks (the event column holds the cause)."""
     from .checkpoint import write_text_atomic
     from .plots import PREDICTIONS, SURV_PREFIX
 
+    rows = torch.from_numpy(subset_rows(len(split), PREDICTION_ROWS, SEED))
+    out = out[rows]
     risk = 1.0 - family.survival(out, [t50])[:, 0]
-    cols = [split.durations.cpu().double(), split.events.cpu().double(), risk, *family.survival(out, at).T]
+    cols = [split.durations.cpu().double()[rows], split.events.cpu().double()[rows], risk,
+            *family.survival(out, at).T]
     header = ["duration", "event", "risk", *(f"{SURV_PREFIX}{h:g}" for h in at)]
     if causes > 1:
         cif = family.cif(out, at)

@@ -26,7 +26,7 @@ import os
 import stat
 import warnings
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 

@@ -140,7 +140,7 @@ class RunOutputs:
 #: by :func:`archive_old_results` before a fresh start, so old results never sit beside new ones.
 RESULT_FILES = ("last.pt", "last.prev.pt", "best.pt", "metrics.json", "epochs.csv", "lr_steps.csv", "monitors.csv",
                 "curves.png", "lr_schedule.png", "tb", "status.json", "predictor.json", "calibration.png",
-                "risk_groups.png", "metrics.csv", "test_predictions.csv")
+                "risk_groups.png", "metrics.csv", "test_predictions.csv", "timings.json")
 RESULT_PATTERNS = ("last.pt.shards-*", "last.prev.pt.shards-*", ".*.pt.*.tmp")
 
 

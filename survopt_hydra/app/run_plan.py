@@ -26,6 +26,7 @@ class RunPlan:
     rows_per_rank: int  # training rows each rank holds per epoch (DistributedSampler's count)
     n_batches: int  # training batches per epoch on each rank
     family: Any = None  # the fitted library family (survival.families), None for family=cox
+    timings: Any = None  # .timings.Timings: start-up and load so far; the trainer goes on with it
 
     @property
     def steps_per_epoch(self) -> int:
@@ -62,10 +63,15 @@ def plan_run(cfg: Mapping[str, Any], settings: dict[str, dict[str, Any]] | None 
     trainer = settings["trainer"]
     check_packages(trainer)
     world = check_launch(cfg)  # ddp/zero/fsdp without torchrun, none under torchrun
+    from .data import load_cohort
+    from .timings import Timings
+
     pick_device(trainer["device"])
-    cohort = (load_data or load_cohort_once)(settings["data"])
+    timings = Timings()
+    with timings.phase("load"):  # under torchrun each rank keeps its shard only: the whole cohort is not cached
+        cohort = (load_data or (load_cohort_once if world == 1 else load_cohort))(settings["data"])
     family = fit_family(settings, cohort)
     rows = math.ceil(len(cohort.train) / world)
     n_batches = batches_per_rank(len(cohort.train), trainer["batch_size"], world)
     check_run(cfg, trainer, n_batches, rows)
-    return RunPlan(settings, world, cohort, rows, n_batches, family)
+    return RunPlan(settings, world, cohort, rows, n_batches, family, timings)

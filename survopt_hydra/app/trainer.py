@@ -58,6 +58,7 @@ from .outputs import RunOutputs, archive_old_results, summary_line
 from .run_plan import RunPlan, plan_run
 from .run_checkpoints import RunCheckpoints
 from .state import FaultInjection, GracefulStop, Progress, RunInterrupted, lock_run_dir, unlock_run_dir
+from .timings import Timings
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class Trainer:
         from hydra.utils import instantiate
 
         plan = plan or plan_run(cfg)  # the one validation pass (the pre-flight hands over its own)
+        self.timings, tic = plan.timings or Timings(), time.perf_counter()  # timings.json: where the time went
         self.t = t = plan.settings["trainer"]
         self.dist = instantiate(cfg.distributed) if cfg.get("distributed") is not None else DistributedSettings()
         self.ctx = self.dist.setup(device=pick_device(t["device"]))  # one-line ConfigError without torchrun
@@ -116,6 +118,7 @@ class Trainer:
             self.resumed = self.checkpoints.resume(t["resume"], t["max_epochs"])
             self.faults.wrap_backward(self.engine, self.progress.epoch * self.n_batches)
             self.stop = GracefulStop()
+            self.timings.add("setup", time.perf_counter() - tic)
         except BaseException:  # every rank fails the same way here (same config, same data, rank 0's checkpoint)
             for name in ("engine", "model", "optimizer", "checkpoints"):  # DDP/ZeRO hold the process group
                 self.__dict__.pop(name, None)
@@ -124,12 +127,19 @@ class Trainer:
 
     # -- set-up ------------------------------------------------------------------------
     def _setup_data(self, plan: RunPlan) -> Cohort:
-        """The cohort the plan loaded (``data`` group), on the device; batches per rank."""
+        """The cohort the plan loaded (``data`` group), on the device; batches per rank. Under torchrun each
+        rank keeps the inputs of its own rows only (:meth:`.data.Cohort.sharded`)."""
         if plan.world_size != self.ctx.world_size:  # the launch the plan read is the one setup() joined
             raise ConfigError("distributed.strategy", f"planned for {plan.world_size} ranks but the process group "
                                                       f"has {self.ctx.world_size}")
         self.rows_per_rank, self.n_batches = plan.rows_per_rank, plan.n_batches
-        return plan.cohort.to(self.ctx.device)
+        # Cox on tensors: each rank keeps its rows' inputs only. A family indexes its training targets by
+        # position in the whole split, and image files are read per batch anyway: those keep every row.
+        self.sharded = self.ctx.world_size > 1 and plan.family is None and isinstance(plan.cohort.train, Split)
+        cohort = plan.cohort.sharded(self.ctx, self.t["seed"]) if self.sharded else plan.cohort
+        cohort = cohort.to(self.ctx.device)
+        self.train_rows = cohort.train.local()  # what _train_epoch draws batches from
+        return cohort
 
     def _setup_optimizer(self, node: DictConfig) -> torch.optim.Optimizer:
         """``optimizer`` group through the distributed strategy (ZeRO wraps it; LR scaled, recorded)."""
@@ -180,7 +190,7 @@ class Trainer:
             return self.resumed["metrics"]  # type: ignore[index]
         self._describe()
         self._setup_outputs()
-        t, p, ctx = self.t, self.progress, self.ctx
+        t, p, ctx, tm = self.t, self.progress, self.ctx, self.timings
         end = min(t["max_epochs"], t["stop_after_epochs"] or t["max_epochs"])
         try:
             with self.stop:  # SIGTERM / Ctrl-C: finish the epoch, save last.pt, raise RunInterrupted
@@ -188,16 +198,20 @@ class Trainer:
                     tic = time.perf_counter()
                     seed_everything(epoch_seed(t["seed"], epoch) + ctx.rank)  # own dropout masks per rank
                     lrs = self.engine.lrs()
-                    train_loss = self._train_epoch(epoch)
+                    with tm.phase("train"):
+                        train_loss = self._train_epoch(epoch)
                     self._check_loss(epoch, train_loss)
-                    val_c, val_loss = self._validate()
+                    with tm.phase("validate"):
+                        val_c, val_loss = self._validate()
                     self.engine.end_epoch({"val_cindex": val_c, "val_loss": val_loss, "train_loss": train_loss})
                     row = {"epoch": epoch + 1, "train_loss": train_loss, "val_cindex": val_c, "val_loss": val_loss,
                            **{f"lr/{k}": v for k, v in lrs.items()}, "seconds": time.perf_counter() - tic}
-                    self._record(row)
+                    with tm.phase("record"):
+                        self._record(row)
                     stop = ctx.any_rank(self.stop.requested)  # a signal may reach the ranks at different batches
                     if self.checkpoints.due(p.done or epoch + 1 >= end or stop):
-                        self.checkpoints.save_with_best()
+                        with tm.phase("checkpoints"):
+                            self.checkpoints.save_with_best()
                     if p.done:
                         break
                     self._stop_if_asked()
@@ -241,9 +255,12 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> float:
         """One pass over the training rows; the mean loss of the batches that held a comparable pair."""
-        e, data, ctx = self.engine, self.cohort.train, self.ctx
+        e, data, ctx = self.engine, self.train_rows, self.ctx
         e.train_mode()
-        if ctx.world_size > 1:  # DistributedSampler: a disjoint share per rank, reshuffled per epoch
+        if self.sharded:  # this rank's own shard of the rows (Cohort.sharded), reshuffled per epoch
+            g = torch.Generator().manual_seed(self.t["seed"] + epoch)
+            perm = torch.randperm(len(data), generator=g).to(ctx.device)
+        elif ctx.world_size > 1:  # DistributedSampler: a disjoint share of the whole split per rank, per epoch
             perm = shard_indices(len(data), epoch, self.t["seed"], ctx).to(ctx.device)
         else:
             perm = torch.randperm(len(data), device=ctx.device)  # global RNG, seeded per epoch
@@ -346,11 +363,29 @@ class Trainer:
 
     def _finish(self) -> dict[str, Any]:
         """Best weights back, the test set scored once, metrics.json, predictor.json, the final last.pt."""
-        p, ctx = self.progress, self.ctx
+        p, ctx, tm = self.progress, self.ctx, self.timings
         if p.best_weights is None:
             raise TrainingError("the validation C-index was never finite; no epoch to select (see epochs.csv)")
         if ctx.is_main:
-            self.checkpoints.sync_best(reread=True)  # verified before metrics.json names its epoch
+            with tm.phase("checkpoints"):
+                self.checkpoints.sync_best(reread=True)  # verified before metrics.json names its epoch
+        with tm.phase("final_metrics"):
+            metrics, artefact = self._final_metrics()
+        with tm.phase("writes"):
+            if ctx.is_main:
+                from .predictor import write_predictor
+
+                write_predictor(self.run_dir, artefact)
+            self.outputs.finish(metrics, p.history, p.lr_steps)
+        with tm.phase("checkpoints"):
+            self.checkpoints.save(finished=True, metrics=metrics)
+        if ctx.is_main:
+            tm.write(self.run_dir)
+        return metrics
+
+    def _final_metrics(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """(metrics, predictor artefact) of the best weights; test_predictions.csv (rank 0, timed as a write)."""
+        p, ctx = self.progress, self.ctx
         load_model_state_dict(self.model, p.best_weights, ctx)
         test_c, test_loss = self.family.evaluate(self.model, self.cohort.test, ctx, final=True)
         best_row = next((r for r in p.history if r["epoch"] == p.best_epoch), {})
@@ -364,15 +399,10 @@ class Trainer:
                    "n_train": len(self.cohort.train), "n_val": len(self.cohort.val), "n_test": len(self.cohort.test),
                    "test_source": self.cohort.test_source, "world_size": ctx.world_size,
                    "lr_scale": self.dist.lr_scale}
-        from .predictor import write_predictor  # S(t|x), time-dependent metrics, predictor.json
         extra, artefact = self.family.finish(self.model, self.cohort, self.config, p.best_epoch, ctx,
-                                             self.run_dir if ctx.is_main else None)
+                                             self.run_dir if ctx.is_main else None, timings=self.timings)
         metrics.update(extra)
-        if ctx.is_main:
-            write_predictor(self.run_dir, artefact)
-        self.outputs.finish(metrics, p.history, p.lr_steps)
-        self.checkpoints.save(finished=True, metrics=metrics)
-        return metrics
+        return metrics, artefact
 
     def _close(self) -> None:
         for close in ((self.sink.close if self.sink is not None else None), self.outputs.close):

@@ -113,6 +113,14 @@ def _point_values(risk: Tensor, durations: Tensor, events: Tensor, uno: Tensor |
     return out
 
 
+def subset_rows(n: int, max_rows: int, seed: int = SEED) -> np.ndarray:
+    """The ``max_rows`` of ``n`` rows (sorted, drawn without replacement, seeded by (seed, n)) that
+    :func:`bootstrap_intervals` resamples above ``max_rows``; all rows at or below it."""
+    if n <= max_rows:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([seed, n]).choice(n, max_rows, replace=False))
+
+
 def bootstrap_intervals(risk: ArrayLike, durations: ArrayLike, events: ArrayLike, *,
                         uno_weights: ArrayLike | None = None, ibs_terms: ArrayLike | None = None,
                         resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL,
@@ -130,7 +138,7 @@ def bootstrap_intervals(risk: ArrayLike, durations: ArrayLike, events: ArrayLike
         values = bootstrap_metrics(*vectors[:3], uno_weights=vectors[3], ibs_terms=vectors[4], resamples=resamples,
                                    seed=seed)
         return {k: percentile_interval(v, level) for k, v in values.items()}
-    rows = torch.from_numpy(np.sort(np.random.default_rng([seed, n]).choice(n, max_rows, replace=False)))
+    rows = torch.from_numpy(subset_rows(n, max_rows, seed))
     part = [v[rows.to(v.device)] if v is not None else None for v in vectors]
     values = bootstrap_metrics(*part[:3], uno_weights=part[3], ibs_terms=part[4], resamples=resamples, seed=seed)
     full, sub = _point_values(*vectors), _point_values(*part)

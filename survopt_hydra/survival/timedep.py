@@ -60,6 +60,15 @@ def kaplan_meier(durations: ArrayLike, events: ArrayLike, reverse: bool = False,
     return torch.cat([inf, times]), torch.cat([torch.ones_like(inf), prob])
 
 
+def _censoring(censoring: tuple[Tensor, Tensor] | None, train_durations: ArrayLike, train_events: ArrayLike,
+               device: torch.device | None) -> tuple[Tensor, Tensor]:
+    """G, the KM of the training rows' censoring: ``censoring`` when the caller fitted it once
+    (``kaplan_meier(train_durations, train_events, reverse=True)``; every metric of a run shares it), else fitted."""
+    if censoring is None:
+        return kaplan_meier(train_durations, train_events, reverse=True, device=device)
+    return censoring[0].to(device or "cpu", torch.float64), censoring[1].to(device or "cpu", torch.float64)
+
+
 def step_at(times: Tensor, values: Tensor, at: Tensor) -> Tensor:
     """A right-continuous step function (``values`` from each of the sorted ``times`` on) read at ``at``."""
     idx = torch.searchsorted(times, at.contiguous(), right=True) - 1
@@ -67,10 +76,14 @@ def step_at(times: Tensor, values: Tensor, at: Tensor) -> Tensor:
 
 
 def uno_weights(durations: ArrayLike, events: ArrayLike, train_durations: ArrayLike, train_events: ArrayLike,
-                tau: float | None = None, device: torch.device | None = None) -> Tensor:
-    """Uno's weight of each row as the event of a pair: 1 / G(t_i)^2 for an event before ``tau``, else 0."""
+                tau: float | None = None, device: torch.device | None = None, *,
+                censoring: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """Uno's weight of each row as the event of a pair: 1 / G(t_i)^2 for an event before ``tau``, else 0.
+
+    ``censoring`` (here and below): G already fitted, ``kaplan_meier(train_durations, train_events,
+    reverse=True)``, so several metrics of one run fit it once (at 7 x 10^5 training rows, 0.1 s a fit)."""
     t, e = _f64(durations, device).reshape(-1), _f64(events, device).reshape(-1) > 0
-    gt, gv = kaplan_meier(train_durations, train_events, reverse=True, device=device)
+    gt, gv = _censoring(censoring, train_durations, train_events, device)
     g = step_at(gt, gv, t)
     keep = e if tau is None else e & (t < tau)
     if bool((g[keep] == 0).any()):
@@ -79,9 +92,10 @@ def uno_weights(durations: ArrayLike, events: ArrayLike, train_durations: ArrayL
 
 
 def uno_cindex(risk: ArrayLike, durations: ArrayLike, events: ArrayLike, train_durations: ArrayLike,
-               train_events: ArrayLike, tau: float | None = None, tied_tol: float = 1e-8) -> float:
+               train_events: ArrayLike, tau: float | None = None, tied_tol: float = 1e-8, *,
+               censoring: tuple[Tensor, Tensor] | None = None) -> float:
     """Uno's concordance (IPCW weights 1/G(t_i)^2), truncated at ``tau``: only events before tau count."""
-    w = uno_weights(durations, events, train_durations, train_events, tau, device_of(risk))
+    w = uno_weights(durations, events, train_durations, train_events, tau, device_of(risk), censoring=censoring)
     pairs = ConcordanceCounts(risk, durations, events, tied_tols=(tied_tol,), caller="uno_cindex")
     [(num, den)] = pairs.sums(event_weights=[w])
     if float(den) == 0:
@@ -94,12 +108,13 @@ def _rows_per_block(n_times: int) -> int:
 
 
 def _brier_blocks(surv: SurvivalScores, times: ArrayLike, durations: ArrayLike, events: ArrayLike,
-                  train_durations: ArrayLike, train_events: ArrayLike) -> tuple[Tensor, Iterator[Tensor]]:
+                  train_durations: ArrayLike, train_events: ArrayLike,
+                  censoring: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Iterator[Tensor]]:
     """(times, then per row block: the (rows, len(times)) IPCW Brier terms whose column means are the scores)."""
     device = surv.device if isinstance(surv, Tensor) and surv.device.type == "cuda" else None
     tk = _f64(times, device).reshape(-1)
     y, e = _f64(durations, device).reshape(-1), _f64(events, device).reshape(-1) > 0
-    gt, gv = kaplan_meier(train_durations, train_events, reverse=True, device=device)
+    gt, gv = _censoring(censoring, train_durations, train_events, device)
     inv_y, inv_t = _inverse(step_at(gt, gv, y)), _inverse(step_at(gt, gv, tk))
     n, step = y.numel(), _rows_per_block(tk.numel())
 
@@ -138,10 +153,11 @@ def _check_grid(tk: Tensor) -> None:
 
 
 def brier_contributions(surv: SurvivalScores, times: ArrayLike, durations: ArrayLike, events: ArrayLike,
-                        train_durations: ArrayLike, train_events: ArrayLike) -> Tensor:
+                        train_durations: ArrayLike, train_events: ArrayLike, *,
+                        censoring: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """Each row's share of the integrated Brier score (its trapezoid integral over ``times`` divided
     by their span): the IBS is their mean, and a resample's IBS their count-weighted mean."""
-    tk, blocks = _brier_blocks(surv, times, durations, events, train_durations, train_events)
+    tk, blocks = _brier_blocks(surv, times, durations, events, train_durations, train_events, censoring)
     _check_grid(tk)
     dt = torch.diff(tk)
     trapezoid = torch.zeros_like(tk)  # integral of a piecewise-linear curve = sum of its values x these
@@ -158,7 +174,8 @@ def integrated_brier_score(surv: SurvivalScores, times: ArrayLike, durations: Ar
 
 def cumulative_dynamic_auc(risk: ArrayLike, times: ArrayLike, durations: ArrayLike, events: ArrayLike,
                            train_durations: ArrayLike, train_events: ArrayLike,
-                           tied_tol: float = 1e-8) -> tuple[list[float], float]:
+                           tied_tol: float = 1e-8, *,
+                           censoring: tuple[Tensor, Tensor] | None = None) -> tuple[list[float], float]:
     """Cumulative/dynamic AUC at each time (cases: event by t, IPCW-weighted; controls: alive after t)
     and its mean weighted by the test set's KM drop over the times.
 
@@ -168,7 +185,7 @@ def cumulative_dynamic_auc(risk: ArrayLike, times: ArrayLike, durations: ArrayLi
     tk = _f64(times, device).reshape(-1)
     y, e = _f64(durations, device).reshape(-1), _f64(events, device).reshape(-1) > 0
     r = _f64(risk, device)
-    gt, gv = kaplan_meier(train_durations, train_events, reverse=True, device=device)
+    gt, gv = _censoring(censoring, train_durations, train_events, device)
     g = step_at(gt, gv, y)
     ipcw = torch.where(e, 1.0 / g.clamp(min=1e-300), torch.zeros_like(g))
     zero = torch.zeros(1, dtype=torch.float64, device=device)
