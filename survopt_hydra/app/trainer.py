@@ -138,7 +138,7 @@ class Trainer:
         self.sharded = self.ctx.world_size > 1 and plan.family is None and isinstance(plan.cohort.train, Split)
         cohort = plan.cohort.sharded(self.ctx, self.t["seed"]) if self.sharded else plan.cohort
         cohort = cohort.to(self.ctx.device)
-        self.train_rows = cohort.train.local()  # what _train_epoch draws batches from
+        self.train_rows = cohort.train.local() if self.sharded else cohort.train  # what _train_epoch draws from
         return cohort
 
     def _setup_optimizer(self, node: DictConfig) -> torch.optim.Optimizer:
