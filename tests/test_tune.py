@@ -1,6 +1,8 @@
 """scripts/tune.py: the search sees validation figures only; the test set is scored after the choice."""
 from __future__ import annotations
 
+import math
+
 import json
 import logging
 import sys
@@ -217,6 +219,41 @@ def test_pruned_trials_stop_early_and_are_never_chosen(monkeypatch) -> None:
     seen.clear()
     _, records = tune.search(["data=gbsg2"], trials=8, seconds=None, log=lambda _: None, folds=5, prune=False)
     assert len(seen) == 8 * 5 and not any(r["pruned"] for r in records)
+
+
+def test_a_diverged_fold_fails_its_trial_and_the_search_goes_on(monkeypatch) -> None:
+    """A config whose run raises TrainingError (diverged) on its second fold: the trial stops there, is
+    recorded as failed with the reason and a NaN value, is never the choice, and later trials still run.
+    (A stub app: LR > 0.01 diverges on fold 1; the others validate 0.6 + LR.)"""
+    seen: list[list[str]] = []
+
+    def run(overrides: list[str]) -> dict:
+        seen.append(overrides)
+        value = dict(o.split("=", 1) for o in overrides)
+        lr, fold = float(value["optimizer.lr"]), int(value["data.fold"])
+        if lr > 0.01 and fold == 1:
+            return {"monitor": "val_cindex", "value": math.nan, "val_cindex": math.nan, "best_epoch": 0,
+                    "epochs_run": 0, "seconds": 0.0, "failed": "training diverged: epoch 2's training loss ..."}
+        return {"monitor": "val_cindex", "value": 0.6 + lr, "val_cindex": 0.6 + lr, "best_epoch": 1, "epochs_run": 1,
+                "seconds": 0.0, "failed": ""}
+
+    monkeypatch.setattr(tune, "run_validation_only", run)
+    study, records = tune.search(["data=gbsg2"], trials=12, seconds=None, log=lambda _: None, folds=5, prune=False)
+    failed = [r for r in records if r["failed"]]
+    assert failed and len(records) == 12  # the search went on after the first failure
+    for r in failed:
+        assert "optimizer.lr=" in r["overrides"] and float(r["overrides"].split("optimizer.lr=")[1].split()[0]) > 0.01
+        assert len(r["val_cindex_folds"].split()) == 2 and "diverged" in r["failed"] and math.isnan(r["value"])
+    assert len(seen) == sum(len(r["val_cindex_folds"].split()) for r in records)
+    best = records[study.best_trial.number]
+    assert not best["failed"] and study.best_value == max(r["value"] for r in records if not r["failed"])
+
+
+def test_the_app_reports_a_diverged_trial_as_failed() -> None:
+    """The real app at optimizer.lr=1e9 diverges (trainer.max_loss_ratio): the trial's fold is a failure with
+    the trainer's reason, not an exception that ends the whole search."""
+    result = tune.run_validation_only(["data=gbsg2", "optimizer.lr=1e9", "trainer.max_epochs=3"])
+    assert math.isnan(result["value"]) and result["failed"].startswith("training diverged")
 
 
 # ---------------------------------------------------------------- one study, several processes (--storage)

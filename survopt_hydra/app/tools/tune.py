@@ -271,14 +271,20 @@ def run_validation_only(overrides: list[str]) -> dict[str, Any]:
     from survopt_hydra.app.compose import compose_train
     from survopt_hydra.app.trainer import train
 
+    from survopt_hydra.app.trainer import TrainingError
+
     cfg = compose_train([*overrides, *TRIAL_OVERRIDES])  # last.pt on the default time cadence: at the end only
     tic = time.perf_counter()
-    with tempfile.TemporaryDirectory() as run_dir, contextlib.redirect_stdout(io.StringIO()):
-        metrics = train(cfg, Path(run_dir))
+    try:
+        with tempfile.TemporaryDirectory() as run_dir, contextlib.redirect_stdout(io.StringIO()):
+            metrics = train(cfg, Path(run_dir))
+    except TrainingError as exc:  # diverged, or learnt nothing: this config failed, the search goes on
+        return {"monitor": str(cfg.trainer.monitor), "value": math.nan, "val_cindex": math.nan, "best_epoch": 0,
+                "epochs_run": 0, "seconds": round(time.perf_counter() - tic, 3), "failed": str(exc).splitlines()[0]}
     monitor = metrics.get("monitor", "val_cindex")
     return {"monitor": monitor, "value": metrics[monitor], "val_cindex": metrics["val_cindex"],
             "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
-            "seconds": round(time.perf_counter() - tic, 3)}  # every test_* figure is dropped here, unread
+            "seconds": round(time.perf_counter() - tic, 3), "failed": ""}  # every test_* figure is dropped, unread
 
 
 def search(base: list[str], trials: int | None, seconds: float | None, sampler_seed: int = 0,
@@ -297,7 +303,9 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
     the median of earlier trials at the same number of folds: a config that loses on the first
     folds rarely wins on the rest, and the budget goes to more trials. A pruned trial is recorded
     (``pruned``, its partial mean) but can never be the choice; a complete trial's value is the
-    mean over all K folds, as without pruning.
+    mean over all K folds, as without pruning. A fold that ends in a :class:`~survopt_hydra.app.trainer.TrainingError`
+    (diverged, or learnt nothing) fails its trial there: recorded with the reason (``failed``), never
+    the choice, and the search goes on.
 
     With ``storage`` (an RDB URL, :func:`open_study`) the study ``study_name`` lives in that database and
     several processes, on one machine or many, add trials to it; ``trials`` counts this process's. The
@@ -336,6 +344,8 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
         pruned = False
         for first in range(0, len(parts), width):  # a group of folds side by side, then a look at the pruner
             results += run_all(run_validation_only, [[*base, *drawn, *part] for part in parts[first:first + width]])
+            if any(r.get("failed") for r in results):  # a fold diverged: the config failed, its other folds are moot
+                break
             if len(results) < len(parts):
                 trial.report(statistics.fmean(r["value"] for r in results), step=len(results))
                 if trial.should_prune():
@@ -347,19 +357,21 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
                   "val_cindex_folds": " ".join(f"{r['val_cindex']:.4f}" for r in results),
                   "best_epoch": max(r["best_epoch"] for r in results),
                   "epochs_run": max(r["epochs_run"] for r in results),
-                  "seconds": round(sum(r["seconds"] for r in results), 3), "pruned": pruned}
+                  "seconds": round(sum(r["seconds"] for r in results), 3), "pruned": pruned,
+                  "failed": next((r["failed"] for r in results if r.get("failed")), "")}
         trial.set_user_attr("overrides", drawn)
         for k in ("best_epoch", "epochs_run", "seconds"):
             trial.set_user_attr(k, result[k])
         tag = "baseline" if trial.user_attrs.get("baseline") else ""
         records.append({"trial": trial.number, "overrides": " ".join(drawn), "baseline": bool(tag), **result})
         trial.set_user_attr("record", records[-1])  # trials.csv's row, for whichever process writes it
-        done = [r["value"] for r in records if not r["pruned"]]
+        done = [r["value"] for r in records if not r["pruned"] and not r.get("failed")]
         best = (max if direction == "maximize" else min)(done) if done else float("nan")
-        state = f"pruned after {len(results)} of {len(parts)} folds" if pruned else f"{result['monitor']}"
+        state = (f"failed on fold {len(results)} ({result['failed']})" if result["failed"] else
+                 f"pruned after {len(results)} of {len(parts)} folds" if pruned else f"{result['monitor']}")
         log(f"trial {trial.number}{' (the base config)' if tag else ''}: {state} {result['value']:.4f} "
             f"(best {best:.4f}) {result['seconds']:.1f}s  {' '.join(drawn)}")
-        if pruned:
+        if pruned or result["failed"]:  # recorded, never the choice (a failed one: a pruned trial to Optuna)
             raise optuna.TrialPruned()
         return result["value"]
 
@@ -742,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
                                     baseline=not args.no_baseline, jobs=args.jobs, prune=not args.no_prune,
                                     storage=args.storage, study_name=args.study_name, families=args.families)
         search_s = time.perf_counter() - tic
-        complete = [r for r in records if not r["pruned"]]
+        complete = [r for r in records if not r["pruned"] and not r.get("failed")]
         if args.search_only:
             best = (f", best validation {study.best_value:.4f} (trial {study.best_trial.number})" if complete else "")
             print(f"searched for {search_s:.0f} s; the study {args.study_name!r} holds {len(records)} finished trials "
