@@ -22,6 +22,7 @@ exp(-1e13) either way, and the loss and gradients stay finite in float32 for out
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from typing import ClassVar
@@ -86,11 +87,13 @@ class ParametricAFT(SurvivalFamily):
         ls = log_sigma(outputs[:, 1])
         return (u - outputs[:, 0]) * torch.exp(-ls), ls
 
-    def log_density(self, z: Tensor) -> Tensor:  # pragma: no cover - each distribution defines it
-        raise NotImplementedError
+    @abc.abstractmethod
+    def log_density(self, z: Tensor) -> Tensor:
+        """log f(z) of the standardised error distribution."""
 
-    def log_survival(self, z: Tensor) -> Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def log_survival(self, z: Tensor) -> Tensor:
+        """log S(z) of the standardised error distribution."""
 
     def loss(self, outputs: Tensor, target: dict[str, Tensor]) -> Tensor:
         with no_autocast(outputs):

@@ -22,6 +22,7 @@ Event codes: 0 = censored, 1..K = cause. Single-risk families accept 0/1 only.
 """
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 from typing import Any, ClassVar
@@ -74,7 +75,7 @@ def event_mean(per_row: Tensor, weight: Tensor) -> Tensor:
 
 
 @dataclasses.dataclass(frozen=True)
-class SurvivalFamily:
+class SurvivalFamily(abc.ABC):
     """Base class: the defaults are those of a family whose network maps x -> outputs directly."""
 
     name: ClassVar[str] = ""
@@ -85,21 +86,24 @@ class SurvivalFamily:
         return 1
 
     @property
-    def n_outputs(self) -> int:  # pragma: no cover - every family defines it
-        raise NotImplementedError
+    @abc.abstractmethod
+    def n_outputs(self) -> int:
+        """Outputs the network gives per row."""
 
     def fit(self, durations: ArrayLike, events: ArrayLike) -> "SurvivalFamily":
         as_labels(durations, events, self.n_risks, self.name)
         return self
 
-    def transform(self, durations: ArrayLike, events: ArrayLike) -> dict[str, Tensor]:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def transform(self, durations: ArrayLike, events: ArrayLike) -> dict[str, Tensor]:
+        """The loss's targets of these labels (tensors, one row per label)."""
 
     def forward(self, net: torch.nn.Module, x: Tensor, target: dict[str, Tensor]) -> Any:
         return net(x)
 
-    def loss(self, outputs: Any, target: dict[str, Tensor]) -> Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def loss(self, outputs: Any, target: dict[str, Tensor]) -> Tensor:
+        """The batch's mean negative log-likelihood (fp32), from :meth:`forward`'s outputs and the targets."""
 
     def fit_baseline(self, net: torch.nn.Module, x: Tensor, durations: ArrayLike, events: ArrayLike
                      ) -> "SurvivalFamily":
@@ -116,8 +120,9 @@ class SurvivalFamily:
             out = net(x)
         return out.reshape(out.shape[0], -1)
 
-    def survival(self, outputs: Tensor, times: ArrayLike) -> Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def survival(self, outputs: Tensor, times: ArrayLike) -> Tensor:
+        """(n, len(times)) S(t | x) in float64."""
 
     def cif(self, outputs: Tensor, times: ArrayLike) -> Tensor:
         """(n, n_risks, len(times)); for one risk CIF = 1 - S."""

@@ -8,7 +8,9 @@ CIF) values at the cuts, and what its loss is.
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
+
 import torch
 from torch import Tensor
 
@@ -99,9 +101,9 @@ class DiscreteTimeFamily(SurvivalFamily):
             raise ValueError(f"{self.name}: outputs must have shape (n, {self.n_outputs}), got {tuple(outputs.shape)}")
         return outputs
 
-    def grid_survival(self, outputs: Tensor) -> Tensor:  # pragma: no cover - every subclass defines it
+    @abc.abstractmethod
+    def grid_survival(self, outputs: Tensor) -> Tensor:
         """(n, m) S(cut_j | x) in float64."""
-        raise NotImplementedError
 
     def survival(self, outputs: Tensor, times: ArrayLike | list[float]) -> Tensor:
         """(n, len(times)) S(t | x), interpolated between cuts by ``self.interpolation``."""
