@@ -56,164 +56,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .search_space import (COX_ONLY, FAMILY_SPACE, SPACE, override_key, baseline_params,  # noqa: F401 (tune.SPACE ...)
+                           draw_overrides, search_families, searched)
+from .study_storage import check_storage_flags, check_study, open_study, study_records, study_settings
 
-WIDTHS = (16, 32, 64, 128, 256)
-
-
-def _hidden(trial: Any) -> str:
-    width = trial.suggest_categorical("width", list(WIDTHS))
-    depth = trial.suggest_int("depth", 1, 3)
-    return "[" + ",".join([str(width)] * depth) + "]"
-
-
-# key -> how a trial draws its value (a string, as on the command line). Why each is here:
-# LR and weight decay matter most for an MLP under AdamW (LR from 1e-3: in 359 trials of two
-# bench_survival runs on the four DeepSurv cohorts, 2026-12-01, no LR below 1e-3 came within 0.005
-# of a cohort's best validation figure, and those trials took 1.5-2.6x as long); width x depth
-# with dropout lets large cohorts use a larger, more regularised model; the batch size sets the
-# Cox risk sets (a batch is a risk set) and the update noise; Efron ties are the better partial
-# likelihood on tied times.
-SPACE: dict[str, Callable[[Any], str]] = {
-    "optimizer.lr": lambda t: f"{t.suggest_float('lr', 1e-3, 1e-1, log=True):.6g}",
-    "optimizer.weight_decay": lambda t: f"{t.suggest_float('weight_decay', 1e-5, 0.3, log=True):.6g}",
-    "model.hidden": _hidden,
-    "model.dropout": lambda t: f"{t.suggest_float('dropout', 0.0, 0.6):.4g}",
-    "trainer.batch_size": lambda t: str(t.suggest_categorical("batch_size", [64, 128, 256, 512])),
-    "trainer.ties": lambda t: t.suggest_categorical("ties", ["breslow", "efron"]),
-}
 TRIAL_OVERRIDES = ["trainer.progress_bar=false", "trainer.resume=false"]
-
-#: Each family's own hyper-parameters, drawn when the preset searches that family (``--families``, or a
-#: base config with ``family=<name>``). Why these: the grid's resolution trades detail against events per
-#: interval (pycox's examples use 10-100 cuts); DeepHit's ranking-loss weight and scale are its two
-#: settings with the most effect in Lee et al. and Kvamme & Borgan; Cox-Time's controls per case trade
-#: gradient noise against time. The AFT families have none; Cox's ties method is in :data:`SPACE`.
-N_CUTS = [10, 20, 40]
-FAMILY_SPACE: dict[str, dict[str, Callable[[Any], str]]] = {
-    "cox": {},
-    "logistic_hazard": {"family.n_cuts": lambda t: str(t.suggest_categorical("n_cuts", N_CUTS))},
-    "pmf": {"family.n_cuts": lambda t: str(t.suggest_categorical("n_cuts", N_CUTS))},
-    "deephit": {"family.n_cuts": lambda t: str(t.suggest_categorical("n_cuts", N_CUTS)),
-                "family.alpha": lambda t: f"{t.suggest_float('alpha', 0.1, 10.0, log=True):.4g}",
-                "family.sigma": lambda t: f"{t.suggest_float('sigma', 0.05, 1.0, log=True):.4g}"},
-    "cox_time": {"family.n_control": lambda t: str(t.suggest_categorical("n_control", [1, 2, 4]))},
-    "weibull_aft": {},
-    "lognormal_aft": {},
-}
-COX_ONLY = ("cox",)
-
-
-def _key(override: str) -> str:
-    return override.lstrip("+~").split("=", 1)[0]
-
-
-def searched(base: list[str]) -> dict[str, Callable[[Any], str]]:
-    """:data:`SPACE` without the keys the base overrides fix."""
-    fixed = {_key(o) for o in base}
-    return {k: f for k, f in SPACE.items() if k not in fixed}
-
-
-def family_keys(base: list[str], families: tuple[str, ...]) -> list[str]:
-    """The searched keys the families add (``family`` itself when there are several), for the study's settings."""
-    fixed = {_key(o) for o in base}
-    keys = ["family"] if len(families) > 1 else []
-    return keys + sorted({k for f in families for k in FAMILY_SPACE[f] if k not in fixed})
-
-
-def draw_overrides(trial: Any, base: list[str], space: dict[str, Callable[[Any], str]],
-                   families: tuple[str, ...]) -> list[str]:
-    """A trial's overrides: :data:`SPACE`'s keys (the Cox-only preset draws exactly these, as it always did),
-    and with ``families`` other than cox the family first (when there are several), then its own
-    :data:`FAMILY_SPACE` keys; Cox's ties method only for a Cox trial."""
-    if families == COX_ONLY:
-        return [f"{k}={draw(trial)}" for k, draw in space.items()]
-    name = trial.suggest_categorical("family", list(families)) if len(families) > 1 else families[0]
-    drawn = [f"family={name}"] if len(families) > 1 else []
-    drawn += [f"{k}={draw(trial)}" for k, draw in space.items() if k != "trainer.ties" or name == "cox"]
-    fixed = {_key(o) for o in base}
-    return drawn + [f"{k}={draw(trial)}" for k, draw in FAMILY_SPACE[name].items() if k not in fixed]
-
-
-def search_families(cfg: Any, base: list[str], families: list[str] | None) -> tuple[str, ...]:
-    """The families the preset chooses among: ``--families`` (names, or ``all``), else the base config's own.
-    One-line ConfigError naming ``--families`` for a name that is no family, a base override that fixes the
-    family, a family the data cannot take (competing causes: deephit only), or ``trainer.monitor=val_loss``
-    across families (their losses are different quantities; their C-indexes rank alike)."""
-    from survopt_hydra.app.schemas import FAMILIES
-    from survopt_hydra.errors import ConfigError, did_you_mean
-
-    own = str(cfg.family.name) if cfg.get("family") is not None else "cox"
-    if not families:
-        return (own,)
-    names = list(FAMILIES) if families == ["all"] else families
-    for name in names:
-        if name not in FAMILIES:
-            raise ConfigError("--families", f"unknown family {name!r}{did_you_mean(name, FAMILIES)}; allowed: all, "
-                              f"{', '.join(FAMILIES)}")
-    if len(set(names)) != len(names):
-        raise ConfigError("--families", f"a family is named twice in {','.join(names)}")
-    if len(names) > 1 and any(_key(o) == "family" for o in base):
-        raise ConfigError("--families", "the base overrides fix family=...; drop it to search the families")
-    causes = int(cfg.data.get("causes", 1) or 1)
-    if causes > 1 and names != ["deephit"]:
-        raise ConfigError("--families", f"data.causes={causes}: competing causes need deephit, the one family with a "
-                          "CIF per cause; pass --families deephit")
-    if len(names) > 1 and str(cfg.trainer.monitor) == "val_loss":
-        raise ConfigError("--families", "trainer.monitor=val_loss: each family's loss is another quantity; families are "
-                          "compared on the validation C-index (trainer.monitor=val_cindex)")
-    if len(names) == 1 and names[0] != own:
-        raise ConfigError("--families", f"one family ({names[0]}) is the base config's family=...: pass "
-                          f"family={names[0]} as an override instead")
-    return tuple(names)
-
-
-def baseline_params(cfg: Any, space: dict[str, Callable[[Any], str]], families: tuple[str, ...] = COX_ONLY,
-                    space_fixed: set[str] = frozenset()) -> dict[str, Any] | None:
-    """The base config's own values as TPE parameters (trial 0), or None when one is off the grid.
-
-    Why: on small validation sets a handful of random first draws can all rank below the
-    app's defaults; starting from them means the search is compared against what a user
-    gets without tuning, and TPE learns from that point.
-    """
-    get = {"optimizer.lr": ("lr", lambda: float(cfg.optimizer.lr)),
-           "optimizer.weight_decay": ("weight_decay", lambda: float(cfg.optimizer.weight_decay)),
-           "model.dropout": ("dropout", lambda: float(cfg.model.dropout)),
-           "trainer.batch_size": ("batch_size", lambda: int(cfg.trainer.batch_size)),
-           "trainer.ties": ("ties", lambda: str(cfg.trainer.ties))}
-    params: dict[str, Any] = {}
-    own = str(cfg.family.name) if cfg.get("family") is not None else "cox"
-    if families != COX_ONLY:
-        if own not in families:
-            return None
-        if len(families) > 1:
-            params["family"] = own
-        space = {k: v for k, v in space.items() if k != "trainer.ties" or own == "cox"}
-        own_params = {"family.n_cuts": ("n_cuts", lambda: int(cfg.family.n_cuts)),
-                      "family.alpha": ("alpha", lambda: float(cfg.family.alpha)),
-                      "family.sigma": ("sigma", lambda: float(cfg.family.sigma)),
-                      "family.n_control": ("n_control", lambda: int(cfg.family.n_control))}
-        for key in FAMILY_SPACE[own]:
-            if key in space_fixed:
-                continue
-            name, value = own_params[key]
-            params[name] = value()
-        if params.get("n_cuts", N_CUTS[0]) not in N_CUTS or params.get("n_control", 1) not in (1, 2, 4) \
-                or not 0.1 <= params.get("alpha", 1.0) <= 10.0 or not 0.05 <= params.get("sigma", 0.1) <= 1.0:
-            return None
-    for key in space:
-        if key == "model.hidden":
-            hidden = cfg.model.get("hidden")
-            hidden = list(hidden) if not isinstance(hidden, (int, str)) and hidden is not None else []
-            if not hidden or len(set(hidden)) != 1 or hidden[0] not in WIDTHS or not 1 <= len(hidden) <= 3:
-                return None
-            params.update(width=hidden[0], depth=len(hidden))
-        elif key in get:
-            name, value = get[key]
-            try:
-                params[name] = value()
-            except Exception:  # the model or optimizer has no such key (e.g. SGD has no dropout search)
-                return None
-    return params
 
 
 def fold_overrides(cfg: Any, folds: int) -> list[list[str]]:
@@ -330,7 +177,7 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
     study, created = open_study(storage, study_name, study_settings(base, cfg, len(parts), space, chosen_families),
                                 sampler_seed, pruner)
     direction = "minimize" if study.direction == optuna.study.StudyDirection.MINIMIZE else "maximize"
-    start = baseline_params(cfg, space, chosen_families, {_key(o) for o in base}) if baseline else None
+    start = baseline_params(cfg, space, chosen_families, {override_key(o) for o in base}) if baseline else None
     if start is not None and created:  # one baseline per study, by the process that created it
         study.enqueue_trial(start, user_attrs={"baseline": True})
     elif baseline and start is None:
@@ -380,123 +227,6 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
         study.optimize(objective, n_trials=trials, timeout=seconds, catch=())
     return study, study_records(study)
 
-
-def study_records(study: Any) -> list[dict[str, Any]]:
-    """Every finished trial's record (trials.csv's rows), by trial number, whichever process ran it."""
-    return [t.user_attrs["record"] for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-            if "record" in t.user_attrs]
-
-
-def study_settings(base: list[str], cfg: Any, folds: int, space: dict[str, Any],
-                   families: tuple[str, ...] = COX_ONLY) -> dict[str, Any]:
-    """What every process of one stored study must share: the base overrides (data file paths may differ
-    between machines), the folds, the monitored figure, the searched keys and the searched families
-    (recorded only when not the Cox-only preset's, so studies stored before families read the same)."""
-    from survopt_hydra.app.components import DATA_PATH_KEYS
-
-    paths = {f"data.{key}" for key in DATA_PATH_KEYS}
-    settings = {"overrides": sorted(o for o in base if _key(o) not in paths), "folds": folds,
-                "monitor": str(cfg.trainer.monitor), "space": sorted(space)}
-    if families != COX_ONLY:
-        settings.update(families=list(families), family_space=family_keys(base, families))
-    return settings
-
-
-#: How long a process waits for SQLite's lock (SQLAlchemy's default, 5 s, is shorter than a busy moment of
-#: several processes writing trial results).
-SQLITE_TIMEOUT_S = 60
-
-
-def rdb_storage(url: str) -> Any:
-    """Optuna's RDB storage at ``url`` (SQLAlchemy's URL: ``sqlite:///study.db``, ``postgresql://...``,
-    ``mysql+pymysql://...``); a one-line ConfigError on ``--storage`` when it cannot be opened. Opening
-    is retried a few times: processes started together may create the tables at the same moment."""
-    import optuna
-    import sqlalchemy
-
-    from survopt_hydra.errors import ConfigError, first_line
-
-    try:
-        shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparseable URL: refused below, in SQLAlchemy's words
-        shown = url
-    kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else None
-    for attempt in range(5):
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-        except ImportError as exc:  # the database's driver
-            raise ConfigError("--storage", f"{shown}: its database driver is not installed ({exc}); e.g. pip install "
-                              "psycopg2-binary for PostgreSQL or PyMySQL for MySQL") from None
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:  # locked; a table made twice
-            if attempt == 4:
-                raise ConfigError("--storage", f"{shown}: cannot open the database ({first_line(exc)[:200]})") from None
-            time.sleep(0.5 * (attempt + 1))
-        except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
-            raise ConfigError("--storage", f"{shown}: not a usable database URL ({first_line(exc)[:200]}); e.g. "
-                              "sqlite:///study.db") from None
-
-
-def open_study(storage: str | None, name: str | None, settings: dict[str, Any], sampler_seed: int,
-               pruner: Any = None, create: bool = True) -> tuple[Any, bool]:
-    """(the Optuna study, whether this call created it).
-
-    In memory without ``storage``. With it, the study ``name`` is created, or joined when another process
-    created it first; a study made with other settings (:func:`study_settings`) is refused in one line. The
-    creating process's TPE sampler is seeded with ``sampler_seed`` (one process with a storage draws what it
-    would in memory); a joining process's sampler takes fresh entropy, so processes never draw the same
-    configs. ``create=False`` (``--final-only``) only joins."""
-    import optuna
-    import warnings
-
-    from survopt_hydra.errors import ConfigError
-
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # multivariate TPE
-    direction = "minimize" if settings["monitor"] == "val_loss" else "maximize"
-    # several families: each draws its own keys, a search space that changes by trial (TPE's group mode)
-    group = len(settings.get("families", ())) > 1
-    sampler = optuna.samplers.TPESampler(seed=sampler_seed, multivariate=True, **({"group": True} if group else {}))
-    if storage is None:
-        return optuna.create_study(direction=direction, pruner=pruner, sampler=sampler), True
-    rdb = rdb_storage(storage)
-    study, created = None, create
-    if create:
-        try:
-            study = optuna.create_study(storage=rdb, study_name=name, direction=direction, pruner=pruner,
-                                        sampler=sampler)
-        except optuna.exceptions.DuplicatedStudyError:  # another process was first: join it
-            created = False
-    if study is None:
-        try:
-            study = optuna.load_study(study_name=name, storage=rdb, pruner=pruner, sampler=optuna.samplers.TPESampler(
-                multivariate=True, **({"group": True} if group else {})))
-        except KeyError:
-            raise ConfigError("--study-name", f"no study {name!r} in --storage; run the search first") from None
-    if study.user_attrs.get("survopt_tune") is None:
-        study.set_user_attr("survopt_tune", settings)
-    same_settings(study, name, settings)
-    return study, created
-
-
-def same_settings(study: Any, name: str | None, settings: dict[str, Any]) -> None:
-    """ConfigError unless the stored study was made with ``settings`` (:func:`study_settings`)."""
-    from survopt_hydra.errors import ConfigError
-
-    stored = study.user_attrs.get("survopt_tune")
-    if stored is not None and stored != settings:
-        raise ConfigError("--study-name", f"study {name!r} tunes {stored}, this command {settings}; every process "
-                          "of a study uses the same overrides, --folds and monitor (or pass another --study-name)")
-
-
-def check_study(storage: str, name: str, settings: dict[str, Any]) -> None:
-    """Before anything is written: the storage opens, and a study already stored under ``name`` was made with
-    ``settings``. Nothing is created."""
-    import optuna
-
-    try:
-        study = optuna.load_study(study_name=name, storage=rdb_storage(storage))
-    except KeyError:  # a new study: created by the search
-        return
-    same_settings(study, name, settings)
 
 def final_runs(base: list[str], chosen: list[str], seeds: list[int], out: Path, folds: int = 5,
                jobs: int = 1) -> dict[str, Any]:
@@ -671,22 +401,6 @@ def check_flags(trials: int | None, seconds: float | None, folds: int, jobs: int
     if len(seeds) * folds > MAX_MEMBERS:  # the bag of all seeds x folds is saved as one ensemble
         raise ConfigError("--final-seeds/--folds", f"{len(seeds)} seeds x {folds} folds = {len(seeds) * folds} final "
                           f"runs; at most {MAX_MEMBERS}")
-
-
-def check_storage_flags(storage: str | None, study_name: str | None, search_only: bool, final_only: bool) -> None:
-    """One-line ConfigError for a combination of the shared-study flags that cannot work."""
-    from survopt_hydra.errors import ConfigError
-
-    if storage is not None and not study_name:
-        raise ConfigError("--storage", "needs --study-name: the name every process of the study gives")
-    if study_name is not None and storage is None:
-        raise ConfigError("--study-name", "names a study in a database; give --storage too (e.g. sqlite:///study.db)")
-    if search_only and final_only:
-        raise ConfigError("--search-only/--final-only", "give one of them")
-    if (search_only or final_only) and storage is None:
-        flag = "--search-only" if search_only else "--final-only"
-        raise ConfigError(flag, "works on a study stored in --storage (a process without one keeps its trials in "
-                          "memory)")
 
 
 def main(argv: list[str] | None = None) -> int:
