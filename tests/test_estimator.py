@@ -338,6 +338,42 @@ def test_predictions_follow_scikit_survival_and_the_run_dir_serves_survopt_predi
     assert before[0] == after[0] and np.array_equal(before[1], after[1]) and before[2] == after[2]
 
 
+@pytest.mark.slow
+def test_a_saved_run_and_a_bag_load_as_fitted_estimators(parity, tmp_path):
+    """DeepCoxRegressor.load: the CLI's run dir predicts its own test_predictions.csv and scores its test C-index;
+    an ensemble of the CLI's and the estimator's runs gives the mean standardized risk and the mean S(t|x) of its
+    members, and the same risks as survopt-predict on the ensemble folder."""
+    from survopt_hydra.app.ensemble import save_ensemble
+    from survopt_hydra.app.predict import predict_file
+
+    d, metrics, est, test, _, _ = parity
+    X, y = test.drop(columns=["time", "cens"]), surv(test)
+    cli = read_frame(d / "cli" / "test_predictions.csv")
+    run = DeepCoxRegressor.load(d / "cli")
+    np.testing.assert_array_equal(run.predict(X), cli["risk"].to_numpy())
+    assert run.score(X, y) == metrics["test_cindex"]
+    fns = run.predict_survival_function(X)
+    for h in metrics["horizons"]:
+        np.testing.assert_array_equal([f(h) for f in fns], cli[f"surv@{h:g}"].to_numpy())
+    assert list(run.feature_names_in_) == list(X.columns)
+
+    bag = save_ensemble(tmp_path / "bag", [(d / "cli", 0.1, 2.0), (d / "api", -0.2, 0.5)])
+    loaded = DeepCoxRegressor.load(bag)
+    members = [DeepCoxRegressor.load(d / "cli"), est]
+    expected = ((members[0].predict(X) - 0.1) / 2.0 + (members[1].predict(X) + 0.2) / 0.5) / 2
+    np.testing.assert_allclose(loaded.predict(X), expected, rtol=0, atol=1e-12)
+    times = loaded.unique_times_  # the members' baseline steps together
+    np.testing.assert_array_equal(times, np.union1d(*(m.predictor_.baseline.times.numpy() for m in members)))
+    assert set(times) <= set(est.unique_times_) | set(members[0].unique_times_)
+    curves = np.mean([m.predictor_.baseline.survival(m.predict(X), times).numpy() for m in members], axis=0)
+    np.testing.assert_allclose(loaded.predict_survival_function(X, return_array=True), curves, rtol=0, atol=1e-12)
+    from survopt_hydra.survival import concordance_index
+
+    assert loaded.score(X, y) == concordance_index(loaded.predict(X), y["Days"], y["Status"])
+    out, _ = predict_file(bag, d / "test.csv", tmp_path / "p.csv")
+    np.testing.assert_allclose(read_frame(out)["risk"].to_numpy(), loaded.predict(X), rtol=0, atol=1e-12)
+
+
 # ================================================================== scikit-learn's tools (slow)
 @pytest.mark.slow
 def test_pipeline_grid_search_and_cross_val_score_with_the_real_classes():

@@ -48,6 +48,15 @@ def test_hand_computed_example():
     assert ConcordanceCounts(risk, time, event).pairs == comparable_pairs(time, event) == 8
 
 
+def test_fields_of_a_structured_y_are_read_as_plain_arrays():
+    """scikit-survival's y is a structured array: its fields are strided views, read as their values."""
+    time, event = [1.0, 2.0, 2.0, 3.0, 4.0], [1, 1, 0, 1, 0]
+    y = np.array(list(zip(map(bool, event), time)), dtype=[("Status", "?"), ("Days", "<f8")])
+    risk = np.array([0.9, 0.5, 0.5, 0.7, 0.1])
+    assert not y["Days"].flags.c_contiguous
+    assert concordance_index(risk, y["Days"], y["Status"]) == concordance_index(risk, time, event) == 6.5 / 8
+
+
 def test_row_order_dtype_and_signed_zero_do_not_matter():
     rng = np.random.default_rng(3)
     time, risk = rng.integers(0, 20, 3000).astype(float), np.round(rng.normal(size=3000), 2)

@@ -79,6 +79,12 @@ class Ensemble:
     def causes(self) -> int:
         return self.members[0].causes
 
+    @property
+    def family(self) -> Any:
+        """None for a bag of Cox runs (scored by its mean standardized risk); else a member's fitted family: the
+        bag holds curves of another kind too and is scored by its mean curves (:mod:`.estimator`'s ``score``)."""
+        return next((m.family for m in self.members if m.family is not None), None)
+
     def curve_columns(self, times: Sequence[float]) -> list[str]:
         return self.members[0].curve_columns(times)
 

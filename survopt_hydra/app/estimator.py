@@ -35,7 +35,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -215,6 +215,23 @@ def survival_table(x: Any, y: Any, names: tuple[str, str], label: str) -> tuple[
     return table, features
 
 
+def saved_times(predictor: Any) -> np.ndarray:
+    """The time grid a saved model carries, where a loaded estimator gives its curves: a Cox run's baseline
+    steps (the training event times, up to ``BASELINE_KNOTS`` of them, compacted above), a discrete family's cuts,
+    Cox-Time's baseline times, an AFT family's 100 geometric steps over exp(mean log time +- 3 sd) of its
+    training rows; an ensemble's: the union of its members'."""
+    members = getattr(predictor, "members", None)
+    if members is not None:
+        return np.unique(np.concatenate([saved_times(m) for m in members]))
+    if predictor.baseline is not None:
+        return predictor.baseline.times.double().numpy()
+    family = predictor.family
+    grid = getattr(family, "cuts", None) or getattr(family, "base_times", None)
+    if grid is None:  # parametric AFT: its fitted log-time location and scale
+        grid = np.exp(np.linspace(family.log_loc - 3 * family.log_scale, family.log_loc + 3 * family.log_scale, 100))
+    return np.unique(np.asarray(grid, dtype=np.float64))
+
+
 class DeepCoxRegressor(BaseEstimator):
     """A deep Cox proportional-hazards network (DeepSurv), trained by survopt-train's own recipe.
 
@@ -355,6 +372,28 @@ class DeepCoxRegressor(BaseEstimator):
             del self.feature_names_in_
         return self
 
+    @classmethod
+    def load(cls, path: str | Path, trust: Sequence[str] = ()) -> "DeepCoxRegressor":
+        """A fitted estimator from a finished run dir (``predictor.json`` + ``best.pt``) or an ensemble folder
+        (``survopt-tune``'s bags, :func:`.ensemble.save_ensemble`): ``predict``, ``predict_survival_function``
+        and ``score`` give what ``survopt-predict`` gives on the same rows (an ensemble: the mean standardized
+        risk and the mean curves). Read as untrusted data, as the tool reads them (``trust``: the
+        ``model._target_`` paths of a ``model=custom`` run you vouch for, ``--trust``). ``unique_times_`` is
+        the saved model's own time grid (:func:`saved_times`). ``fit`` trains anew from this estimator's
+        parameters (the defaults), not from the saved run."""
+        from .ensemble import load_predictor
+
+        predictor = load_predictor(path, tuple(trust))
+        schema = getattr(predictor, "members", [predictor])[0].schema
+        est = cls()
+        est.predictor_ = predictor
+        est.config_ = {"data": {"name": "csv", "duration_col": schema.duration_col, "event_col": schema.event_col},
+                       "trainer": {"num_threads": None}}  # set_threads' rule: one thread for a table
+        est.unique_times_ = saved_times(predictor)
+        est.n_features_in_ = len(predictor.columns)
+        est.feature_names_in_ = np.asarray(predictor.columns, dtype=object)
+        return est
+
     # -- predictions ------------------------------------------------------------------------
     def _check_fitted(self) -> None:
         from sklearn.utils.validation import check_is_fitted
@@ -420,7 +459,7 @@ class DeepCoxRegressor(BaseEstimator):
         return self._all_curves(X, times)[:, 0]
 
     def _functions(self, X: Any, survival: bool, return_array: bool) -> np.ndarray:
-        if self.predictor_.family is not None:  # the family's own curve; H = -log S
+        if getattr(self.predictor_, "baseline", None) is None:  # a family's own curve, or an ensemble's mean; H = -log S
             values = self._curves(X, self.unique_times_)
             values = values if survival else -np.log(np.clip(values, np.finfo(np.float64).tiny, None))
         else:

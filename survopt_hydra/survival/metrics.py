@@ -46,6 +46,8 @@ _CACHE_ELEMS = 1 << 22
 
 def _as_1d(name: str, value: ArrayLike | list[float], device: torch.device, caller: str = "concordance_index"
            ) -> Tensor:
+    if isinstance(value, np.ndarray) and not value.flags.c_contiguous:  # a field of scikit-survival's structured y
+        value = np.ascontiguousarray(value)
     t = torch.as_tensor(value).detach().to(device, torch.float64)
     if t.dim() == 2 and 1 in t.shape:
         t = t.reshape(-1)
