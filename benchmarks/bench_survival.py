@@ -72,13 +72,9 @@ def cindex(risk: np.ndarray, split: Any) -> float:
 def all_rows(cohort: Any) -> Any:
     """The cohort with its validation rows added to the training rows: what a method that does
     not select on validation fits on (the K-fold bags train on every non-test row too)."""
-    import torch
+    from survopt_hydra.app.tools.bags import all_rows as non_test_rows
 
-    from survopt_hydra.app.data import Split
-
-    tr, va = cohort.train, cohort.val
-    joined = Split(torch.cat([tr.x, va.x]), torch.cat([tr.durations, va.durations]), torch.cat([tr.events, va.events]))
-    return dataclasses.replace(cohort, train=joined)
+    return dataclasses.replace(cohort, train=non_test_rows(cohort))
 
 
 def app_runs(overrides: list[str]) -> list[dict[str, Any]]:
