@@ -173,10 +173,11 @@ def test_the_compacted_baseline_stays_within_its_stated_error(n) -> None:
     """predictor.json's baseline is bounded at any n: exact up to BASELINE_KNOTS event times, else that many
     knots, and S(t|x) from it equals the exact Breslow S(t|x) within the stated max_abs_error at every
     training time and between them, for risks far beyond the training range."""
-    from survopt_hydra.app.predictor import BASELINE_KNOTS, compact_baseline
+    from survopt_hydra.app.predictor import BASELINE_KNOTS
+    from survopt_hydra.survival.compaction import compact_baseline
 
     exact, times = _fit(n)
-    small = compact_baseline(exact.to_dict())
+    small = compact_baseline(exact.to_dict(), BASELINE_KNOTS)
     assert len(small["times"]) <= BASELINE_KNOTS and len(json.dumps(small)) < 100_000
     compact = BreslowBaseline.from_dict(small)
     at = torch.tensor(np.concatenate([np.sort(times), np.linspace(0, times.max() * 1.2, 3000)]))
@@ -192,7 +193,7 @@ def test_the_compacted_baseline_stays_within_its_stated_error(n) -> None:
 
 def test_the_survival_error_bound_is_the_worst_case() -> None:
     """max over c of |exp(-c H) - exp(-c a H)| for a in {r, 1/r}, checked on a dense grid."""
-    from survopt_hydra.app.predictor import _survival_error
+    from survopt_hydra.survival.compaction import survival_error as _survival_error
 
     for ratio in (1.001, 1.05, 1.5):
         u = np.linspace(1e-9, 1 - 1e-9, 200_001)

@@ -645,7 +645,8 @@ def test_app_ranks_hold_only_their_shard_and_score_every_row(tmp_path):
     from make_cohort import write_cohort
 
     from survopt_hydra.app.components import evaluate
-    from survopt_hydra.app.predictor import compact_baseline, split_risks
+    from survopt_hydra.app.predictor import BASELINE_KNOTS, split_risks
+    from survopt_hydra.survival.compaction import compact_baseline
     from survopt_hydra.app.trainer import load_best
     from survopt_hydra.survival.breslow import BreslowBaseline
 
@@ -670,7 +671,7 @@ def test_app_ranks_hold_only_their_shard_and_score_every_row(tmp_path):
     assert c == pytest.approx(metrics["test_cindex"], abs=1e-9)
     base = BreslowBaseline.fit(split_risks(model, cohort.train), cohort.train.durations, cohort.train.events)
     stored = json.loads((run_dir / "predictor.json").read_text())["baseline"]
-    ref = compact_baseline(base.to_dict())
+    ref = compact_baseline(base.to_dict(), BASELINE_KNOTS)
     assert stored["exact"] and ref["times"] == stored["times"]
     assert ref["shift"] == pytest.approx(stored["shift"], rel=1e-6)
     assert torch.allclose(torch.tensor(ref["cumhaz"]), torch.tensor(stored["cumhaz"]), rtol=1e-5, atol=0)

@@ -122,7 +122,7 @@ def test_timings_count_each_second_once():
 
 
 def test_segment_starts_match_numpy_searchsorted():
-    from survopt_hydra.app.predictor import _segment_starts
+    from survopt_hydra.survival.compaction import segment_starts as _segment_starts
 
     h = np.cumsum(np.random.default_rng(3).exponential(1e-3, 50_000))
     for ratio in (1.0001, 1.01, 1.3):
