@@ -29,7 +29,7 @@ pytest.importorskip("pyarrow")
 from survopt_hydra.app import DeepCoxRegressor  # noqa: E402
 from survopt_hydra.app.compose import compose_train  # noqa: E402
 from survopt_hydra.app.data import cohort_from_table, load_cohort  # noqa: E402
-from survopt_hydra.app.estimator import survival_table  # noqa: E402
+from survopt_hydra.survival.frames import survival_table  # noqa: E402
 from survopt_hydra.app.rules import check_config  # noqa: E402
 from survopt_hydra.app.schemas import MLPModelConfig  # noqa: E402
 from survopt_hydra.errors import ConfigError  # noqa: E402

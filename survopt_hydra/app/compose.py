@@ -27,3 +27,8 @@ def compose_train(overrides: list[str] | tuple[str, ...] = (), return_hydra_conf
             return compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
         except (HydraException, OmegaConfBaseException) as exc:  # the app's one-line wording
             raise explain(exc) from None
+
+
+def override_key(override: str) -> str:
+    """The key a command-line override sets: ``+a.b=1``, ``~a.b`` and ``a.b=1`` all set ``a.b``."""
+    return override.lstrip("+~").split("=", 1)[0]

@@ -40,106 +40,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from ..errors import ConfigError
 from ..survival.cells import DataError
+from ..survival.frames import survival_table, targets
+from .estimator_params import GROUPS, check_data, group_values, with_values
 
-#: The config groups the estimator takes as parameters (``distributed``: one process; presets: ``overrides``).
-GROUPS = ("model", "family", "optimizer", "scheduler", "clipping", "ema", "amp", "trainer", "data")
-#: ``data`` keys that name files or the test split: the estimator's rows are ``X``, its test rows the caller's.
-NOT_FOR_THE_ESTIMATOR = ("path", "test_path", "test_fraction")
 FIT, PREDICT = "fit(X, y)", "X"
-
-
-def _option_key(group: str) -> str | None:
-    """The key naming a group's option (``name``; ``mode`` for clipping and ema, ...); None for ``trainer``."""
-    from ..api.validation import NAME_FIELDS
-
-    return NAME_FIELDS.get(group, None if group == "trainer" else "name")
-
-
-def _options(group: str) -> dict[str, type]:
-    """The option dataclasses of a group (the app's and the library's schemas)."""
-    from ..schemas import GROUPS as LIBRARY
-    from .schemas import APP_GROUPS, APP_PLATEAU
-
-    options = dict(APP_GROUPS.get(group) or LIBRARY.get(group) or {})
-    return {**options, **APP_PLATEAU.get(group, {})} if group == "scheduler" else options
-
-
-def _plain(value: Any) -> Any:
-    """Values OmegaConf takes: numpy scalars (a grid search's candidates) as Python numbers, tuples as lists."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def group_values(group: str, value: Any) -> tuple[str | None, dict[str, Any]]:
-    """(option to compose, values to set on it) of one group parameter; ConfigError naming the group."""
-    if value is None:
-        return None, {}
-    if isinstance(value, (str, np.str_)):
-        return str(value), {}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        option = next((name for name, cls in _options(group).items() if type(value) is cls), None)
-        if option is None:
-            raise ConfigError(group, f"{type(value).__name__} is not an option of this group; allowed: "
-                                     + ", ".join(sorted({c.__name__ for c in _options(group).values()})))
-        values = _plain(dataclasses.asdict(value))
-        if group == "data":  # its file and test-split fields are the CLI's: left at their defaults, left out
-            values = {k: v for k, v in values.items()
-                      if k not in NOT_FOR_THE_ESTIMATOR or v != type(value).__dataclass_fields__[k].default}
-        return (None if group == "trainer" else option), values
-    if isinstance(value, Mapping):
-        key = _option_key(group)
-        values = _plain(dict(value))
-        return (values.get(key) if key else None), values
-    raise ConfigError(group, f"expected None, an option name, a dict or a config dataclass, got {type(value).__name__}")
-
-
-def _with_values(group: str, value: Any, changes: dict[str, Any]) -> Any:
-    """``value`` (a group parameter) with ``changes`` to its keys, as a new object (``optimizer__lr=...``)."""
-    if value is None:
-        return dict(changes)
-    if isinstance(value, str):
-        key = _option_key(group)
-        return {key: value, **changes} if key else dict(changes)  # trainer's one option has no name key
-    if isinstance(value, Mapping):
-        return {**value, **changes}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name for f in dataclasses.fields(value)}
-        unknown = sorted(set(changes) - fields)
-        if unknown:
-            raise ValueError(f"Invalid parameter {group}__{unknown[0]!s} for {type(value).__name__}; its fields: "
-                             + ", ".join(sorted(fields)))
-        return dataclasses.replace(value, **changes)
-    raise ValueError(f"cannot set {group}__... on a {type(value).__name__}")
-
-
-def _override_key(text: str) -> str:
-    return text.split("=", 1)[0].lstrip("+~")
-
-
-def _check_data(option: str | None, data_values: Mapping[str, Any], overrides: Any) -> None:
-    """Refuse another data option and the ``data`` keys that name files or the test split: the
-    estimator's data are ``X`` and ``y``, read as the ``csv`` option reads a table."""
-    if option not in (None, "csv"):
-        raise ConfigError("data", f"{option!r}: the estimator's data are X and y (the csv option's reading); give "
-                          "its keys instead, e.g. data={'val_fraction': 0.2}")
-    given = [k for k in data_values if k in NOT_FOR_THE_ESTIMATOR]
-    given += [_override_key(o).removeprefix("data.") for o in overrides
-              if _override_key(o) in {f"data.{k}" for k in NOT_FOR_THE_ESTIMATOR}]
-    if given:
-        raise ConfigError(f"data.{given[0]}", "the estimator trains on fit(X, y) and is scored on the rows given to "
-                          "score(X, y); it reads no file and splits off no test rows (only data.val_fraction or "
-                          "data.folds)")
-    for o in overrides:
-        if _override_key(o) == "data":
-            raise ConfigError("data", f"{o!r}: the estimator's data are X and y (the csv option); set its keys, "
-                              "e.g. data={'val_fraction': 0.2}")
 
 
 @contextlib.contextmanager
@@ -157,62 +62,6 @@ def _own_state() -> Iterator[None]:
             torch.set_num_threads(threads)
             np.random.set_state(np_state)
             random.setstate(py_state)
-
-
-def _structured(y: Any) -> bool:
-    return isinstance(y, np.ndarray) and y.dtype.names is not None
-
-
-def targets(y: Any, names: tuple[str, str], x: Any = None) -> tuple[Any, Any] | None:
-    """(durations, events) of ``y``: a scikit-survival structured array (event field first, time second,
-    any names), a DataFrame with the duration and event columns, or a (durations, events) pair. None:
-    ``y`` is None and the columns are in ``x``. DataError (one line) for anything else."""
-    from ..survival.frames import is_frame
-
-    duration_col, event_col = names
-    if y is None:
-        if not is_frame(x):
-            raise DataError("y: none given; give a scikit-survival structured array (sksurv.util.Surv.from_arrays), "
-                            f"or X as a DataFrame with the columns {duration_col!r} and {event_col!r} "
-                            "(data.duration_col, data.event_col)")
-        return None
-    if _structured(y):
-        fields = y.dtype.names
-        if len(fields) != 2:
-            raise DataError(f"y: a structured array with the fields {list(fields)}; expected two, the event "
-                            "indicator first and the time second (scikit-survival's convention)")
-        return y[fields[1]], y[fields[0]]
-    if is_frame(y):
-        missing = [c for c in (duration_col, event_col) if c not in y.columns]
-        if missing:
-            raise DataError(f"y: a DataFrame without the column {missing[0]!r}; its columns: "
-                            f"{', '.join(map(str, y.columns))} (set data.duration_col and data.event_col)")
-        return y[duration_col], y[event_col]
-    if isinstance(y, (tuple, list)) and len(y) == 2:
-        return y[0], y[1]
-    raise DataError(f"y: a {type(y).__name__}; expected a scikit-survival structured array (event, time), a "
-                    f"DataFrame with columns {duration_col!r} and {event_col!r}, or a (durations, events) pair")
-
-
-def survival_table(x: Any, y: Any, names: tuple[str, str], label: str) -> tuple[Any, list[str]]:
-    """(Arrow table of ``x`` with the duration and event columns, the feature columns' names)."""
-    from ..survival.frames import arrow_table, column
-
-    pair = targets(y, names, x)
-    table = arrow_table(x, label)
-    if pair is None:
-        return table, [c for c in table.column_names if c not in names]
-    features = list(table.column_names)
-    for name, values, what in zip(names, pair, ("durations", "events")):
-        if name in features:
-            key = "duration_col" if what == "durations" else "event_col"
-            raise DataError(f"{label}: X has a column {name!r}, the name data.{key} gives y's {what}; rename the "
-                            f"column or set data.{key}")
-        array = column(values, f"y ({what})")
-        if len(array) != table.num_rows:
-            raise DataError(f"{label}: X has {table.num_rows} rows but y has {len(array)}")
-        table = table.append_column(name, array)
-    return table, features
 
 
 def saved_times(predictor: Any) -> np.ndarray:
@@ -293,7 +142,7 @@ class DeepCoxRegressor(BaseEstimator):
                 plain[key] = value
         super().set_params(**plain)
         for group, changes in nested.items():
-            setattr(self, group, _with_values(group, getattr(self, group), changes))
+            setattr(self, group, with_values(group, getattr(self, group), changes))
         return self
 
     # -- the config -------------------------------------------------------------------------
@@ -306,7 +155,7 @@ class DeepCoxRegressor(BaseEstimator):
 
         overrides = [self.overrides] if isinstance(self.overrides, str) else list(self.overrides or ())
         chosen = {group: group_values(group, getattr(self, group)) for group in GROUPS}
-        _check_data(*chosen["data"], overrides)
+        check_data(*chosen["data"], overrides)
         options = [f"{group}={option}" for group, (option, _) in chosen.items()
                    if option is not None and group != "data"]
         cfg = compose_train(["data=csv", *options, *overrides])

@@ -93,3 +93,55 @@ def _missing(value: Any) -> bool:
 def _text(values: list[Any]) -> Any:
     """Python objects as text cells (``str``); a missing one as an empty cell, as ``to_csv`` writes it."""
     return strings(["" if _missing(v) else str(v) for v in values])
+
+
+def _structured(y: Any) -> bool:
+    return isinstance(y, np.ndarray) and y.dtype.names is not None
+
+
+def targets(y: Any, names: tuple[str, str], x: Any = None) -> tuple[Any, Any] | None:
+    """(durations, events) of ``y``: a scikit-survival structured array (event field first, time second,
+    any names), a DataFrame with the duration and event columns, or a (durations, events) pair. None:
+    ``y`` is None and the columns are in ``x``. DataError (one line) for anything else."""
+    duration_col, event_col = names
+    if y is None:
+        if not is_frame(x):
+            raise DataError("y: none given; give a scikit-survival structured array (sksurv.util.Surv.from_arrays), "
+                            f"or X as a DataFrame with the columns {duration_col!r} and {event_col!r} "
+                            "(data.duration_col, data.event_col)")
+        return None
+    if _structured(y):
+        fields = y.dtype.names
+        if len(fields) != 2:
+            raise DataError(f"y: a structured array with the fields {list(fields)}; expected two, the event "
+                            "indicator first and the time second (scikit-survival's convention)")
+        return y[fields[1]], y[fields[0]]
+    if is_frame(y):
+        missing = [c for c in (duration_col, event_col) if c not in y.columns]
+        if missing:
+            raise DataError(f"y: a DataFrame without the column {missing[0]!r}; its columns: "
+                            f"{', '.join(map(str, y.columns))} (set data.duration_col and data.event_col)")
+        return y[duration_col], y[event_col]
+    if isinstance(y, (tuple, list)) and len(y) == 2:
+        return y[0], y[1]
+    raise DataError(f"y: a {type(y).__name__}; expected a scikit-survival structured array (event, time), a "
+                    f"DataFrame with columns {duration_col!r} and {event_col!r}, or a (durations, events) pair")
+
+
+def survival_table(x: Any, y: Any, names: tuple[str, str], label: str) -> tuple[Any, list[str]]:
+    """(Arrow table of ``x`` with the duration and event columns, the feature columns' names)."""
+    pair = targets(y, names, x)
+    table = arrow_table(x, label)
+    if pair is None:
+        return table, [c for c in table.column_names if c not in names]
+    features = list(table.column_names)
+    for name, values, what in zip(names, pair, ("durations", "events")):
+        if name in features:
+            key = "duration_col" if what == "durations" else "event_col"
+            raise DataError(f"{label}: X has a column {name!r}, the name data.{key} gives y's {what}; rename the "
+                            f"column or set data.{key}")
+        array = column(values, f"y ({what})")
+        if len(array) != table.num_rows:
+            raise DataError(f"{label}: X has {table.num_rows} rows but y has {len(array)}")
+        table = table.append_column(name, array)
+    return table, features

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..compose import override_key
+
 
 WIDTHS = (16, 32, 64, 128, 256)
 
@@ -50,11 +52,6 @@ FAMILY_SPACE: dict[str, dict[str, Callable[[Any], str]]] = {
     "lognormal_aft": {},
 }
 COX_ONLY = ("cox",)
-
-
-def override_key(override: str) -> str:
-    """The key an override sets: `+a.b=1`, `~a.b` and `a.b=1` all set `a.b`."""
-    return override.lstrip("+~").split("=", 1)[0]
 
 
 def searched(base: list[str]) -> dict[str, Callable[[Any], str]]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .search_space import COX_ONLY, override_key, family_keys
+from ..compose import override_key
+from .search_space import COX_ONLY, family_keys
 
 
 def study_records(study: Any) -> list[dict[str, Any]]:
