@@ -46,7 +46,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "scripts"))
@@ -243,14 +242,32 @@ def _write(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
             "machine": _machine(), "started_utc": args.started, "written_utc": _now(),
             "command": " ".join(["python benchmarks/bench_families.py", *args.argv])}
     (args.out / "families.json").write_text(json.dumps({**meta, "rows": rows}, indent=2, default=str))
-    text = ["# Survival families on the DeepSurv cohorts", "",
-            f"Machine: {meta['machine']}; {meta['started_utc']} to {meta['written_utc']}. Command: `{meta['command']}` "
-            f"({args.trials} TPE trials per family and cohort on {args.folds} validation folds, trial 0 the defaults; "
-            f"bags on seeds {' '.join(map(str, args.final_seeds))}; a small budget on a shared 2-core machine: the "
-            "choices, not the figures' last digit, are the point). Every choice is made on validation folds; the test "
-            "rows are scored once per bag. Regenerate with the command above (families.json beside this file).", "",
-            table(rows), "", "The families preset against the Cox-only preset:", "", *verdicts(rows), ""]
-    (args.out / "families.md").write_text("\n".join(text))
+    (args.out / "families.md").write_text(markdown([meta], rows))
+
+
+def markdown(runs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
+    """families.md: the processes that made ``rows`` (machine, times, command, budget), the table, the verdicts."""
+    text = ["# Survival families on the DeepSurv cohorts", ""]
+    for m in runs:
+        text.append(f"- Machine: {m['machine']}; {m['started_utc']} to {m['written_utc']}. Command: `{m['command']}` "
+                    f"({m['trials']} TPE trials per family and cohort on {m['folds']} validation folds, trial 0 the "
+                    f"defaults; bags on seeds {' '.join(map(str, m['final_seeds']))}).")
+    text += ["", "A small budget on a shared 2-core machine: the choices, not the figures' last digit, are the point. "
+             "Every choice is made on validation folds; the test rows are scored once per bag. Regenerate with the "
+             "commands above (families.json beside this file; `--merge` joins the processes' files).", "",
+             table(rows), "", "The families preset against the Cox-only preset:", "", *verdicts(rows), ""]
+    return "\n".join(text)
+
+
+def merge(paths: list[Path], out: Path) -> None:
+    """Join the families.json of several processes (e.g. one per cohort, side by side) into one table."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    rows = [row for part in parts for row in part["rows"]]
+    runs = [{k: v for k, v in part.items() if k != "rows"} for part in parts]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "families.json").write_text(json.dumps({"runs": runs, "rows": rows}, indent=2, default=str))
+    (out / "families.md").write_text(markdown(runs, rows))
+    print(table(rows))
 
 
 def _now() -> str:
@@ -262,6 +279,8 @@ def _now() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                        help="only join these families.json files (one per process) into <out>/families.md")
     parser.add_argument("--datasets", nargs="+", choices=list(deepsurv_benchmark.SOURCES),
                         default=list(deepsurv_benchmark.SOURCES))
     parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
@@ -272,6 +291,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--outer", type=int, default=None, metavar="K", help="K outer folds of the whole cohort")
     args = parser.parse_args(argv)
+    if args.merge:
+        merge(args.merge, args.out)
+        return
     args.argv, args.started = list(sys.argv[1:] if argv is None else argv), _now()
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
