@@ -124,6 +124,15 @@ def peer_rows(cohort: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+def choose_family(row: dict[str, Any]) -> None:
+    """The families preset of a cohort's row: the family whose search validated best (validation only)."""
+    ran = {f: r for f, r in row["families"].items() if "best_val" in r}
+    if ran:
+        pick = max(ran, key=lambda f: ran[f]["best_val"])
+        row["families_preset"] = {"family": pick, **{k: ran[pick][k] for k in ("best_val", "test_cindex",
+                                                                              "test_antolini", "test_ibs")}}
+
+
 def cohort_row(name: str, out: Path, args: argparse.Namespace, log: Callable[[str], None],
                files: tuple[Path, Path] | None = None, label: str | None = None) -> dict[str, Any]:
     from baseline_cox import _tabular_cohort
@@ -143,11 +152,7 @@ def cohort_row(name: str, out: Path, args: argparse.Namespace, log: Callable[[st
         except Exception as exc:  # a family the cohort cannot take (e.g. a duration of 0 for log time)
             row["families"][family] = {"family": family, "skipped": f"{type(exc).__name__}: {exc}"}
             log(f"{label}: {family} skipped: {exc}")
-    ran = {f: r for f, r in row["families"].items() if "best_val" in r}
-    if ran:
-        pick = max(ran, key=lambda f: ran[f]["best_val"])
-        row["families_preset"] = {"family": pick, **{k: ran[pick][k] for k in ("best_val", "test_cindex",
-                                                                                  "test_antolini", "test_ibs")}}
+    choose_family(row)
     row["peers"] = peer_rows(cohort)
     log(f"{label}: peers " + " ".join(f"{k} {v.get('test_antolini', v.get('skipped'))}" for k, v in row["peers"].items()))
     return row
@@ -262,7 +267,15 @@ def markdown(runs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
 def merge(paths: list[Path], out: Path) -> None:
     """Join the families.json of several processes (e.g. one per cohort, side by side) into one table."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
-    rows = [row for part in parts for row in part["rows"]]
+    rows: list[dict[str, Any]] = []
+    for row in (r for part in parts for r in part["rows"]):  # a cohort's families may come from several files
+        same = next((r for r in rows if r["dataset"] == row["dataset"]), None)
+        if same is None:
+            rows.append(row)
+        else:
+            same["families"].update(row["families"])
+    for row in rows:  # the families preset over every family the files hold for the cohort
+        choose_family(row)
     runs = [{k: v for k, v in part.items() if k != "rows"} for part in parts]
     out.mkdir(parents=True, exist_ok=True)
     (out / "families.json").write_text(json.dumps({"runs": runs, "rows": rows}, indent=2, default=str))
