@@ -100,6 +100,16 @@ def readme_scans(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def readme_cohort(tmp_path_factory) -> Path:
+    """A folder holding ``cohort.parquet`` as the README's ``make_cohort.py cohort.parquet`` line writes it
+    (10,000 patients here instead of 10^6: the check is of the command, not of the size)."""
+    folder = tmp_path_factory.mktemp("readme_cohort")
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_cohort.py"), str(folder / "cohort.parquet"), "--n",
+                    "10000"], check=True, capture_output=True)
+    return folder
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("overrides,multirun", README_COMMANDS, ids=[" ".join(o) or "default" for o, _ in README_COMMANDS])
 def test_readme_train_commands_pass_the_preflight(overrides, multirun, request, monkeypatch):
@@ -108,6 +118,8 @@ def test_readme_train_commands_pass_the_preflight(overrides, multirun, request, 
     if "data=images" in overrides:  # run where the README's synthetic_scans.py line put scans/, with its PYTHONPATH
         monkeypatch.chdir(request.getfixturevalue("readme_scans"))
         monkeypatch.syspath_prepend(str(ROOT / "tests" / "user_code"))
+    if "data.path=cohort.parquet" in overrides:  # run where the README's make_cohort.py line wrote it
+        monkeypatch.chdir(request.getfixturevalue("readme_cohort"))
     assert check_command(overrides, multirun) >= 1
 
 
