@@ -127,7 +127,7 @@ elif tool in ("pyarrow", "pandas", "loader"):
     out["extra_mb"] = rss_mb("VmHWM") - base
 elif tool in ("lifelines", "sksurv"):
     import numpy as np, pyarrow.parquet as pq, torch
-    from survopt_hydra.survival.data import split_indices
+    from survopt_hydra.survival.splits import split_indices
     df = pq.read_table(path).to_pandas()
     tr, va, te = split_indices(df["event"].to_numpy(), (0.7, 0.15, 0.15), 0)
     if tool == "lifelines":

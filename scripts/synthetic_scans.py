@@ -19,7 +19,7 @@ from pathlib import Path
 
 def main() -> None:
     from survopt_hydra.app.synthetic_scans import FORMATS, NORMALIZE, write_synthetic_scans
-    from survopt_hydra.survival.data import SYNTHETIC_SIGNALS
+    from survopt_hydra.survival.synthetic_images import SYNTHETIC_SIGNALS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path, help="folder for the images and manifest.csv (created)")

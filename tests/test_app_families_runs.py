@@ -90,7 +90,8 @@ def test_each_family_trains_from_the_cli_and_predicts_its_curves(tmp_path, famil
     else:  # the run's own test rows of the CSV, as the file holds them (text cells included)
         import pandas as pd
 
-        from survopt_hydra.survival.data import resolve_path, split_indices
+        from survopt_hydra.survival.data import resolve_path
+        from survopt_hydra.survival.splits import split_indices
 
         frame = pd.read_csv(resolve_path(GBSG2_CSV[1].split("=", 1)[1]))
         test_rows = split_indices(frame["cens"].to_numpy(np.float32), (0.7, 0.15, 0.15), 0)[2]  # the app's split

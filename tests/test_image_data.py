@@ -20,7 +20,8 @@ from survopt_hydra.app.image_transforms import CenterCrop, Normalize, RandomCrop
 from survopt_hydra.app.schemas import ImagesDataConfig, SyntheticImagesDataConfig
 from survopt_hydra.app.synthetic_scans import NORMALIZE, SPAN, write_synthetic_scans
 from survopt_hydra.schemas.checks import validate
-from survopt_hydra.survival.data import DataError, make_synthetic_images
+from survopt_hydra.survival.data import DataError
+from survopt_hydra.survival.synthetic_images import make_synthetic_images
 
 FLIP = {"_target_": "survopt_hydra.app.image_transforms.RandomFlip", "p": 0.5, "dims": [-1, -2]}
 

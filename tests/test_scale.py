@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from survopt_hydra.app.data import Split, _finite, _tensors
-from survopt_hydra.survival.data import DataError, Standardizer
+from survopt_hydra.survival.data import DataError
+from survopt_hydra.survival.standardize import Standardizer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -9,14 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from survopt_hydra.survival.data import (
-    DataError,
-    Standardizer,
-    load_csv,
-    make_synthetic_images,
-    resolve_path,
-    split_indices,
-)
+from survopt_hydra.survival.data import DataError, load_csv, resolve_path
+from survopt_hydra.survival.splits import split_indices
+from survopt_hydra.survival.standardize import Standardizer
+from survopt_hydra.survival.synthetic_images import make_synthetic_images
 from survopt_hydra.survival.metrics import concordance_index
 
 GBSG2 = "pkg://lifelines/datasets/gbsg2.csv"

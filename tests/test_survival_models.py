@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from survopt_hydra.survival.data import make_synthetic_images
+from survopt_hydra.survival.synthetic_images import make_synthetic_images
 from survopt_hydra.survival.losses import cox_ph_loss
 from survopt_hydra.survival.metrics import concordance_index
 from survopt_hydra.survival.models import MLP, LinearCox, SmallCNN

@@ -15,8 +15,10 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ..survival.data import (DataError, Standardizer, fold_indices, load_arrow, load_csv, make_synthetic_images,
-                             resolve_path, split_indices)
+from ..survival.data import DataError, load_arrow, load_csv, resolve_path
+from ..survival.splits import fold_indices, split_indices
+from ..survival.standardize import Standardizer
+from ..survival.synthetic_images import make_synthetic_images
 from ..survival.metrics import comparable_pairs
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,8 @@ import torch
 from torch import Tensor
 
 from ..errors import did_you_mean, first_line
-from ..survival.data import Standardizer, resolve_path
+from ..survival.data import resolve_path
+from ..survival.standardize import Standardizer
 from ..survival.schema import DataError
 from . import image_files
 

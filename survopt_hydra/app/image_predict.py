@@ -34,7 +34,8 @@ import torch
 
 from ..errors import ConfigError
 from ..survival.breslow import BreslowBaseline
-from ..survival.data import Standardizer, resolve_path
+from ..survival.data import resolve_path
+from ..survival.standardize import Standardizer
 from ..survival.schema import DataError
 from .image_data import IMAGE_FORMAT, ImageDataset, ImageReader, MANIFEST_SUFFIXES, probe_all, read_manifest
 from .image_files import MODES

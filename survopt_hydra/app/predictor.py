@@ -40,7 +40,8 @@ from torch import nn
 
 from ..survival.breslow import BreslowBaseline
 from ..survival.compaction import compact_baseline
-from ..survival.data import DataError, Standardizer
+from ..survival.data import DataError
+from ..survival.standardize import Standardizer
 from ..survival.schema import FeatureSchema
 from ..survival.bootstrap import LEVEL, RESAMPLES, SEED, bootstrap_intervals, subset_rows
 from ..survival.timedep import brier_contributions, cumulative_dynamic_auc, kaplan_meier, uno_cindex, uno_weights

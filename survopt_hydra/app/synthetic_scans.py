@@ -35,7 +35,7 @@ def write_synthetic_scans(folder: str | Path, n: int, size: int = 32, seed: int 
     ``n=450, start=400`` writes the 50 after a 400-scan training set's draw of 450)."""
     from PIL import Image
 
-    from ..survival.data import make_synthetic_images
+    from ..survival.synthetic_images import make_synthetic_images
 
     if fmt not in FORMATS:
         raise ValueError(f"write_synthetic_scans: fmt must be one of {FORMATS}, got {fmt!r}")

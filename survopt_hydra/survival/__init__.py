@@ -10,16 +10,10 @@ independent reference (lifelines, plain numpy) on its own.
 from survopt_hydra.survival.bootstrap import bootstrap_intervals, bootstrap_metrics
 from survopt_hydra.survival.breslow import BreslowBaseline
 from survopt_hydra.survival.competing import CompetingRisksCohort, make_competing_risks
-from survopt_hydra.survival.data import (
-    DataError,
-    Standardizer,
-    Table,
-    fold_indices,
-    load_csv,
-    make_synthetic_images,
-    resolve_path,
-    split_indices,
-)
+from survopt_hydra.survival.data import DataError, Table, load_csv, resolve_path
+from survopt_hydra.survival.splits import fold_indices, split_indices
+from survopt_hydra.survival.standardize import Standardizer
+from survopt_hydra.survival.synthetic_images import make_synthetic_images
 from survopt_hydra.survival.families import (
     FAMILIES,
     SurvivalFamily,

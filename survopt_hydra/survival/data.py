@@ -1,4 +1,4 @@
-"""Tabular (CSV, Parquet) and synthetic-image survival data.
+"""Tabular survival data (CSV, Parquet, Arrow tables) read into a checked float32 matrix.
 
 Everything that can be wrong in a user's file is reported as a one-line
 :class:`DataError` naming the file, the column and the 1-based data row, so a
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from .cells import NUMBER, TEXT, Cells, cell_error, shown
 from .readers import (  # noqa: F401 (check_header, csv_rows, find_columns re-exported: the data layer's names)
@@ -400,194 +398,3 @@ class _Loader:
         for summary in by_name.values():  # constant columns
             summary.restart()
         return x
-
-
-def split_indices(
-    events: np.ndarray, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seeded train/val/test split, stratified by event status.
-
-    Stratifying keeps the event rate equal across splits, and every split with
-    a non-zero fraction gets at least one event, because the Cox loss and the
-    C-index are undefined without events. A fraction may be 0 (e.g. test when
-    a separate test file is given); that split is then empty.
-    """
-    events = np.asarray(events).reshape(-1)
-    fractions = np.asarray(fractions, dtype=np.float64)
-    if fractions.shape != (3,) or (fractions < 0).any() or abs(fractions.sum() - 1.0) > 1e-6:
-        raise ValueError(
-            f"split_indices: fractions must be 3 non-negative numbers summing to 1, got {fractions.tolist()}"
-        )
-    used = fractions > 0
-    n_events, n_used = int((events > 0).sum()), int(used.sum())
-    if n_events < n_used:
-        raise ValueError(f"split_indices: {n_events} event(s) cannot give each of {n_used} splits an event")
-    rng = np.random.default_rng(seed)
-    parts: list[list[np.ndarray]] = [[], [], []]
-    for stratum, need_one in ((events > 0, True), (events <= 0, False)):
-        idx = rng.permutation(np.flatnonzero(stratum))
-        exact = fractions * len(idx)
-        counts = np.floor(exact).astype(int)
-        for k in np.argsort(-(exact - counts), kind="stable")[: len(idx) - counts.sum()]:
-            counts[k] += 1  # largest remainder rounding
-        while need_one and (counts[used] == 0).any():
-            counts[np.argmax(counts)] -= 1
-            counts[np.flatnonzero(used & (counts == 0))[0]] += 1
-        for k, chunk in enumerate(np.split(idx, np.cumsum(counts)[:-1])):
-            parts[k].append(chunk)
-    train, val, test = (np.sort(np.concatenate(p)).astype(np.int64) for p in parts)
-    return train, val, test
-
-
-def fold_indices(events: np.ndarray, folds: int, seed: int = 0) -> list[np.ndarray]:
-    """Seeded K-fold partition of the rows, stratified by event status: ``folds`` sorted index arrays.
-
-    Why: a model-selection figure averaged over K folds validates on every row once, where one
-    random validation split of a small cohort ranks configs by noise. Events and censored rows are
-    each shuffled and dealt round-robin (events first), so fold sizes differ by at most one and
-    every fold holds ``events // folds`` or one more events; fewer events than folds is refused,
-    because a fold without an event cannot be scored.
-    """
-    events = np.asarray(events).reshape(-1)
-    if folds < 2:
-        raise ValueError(f"fold_indices: folds must be >= 2, got {folds}")
-    n_events = int((events > 0).sum())
-    if n_events < folds:
-        raise ValueError(f"fold_indices: {n_events} event(s) cannot give each of {folds} folds an event")
-    rng = np.random.default_rng(seed)
-    order = np.concatenate([rng.permutation(np.flatnonzero(events > 0)), rng.permutation(np.flatnonzero(events <= 0))])
-    return [np.sort(order[k::folds]).astype(np.int64) for k in range(folds)]
-
-
-class Standardizer:
-    """Per-feature z-scoring fitted on training rows only (no leakage from val/test).
-
-    Constant features get std 1 so they map to 0 instead of dividing by zero.
-    """
-
-    def __init__(self) -> None:
-        self.mean: np.ndarray | None = None
-        self.std: np.ndarray | None = None
-
-    #: Rows per block of :meth:`fit`: float64 temporaries of a few MB at any n.
-    FIT_BLOCK = 4096
-
-    def fit(self, x: np.ndarray | torch.Tensor, rows: np.ndarray | None = None) -> "Standardizer":
-        """Mean and std of ``x``'s rows (``rows``: of those rows only, without copying them out first).
-
-        In float64, a block of :data:`FIT_BLOCK` rows at a time: memory stays a few MB where one
-        float64 copy of 10^6 x 20 features took 160 MB and ``std`` another (issue 27). The sums run row
-        by row in row order, each block's added onto the running total as its first row, which is
-        exactly the order in which ``np.ascontiguousarray(x, float64).mean(0)`` / ``.std(0)`` add: the
-        statistics are bit-identical to those, whatever the input's layout (a column-major column would
-        be summed pairwise), so no figure depends on how x was built."""
-        if isinstance(x, torch.Tensor):
-            x = x.detach().cpu().numpy()
-        if x.ndim != 2 or (x.shape[0] if rows is None else len(rows)) == 0:
-            shape = x.shape if rows is None else (len(rows), *x.shape[1:])
-            raise ValueError(f"Standardizer.fit: expected a non-empty (n, p) array, got shape {shape}")
-        n = x.shape[0] if rows is None else len(rows)
-
-        def blocks() -> Any:
-            for a in range(0, n, self.FIT_BLOCK):
-                part = x[a : a + self.FIT_BLOCK] if rows is None else x[rows[a : a + self.FIT_BLOCK]]
-                yield np.ascontiguousarray(part, dtype=np.float64)
-
-        def row_sum(parts: Any) -> np.ndarray:
-            total = None
-            for part in parts:  # the running total goes first: (((total + r0) + r1) + ...), as one pass would
-                total = np.add.reduce(part if total is None else np.concatenate([total[None], part]), axis=0)
-            return total
-
-        mean = row_sum(blocks()) / n
-        var = row_sum(np.multiply(d, d, out=d) for d in (part - mean for part in blocks())) / n
-        std = np.sqrt(var)
-        self.mean, self.std = mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
-        return self
-
-    def transform(self, x: np.ndarray | torch.Tensor, out: np.ndarray | None = None) -> np.ndarray | torch.Tensor:
-        """(x - mean) / std in float32; ``out`` (numpy, float32, x's shape; may be x itself): written in place,
-        with no temporary of x's size (the same floats either way)."""
-        if self.mean is None or self.std is None:
-            raise ValueError("Standardizer.transform: call fit() or load_state_dict() first")
-        if x.shape[-1] != self.mean.shape[0]:
-            raise ValueError(f"Standardizer.transform: expected {self.mean.shape[0]} features, got {x.shape[-1]}")
-        if isinstance(x, torch.Tensor):
-            mean, std = torch.as_tensor(self.mean, device=x.device), torch.as_tensor(self.std, device=x.device)
-            return ((x - mean) / std).to(x.dtype if x.is_floating_point() else torch.float32)
-        if out is not None and (out.dtype != np.float32 or out.shape != x.shape):
-            raise ValueError("Standardizer.transform: out must be a float32 array of x's shape")
-        z = np.subtract(np.asarray(x, dtype=np.float32), self.mean, out=out)
-        return np.divide(z, self.std, out=z)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        if self.mean is None or self.std is None:
-            raise ValueError("Standardizer.state_dict: not fitted")
-        return {"mean": torch.tensor(self.mean), "std": torch.tensor(self.std)}
-
-    def load_state_dict(self, state: dict) -> None:
-        mean = np.asarray(torch.as_tensor(state["mean"]), dtype=np.float32).reshape(-1)
-        std = np.asarray(torch.as_tensor(state["std"]), dtype=np.float32).reshape(-1)
-        if mean.shape != std.shape or (std <= 0).any():
-            raise ValueError("Standardizer.load_state_dict: mean/std must have equal length and std > 0")
-        self.mean, self.std = mean, std
-
-
-SYNTHETIC_SIGNALS = ("area_brightness", "area")
-
-
-def make_synthetic_images(
-    n: int, size: int = 32, seed: int = 0, return_risk: bool = False, signal: str = "area_brightness"
-) -> tuple[np.ndarray, ...]:
-    """Deterministic toy "scans" whose survival depends on what they show.
-
-    Each image holds a bright soft-edged blob on a textured, noisy background.
-    The true log-hazard grows with the blob's area and brightness, times are
-    exponential with that hazard, and independent exponential censoring is
-    calibrated to censor ~30%. So a CNN can only beat C = 0.5 by finding the
-    blob, which makes this a meaningful smoke test for image models.
-
-    ``signal="area"`` is the harder variant the fine-tuning demonstration needs: the
-    log-hazard follows the blob's area only, while its brightness varies 5-fold and
-    carries no risk, so an image's mean intensity (which solves the default variant almost
-    as well as the true risk: C 0.78 vs 0.79) is only a weak proxy (0.73 vs 0.82); a model
-    has to measure the blob's extent, which a backbone pretrained on many images does
-    better than one trained from scratch on a few.
-
-    Returns float32 numpy arrays ``(images (n, 1, size, size), durations (n,),
-    events (n,))``, plus the true log-hazard (n,) when ``return_risk``.
-    """
-    if n < 1 or size < 8:
-        raise ValueError(f"make_synthetic_images: need n >= 1 and size >= 8, got n={n}, size={size}")
-    if signal not in SYNTHETIC_SIGNALS:
-        raise ValueError(f"make_synthetic_images: signal must be one of {SYNTHETIC_SIGNALS}, got {signal!r}")
-    rng = np.random.default_rng(seed)
-    grid = np.arange(size, dtype=np.float64)
-    yy, xx = np.meshgrid(grid, grid, indexing="ij")
-    radius = rng.uniform(0.08, 0.25, n) * size
-    brightness = rng.uniform(*((0.4, 1.2) if signal == "area_brightness" else (0.3, 1.5)), n)
-    centre = rng.uniform(0.3, 0.7, (n, 2)) * size
-    dist = np.sqrt((yy - centre[:, 0, None, None]) ** 2 + (xx - centre[:, 1, None, None]) ** 2)
-    blob = brightness[:, None, None] / (1.0 + np.exp((dist - radius[:, None, None]) / 0.75))
-    freq, phase = rng.uniform(0.05, 0.3, (n, 2)), rng.uniform(0, 2 * np.pi, (n, 2))
-    texture = 0.1 * np.sin(freq[:, 0, None, None] * yy + phase[:, 0, None, None]) * np.cos(
-        freq[:, 1, None, None] * xx + phase[:, 1, None, None]
-    )
-    images = 0.2 + texture + blob + rng.normal(0.0, 0.05, (n, size, size))
-
-    area = radius**2
-    if signal == "area_brightness":
-        risk = 1.2 * (area - area.mean()) / area.std() + 0.6 * (brightness - brightness.mean()) / brightness.std()
-    else:
-        risk = 1.5 * (area - area.mean()) / area.std()
-    hazard = 0.1 * np.exp(risk)
-    event_time = rng.exponential(1.0 / hazard)
-    lo, hi = 1e-6, 1e6  # censoring rate c with mean(c / (c + hazard)) = 0.3
-    for _ in range(100):
-        mid = math.sqrt(lo * hi)
-        lo, hi = (mid, hi) if np.mean(mid / (mid + hazard)) < 0.3 else (lo, mid)
-    censor_time = rng.exponential(1.0 / math.sqrt(lo * hi), n)
-    durations = np.minimum(event_time, censor_time)
-    events = (event_time <= censor_time).astype(np.float32)
-    out = (images[:, None].astype(np.float32), durations.astype(np.float32), events)
-    return (*out, risk.astype(np.float32)) if return_risk else out
