@@ -15,8 +15,8 @@ run's own ``timings.json`` (:mod:`survopt_hydra.app.timings`):
   CSVs; plus what no phase claims (Hydra's run dir and log) and the interpreter's exit (``exit``:
   wall time after the last figure).
 
-Peak RSS is the whole process's high-water mark (``os.wait4``'s ``ru_maxrss``). In fresh
-interpreters, on the same files: ``pyarrow`` and ``pandas`` reading alone, the app's loader alone
+Peak RSS is the whole process's high-water mark (``ru_maxrss`` of the app forked by a small launcher,
+:data:`LAUNCHER`: a child of this process would inherit its peak). In fresh interpreters, on the same files: ``pyarrow`` and ``pandas`` reading alone, the app's loader alone
 (``load_csv``), lifelines ``CoxPHFitter`` (penalizer 0.01) fit on the app's training rows plus its
 concordance on the test rows, scikit-survival's Harrell's C, Uno's C, td-AUC and IBS on the test
 rows next to the app's own functions for the same four (``final metrics`` peer; run only where the
@@ -235,6 +235,21 @@ def probe(tool: str, path: Path | str = "", fmt: str = "", epochs: int = 0, time
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+#: Runs a command as the child of a small process and writes its wall time and peak RSS to a file. Why: a
+#: child spawned by this (large) benchmark process inherits its high-water mark at exec, so ``wait4``'s
+#: ``ru_maxrss`` would report at least this process's own peak (Linux keeps the larger of the two).
+LAUNCHER = """import json, os, sys, time
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    json.dump({"rc": os.waitstatus_to_exitcode(status), "maxrss_kb": usage.ru_maxrss,
+               "wall_s": time.perf_counter() - t0}, out)
+"""
+
+
 def app_run(path: Path, run_dir: Path, epochs: int, tree: Path | None = None) -> dict:
     """``scripts/train.py`` on ``path`` as a whole process: wall time, peak RSS, its timings and metrics.
 
@@ -245,18 +260,17 @@ def app_run(path: Path, run_dir: Path, epochs: int, tree: Path | None = None) ->
            f"trainer.max_epochs={epochs}", "trainer.early_stopping_patience=null", "trainer.progress_bar=false",
            f"hydra.run.dir={run_dir}"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tree or ""), os.environ.get("PYTHONPATH")])))
-    log = run_dir.with_suffix(".log")
+    log, measured = run_dir.with_suffix(".log"), run_dir.with_suffix(".rusage.json")
     with open(log, "wb") as sink:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=root, stdout=sink, stderr=subprocess.STDOUT, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {log.read_text()[-3000:]}")
+        subprocess.run([sys.executable, "-c", LAUNCHER, str(measured), *cmd], cwd=root, stdout=sink,
+                       stderr=subprocess.STDOUT, env=env, check=False)
+    usage = json.loads(measured.read_text())
+    wall, peak_mb = usage["wall_s"], usage["maxrss_kb"] / 1024
+    if usage["rc"]:
+        raise RuntimeError(f"{' '.join(cmd)} exited {usage['rc']}: {log.read_text()[-3000:]}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     if tree is not None:
-        return {"wall_s": wall, "peak_mb": usage.ru_maxrss / 1024, "train_seconds": metrics["train_seconds"],
+        return {"wall_s": wall, "peak_mb": peak_mb, "train_seconds": metrics["train_seconds"],
                 "test_cindex": metrics["test_cindex"],
                 "test_predictions_bytes": (run_dir / "test_predictions.csv").stat().st_size}
     timings = json.loads((run_dir / "timings.json").read_text())
@@ -264,7 +278,7 @@ def app_run(path: Path, run_dir: Path, epochs: int, tree: Path | None = None) ->
              ("predictor.json", "test_predictions.csv", "last.pt", "best.pt", "metrics.json")}
     groups = {g: sum(timings.get(k, 0.0) for k in keys) for g, keys in GROUPS.items()}
     groups["writes"] += max(0.0, wall - sum(timings.values()))  # the interpreter's exit after the last figure
-    return {"wall_s": wall, "peak_mb": usage.ru_maxrss / 1024, "timings": timings, "groups": groups,
+    return {"wall_s": wall, "peak_mb": peak_mb, "timings": timings, "groups": groups,
             "test_cindex": metrics["test_cindex"], "train_seconds": metrics["train_seconds"],
             "n_train": metrics["n_train"], "file_bytes": sizes}
 
