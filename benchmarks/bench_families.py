@@ -250,21 +250,22 @@ def _write(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     (args.out / "families.md").write_text(markdown([meta], rows))
 
 
-def markdown(runs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
+def markdown(runs: list[dict[str, Any]], rows: list[dict[str, Any]], note: str = "") -> str:
     """families.md: the processes that made ``rows`` (machine, times, command, budget), the table, the verdicts."""
     text = ["# Survival families on the DeepSurv cohorts", ""]
     for m in runs:
         text.append(f"- Machine: {m['machine']}; {m['started_utc']} to {m['written_utc']}. Command: `{m['command']}` "
-                    f"({m['trials']} TPE trials per family and cohort on {m['folds']} validation folds, trial 0 the "
+                    f"({m['trials']} TPE trial(s) per family and cohort on {m['folds']} validation folds, trial 0 the "
                     f"defaults; bags on seeds {' '.join(map(str, m['final_seeds']))}).")
     text += ["", "A small budget on a shared 2-core machine: the choices, not the figures' last digit, are the point. "
              "Every choice is made on validation folds; the test rows are scored once per bag. Regenerate with the "
-             "commands above (families.json beside this file; `--merge` joins the processes' files).", "",
+             "commands above (families.json beside this file; `--merge` joins the processes' files).",
+             *(["", note] if note else []), "",
              table(rows), "", "The families preset against the Cox-only preset:", "", *verdicts(rows), ""]
     return "\n".join(text)
 
 
-def merge(paths: list[Path], out: Path) -> None:
+def merge(paths: list[Path], out: Path, note: str = "") -> None:
     """Join the families.json of several processes (e.g. one per cohort, side by side) into one table."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     rows: list[dict[str, Any]] = []
@@ -278,8 +279,8 @@ def merge(paths: list[Path], out: Path) -> None:
         choose_family(row)
     runs = [{k: v for k, v in part.items() if k != "rows"} for part in parts]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "families.json").write_text(json.dumps({"runs": runs, "rows": rows}, indent=2, default=str))
-    (out / "families.md").write_text(markdown(runs, rows))
+    (out / "families.json").write_text(json.dumps({"runs": runs, "note": note, "rows": rows}, indent=2, default=str))
+    (out / "families.md").write_text(markdown(runs, rows, note))
     print(table(rows))
 
 
@@ -294,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
                         help="only join these families.json files (one per process) into <out>/families.md")
+    parser.add_argument("--note", default="", help="with --merge: a paragraph for families.md (e.g. unequal budgets)")
     parser.add_argument("--datasets", nargs="+", choices=list(deepsurv_benchmark.SOURCES),
                         default=list(deepsurv_benchmark.SOURCES))
     parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
@@ -305,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--outer", type=int, default=None, metavar="K", help="K outer folds of the whole cohort")
     args = parser.parse_args(argv)
     if args.merge:
-        merge(args.merge, args.out)
+        merge(args.merge, args.out, args.note)
         return
     args.argv, args.started = list(sys.argv[1:] if argv is None else argv), _now()
     logging.disable(logging.WARNING)
