@@ -364,7 +364,7 @@ def test_an_ensemble_refuses_members_with_different_curves(family_run, tmp_path)
 
 
 def test_curve_columns():
-    from survopt_hydra.app.predictor import curve_columns
+    from survopt_hydra.app.family_artifact import curve_columns
 
     assert curve_columns(1, [1, 2.5]) == ["S(1)", "S(2.5)"]
     assert curve_columns(2, [1, 3]) == ["CIF_1(1)", "CIF_1(3)", "CIF_2(1)", "CIF_2(3)"]

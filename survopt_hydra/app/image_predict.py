@@ -40,7 +40,8 @@ from ..survival.schema import DataError
 from .image_data import IMAGE_FORMAT, ImageDataset, ImageReader, MANIFEST_SUFFIXES, probe_all, read_manifest
 from .image_files import MODES
 from .family_fit import head_of
-from .predictor import ARTEFACT, checked_family, curve_columns, family_predictions
+from .family_artifact import checked_family, curve_columns, family_predictions
+from .predictor import ARTEFACT
 
 MAX_ARTEFACT_BYTES = 64 * 2**20  # a predictor.json beyond this is not one the app wrote (its baseline is ~100 kB)
 #: The most values per image a predictor.json may ask for (data.max_pixels' default), whatever it records: the
