@@ -32,6 +32,7 @@ before it is acted on. Only rank 0 writes files or prints.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import signal
@@ -426,6 +427,11 @@ def train(cfg: DictConfig, run_dir: Path, trainer: Trainer | None = None, report
             metrics = trainer.train()
         finally:
             del trainer  # DDP/FSDP modules hold the process group: release them first
+            if ctx.distributed:
+                # the app's pre-flight built the trainer before main's gc.freeze (train._training_gc), and
+                # frozen objects are never collected: the DDP wrapper would outlive destroy_process_group
+                # into interpreter exit, where gloo's threads abort the rank now and then (pytorch#179291)
+                gc.unfreeze()
             ctx.teardown()
     finally:
         unlock_run_dir(run_dir)
