@@ -34,7 +34,8 @@ def test_every_library_family_is_a_config_option_with_the_librarys_defaults():
         for field in dataclasses.fields(app):
             if field.name != "name":
                 assert getattr(app, field.name) == lib[field.name], (name, field.name)
-        fitted = {"cuts", "risks", "log_loc", "log_scale", "time_loc", "time_scale", "base_times", "base_log_hazard"}
+        fitted = {"cuts", "risks", "log_loc", "log_scale", "time_loc", "time_scale", "base_times", "base_log_hazard",
+                  "bin_times"}
         assert set(lib) - {f.name for f in dataclasses.fields(app)} <= fitted, name
 
 

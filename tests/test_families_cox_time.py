@@ -119,6 +119,78 @@ def test_baseline_and_survival_match_plain_loops():
             assert float(surv[r, c]) == pytest.approx(math.exp(-cumhaz), rel=1e-10)
 
 
+def test_baseline_on_a_time_grid_matches_a_plain_loop_with_g_read_at_the_nearest_grid_time():
+    """max_times: g(t_j, x) is read at the grid time nearest t_j on the scaled axis; d_j, the risk sets
+    and the steps stay those of every event time."""
+    x, durations, events = cohort(4, n=80)
+    durations = durations + np.random.default_rng(4).uniform(0, 0.5, 80)  # many distinct event times
+    torch.manual_seed(4)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+    family = CoxTime(log_time=True).fit(durations, events)
+    xt = torch.tensor(x, dtype=torch.float64)
+    exact = family.fit_baseline(net, xt, durations, events)
+    grid = family.fit_baseline(net, xt, durations, events, max_times=7)
+    times = sorted({d for d, e in zip(durations, events) if e})
+    assert len(times) > 7 and grid.bin_times is not None and len(grid.bin_times) == 7
+    assert grid.bin_times[0] == times[0] and grid.bin_times[-1] == times[-1] and set(grid.bin_times) <= set(times)
+    assert grid.base_times == exact.base_times and exact.bin_times is None
+
+    def scaled(t):
+        return (math.log1p(t) - family.time_loc) / family.time_scale
+
+    def nearest(t):  # the first of the closest grid times on the network's time axis
+        return min(grid.bin_times, key=lambda b: (abs(scaled(b) - scaled(t)), b))
+
+    def g(t, k):
+        z = torch.cat([xt[k], family.scale_time(torch.tensor([nearest(t)], dtype=torch.float64))])
+        return float(net(z[None]).detach())
+
+    ref_times, hazards = loop_baseline(g, durations.tolist(), events.tolist())
+    assert list(grid.base_times) == ref_times
+    assert np.exp(grid.base_log_hazard) == pytest.approx(hazards, rel=1e-10)
+    outputs = grid.predict(net, xt[:4])
+    assert outputs.shape == (4, 7)
+    at = [0.5, times[3], float(np.median(times)), times[-1] + 1]
+    surv = grid.survival(outputs, at)
+    for r in range(4):
+        for c, t in enumerate(at):
+            cumhaz = sum(h * math.exp(g(tj, r)) for tj, h in zip(ref_times, hazards) if tj <= t)
+            assert float(surv[r, c]) == pytest.approx(math.exp(-cumhaz), rel=1e-10)
+    assert family_from_dict(grid.to_dict()) == grid
+    # a smooth network's curves move little; one that ignores time gets the exact baseline
+    assert float((grid.survival(outputs, at) - exact.survival(exact.predict(net, xt[:4]), at)).abs().max()) < 0.05
+    linear = torch.nn.Linear(3, 1).double()
+    flat = lambda z: linear(z[:, :-1])  # noqa: E731
+    a = family.fit_baseline(flat, xt, durations, events)
+    b = family.fit_baseline(flat, xt, durations, events, max_times=5)
+    assert torch.allclose(torch.tensor(a.base_log_hazard), torch.tensor(b.base_log_hazard), rtol=1e-12)
+    assert torch.allclose(a.survival(a.predict(flat, xt), at), b.survival(b.predict(flat, xt), at), rtol=1e-10)
+
+
+def test_a_time_grid_bounds_the_network_rows_at_rows_times_grid():
+    x, durations, events = cohort(5, n=50)
+    durations = durations + np.random.default_rng(5).uniform(0, 0.5, 50)
+    family = CoxTime().fit(durations, events)
+    net = TimeAsOutput(3)
+    rows = []
+    counting = lambda z: (rows.append(z.shape[0]), net(z))[1]  # noqa: E731
+    n_times = len({d for d, e in zip(durations, events) if e})
+    family.fit_baseline(counting, torch.zeros(50, 3), durations, events)
+    assert sum(rows) == 50 * n_times
+    rows.clear()
+    fitted = family.fit_baseline(counting, torch.zeros(50, 3), durations, events, max_times=6)
+    assert sum(rows) == 50 * 6
+    rows.clear()
+    fitted.predict(counting, torch.zeros(9, 3))
+    assert sum(rows) == 9 * 6
+    with pytest.raises(ValueError, match="max_times"):
+        family.fit_baseline(counting, torch.zeros(50, 3), durations, events, max_times=0)
+    with pytest.raises(ValueError, match="bin_times"):
+        family_from_dict({**fitted.to_dict(), "bin_times": list(fitted.bin_times)[::-1]})
+    with pytest.raises(ValueError, match="outputs must be"):
+        fitted.survival(torch.zeros(2, n_times), [1.0])
+
+
 def test_a_network_that_ignores_time_gives_the_cox_breslow_curves():
     x, durations, events = cohort(1)
     torch.manual_seed(1)

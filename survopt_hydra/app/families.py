@@ -42,6 +42,11 @@ from .family_fit import COX_HEAD, Head, head_of
 
 #: Training rows whose Breslow-type baseline scores Cox-Time's curves each epoch (seeded, fixed).
 VAL_BASELINE_ROWS = 2048
+#: Grid times Cox-Time's g(t, x) is read at when scoring an epoch, and at most for the final model (above it,
+#: every event time uses the nearest of these many; :class:`~..survival.families.CoxTime`). Exact curves cost
+#: (rows x event times) network passes: on SUPPORT (874 event times) scoring an epoch cost 48x its training.
+VAL_BASELINE_TIMES = 64
+FINAL_BASELINE_TIMES = 256
 
 
 #: The output layer of each built-in model (app/components.build_model; user_models.BackboneCox).
@@ -155,15 +160,17 @@ class CurveRun:
 
     # -- scoring -------------------------------------------------------------------------
     def fitted(self, model: nn.Module, final: bool = False) -> Any:
-        """The family ready to give curves: Cox-Time with its baseline (every training row when ``final``,
-        else the fixed subset), the others as fitted by the pre-flight. ``model`` in eval mode."""
+        """The family ready to give curves: Cox-Time with its baseline (every training row and event time up to
+        :data:`FINAL_BASELINE_TIMES` when ``final``, else the fixed subset on :data:`VAL_BASELINE_TIMES` grid
+        times), the others as fitted by the pre-flight. ``model`` in eval mode."""
         if not self.family.time_input:
             return self.family
         if final and self._final is not None:
             return self._final
         train = self.cohort.train
         rows = slice(None) if final else self._baseline_rows.to(train.durations.device)
-        fitted = self.family.fit_baseline(model, train.x[rows], train.durations[rows].cpu(), train.events[rows].cpu())
+        fitted = self.family.fit_baseline(model, train.x[rows], train.durations[rows].cpu(), train.events[rows].cpu(),
+                                          max_times=FINAL_BASELINE_TIMES if final else VAL_BASELINE_TIMES)
         if final:
             self._final = fitted
         return fitted

@@ -21,6 +21,13 @@ standardised (optionally after log1p) with the training rows' mean and std, as p
   S(t | x) = exp(-sum_{t_j <= t} dH0(t_j) exp(g(t_j, x))). It costs one network pass per
   (training row, event time) pair: n x (number of distinct event times) rows, in chunks.
   ``predict`` returns g(t_j, x) at every baseline time, (n, J); ``survival`` reads it.
+* **A bounded time grid** (``fit_baseline(..., max_times=B)``): with more than B distinct event
+  times, g is read at B of them (``bin_times``, evenly spaced by rank) and every event time uses
+  the grid time nearest to it on the network's (scaled) time axis. The risk sets and the steps
+  stay exact - each event time keeps its own d_j and {T_k >= t_j} - only g's time argument moves,
+  by at most half a grid step; the cost falls from n x J to n x B network rows. A network that
+  ignores time gets the exact baseline. The app scores its epochs on 64 grid times and its final
+  model on 256 (on SUPPORT's 874 event times the test C-index moved by 6e-6, the IBS by 2e-6) (:mod:`survopt_hydra.app.families`).
 """
 from __future__ import annotations
 
@@ -90,6 +97,7 @@ class CoxTime(SurvivalFamily):
     time_scale: float | None = None
     base_times: tuple[float, ...] | None = None  # set by fit_baseline: distinct event times
     base_log_hazard: tuple[float, ...] | None = None  # log dH0 at each
+    bin_times: tuple[float, ...] | None = None  # the grid g is read at (None: every base time)
 
     def __post_init__(self) -> None:
         if isinstance(self.n_control, bool) or not isinstance(self.n_control, int) or self.n_control < 1:
@@ -112,6 +120,12 @@ class CoxTime(SurvivalFamily):
                 raise ValueError("cox_time.base_times: must increase and match base_log_hazard, all finite")
             object.__setattr__(self, "base_times", tuple(bt.tolist()))
             object.__setattr__(self, "base_log_hazard", tuple(bh.tolist()))
+        if self.bin_times is not None:
+            gt = torch.tensor(self.bin_times, dtype=torch.float64)
+            if self.base_times is None or gt.dim() != 1 or gt.numel() == 0 or gt.numel() > len(self.base_times) \
+                    or not bool(torch.isfinite(gt).all()) or bool((gt[1:] <= gt[:-1]).any()):
+                raise ValueError("cox_time.bin_times: must increase, all finite, at most as many as base_times")
+            object.__setattr__(self, "bin_times", tuple(gt.tolist()))
 
     @property
     def n_outputs(self) -> int:
@@ -161,32 +175,60 @@ class CoxTime(SurvivalFamily):
                 out.append(self._net(net, rows, s.repeat_interleave(n)).reshape(s.numel(), n).T)
         return torch.cat(out, 1).to(torch.float64)
 
-    def fit_baseline(self, net: torch.nn.Module, x: Tensor, durations: ArrayLike, events: ArrayLike) -> "CoxTime":
+    def fit_baseline(self, net: torch.nn.Module, x: Tensor, durations: ArrayLike, events: ArrayLike,
+                     max_times: int | None = None) -> "CoxTime":
+        """Breslow-type baseline at every distinct event time of the rows; with more than ``max_times``
+        of them, g read on a grid of ``max_times`` event times (module docstring)."""
         t, e = as_labels(durations, events, 1, self.name)
         if not bool((e > 0).any()):
             raise ValueError("cox_time.fit_baseline: the training rows hold no event")
+        if max_times is not None and (isinstance(max_times, bool) or not isinstance(max_times, int) or max_times < 1):
+            raise ValueError(f"cox_time.fit_baseline: max_times must be an integer >= 1 or None, got {max_times!r}")
         times, inverse = torch.unique(t[e > 0], sorted=True, return_inverse=True)
         deaths = torch.zeros_like(times).index_add_(0, inverse, torch.ones_like(inverse, dtype=torch.float64))
+        grid = times if max_times is None or times.numel() <= max_times else \
+            times[torch.linspace(0, times.numel() - 1, max_times, dtype=torch.float64).round().long().unique()]
+        fitted = dataclasses.replace(self, base_times=tuple(times.tolist()), base_log_hazard=(0.0,) * times.numel(),
+                                     bin_times=None if grid is times else tuple(grid.tolist()))
+        column = fitted._columns(times)  # each event time's grid time
+        # sum_{k: T_k >= t_j} exp(g(grid_b, x_k)) = a suffix log-sum-exp of the rows sorted by time
+        order = torch.argsort(t, descending=True, stable=True)
+        at_risk = torch.searchsorted(-t[order].contiguous(), -times.contiguous(), right=True)  # #{k: T_k >= t_j}
+        log_sum = torch.empty_like(times)
         step = max(1, _CHUNK_ROWS // max(x.shape[0], 1))
-        log_sum = []  # log sum_{k at risk} exp(g(t_j, x_k)), a chunk of event times at a time
-        for a in range(0, times.numel(), step):
-            g = self._risk_at(net, x, times[a : a + step]).cpu()  # (n, chunk)
-            at_risk = t[:, None] >= times[None, a : a + step]
-            log_sum.append(torch.logsumexp(torch.where(at_risk, g, torch.full_like(g, float("-inf"))), 0))
-        log_sum = torch.cat(log_sum)
-        return dataclasses.replace(self, base_times=tuple(times.tolist()),
-                                   base_log_hazard=tuple((torch.log(deaths) - log_sum).tolist()))
+        for a in range(0, grid.numel(), step):  # a chunk of grid times at a time: (n, chunk) in memory
+            g = self._risk_at(net, x, grid[a : a + step]).cpu()[order]
+            suffix = torch.logcumsumexp(g, 0)
+            mine = (column >= a) & (column < a + step)
+            log_sum[mine] = suffix[at_risk[mine] - 1, column[mine] - a]
+        return dataclasses.replace(fitted, base_log_hazard=tuple((torch.log(deaths) - log_sum).tolist()))
+
+    def grid_times(self) -> Tensor:
+        """The times ``predict`` reads g at: ``bin_times``, or every baseline time."""
+        return torch.tensor(self.bin_times or self._require("base_times"), dtype=torch.float64)
+
+    def _columns(self, times: Tensor) -> Tensor:
+        """For each of ``times``, the index of the grid time nearest to it on the scaled time axis (ties: the earlier)."""
+        if self.bin_times is None:
+            return torch.arange(times.numel())
+        grid = self.scale_time(self.grid_times())
+        mid = (grid[1:] + grid[:-1]) / 2
+        return torch.searchsorted(mid, self.scale_time(times.to(torch.float64)).contiguous(), right=False)
 
     def predict(self, net: torch.nn.Module, x: Tensor) -> Tensor:
-        """(n, J) g(t_j, x) at the baseline's event times."""
-        return self._risk_at(net, x, torch.tensor(self._require("base_times"), dtype=torch.float64))
+        """(n, B) g(t, x) at the grid times (every baseline time unless the baseline was fitted on a grid)."""
+        return self._risk_at(net, x, self.grid_times())
 
     def survival(self, outputs: Tensor, times: ArrayLike | list[float]) -> Tensor:
         base_t = torch.tensor(self._require("base_times"), dtype=torch.float64, device=outputs.device)
         base_h = torch.tensor(self.base_log_hazard, dtype=torch.float64, device=outputs.device)
-        if outputs.dim() != 2 or outputs.shape[1] != base_t.numel():
-            raise ValueError(f"cox_time: outputs must be predict()'s (n, {base_t.numel()}), got {tuple(outputs.shape)}")
-        log_cumhaz = torch.logcumsumexp(outputs.detach().to(torch.float64) + base_h[None, :], 1)
+        width = len(self.bin_times) if self.bin_times is not None else base_t.numel()
+        if outputs.dim() != 2 or outputs.shape[1] != width:
+            raise ValueError(f"cox_time: outputs must be predict()'s (n, {width}), got {tuple(outputs.shape)}")
+        g = outputs.detach().to(torch.float64)
+        if self.bin_times is not None:  # each baseline time reads its grid time's column
+            g = g[:, self._columns(base_t.cpu()).to(g.device)]
+        log_cumhaz = torch.logcumsumexp(g + base_h[None, :], 1)
         at = times_f64(times, outputs.device)
         cumhaz = torch.exp(step_at(base_t, log_cumhaz.T, at).T)  # (n, len(times))
         return torch.where(at[None, :] < base_t[0], torch.ones_like(cumhaz), torch.exp(-cumhaz))
