@@ -178,7 +178,8 @@ class DeepCoxRegressor(BaseEstimator):
         from .data import cohort_from_table
         from .predictor import Predictor
         from .run_plan import plan_run
-        from .trainer import Trainer, TrainingError, train
+        from .divergence import TrainingError
+        from .trainer import Trainer, train
         from .user_models import targets_in
 
         cfg = self.compose()

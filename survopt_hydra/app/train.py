@@ -76,7 +76,7 @@ def _io_error(exc: BaseException, run_dir: Path) -> str | None:
 
 def _classify(exc: Exception, run_dir: Path) -> tuple[int, str] | None:
     """(exit status, one line) for an error the user can act on; None for a bug (a traceback)."""
-    from survopt_hydra.app.trainer import TrainingError
+    from survopt_hydra.app.divergence import TrainingError
 
     user = _user_error(exc)
     if user is not None:

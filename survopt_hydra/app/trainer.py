@@ -11,8 +11,8 @@ Read it top to bottom, like a torchtune recipe:
 * :meth:`Trainer._finish` restores the best epoch's weights and scores the test set once.
 
 Each policy lives in one named place: the step order and the non-finite streak in
-:class:`~survopt_hydra.engine.StepEngine`; early stopping and best weights in
-:class:`~.state.Progress`; checkpoint cadence, resume and ``best.pt`` in
+:class:`~survopt_hydra.engine.StepEngine`; when a run has diverged in :mod:`.divergence`; early
+stopping and best weights in :class:`~.state.Progress`; checkpoint cadence, resume and ``best.pt`` in
 :class:`~.run_checkpoints.RunCheckpoints`; SIGTERM / Ctrl-C in :class:`~.state.GracefulStop`
 (stop after the epoch, with ``last.pt`` saved). Because each epoch's randomness depends only
 on (seed, epoch) and ``last.pt`` holds every other piece of state, a run killed anywhere and
@@ -53,6 +53,7 @@ from .checkpoint import epoch_seed, seed_everything
 from .components import build_model, evaluate, load_best, pick_device, set_threads  # noqa: F401 (tools import them here)
 from ..errors import ConfigError
 from .data import Cohort, Split
+from .divergence import TrainingError, check_learnt, check_loss, check_nonfinite
 from .families import run_family
 from .image_data import ImageSplit
 from .outputs import RunOutputs, archive_old_results, summary_line
@@ -62,10 +63,6 @@ from .state import FaultInjection, GracefulStop, Progress, RunInterrupted, lock_
 from .timings import Timings
 
 log = logging.getLogger(__name__)
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (diverged, nothing to select); the message is one line."""
 
 
 class _FullWeights:
@@ -201,7 +198,7 @@ class Trainer:
                     lrs = self.engine.lrs()
                     with tm.phase("train"):
                         train_loss = self._train_epoch(epoch)
-                    self._check_loss(epoch, train_loss)
+                    check_loss(epoch, train_loss, p.history, t["max_loss_ratio"], self.checkpoints.saved_epoch)
                     with tm.phase("validate"):
                         val_c, val_loss = self._validate()
                     self.engine.end_epoch({"val_cindex": val_c, "val_loss": val_loss, "train_loss": train_loss})
@@ -280,13 +277,11 @@ class Trainer:
                     self.progress.lr_steps.append({"step": step, **{f"lr/{g}": v for g, v in lrs.items()}})
                     self.grad_monitor.log_update(step)
                 if e.consecutive_nonfinite:
-                    self._nonfinite(i + 1)
+                    check_nonfinite(e, self.progress.epoch, i + 1, self.t["max_nonfinite_steps"],
+                                    self.checkpoints.saved_epoch)
         mean, count = e.read_loss()  # the losses rode each step's existing host transfer
         n_empty = int(empty)
-        if ctx.any_rank(n_empty == self.n_batches):  # collective: every rank stops together
-            raise TrainingError(f"epoch {epoch + 1}: none of the {self.n_batches} training batches held a comparable "
-                                "pair (an event and a row still at risk): nothing was learnt; raise "
-                                "trainer.batch_size or check data.event_col")
+        check_learnt(epoch, ctx.any_rank(n_empty == self.n_batches), self.n_batches)  # collective: all stop together
         if n_empty:  # their exact zeros are in the sum but must not be in the mean
             mean = mean * count / (count - n_empty) if count > n_empty else math.nan
         return ctx.all_reduce_mean(mean)
@@ -304,31 +299,6 @@ class Trainer:
             return
         for idx in chunks:
             yield idx, (data.x[idx],), data.durations[idx], data.events[idx]
-
-    def _check_loss(self, epoch: int, loss: float) -> None:
-        """An epoch whose training loss exploded against the first epoch's (``trainer.max_loss_ratio``) ends the
-        run as diverged: its weights may still score a C-index, but no sweep may take it for a result."""
-        ratio = self.t["max_loss_ratio"]
-        if ratio is None or not math.isfinite(loss):  # no finite loss at all: the non-finite streak's to judge
-            return
-        first = next((r["train_loss"] for r in self.progress.history if math.isfinite(r["train_loss"])), loss)
-        if abs(loss) > ratio * max(abs(first), 1.0):
-            saved = self.checkpoints.saved_epoch
-            raise TrainingError(f"training diverged: epoch {epoch + 1}'s training loss {loss:.4g} is over "
-                                f"{ratio:g} x the first epoch's ({first:.4g}); "
-                                + (f"last.pt keeps the last good state (epoch {saved}); " if saved else "")
-                                + "lower optimizer.lr, use clipping=norm, or raise trainer.max_loss_ratio")
-
-    def _nonfinite(self, batch: int) -> None:
-        """The window just ended had a non-finite loss or gradient (step skipped): warn, or stop."""
-        e, limit = self.engine, self.t["max_nonfinite_steps"]
-        log.warning("epoch %d, batch %d: non-finite loss or gradient, optimizer step skipped (%d in a row, limit "
-                    "trainer.max_nonfinite_steps=%d)", self.progress.epoch + 1, batch, e.consecutive_nonfinite, limit)
-        if e.diverged:
-            saved = self.checkpoints.saved_epoch
-            raise TrainingError(f"training diverged: {limit} optimizer steps in a row had a non-finite loss or "
-                                "gradient; " + (f"last.pt keeps the last good state (epoch {saved}); " if saved else "")
-                                + "lower optimizer.lr, use clipping=norm, or raise trainer.max_nonfinite_steps and rerun")
 
     def _validate(self) -> tuple[float, float]:
         """(C-index, loss) on the validation rows of the model that is selected (EMA: the average); what the

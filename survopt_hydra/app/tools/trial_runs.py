@@ -69,7 +69,7 @@ def run_validation_only(overrides: list[str]) -> dict[str, Any]:
     from survopt_hydra.app.compose import compose_train
     from survopt_hydra.app.trainer import train
 
-    from survopt_hydra.app.trainer import TrainingError
+    from survopt_hydra.app.divergence import TrainingError
 
     cfg = compose_train([*overrides, *TRIAL_OVERRIDES])  # last.pt on the default time cadence: at the end only
     tic = time.perf_counter()

@@ -76,7 +76,7 @@ def search(base: list[str], trials: int | None, seconds: float | None, sampler_s
     the median of earlier trials at the same number of folds: a config that loses on the first
     folds rarely wins on the rest, and the budget goes to more trials. A pruned trial is recorded
     (``pruned``, its partial mean) but can never be the choice; a complete trial's value is the
-    mean over all K folds, as without pruning. A fold that ends in a :class:`~survopt_hydra.app.trainer.TrainingError`
+    mean over all K folds, as without pruning. A fold that ends in a :class:`~survopt_hydra.app.divergence.TrainingError`
     (diverged, or learnt nothing) fails its trial there: recorded with the reason (``failed``), never
     the choice, and the search goes on.
 
