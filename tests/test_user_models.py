@@ -25,9 +25,11 @@ def custom(target: str, **kwargs) -> dict:
     return check_group("model", {"name": "custom", "_target_": target, **kwargs})
 
 
-def backbone(target: str, pretrained: str | None = None, **kwargs) -> dict:
+def backbone(target: str, weights_file: str | None = None, /, **kwargs) -> dict:
+    """model=backbone: ``kwargs`` go to the backbone's node (timm's own ``pretrained`` too); ``weights_file`` is
+    model.pretrained."""
     return check_group("model", {"name": "backbone", "backbone": {"_target_": target, **kwargs},
-                                 "pretrained": pretrained})
+                                 "pretrained": weights_file})
 
 
 def test_the_users_module_gets_the_input_shape_it_asks_for() -> None:
@@ -153,6 +155,38 @@ def test_torchvision_and_timm_backbones(tmp_path: Path, target: str, kwargs: dic
     assert model.head[0].in_features == 512 and model(torch.randn(2, *shape)).shape == (2,)
     if classifier:
         assert isinstance(getattr(model.backbone, classifier), nn.Identity)
+    # a file as the package saves its own models: every key, the 1000-class classifier included
+    torch.manual_seed(3)
+    if package == "torchvision":
+        import torchvision
+
+        source = torchvision.models.resnet18(weights=None)
+    else:
+        import timm
+
+        source = timm.create_model("resnet18", pretrained=False, in_chans=1)
+    torch.save(source.state_dict(), tmp_path / "full.pth")
+    loaded = build_model(backbone(target, str(tmp_path / "full.pth"), **kwargs), shape).backbone.state_dict()
+    assert "fc.weight" in source.state_dict() and not any(k.startswith("fc.") for k in loaded)
+    for key, value in loaded.items():
+        torch.testing.assert_close(value, source.state_dict()[key])
+
+
+def test_a_timm_style_classifier_is_reset_and_its_keys_in_a_weights_file_ignored(tmp_path: Path) -> None:
+    """reset_classifier(0) for a model with timm's API; a file that still holds the classifier (timm saves
+    ``head.fc``) loads, every other key checked."""
+    torch.manual_seed(0)
+    source = scan_models.TimmStyleEncoder(width=6)
+    torch.save(source.state_dict(), tmp_path / "full.pth")
+    model = build_model(backbone("scan_models.TimmStyleEncoder", str(tmp_path / "full.pth"), width=6), IMAGE)
+    assert isinstance(model.backbone.head.fc, nn.Identity) and model.head[0].in_features == 6
+    torch.testing.assert_close(model.backbone.conv.weight, source.conv.weight)
+    assert sorted(model.backbone.state_dict()) == ["conv.bias", "conv.weight"]
+    state = source.state_dict()
+    state["conv.extra"] = torch.zeros(1)
+    torch.save(state, tmp_path / "other.pth")
+    with pytest.raises(ConfigError, match=r"does not match the backbone \(missing: \[\], unexpected: \['conv.extra'\]\)"):
+        build_model(backbone("scan_models.TimmStyleEncoder", str(tmp_path / "other.pth"), width=6), IMAGE)
 
 
 def test_artifacts_never_choose_code_to_import(monkeypatch) -> None:

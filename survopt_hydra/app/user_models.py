@@ -272,8 +272,9 @@ def strip_classifier(backbone: nn.Module, spec: str | None, target: str) -> str 
         return None
     if spec == "auto":
         if callable(getattr(backbone, "reset_classifier", None)):  # timm: pooled features out
+            name = _classifier_name(backbone)  # before the reset: a weights file still holds its keys
             backbone.reset_classifier(0)
-            return None
+            return name
         spec = next((n for n in AUTO_CLASSIFIERS if isinstance(getattr(backbone, n, None), nn.Module)), None)
         if spec is None:
             return None
@@ -282,6 +283,17 @@ def strip_classifier(backbone: nn.Module, spec: str | None, target: str) -> str 
                                               "keep its output")
     setattr(backbone, spec, nn.Identity())
     return spec
+
+
+def _classifier_name(backbone: nn.Module) -> str | None:
+    """Where a timm model keeps its classifier (``fc``, ``head.fc`` ...): ``get_classifier()``'s place among its
+    modules, else its ``pretrained_cfg['classifier']``."""
+    get = getattr(backbone, "get_classifier", None)
+    module = get() if callable(get) else None
+    name = next((n for n, m in backbone.named_modules() if n and m is module), None) if module is not None else None
+    cfg = getattr(backbone, "pretrained_cfg", None) or getattr(backbone, "default_cfg", None) or {}
+    fallback = cfg.get("classifier") if isinstance(cfg, Mapping) else None
+    return name or (fallback if isinstance(fallback, str) and fallback else None)
 
 
 def load_backbone_weights(backbone: nn.Module, path: Path, stripped: str | None) -> None:

@@ -69,3 +69,25 @@ class TinyEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))
+
+
+class TimmStyleEncoder(nn.Module):
+    """timm's classifier API (``get_classifier`` / ``reset_classifier``), its classifier nested at
+    ``head.fc`` as in timm's ConvNeXt and ViT families."""
+
+    def __init__(self, in_chans: int = 1, width: int = 6, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_chans, width, 3, padding=1)
+        self.head = nn.Module()
+        self.head.pool = nn.AdaptiveAvgPool2d(1)
+        self.head.fc = nn.Linear(width, num_classes) if num_classes else nn.Identity()
+        self.width = width
+
+    def get_classifier(self) -> nn.Module:
+        return self.head.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.head.fc = nn.Linear(self.width, num_classes) if num_classes else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head.fc(torch.flatten(self.head.pool(torch.relu(self.conv(x))), 1))
