@@ -599,37 +599,17 @@ def test_app_stop_and_rerun_under_torchrun_resumes_identically(tmp_path, overrid
     assert epoch_rows(tmp_path / "full") == epoch_rows(tmp_path / "resumed")
 
 
-def test_app_releases_the_ddp_model_that_its_preflight_built_before_gc_freeze(no_launcher, tmp_path):
-    """The app builds its trainer in the pre-flight, then freezes start-up's objects (``gc.freeze``);
-    frozen objects are never collected, so unless the app unfreezes them the DDP wrapper outlives
-    ``destroy_process_group`` into interpreter exit, where gloo aborted a rank now and then (CI,
-    "terminate called without an active exception")."""
-    import gc
-    import weakref
-
-    from hydra import compose, initialize_config_module
-
-    import survopt_hydra.app.train  # noqa: F401  (registers the schemas)
-    from survopt_hydra.app.trainer import Trainer, train
-
-    with initialize_config_module("survopt_hydra.app.train_conf", version_base=None):
-        cfg = compose("train", ["distributed=ddp", "distributed.allow_single_process=true", "trainer.max_epochs=1",
-                                "trainer.early_stopping_patience=null", "trainer.device=cpu"])
-    refs = []
-
-    def preflight() -> Trainer:  # built, then frozen, as in the app; nothing here keeps a reference
-        trainer = Trainer(cfg, tmp_path)
-        assert type(trainer.model).__name__ == "DistributedDataParallel"
-        refs.append(weakref.ref(trainer.model))
-        gc.freeze()
-        return trainer
-
-    try:
-        train(cfg, tmp_path, preflight(), report=False)
-    finally:
-        gc.unfreeze()
-    assert not dist.is_initialized()
-    assert refs[0]() is None, "the DDP model outlived its process group"
+def test_the_apps_ddp_model_is_collected_before_its_process_group_is_destroyed(no_launcher, tmp_path):
+    """``survopt-train`` freezes start-up's objects (``gc.freeze``) to spare training the rescans; frozen
+    objects are never collected, so the run must be built after the freeze. When the trainer was frozen
+    with them, the DDP wrapper outlived ``destroy_process_group`` into interpreter exit, where gloo
+    aborted a rank now and then (CI: "terminate called without an active exception")."""
+    proc = run_command([sys.executable, str(WORKERS / "app_release_probe.py"), "distributed=ddp",
+                        "distributed.allow_single_process=true", "trainer.max_epochs=1",
+                        "trainer.early_stopping_patience=null", f"hydra.run.dir={tmp_path}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("after teardown:")]
+    assert lines and lines[-1] == "after teardown: DistributedDataParallel->NoneType", proc.stdout[-2000:]
 
 
 def epoch_rows(run_dir: Path) -> list[dict[str, str]]:

@@ -400,7 +400,9 @@ def train(cfg: DictConfig, run_dir: Path, trainer: Trainer | None = None, report
             if ctx.distributed:
                 # the app's pre-flight built the trainer before main's gc.freeze (train._training_gc), and
                 # frozen objects are never collected: the DDP wrapper would outlive destroy_process_group
-                # into interpreter exit, where gloo's threads abort the rank now and then (pytorch#179291)
+                # into interpreter exit, where gloo's threads abort the rank now and then (pytorch#179291).
+                # Freezing before the build instead leaves the modules it imports (torch._dynamo with the
+                # first optimizer ...) to every later collection: +0.2 s of a default run, measured.
                 gc.unfreeze()
             ctx.teardown()
     finally:
