@@ -39,7 +39,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import statistics
 import sys
 import time
@@ -278,27 +277,17 @@ def merge(paths: list[Path], out: Path, note: str = "") -> None:
         else:
             same["families"].update(row["families"])
     for row in rows:  # the families preset over every family the files hold for the cohort
-        if _fold_labels(row) is None:
+        if "folds" not in row:
             choose_family(row)
     for i, row in enumerate(rows):  # an outer-fold mean: the folds' own choices, averaged again
-        labels = _fold_labels(row)
-        if labels is not None:
-            folds = [next(r for r in rows if r["dataset"] == label) for label in labels]
-            rows[i] = outer_summary(row.get("outer_of") or row["dataset"].split(":")[0], folds)
+        if "folds" in row:
+            rows[i] = outer_summary(row["outer_of"], [next(r for r in rows if r["dataset"] == label)
+                                                      for label in row["folds"]])
     runs = [{k: v for k, v in part.items() if k != "rows"} for part in parts]
     out.mkdir(parents=True, exist_ok=True)
     (out / "families.json").write_text(json.dumps({"runs": runs, "note": note, "rows": rows}, indent=2, default=str))
     (out / "families.md").write_text(markdown(runs, rows, note))
     print(table(rows))
-
-
-def _fold_labels(row: dict[str, Any]) -> list[str] | None:
-    """The outer folds an outer-fold mean row averages (None for any other row). Files written before the
-    row named them are read by their labels, ``<cohort>_outer<k>``."""
-    if "folds" in row:
-        return list(row["folds"])
-    found = re.fullmatch(r"(.+): mean of (\d+) outer folds", row["dataset"])
-    return [f"{found[1]}_outer{k}" for k in range(int(found[2]))] if found else None
 
 
 def _now() -> str:

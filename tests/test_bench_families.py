@@ -34,8 +34,7 @@ def test_merge_chooses_on_validation_and_averages_the_folds_own_choices(tmp_path
     summary = bench_families.outer_summary("c", [fold0, fold1])
     assert summary["families_preset"]["family"] == "b/a"
     assert summary["families_preset"]["test_cindex"] == (0.50 + 0.60) / 2
-    legacy = {k: v for k, v in summary.items() if k not in ("folds", "outer_of")}  # written before the rows named them
-    part = {**META, "rows": [fold0, fold1, legacy]}
+    part = {**META, "rows": [fold0, fold1, summary]}
     # a second file adds family d to both folds; d validates best on fold 1 only (not in the first file's mean)
     more = {"rows": [_fold("c_outer0", {"d": _family(0.60, 0.99)}), _fold("c_outer1", {"d": _family(0.90, 0.40)}),
                      _fold("single", {"a": _family(0.5, 0.6), "d": _family(0.55, 0.3)})], **META}
