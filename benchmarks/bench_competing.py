@@ -155,11 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     import datetime as dt
     import platform
 
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.exists() else []
-    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-               platform.processor() or "CPU")
-    print(f"# Competing risks: DeepHit against cause-specific Cox and the truth\n\n{cpu}, "
+    from run import cpu_model
+
+    print(f"# Competing risks: DeepHit against cause-specific Cox and the truth\n\n{cpu_model()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}; finished "
           f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}. Command: `python "
           f"benchmarks/bench_competing.py {' '.join(sys.argv[1:] if argv is None else argv)}` ({args.trials} trials on "

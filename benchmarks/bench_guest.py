@@ -73,16 +73,6 @@ def _time_run(python: Path, app: Path, out: Path) -> float:
     return time.perf_counter() - start
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def measure(rounds: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_guest_") as tmp:
         root = Path(tmp)
@@ -118,9 +108,10 @@ def main() -> None:
     result = measure(rounds)
     import hydra
     import torch
+    from run import cpu_model
 
     result.update({
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__, "hydra": hydra.__version__},
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "load_avg_1min": {"before": load_before, "after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},

@@ -146,19 +146,12 @@ def _loadavg() -> float:
 
 
 def _machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import numpy
     import pandas
     import pyarrow
+    from run import cpu_model
 
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "pyarrow": pyarrow.__version__, "pandas": pandas.__version__, "numpy": numpy.__version__}
 
 

@@ -325,17 +325,12 @@ def before_after(ref: str, folder: Path, n: int, epochs: int, repeats: int) -> d
 
 
 def _machine() -> dict:
-    model = "unknown"
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     import numpy
     import pyarrow
     import torch
+    from run import cpu_model
 
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
             "numpy": numpy.__version__, "pyarrow": pyarrow.__version__,
             "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
 
