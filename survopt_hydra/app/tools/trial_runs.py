@@ -67,9 +67,8 @@ def train_kept(overrides: list[str], run_dir: Path) -> dict[str, Any]:
 def run_validation_only(overrides: list[str]) -> dict[str, Any]:
     """One trial: the app in-process in a throw-away dir; returns only validation-side figures."""
     from survopt_hydra.app.compose import compose_train
-    from survopt_hydra.app.trainer import train
-
     from survopt_hydra.app.divergence import TrainingError
+    from survopt_hydra.app.trainer import train
 
     cfg = compose_train([*overrides, *TRIAL_OVERRIDES])  # last.pt on the default time cadence: at the end only
     tic = time.perf_counter()
