@@ -249,6 +249,14 @@ def test_a_diverged_fold_fails_its_trial_and_the_search_goes_on(monkeypatch) -> 
     assert not best["failed"] and study.best_value == max(r["value"] for r in records if not r["failed"])
 
 
+def test_a_trial_brings_back_validation_figures_only() -> None:
+    """The real app runs a trial's fold (it also scores its test rows); nothing test-side reaches the search."""
+    result = tune.run_validation_only(["data=gbsg2", "trainer.max_epochs=2"])
+    assert set(result) == {"monitor", "value", "val_cindex", "best_epoch", "epochs_run", "seconds", "failed"}
+    assert result["monitor"] == "val_cindex" and result["value"] == result["val_cindex"] and not result["failed"]
+    assert 0.5 < result["val_cindex"] < 1 and result["epochs_run"] == 2
+
+
 def test_the_app_reports_a_diverged_trial_as_failed() -> None:
     """The real app at optimizer.lr=1e9 diverges (trainer.max_loss_ratio): the trial's fold is a failure with
     the trainer's reason, not an exception that ends the whole search."""
